@@ -1,0 +1,1 @@
+"""CineMatch: a Dagster-orchestrated Spark + Delta Lake lakehouse for movie recommendations."""

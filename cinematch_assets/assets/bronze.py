@@ -1,0 +1,74 @@
+"""Bronze: one Delta table per MovieLens CSV, plus its quarantine of malformed lines."""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    AssetsDefinition,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
+
+from cinematch_assets.resources.spark import SparkResource
+from cinematch_assets.sources.movielens import MovieLensRelease
+from cinematch_assets.transforms.bronze import BRONZE_TABLES, CsvTable, empty_bronze, parse_csv
+
+RAW_KEY = ["raw", "movielens_archive"]
+
+
+def quarantine_name(table: CsvTable) -> str:
+    return f"{table.name}_quarantine"
+
+
+def build_bronze_asset(table: CsvTable) -> AssetsDefinition:
+    @multi_asset(
+        name=f"bronze_{table.name}",
+        group_name="bronze",
+        ins={"archive": AssetIn(key=RAW_KEY)},
+        outs={
+            "table": AssetOut(
+                key=["bronze", table.name],
+                description=f"{table.file_name} as-is with explicit types "
+                f"({table.header}) plus ingest_time, source_file and batch_id (the run id).",
+                kinds={"spark", "delta"},
+            ),
+            "quarantine": AssetOut(
+                key=["bronze", quarantine_name(table)],
+                description=f"Lines of {table.file_name} that could not be loaded: the raw line, "
+                "the reason, source file and batch.",
+                kinds={"spark", "delta"},
+            ),
+        },
+    )
+    def bronze(context: AssetExecutionContext, spark: SparkResource, archive: MovieLensRelease):
+        session = spark.get_session()
+        source = archive.path / table.file_name
+        present = table.file_name in archive.files
+        if present:
+            parsed = parse_csv(session, source, table, batch_id=context.run_id)
+        else:
+            context.log.info(f"{archive.variant} ships no {table.file_name}: empty table")
+            parsed = empty_bronze(session, table)
+        quarantined = parsed.input_lines - sum(
+            parsed.counts[k] for k in ("header", "blank", "loaded")
+        )
+        lines = {
+            "source": MetadataValue.path(str(source)),
+            "source_present": present,
+            "input_lines": parsed.input_lines,
+            "loaded_rows": parsed.counts["loaded"],
+            "quarantined_rows": quarantined,
+            "line_outcomes": MetadataValue.json(parsed.counts),
+        }
+        if quarantined:
+            context.log.warning(f"{table.file_name}: {quarantined} lines quarantined")
+        yield Output(parsed.rows, output_name="table", metadata=lines)
+        yield Output(parsed.quarantine, output_name="quarantine", metadata=lines)
+
+    return bronze
+
+
+bronze_assets = [build_bronze_asset(table) for table in BRONZE_TABLES.values()]

@@ -1,0 +1,159 @@
+"""The Spark session: one per process, configured from env vars or Dagster run config.
+
+Local mode is the default. The same pipeline runs on a cluster by setting `master`
+(`spark://host:7077`, `yarn`, `k8s://...`) or on Spark Connect by setting `remote`
+(`sc://host:15002`); that is why no code in the pipeline touches RDDs or `sparkContext`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+from pyspark.sql import SparkSession
+
+# Settings every session gets, whatever the deployment.
+BASE_CONF: dict[str, str] = {
+    # Spark's default (INT96) is deprecated and not what other Delta readers expect.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # Timestamps mean the same on every machine and in every report.
+    "spark.sql.session.timeZone": "UTC",
+    "spark.log.level": "WARN",
+    # Progress bars garble Dagster's captured logs.
+    "spark.ui.showConsoleProgress": "false",
+}
+
+
+def default_driver_memory() -> str:
+    """Local mode runs everything in the driver JVM: give it about 40% of RAM (1 to 32 GB)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "2g"
+    gigabytes = int(total * 0.4 / 2**30)
+    return f"{min(max(gigabytes, 1), 32)}g"
+
+
+def default_shuffle_partitions() -> int:
+    """Spark's 200 is meant for clusters; locally a few per core avoids thousands of tiny tasks."""
+    return max(4, 2 * (os.cpu_count() or 2))
+
+
+def parse_conf(text: str | None) -> dict[str, str]:
+    """Parse `key=value` pairs separated by whitespace or commas (CINEMATCH_SPARK_CONF)."""
+    conf: dict[str, str] = {}
+    for item in (text or "").replace(",", " ").split():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(
+                f"CINEMATCH_SPARK_CONF: expected key=value pairs, got {item!r} "
+                "(example: 'spark.executor.memory=4g spark.executor.cores=2')"
+            )
+        conf[key] = value
+    return conf
+
+
+def session_conf(
+    *,
+    master: str,
+    driver_memory: str,
+    shuffle_partitions: int,
+    ui_enabled: bool,
+    extra_conf: dict[str, str],
+) -> dict[str, str]:
+    """The full `spark.*` configuration for a classic (non-Connect) session."""
+    conf = {
+        **BASE_CONF,
+        "spark.master": master,
+        "spark.app.name": "cinematch",
+        "spark.driver.memory": driver_memory,
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.ui.enabled": str(ui_enabled).lower(),
+    }
+    if master.startswith("local"):
+        # Local mode needs no network: skip hostname resolution and stay on loopback.
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    conf.update(extra_conf)
+    return conf
+
+
+class SparkResource(ConfigurableResource):
+    """Owns the process's SparkSession. Created lazily on first use and then shared by every
+    asset of a run (the in-process executor keeps one JVM per run)."""
+
+    master: str = Field(
+        default_factory=lambda: os.environ.get("CINEMATCH_SPARK_MASTER", "local[*]"),
+        description="Spark master: local[*], spark://host:7077, yarn, k8s://... "
+        "(env CINEMATCH_SPARK_MASTER).",
+    )
+    remote: str = Field(
+        default_factory=lambda: os.environ.get("CINEMATCH_SPARK_REMOTE", ""),
+        description="Spark Connect URL such as sc://host:15002; when set, `master` and the "
+        "local JVM are not used (env CINEMATCH_SPARK_REMOTE).",
+    )
+    driver_memory: str = Field(
+        default_factory=lambda: os.environ.get(
+            "CINEMATCH_SPARK_DRIVER_MEMORY", default_driver_memory()
+        ),
+        description="spark.driver.memory (env CINEMATCH_SPARK_DRIVER_MEMORY).",
+    )
+    shuffle_partitions: int = Field(
+        default_factory=lambda: int(
+            os.environ.get("CINEMATCH_SPARK_SHUFFLE_PARTITIONS", default_shuffle_partitions())
+        ),
+        description="spark.sql.shuffle.partitions (env CINEMATCH_SPARK_SHUFFLE_PARTITIONS).",
+    )
+    ui_enabled: bool = Field(
+        default_factory=lambda: os.environ.get("CINEMATCH_SPARK_UI", "true").lower() == "true",
+        description="Serve the Spark UI on :4040 (env CINEMATCH_SPARK_UI=false to turn off).",
+    )
+    conf: dict[str, str] = Field(
+        default_factory=lambda: parse_conf(os.environ.get("CINEMATCH_SPARK_CONF")),
+        description="Extra spark.* settings (env CINEMATCH_SPARK_CONF='k=v k2=v2').",
+    )
+
+    def get_session(self) -> SparkSession:
+        return build_spark_session(
+            master=self.master,
+            remote=self.remote,
+            driver_memory=self.driver_memory,
+            shuffle_partitions=self.shuffle_partitions,
+            ui_enabled=self.ui_enabled,
+            extra_conf=self.conf,
+        )
+
+
+def build_spark_session(
+    *,
+    master: str = "local[*]",
+    remote: str = "",
+    driver_memory: str | None = None,
+    shuffle_partitions: int | None = None,
+    ui_enabled: bool = False,
+    extra_conf: dict[str, Any] | None = None,
+) -> SparkSession:
+    """Return the process's session, creating it on first call (later calls reuse it)."""
+    extra = {key: str(value) for key, value in (extra_conf or {}).items()}
+    if remote:
+        builder = SparkSession.builder.remote(remote)
+        for key, value in {**BASE_CONF, **extra}.items():
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
+
+    from cinematch_assets.resources.java import ensure_java
+
+    ensure_java()
+    builder = SparkSession.builder
+    conf = session_conf(
+        master=master,
+        driver_memory=driver_memory or default_driver_memory(),
+        shuffle_partitions=shuffle_partitions or default_shuffle_partitions(),
+        ui_enabled=ui_enabled,
+        extra_conf=extra,
+    )
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

@@ -1,0 +1,203 @@
+"""Bronze: MovieLens CSVs as-is, with explicit schemas, ingest metadata and a quarantine.
+
+Each line is parsed by Spark's CSV parser (`from_csv`) against an all-string schema,
+then cast to the explicit types. A line that does not parse, has the wrong number of
+fields, carries a value of the wrong type, lacks a key or is not valid UTF-8 goes to
+the quarantine with the raw line and the reason. Input lines = loaded rows +
+quarantined rows + header and blank lines: nothing vanishes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+CORRUPT = "_corrupt_record"
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """One MovieLens CSV file and its Bronze table."""
+
+    name: str
+    schema: T.StructType
+    keys: tuple[str, ...]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name.replace('_', '-')}.csv"
+
+    @property
+    def header(self) -> str:
+        return ",".join(self.schema.fieldNames())
+
+
+def _schema(*fields: tuple[str, T.DataType]) -> T.StructType:
+    return T.StructType([T.StructField(name, dtype, True) for name, dtype in fields])
+
+
+INT, LONG, DOUBLE, STRING = T.IntegerType(), T.LongType(), T.DoubleType(), T.StringType()
+
+BRONZE_TABLES: dict[str, CsvTable] = {
+    table.name: table
+    for table in (
+        CsvTable(
+            "ratings",
+            _schema(("userId", INT), ("movieId", INT), ("rating", DOUBLE), ("timestamp", LONG)),
+            keys=("userId", "movieId"),
+        ),
+        CsvTable(
+            "movies", _schema(("movieId", INT), ("title", STRING), ("genres", STRING)), ("movieId",)
+        ),
+        CsvTable(
+            "tags",
+            _schema(("userId", INT), ("movieId", INT), ("tag", STRING), ("timestamp", LONG)),
+            keys=("userId", "movieId"),
+        ),
+        # imdbId stays a string: its zero padding ("0114709") is part of the identifier.
+        CsvTable(
+            "links", _schema(("movieId", INT), ("imdbId", STRING), ("tmdbId", INT)), ("movieId",)
+        ),
+        CsvTable(
+            "genome_scores",
+            _schema(("movieId", INT), ("tagId", INT), ("relevance", DOUBLE)),
+            keys=("movieId", "tagId"),
+        ),
+        CsvTable("genome_tags", _schema(("tagId", INT), ("tag", STRING)), keys=("tagId",)),
+    )
+}
+
+INGEST_FIELDS = _schema(
+    ("ingest_time", T.TimestampType()), ("source_file", STRING), ("batch_id", STRING)
+)
+QUARANTINE_SCHEMA = T.StructType(
+    _schema(("line", STRING), ("reason", STRING)).fields + INGEST_FIELDS.fields
+)
+
+
+def bronze_schema(table: CsvTable) -> T.StructType:
+    return T.StructType(table.schema.fields + INGEST_FIELDS.fields)
+
+
+class BronzeFormatError(ValueError):
+    """The file is not the MovieLens CSV it claims to be (wrong header)."""
+
+
+def read_header(path: Path) -> str:
+    with path.open("rb") as handle:
+        first = handle.readline()
+    return first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+
+
+def check_header(path: Path, table: CsvTable) -> None:
+    header = read_header(path)
+    if header != table.header:
+        raise BronzeFormatError(
+            f"{path.name}: header is {header!r}, expected {table.header!r}. "
+            "Is this a MovieLens export? Columns must be in this order."
+        )
+
+
+@dataclass(frozen=True)
+class BronzeParse:
+    """A parsed CSV: the loaded rows, the quarantine and the line accounting."""
+
+    rows: DataFrame
+    quarantine: DataFrame
+    counts: dict[str, int]
+
+    @property
+    def input_lines(self) -> int:
+        return sum(self.counts.values())
+
+
+def _reason(parsed: Column, line: Column, table: CsvTable) -> Column:
+    """Why a line is quarantined (the first problem found), or null for a good line."""
+    problems = [
+        # Spark keeps undecodable bytes as they are: test the bytes, not for U+FFFD.
+        F.when(~F.is_valid_utf8(line), F.lit("invalid UTF-8")),
+        F.when(
+            parsed[CORRUPT].isNotNull(),
+            F.lit(f"expected {len(table.schema)} fields ({table.header}) or bad quoting"),
+        ),
+    ]
+    for field in table.schema:
+        if field.dataType != STRING:
+            raw = parsed[field.name]
+            problems.append(
+                F.when(
+                    raw.isNotNull() & raw.try_cast(field.dataType).isNull(),
+                    F.concat(F.lit(f"{field.name} is not {field.dataType.simpleString()}: "), raw),
+                )
+            )
+    problems += [F.when(parsed[key].isNull(), F.lit(f"missing {key}")) for key in table.keys]
+    return F.coalesce(*problems)
+
+
+def parse_csv(spark: SparkSession, path: Path, table: CsvTable, *, batch_id: str) -> BronzeParse:
+    """Parse one MovieLens CSV into Bronze rows and quarantined lines (lazily, except counts)."""
+    check_header(path, table)
+    strings = T.StructType(
+        [T.StructField(f.name, STRING) for f in table.schema] + [T.StructField(CORRUPT, STRING)]
+    )
+    lines = spark.read.text(str(path)).select(F.col("value").alias("line"))
+    # A byte-order mark may precede the header (files saved by some editors).
+    kind = (
+        F.when(F.regexp_replace("line", "^\ufeff", "") == table.header, F.lit("header"))
+        .when(F.col("line") == "", F.lit("blank"))
+        .otherwise(F.lit("data"))
+    )
+    parsed = (
+        lines.withColumn("kind", kind)
+        .withColumn(
+            "fields",
+            F.from_csv(
+                "line",
+                strings.simpleString(),
+                {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT},
+            ),
+        )
+        .withColumn("reason", _reason(F.col("fields"), F.col("line"), table))
+    )
+    data = parsed.filter(F.col("kind") == "data")
+    ingest = [
+        F.current_timestamp().alias("ingest_time"),
+        F.lit(path.name).alias("source_file"),
+        F.lit(batch_id).alias("batch_id"),
+    ]
+    rows = data.filter(F.col("reason").isNull()).select(
+        *[F.col("fields")[f.name].try_cast(f.dataType).alias(f.name) for f in table.schema], *ingest
+    )
+    quarantine = data.filter(F.col("reason").isNotNull()).select(
+        F.make_valid_utf8("line").alias("line"), "reason", *ingest
+    )
+    return BronzeParse(rows=rows, quarantine=quarantine, counts=_line_counts(parsed))
+
+
+def _line_counts(parsed: DataFrame) -> dict[str, int]:
+    """Lines per outcome: header, blank, loaded, and one entry per quarantine reason."""
+    outcome = (
+        F.when(F.col("kind") != "data", F.col("kind"))
+        .when(F.col("reason").isNull(), F.lit("loaded"))
+        .otherwise(F.concat(F.lit("quarantined: "), F.col("reason")))
+    )
+    # Type errors quote the offending value: group them by column so counts stay readable.
+    grouped = F.regexp_replace(outcome, r"^(quarantined: \S+ is not \S+):.*$", "$1")
+    counts = {
+        row["outcome"]: row["count"]
+        for row in parsed.groupBy(grouped.alias("outcome")).count().collect()
+    }
+    return {"header": 0, "blank": 0, "loaded": 0, **counts}
+
+
+def empty_bronze(spark: SparkSession, table: CsvTable) -> BronzeParse:
+    """A file this MovieLens variant does not ship: empty tables that keep the schema."""
+    return BronzeParse(
+        rows=spark.createDataFrame([], bronze_schema(table)),
+        quarantine=spark.createDataFrame([], QUARANTINE_SCHEMA),
+        counts={"header": 0, "blank": 0, "loaded": 0},
+    )

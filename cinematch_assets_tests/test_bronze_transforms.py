@@ -1,0 +1,133 @@
+"""Bronze parsing: explicit schemas, ingest columns, quarantine with reasons, line accounting."""
+
+from __future__ import annotations
+
+import pytest
+
+from cinematch_assets.transforms.bronze import (
+    BRONZE_TABLES,
+    QUARANTINE_SCHEMA,
+    BronzeFormatError,
+    bronze_schema,
+    empty_bronze,
+    parse_csv,
+)
+
+RATINGS = BRONZE_TABLES["ratings"]
+MOVIES = BRONZE_TABLES["movies"]
+
+
+def columns(schema):
+    """Names and types; nullability is not part of the contract (Delta stores all nullable)."""
+    return [(f.name, f.dataType) for f in schema]
+
+
+def write(tmp_path, name: str, content: bytes):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def test_file_names_and_headers_match_movielens():
+    assert RATINGS.file_name == "ratings.csv"
+    assert BRONZE_TABLES["genome_scores"].file_name == "genome-scores.csv"
+    assert RATINGS.header == "userId,movieId,rating,timestamp"
+    assert BRONZE_TABLES["links"].header == "movieId,imdbId,tmdbId"
+
+
+def test_good_lines_load_with_types_and_ingest_columns(spark, tmp_path):
+    path = write(
+        tmp_path,
+        "ratings.csv",
+        b"userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,3.0,1260759179\n",
+    )
+    parsed = parse_csv(spark, path, RATINGS, batch_id="run-1")
+    assert columns(parsed.rows.schema) == columns(bronze_schema(RATINGS))
+    got = [tuple(r)[:4] + (r.source_file, r.batch_id) for r in parsed.rows.collect()]
+    assert sorted(got) == [
+        (1, 31, 2.5, 1260759144, "ratings.csv", "run-1"),
+        (1, 1029, 3.0, 1260759179, "ratings.csv", "run-1"),
+    ]
+    assert all(r.ingest_time is not None for r in parsed.rows.collect())
+    assert parsed.quarantine.count() == 0
+    assert parsed.counts == {"header": 1, "blank": 0, "loaded": 2}
+    assert parsed.input_lines == 3
+
+
+def test_malformed_lines_are_quarantined_with_reasons(spark, tmp_path):
+    content = (
+        b"userId,movieId,rating,timestamp\n"
+        b"1,2,3.5,100\n"
+        b"1,3,abc,100\n"  # not a number
+        b"1,4,4.0\n"  # too few fields
+        b"1,5,4.0,100,7\n"  # too many fields
+        b"\n"  # blank line: counted, not data
+        b",7,1.0,5\n"  # missing key
+        b'2,"8,3.0,1\n'  # unbalanced quote
+        b"3,9,4.0,1\xff\n"  # bad encoding
+        b"4,10,5.0,1700000000\n"
+    )
+    path = write(tmp_path, "ratings.csv", content)
+    parsed = parse_csv(spark, path, RATINGS, batch_id="b")
+
+    assert sorted(r.movieId for r in parsed.rows.collect()) == [2, 10]
+    reasons = {r.line: r.reason for r in parsed.quarantine.collect()}
+    assert reasons["1,3,abc,100"] == "rating is not double: abc"
+    assert reasons["1,4,4.0"].startswith("expected 4 fields")
+    assert reasons["1,5,4.0,100,7"].startswith("expected 4 fields")
+    assert reasons[",7,1.0,5"] == "missing userId"
+    assert reasons['2,"8,3.0,1'].startswith("expected 4 fields")
+    assert reasons["3,9,4.0,1\ufffd"] == "invalid UTF-8"
+    assert columns(parsed.quarantine.schema) == columns(QUARANTINE_SCHEMA)
+    assert {r.source_file for r in parsed.quarantine.collect()} == {"ratings.csv"}
+
+    counts = parsed.counts
+    assert counts["loaded"] == 2 and counts["header"] == 1 and counts["blank"] == 1
+    assert counts["quarantined: rating is not double"] == 1
+    assert counts["quarantined: invalid UTF-8"] == 1
+    # Every input line is accounted for.
+    assert parsed.input_lines == content.count(b"\n")
+    assert counts["loaded"] + parsed.quarantine.count() + 2 == parsed.input_lines
+
+
+def test_quoted_titles_with_commas_and_non_ascii(spark, tmp_path):
+    content = (
+        "movieId,title,genres\n"
+        '1,"City of Lost Children, The (Cité des enfants perdus, La) (1995)",Drama|Sci-Fi\n'
+        '2,"Shawshank Redemption, The (1994)",Crime|Drama\n'
+        "3,Li'l Quinquin ,(no genres listed)\n"
+    ).encode()
+    parsed = parse_csv(spark, write(tmp_path, "movies.csv", content), MOVIES, batch_id="b")
+    titles = {r.movieId: r.title for r in parsed.rows.collect()}
+    assert titles[1] == "City of Lost Children, The (Cité des enfants perdus, La) (1995)"
+    assert titles[3] == "Li'l Quinquin "  # kept as-is in Bronze
+    assert parsed.quarantine.count() == 0
+
+
+def test_imdb_id_keeps_its_zero_padding(spark, tmp_path):
+    path = write(tmp_path, "links.csv", b"movieId,imdbId,tmdbId\n1,0114709,862\n2,0113497,\n")
+    parsed = parse_csv(spark, path, BRONZE_TABLES["links"], batch_id="b")
+    got = sorted((r.movieId, r.imdbId, r.tmdbId) for r in parsed.rows.collect())
+    assert got == [(1, "0114709", 862), (2, "0113497", None)]
+
+
+def test_wrong_header_is_a_clear_error(spark, tmp_path):
+    path = write(tmp_path, "ratings.csv", b"movieId,userId,rating,timestamp\n1,2,3.0,4\n")
+    with pytest.raises(BronzeFormatError, match="expected 'userId,movieId,rating,timestamp'"):
+        parse_csv(spark, path, RATINGS, batch_id="b")
+
+
+def test_byte_order_mark_and_crlf_are_tolerated(spark, tmp_path):
+    path = write(
+        tmp_path, "ratings.csv", b"\xef\xbb\xbfuserId,movieId,rating,timestamp\r\n1,2,3.0,4\r\n"
+    )
+    parsed = parse_csv(spark, path, RATINGS, batch_id="b")
+    assert parsed.counts == {"header": 1, "blank": 0, "loaded": 1}
+    assert parsed.rows.first().timestamp == 4
+
+
+def test_absent_file_gives_empty_tables_with_schema(spark):
+    empty = empty_bronze(spark, BRONZE_TABLES["genome_tags"])
+    assert empty.rows.count() == 0 and empty.quarantine.count() == 0
+    assert empty.rows.schema == bronze_schema(BRONZE_TABLES["genome_tags"])
+    assert empty.input_lines == 0
