@@ -3,9 +3,8 @@
 Blocking checks stop downstream assets from materializing on bad data.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from dagster import (
@@ -16,11 +15,24 @@ from dagster import (
     AssetKey,
     asset_check,
 )
+from pyspark.sql import functions as F
 
 from cinematch_assets.assets.bronze import quarantine_name
-from cinematch_assets.resources.io_manager import DeltaLakeIOManager
+from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.transforms.bronze import BRONZE_TABLES, CsvTable
-from cinematch_assets.transforms.quality import null_counts, off_grid_count
+from cinematch_assets.transforms.quality import (
+    duplicate_key_count,
+    missing_reference_count,
+    null_counts,
+    off_grid_count,
+)
+from cinematch_assets.transforms.titles import MIN_YEAR
+
+RATINGS_CLEAN = ["silver", "ratings_clean"]
+MOVIES_CLEAN = ["silver", "movies_clean"]
+RATINGS_FILTERED = ["gold", "ratings_filtered"]
+TRAIN = ["gold", "train_features_ml"]
+TEST = ["gold", "test_features_ml"]
 
 
 def latest_metadata(context: AssetCheckExecutionContext, key: Sequence[str]) -> dict[str, Any]:
@@ -31,18 +43,72 @@ def latest_metadata(context: AssetCheckExecutionContext, key: Sequence[str]) -> 
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def build_bronze_checks(table: CsvTable) -> list[AssetChecksDefinition]:
-    key = ["bronze", table.name]
+# ---------------------------------------------------------------------------- factories
 
+
+def keys_not_null(key: list[str], columns: Sequence[str]) -> AssetChecksDefinition:
     @asset_check(
         asset=key,
         name="keys_not_null",
         blocking=True,
-        description=f"No null {', '.join(table.keys)} (lines missing a key are quarantined).",
+        description=f"No null {', '.join(columns)}.",
     )
-    def keys_not_null(io_manager: DeltaLakeIOManager) -> AssetCheckResult:
-        nulls = null_counts(io_manager.read(key), table.keys)
+    def check(lakehouse: Lakehouse) -> AssetCheckResult:
+        nulls = null_counts(lakehouse.read(key), columns)
         return AssetCheckResult(passed=not any(nulls.values()), metadata=nulls)
+
+    return check
+
+
+def key_unique(key: list[str], columns: Sequence[str]) -> AssetChecksDefinition:
+    @asset_check(
+        asset=key,
+        name="key_unique",
+        blocking=True,
+        description=f"({', '.join(columns)}) identifies one row.",
+    )
+    def check(lakehouse: Lakehouse) -> AssetCheckResult:
+        duplicates = duplicate_key_count(lakehouse.read(key), columns)
+        return AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_rows": duplicates})
+
+    return check
+
+
+def rows_reconcile(key: list[str], upstream: list[str]) -> AssetChecksDefinition:
+    """Upstream rows = rows kept here + rows dropped (per reason, in the asset's metadata)."""
+
+    @asset_check(
+        asset=key,
+        name="rows_reconcile",
+        blocking=True,
+        description=f"Rows of {'/'.join(upstream)} = rows kept here + rows dropped with a "
+        "reason: nothing vanishes.",
+    )
+    def check(context: AssetCheckExecutionContext, lakehouse: Lakehouse) -> AssetCheckResult:
+        recorded = latest_metadata(context, key)
+        upstream_rows = lakehouse.describe(upstream).num_rows
+        kept = lakehouse.describe(key).num_rows
+        dropped = recorded.get("dropped_by_reason") or {}
+        unaccounted = upstream_rows - kept - sum(dropped.values())
+        return AssetCheckResult(
+            passed=unaccounted == 0 and recorded.get("input_rows") == upstream_rows,
+            metadata={
+                "upstream_rows": upstream_rows,
+                "kept_rows": kept,
+                "dropped_rows": sum(dropped.values()),
+                "dropped_by_reason": dropped,
+                "unaccounted": unaccounted,
+            },
+        )
+
+    return check
+
+
+# ---------------------------------------------------------------------------- bronze
+
+
+def bronze_lines_reconcile(table: CsvTable) -> AssetChecksDefinition:
+    key = ["bronze", table.name]
 
     @asset_check(
         asset=key,
@@ -51,13 +117,11 @@ def build_bronze_checks(table: CsvTable) -> list[AssetChecksDefinition]:
         description="Input lines = header + blank lines + loaded rows + quarantined rows, "
         "counted on the CSV and on the committed Delta tables: nothing vanishes.",
     )
-    def lines_reconcile(
-        context: AssetCheckExecutionContext, io_manager: DeltaLakeIOManager
-    ) -> AssetCheckResult:
+    def check(context: AssetCheckExecutionContext, lakehouse: Lakehouse) -> AssetCheckResult:
         counted = latest_metadata(context, key)
         outcomes = counted.get("line_outcomes") or {}
-        loaded = io_manager.describe(key).num_rows
-        quarantined = io_manager.describe(["bronze", quarantine_name(table)]).num_rows
+        loaded = lakehouse.describe(key).num_rows
+        quarantined = lakehouse.describe(["bronze", quarantine_name(table)]).num_rows
         accounted = outcomes.get("header", 0) + outcomes.get("blank", 0) + loaded + quarantined
         input_lines = counted.get("input_lines", -1)
         return AssetCheckResult(
@@ -71,7 +135,7 @@ def build_bronze_checks(table: CsvTable) -> list[AssetChecksDefinition]:
             },
         )
 
-    return [keys_not_null, lines_reconcile]
+    return check
 
 
 @asset_check(
@@ -80,8 +144,8 @@ def build_bronze_checks(table: CsvTable) -> list[AssetChecksDefinition]:
     description="Ratings lie in [0.5, 5.0] on the half-star grid. Bronze keeps data as-is, "
     "so this only warns; Silver sets off-grid ratings aside.",
 )
-def bronze_rating_on_grid(io_manager: DeltaLakeIOManager) -> AssetCheckResult:
-    off_grid = off_grid_count(io_manager.read(["bronze", "ratings"]))
+def bronze_rating_on_grid(lakehouse: Lakehouse) -> AssetCheckResult:
+    off_grid = off_grid_count(lakehouse.read(["bronze", "ratings"]))
     return AssetCheckResult(
         passed=off_grid == 0,
         severity=AssetCheckSeverity.WARN,
@@ -90,5 +154,115 @@ def bronze_rating_on_grid(io_manager: DeltaLakeIOManager) -> AssetCheckResult:
 
 
 bronze_checks = [
-    check for table in BRONZE_TABLES.values() for check in build_bronze_checks(table)
-] + [bronze_rating_on_grid]
+    *(keys_not_null(["bronze", t.name], t.keys) for t in BRONZE_TABLES.values()),
+    *(bronze_lines_reconcile(t) for t in BRONZE_TABLES.values()),
+    bronze_rating_on_grid,
+]
+
+
+# ---------------------------------------------------------------------------- silver
+
+
+@asset_check(
+    asset=RATINGS_CLEAN,
+    name="rating_on_half_star_grid",
+    blocking=True,
+    description="Every rating is one of 0.5, 1.0, ..., 5.0.",
+)
+def silver_rating_on_grid(lakehouse: Lakehouse) -> AssetCheckResult:
+    off_grid = off_grid_count(lakehouse.read(RATINGS_CLEAN))
+    return AssetCheckResult(passed=off_grid == 0, metadata={"off_grid_ratings": off_grid})
+
+
+@asset_check(
+    asset=RATINGS_CLEAN,
+    name="movies_exist",
+    blocking=True,
+    description="Every rating's movieId exists in movies_clean.",
+)
+def ratings_reference_movies(lakehouse: Lakehouse) -> AssetCheckResult:
+    missing = missing_reference_count(
+        lakehouse.read(RATINGS_CLEAN), lakehouse.read(MOVIES_CLEAN), "movieId"
+    )
+    return AssetCheckResult(passed=missing == 0, metadata={"ratings_of_unknown_movies": missing})
+
+
+@asset_check(
+    asset=MOVIES_CLEAN,
+    name="release_year_plausible",
+    blocking=True,
+    description=f"Release years are null or between {MIN_YEAR} and next year.",
+)
+def release_year_plausible(lakehouse: Lakehouse) -> AssetCheckResult:
+    latest = date.today().year + 1
+    years = (
+        lakehouse.read(MOVIES_CLEAN)
+        .agg(
+            F.count_if(~F.col("release_year").between(MIN_YEAR, latest)).alias("implausible"),
+            F.count_if(F.col("release_year").isNull()).alias("without_year"),
+            F.min("release_year").alias("earliest"),
+            F.max("release_year").alias("latest"),
+        )
+        .first()
+    )
+    return AssetCheckResult(
+        passed=years["implausible"] == 0,
+        metadata={k: v for k, v in years.asDict().items() if v is not None},
+    )
+
+
+silver_checks = [
+    keys_not_null(RATINGS_CLEAN, ["userId", "movieId"]),
+    key_unique(RATINGS_CLEAN, ["userId", "movieId"]),
+    silver_rating_on_grid,
+    ratings_reference_movies,
+    rows_reconcile(RATINGS_CLEAN, ["bronze", "ratings"]),
+    keys_not_null(MOVIES_CLEAN, ["movieId"]),
+    key_unique(MOVIES_CLEAN, ["movieId"]),
+    release_year_plausible,
+    rows_reconcile(["silver", "tags_clean"], ["bronze", "tags"]),
+    key_unique(["silver", "links_clean"], ["movieId"]),
+]
+
+
+# ---------------------------------------------------------------------------- gold
+
+
+@asset_check(
+    asset=TEST,
+    name="split_partitions_filtered_ratings",
+    blocking=True,
+    description="Train and test share no (userId, movieId) and together are exactly the "
+    "filtered ratings.",
+    additional_deps=[TRAIN, RATINGS_FILTERED],
+)
+def split_partitions_filtered(lakehouse: Lakehouse) -> AssetCheckResult:
+    keys = ["userId", "movieId"]
+    train = lakehouse.read(TRAIN).select(*keys)
+    test = lakehouse.read(TEST).select(*keys)
+    filtered = lakehouse.read(RATINGS_FILTERED).select(*keys)
+    both = train.unionByName(test)
+    metadata = {
+        "train_rows": train.count(),
+        "test_rows": test.count(),
+        "filtered_rows": filtered.count(),
+        "in_train_and_test": train.join(test, keys, "left_semi").count(),
+        "filtered_but_missing": filtered.join(both, keys, "left_anti").count(),
+        "not_in_filtered": both.join(filtered, keys, "left_anti").count(),
+    }
+    passed = (
+        metadata["train_rows"] + metadata["test_rows"] == metadata["filtered_rows"]
+        and metadata["in_train_and_test"] == 0
+        and metadata["filtered_but_missing"] == 0
+        and metadata["not_in_filtered"] == 0
+    )
+    return AssetCheckResult(passed=passed, metadata=metadata)
+
+
+gold_checks = [
+    rows_reconcile(RATINGS_FILTERED, RATINGS_CLEAN),
+    keys_not_null(TRAIN, ["userId", "movieId", "rating_norm", "weight"]),
+    split_partitions_filtered,
+]
+
+all_checks = [*bronze_checks, *silver_checks, *gold_checks]

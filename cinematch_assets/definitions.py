@@ -11,18 +11,31 @@ from dagster import (
 )
 
 from cinematch_assets.assets.bronze import bronze_assets
+from cinematch_assets.assets.eda import eda_report
+from cinematch_assets.assets.gold import gold_features, ratings_filtered
 from cinematch_assets.assets.raw import movielens_archive
-from cinematch_assets.checks import bronze_checks
+from cinematch_assets.assets.silver import links_clean, movies_clean, ratings_clean, tags_clean
+from cinematch_assets.checks import all_checks
 from cinematch_assets.resources.io_manager import DeltaLakeIOManager
+from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.resources.spark import SparkResource
 from cinematch_assets.settings import cinematch_home, lake_root
 
-all_assets = [movielens_archive, *bronze_assets]
-all_checks = [*bronze_checks]
+all_assets = [
+    movielens_archive,
+    *bronze_assets,
+    movies_clean,
+    ratings_clean,
+    tags_clean,
+    links_clean,
+    eda_report,
+    ratings_filtered,
+    gold_features,
+]
 
 pipeline_job = define_asset_job(
     "cinematch_pipeline",
-    selection=AssetSelection.all(include_sources=False),
+    selection=AssetSelection.all(),
     description="Materialize the whole lakehouse, raw to serving, in one run and one JVM.",
 )
 
@@ -30,19 +43,25 @@ pipeline_job = define_asset_job(
 def build_resources(spark: SparkResource | None = None) -> dict:
     """Resources rooted at $CINEMATCH_HOME as it is when called."""
     spark = spark or SparkResource()
+    lakehouse = Lakehouse(spark=spark, root=str(lake_root()))
     return {
         "spark": spark,
-        "io_manager": DeltaLakeIOManager(spark=spark, root=str(lake_root())),
+        "lakehouse": lakehouse,
+        "io_manager": DeltaLakeIOManager(lakehouse=lakehouse),
         # The raw asset's output is a small descriptor of the files on disk, not a table.
         "raw_io_manager": FilesystemIOManager(base_dir=str(cinematch_home() / "dagster_io")),
     }
 
 
-defs = Definitions(
-    assets=all_assets,
-    asset_checks=all_checks,
-    jobs=[pipeline_job],
-    resources=build_resources(),
-    # One process and one JVM for the whole run: a JVM per step costs seconds and GBs.
-    executor=in_process_executor,
-)
+def build_definitions(resources: dict | None = None) -> Definitions:
+    return Definitions(
+        assets=all_assets,
+        asset_checks=all_checks,
+        jobs=[pipeline_job],
+        resources=resources or build_resources(),
+        # One process and one JVM for the whole run: a JVM per step costs seconds and GBs.
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions()

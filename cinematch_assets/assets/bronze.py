@@ -1,7 +1,5 @@
 """Bronze: one Delta table per MovieLens CSV, plus its quarantine of malformed lines."""
 
-from __future__ import annotations
-
 from dagster import (
     AssetExecutionContext,
     AssetIn,
@@ -48,7 +46,7 @@ def build_bronze_asset(table: CsvTable) -> AssetsDefinition:
         source = archive.path / table.file_name
         present = table.file_name in archive.files
         if present:
-            parsed = parse_csv(session, source, table, batch_id=context.run_id)
+            parsed = parse_csv(session, source, table, batch_id=context.run.run_id)
         else:
             context.log.info(f"{archive.variant} ships no {table.file_name}: empty table")
             parsed = empty_bronze(session, table)

@@ -1,7 +1,5 @@
 """Raw: the MovieLens release the pipeline reads, downloaded, local, or synthetic."""
 
-from __future__ import annotations
-
 import os
 
 from dagster import AssetExecutionContext, Config, MetadataValue, asset
@@ -16,9 +14,10 @@ from cinematch_assets.sources.movielens import (
     fetch_movielens,
     use_local_movielens,
 )
-from cinematch_assets.sources.synthetic import SYNTHETIC_PREFIX, generate_synthetic_release
+from cinematch_assets.sources.synthetic import SyntheticSpec, generate_movielens
 
 VARIANTS_HELP = ", ".join(MOVIELENS_VARIANTS)
+SYNTHETIC_PREFIX = "synthetic-"
 
 
 class MovieLensConfig(Config):
@@ -40,13 +39,28 @@ class MovieLensConfig(Config):
     seed: int = Field(default=42, description="Seed of the synthetic generator.")
 
 
+def generate_synthetic(variant: str, seed: int, log) -> MovieLensRelease:
+    """A synthetic MovieLens-shaped release (generated once per variant and seed)."""
+    spec = SyntheticSpec.from_variant(variant, seed=seed)
+    folder = raw_root() / f"{variant}-seed{seed}"
+    summary = generate_movielens(spec, folder)
+    log(f"{variant}: {summary['rows']} ({'reused' if summary['reused'] else 'generated'})")
+    return MovieLensRelease(
+        variant=variant,
+        path=folder,
+        source=f"synthetic generator, seed {seed}",
+        md5=None,
+        files={p.name: p.stat().st_size for p in sorted(folder.glob("*.csv"))},
+    )
+
+
 def acquire(config: MovieLensConfig, log) -> MovieLensRelease:
     """The release the config asks for: local copy, synthetic data, or a verified download."""
     root = raw_root()
     if config.local_path:
         return use_local_movielens(config.local_path, root, log=log)
     if config.variant.startswith(SYNTHETIC_PREFIX):
-        return generate_synthetic_release(config.variant, root, seed=config.seed, log=log)
+        return generate_synthetic(config.variant, config.seed, log)
     return fetch_movielens(config.variant, root, base_url=config.base_url, log=log)
 
 

@@ -17,14 +17,19 @@ def null_counts(df: DataFrame, columns: Sequence[str]) -> dict[str, int]:
 
 
 def is_half_star(rating: Column) -> Column:
-    """True for 0.5, 1.0, ..., 5.0: MovieLens' half-star grid."""
-    return rating.between(MIN_RATING, MAX_RATING) & ((rating * 2) == F.floor(rating * 2))
+    """True for 0.5, 1.0, ..., 5.0 (MovieLens' half-star grid); False for anything else,
+    null and NaN included."""
+    on_grid = (
+        rating.between(MIN_RATING, MAX_RATING)
+        & ~F.isnan(rating)
+        & ((rating * 2) == F.floor(rating * 2))
+    )
+    return F.coalesce(on_grid, F.lit(False))
 
 
 def off_grid_count(df: DataFrame, column: str = "rating") -> int:
     """Ratings that are null, NaN, outside [0.5, 5.0] or not on the half-star grid."""
-    rating = F.col(column)
-    return df.filter(~F.coalesce(is_half_star(rating) & ~F.isnan(rating), F.lit(False))).count()
+    return df.filter(~is_half_star(F.col(column))).count()
 
 
 def duplicate_key_count(df: DataFrame, keys: Sequence[str]) -> int:

@@ -1,0 +1,94 @@
+"""Silver: cleaned, deduplicated, typed tables. Every dropped row is counted by reason."""
+
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cinematch_assets.transforms.silver import (
+    KEPT,
+    annotate_ratings,
+    annotate_tags,
+    clean_links,
+    clean_movies,
+    kept_rows,
+    reason_counts,
+)
+
+SILVER = {"group_name": "silver", "kinds": {"spark", "delta"}}
+
+
+def reconciliation_metadata(counts: dict[str, int]) -> dict:
+    """input rows = kept rows + dropped rows, with the reasons; read by the
+    `rows_reconcile` checks."""
+    dropped = {reason: n for reason, n in counts.items() if reason != KEPT}
+    return {
+        "input_rows": sum(counts.values()),
+        "kept_rows": counts[KEPT],
+        "dropped_rows": sum(dropped.values()),
+        "dropped_by_reason": MetadataValue.json(dropped),
+    }
+
+
+@asset(
+    key=["silver", "movies_clean"],
+    ins={"movies": AssetIn(["bronze", "movies"])},
+    description="Movies with title_clean, display_title ('The Big Bang Theory') and "
+    "release_year parsed from the title (null when absent), genres as an array.",
+    **SILVER,
+)
+def movies_clean(context: AssetExecutionContext, movies: DataFrame) -> DataFrame:
+    clean = clean_movies(movies)
+    summary = clean.agg(
+        F.count("*").alias("movies"),
+        F.count_if(F.col("release_year").isNull()).alias("without_year"),
+        F.count_if(F.size("genres") == 0).alias("without_genres"),
+        F.min("release_year").alias("earliest_year"),
+        F.max("release_year").alias("latest_year"),
+    ).first()
+    context.add_output_metadata({k: v for k, v in summary.asDict().items() if v is not None})
+    return clean
+
+
+@asset(
+    key=["silver", "ratings_clean"],
+    ins={"ratings": AssetIn(["bronze", "ratings"]), "movies": AssetIn(["silver", "movies_clean"])},
+    description="One rating per (userId, movieId), the most recent (ties: the higher rating), "
+    "on the half-star grid, of a known movie, with rated_at as a UTC timestamp.",
+    **SILVER,
+)
+def ratings_clean(
+    context: AssetExecutionContext, ratings: DataFrame, movies: DataFrame
+) -> DataFrame:
+    annotated = annotate_ratings(ratings, movies)
+    context.add_output_metadata(reconciliation_metadata(reason_counts(annotated)))
+    return kept_rows(annotated)
+
+
+@asset(
+    key=["silver", "tags_clean"],
+    ins={"tags": AssetIn(["bronze", "tags"])},
+    description="Tags trimmed (original case kept) with tag_key (lower case, single spaces) "
+    "for grouping, and tagged_at as a UTC timestamp. Empty tags are dropped and counted.",
+    **SILVER,
+)
+def tags_clean(context: AssetExecutionContext, tags: DataFrame) -> DataFrame:
+    annotated = annotate_tags(tags)
+    context.add_output_metadata(reconciliation_metadata(reason_counts(annotated)))
+    return kept_rows(annotated)
+
+
+@asset(
+    key=["silver", "links_clean"],
+    ins={"links": AssetIn(["bronze", "links"])},
+    description="movieId -> imdbId (IMDb's zero-padded string) and tmdbId (nullable integer, "
+    "used for posters).",
+    **SILVER,
+)
+def links_clean(context: AssetExecutionContext, links: DataFrame) -> DataFrame:
+    clean = clean_links(links)
+    summary = clean.agg(
+        F.count_if(F.col("tmdbId").isNull()).alias("without_tmdb_id"),
+        F.count_if(F.col("imdbId").isNull()).alias("without_imdb_id"),
+    ).first()
+    context.add_output_metadata(summary.asDict())
+    return clean

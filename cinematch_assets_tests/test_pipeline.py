@@ -1,0 +1,151 @@
+"""The whole asset graph, materialized by Dagster with the real job, resources and checks:
+on synthetic data (default suite) and on the real MovieLens archive (when present)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+from deltalake import DeltaTable
+
+from cinematch_assets.definitions import build_definitions, build_resources
+from cinematch_assets.resources.spark import SparkResource
+
+RAW_OP = "raw__movielens_archive"
+
+
+def run_pipeline(spark, home: Path, raw_config: dict):
+    """Materialize every asset into `home` with the definitions' own job; return
+    (result, instance, lakehouse)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CINEMATCH_HOME", str(home))
+        resources = build_resources(
+            SparkResource(
+                master="local[2]", driver_memory="2g", shuffle_partitions=4, ui_enabled=False
+            )
+        )
+        job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
+        instance = DagsterInstance.ephemeral()
+        result = job.execute_in_process(
+            run_config={"ops": {RAW_OP: {"config": raw_config}}}, instance=instance
+        )
+    return result, instance, resources["lakehouse"]
+
+
+def metadata(instance, *key) -> dict:
+    from dagster import AssetKey
+
+    event = instance.get_latest_materialization_event(AssetKey(list(key)))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def failed_checks(result) -> list[str]:
+    return [
+        f"{e.asset_key.to_user_string()}:{e.check_name} {e.metadata}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ]
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(spark, tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    return (*run_pipeline(spark, home, {"variant": "synthetic-tiny"}), home)
+
+
+def test_synthetic_pipeline_succeeds_with_every_check_passing(synthetic_run):
+    result, _, _, _ = synthetic_run
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) >= 25
+    assert failed_checks(result) == []
+
+
+def test_every_table_is_a_delta_table_with_metadata(synthetic_run):
+    _, instance, lakehouse, home = synthetic_run
+    for key in [("bronze", "ratings"), ("silver", "ratings_clean"), ("gold", "train_features_ml")]:
+        meta = metadata(instance, *key)
+        path = Path(lakehouse.root, *key)
+        assert DeltaTable(str(path)).version() == meta["delta/version"] == 0
+        assert meta["dagster/row_count"] == DeltaTable(str(path)).to_pyarrow_table().num_rows
+        assert meta["path"] == str(path)
+        assert meta["dagster/column_schema"].columns
+        assert "|" in meta["preview"]
+    assert Path(lakehouse.root) == home / "lake"
+
+
+def test_rows_reconcile_from_bronze_to_gold(synthetic_run):
+    _, instance, lakehouse, _ = synthetic_run
+    bronze = metadata(instance, "bronze", "ratings")
+    silver = metadata(instance, "silver", "ratings_clean")
+    gold = metadata(instance, "gold", "ratings_filtered")
+    assert bronze["quarantined_rows"] == 0
+    assert silver["input_rows"] == bronze["dagster/row_count"]
+    assert silver["kept_rows"] == silver["dagster/row_count"]
+    assert gold["input_rows"] == silver["dagster/row_count"]
+    assert gold["kept_rows"] + gold["dropped_rows"] == gold["input_rows"]
+    # The tiny synthetic set has users under 15 and movies under 10 ratings to drop.
+    assert set(gold["dropped_by_reason"]) == {
+        "user has fewer than 15 ratings",
+        "movie has fewer than 10 ratings",
+    }
+    train = lakehouse.describe(["gold", "train_features_ml"]).num_rows
+    test = lakehouse.describe(["gold", "test_features_ml"]).num_rows
+    assert train + test == gold["dagster/row_count"]
+    assert gold["test_rows"] == test and 0.15 < test / (train + test) < 0.25
+    assert gold["config/min_user_ratings"] == 15 and gold["config/seed"] == 42
+
+
+def test_absent_files_give_empty_tables_that_say_so(synthetic_run):
+    _, instance, lakehouse, _ = synthetic_run
+    meta = metadata(instance, "bronze", "genome_scores")
+    assert meta["source_present"] is False and meta["dagster/row_count"] == 0
+    assert lakehouse.read(["bronze", "genome_scores"]).columns[:3] == [
+        "movieId",
+        "tagId",
+        "relevance",
+    ]
+
+
+def test_eda_report_is_written_and_linked(synthetic_run):
+    _, instance, _, home = synthetic_run
+    meta = metadata(instance, "silver", "eda_report")
+    index = Path(meta["report"])
+    assert index == home / "reports" / "eda" / "index.html" and index.is_file()
+    assert "plotly.min.js" in index.read_text()
+    assert Path(meta["chart/rating_distribution"]).is_file()
+    stats = json.loads((index.parent / "eda_stats.json").read_text())
+    assert meta["ratings"] == metadata(instance, "silver", "ratings_clean")["dagster/row_count"]
+    assert stats
+    assert "█" in meta["summary"]
+
+
+@pytest.mark.realdata
+def test_real_movielens_counts(spark, shared_archive, tmp_path_factory):
+    """The acceptance numbers on the 2016 ml-latest-small archive."""
+    home = tmp_path_factory.mktemp("real")
+    (
+        result,
+        instance,
+        lakehouse,
+    ) = run_pipeline(spark, home, {"local_path": str(shared_archive)})
+    assert result.success, failed_checks(result)
+    assert failed_checks(result) == []
+
+    def rows(*key):
+        return lakehouse.describe(list(key)).num_rows
+
+    assert rows("bronze", "ratings") == 105_339
+    assert rows("bronze", "movies") == 10_329
+    assert rows("bronze", "links") == 10_329
+    assert rows("bronze", "tags") == 6_138
+    for table in ("ratings", "movies", "links", "tags"):
+        assert rows("bronze", f"{table}_quarantine") == 0
+    assert rows("silver", "ratings_clean") == 105_339
+    gold = metadata(instance, "gold", "ratings_filtered")
+    assert (gold["dagster/row_count"], gold["users"], gold["movies"]) == (84_049, 668, 2_315)
+    assert rows("gold", "train_features_ml") + rows("gold", "test_features_ml") == 84_049
+    movies = metadata(instance, "silver", "movies_clean")
+    assert movies["without_year"] == 2
