@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export CINEMATCH_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: help install java test test-all materialize ui demo lint format clean
+.PHONY: help install java test materialize ui demo bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,15 @@ ui: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI on http://127.0.0.1:3000
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 demo: materialize ui  ## fresh clone -> everything materialized -> Dagster UI
+
+SHARED_ARCHIVE := ../shared/data/movielens/ml-latest-small-2016.zip
+BENCH_LOCAL ?= $(or $(CINEMATCH_MOVIELENS),$(wildcard $(SHARED_ARCHIVE)))
+BENCH_VARIANTS ?= synthetic-1m
+
+bench: install java  ## time the whole graph on MovieLens (local copy) and synthetic data
+	$(if $(BENCH_LOCAL),$(BIN)/python -m cinematch_assets.benchmark --local $(BENCH_LOCAL))
+	for variant in $(BENCH_VARIANTS); do \
+	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant || exit 1; done
 
 lint: install  ## ruff
 	$(BIN)/ruff check .

@@ -65,6 +65,7 @@ def build_bronze_asset(table: CsvTable) -> AssetsDefinition:
             context.log.warning(f"{table.file_name}: {quarantined} lines quarantined")
         yield Output(parsed.rows, output_name="table", metadata=lines)
         yield Output(parsed.quarantine, output_name="quarantine", metadata=lines)
+        parsed.release()  # both outputs are written by now
 
     return bronze
 

@@ -11,18 +11,32 @@ import os
 from typing import Any
 
 from dagster import ConfigurableResource
+from delta import configure_spark_with_delta_pip
 from pydantic import Field
 from pyspark.sql import SparkSession
 
-# Settings every session gets, whatever the deployment.
-BASE_CONF: dict[str, str] = {
+from cinematch_assets.resources.java import ensure_java
+
+# SQL settings every session gets, whatever the deployment (Spark Connect included).
+SQL_CONF: dict[str, str] = {
     # Spark's default (INT96) is deprecated and not what other Delta readers expect.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     # Timestamps mean the same on every machine and in every report.
     "spark.sql.session.timeZone": "UTC",
+}
+# Settings of a session this process starts itself (a Connect server owns its own).
+LAUNCH_CONF: dict[str, str] = {
+    "spark.app.name": "cinematch",
     "spark.log.level": "WARN",
     # Progress bars garble Dagster's captured logs.
     "spark.ui.showConsoleProgress": "false",
+}
+
+# Spark's own Delta Lake support (engine "spark"): the JARs come from spark.jars(.packages)
+# or, when neither is set, from Maven via delta-spark's configure_spark_with_delta_pip.
+DELTA_SQL_CONF: dict[str, str] = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 
 
@@ -62,12 +76,13 @@ def session_conf(
     shuffle_partitions: int,
     ui_enabled: bool,
     extra_conf: dict[str, str],
+    delta_jars: bool = False,
 ) -> dict[str, str]:
     """The full `spark.*` configuration for a classic (non-Connect) session."""
     conf = {
-        **BASE_CONF,
+        **SQL_CONF,
+        **LAUNCH_CONF,
         "spark.master": master,
-        "spark.app.name": "cinematch",
         "spark.driver.memory": driver_memory,
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         "spark.ui.enabled": str(ui_enabled).lower(),
@@ -76,6 +91,8 @@ def session_conf(
         # Local mode needs no network: skip hostname resolution and stay on loopback.
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
+    if delta_jars:
+        conf.update(DELTA_SQL_CONF)
     conf.update(extra_conf)
     return conf
 
@@ -114,6 +131,11 @@ class SparkResource(ConfigurableResource):
         default_factory=lambda: parse_conf(os.environ.get("CINEMATCH_SPARK_CONF")),
         description="Extra spark.* settings (env CINEMATCH_SPARK_CONF='k=v k2=v2').",
     )
+    delta_jars: bool = Field(
+        default_factory=lambda: os.environ.get("CINEMATCH_DELTA_ENGINE") == "spark",
+        description="Load Spark's Delta Lake extension (for CINEMATCH_DELTA_ENGINE=spark); "
+        "JARs from spark.jars(.packages) in `conf`, else downloaded from Maven.",
+    )
 
     def get_session(self) -> SparkSession:
         return build_spark_session(
@@ -123,6 +145,7 @@ class SparkResource(ConfigurableResource):
             shuffle_partitions=self.shuffle_partitions,
             ui_enabled=self.ui_enabled,
             extra_conf=self.conf,
+            delta_jars=self.delta_jars,
         )
 
 
@@ -134,16 +157,15 @@ def build_spark_session(
     shuffle_partitions: int | None = None,
     ui_enabled: bool = False,
     extra_conf: dict[str, Any] | None = None,
+    delta_jars: bool = False,
 ) -> SparkSession:
     """Return the process's session, creating it on first call (later calls reuse it)."""
     extra = {key: str(value) for key, value in (extra_conf or {}).items()}
     if remote:
         builder = SparkSession.builder.remote(remote)
-        for key, value in {**BASE_CONF, **extra}.items():
+        for key, value in {**SQL_CONF, **extra}.items():
             builder = builder.config(key, value)
         return builder.getOrCreate()
-
-    from cinematch_assets.resources.java import ensure_java
 
     ensure_java()
     builder = SparkSession.builder
@@ -153,7 +175,10 @@ def build_spark_session(
         shuffle_partitions=shuffle_partitions or default_shuffle_partitions(),
         ui_enabled=ui_enabled,
         extra_conf=extra,
+        delta_jars=delta_jars,
     )
     for key, value in conf.items():
         builder = builder.config(key, value)
+    if delta_jars and not {"spark.jars", "spark.jars.packages"} & conf.keys():
+        builder = configure_spark_with_delta_pip(builder)
     return builder.getOrCreate()

@@ -10,8 +10,10 @@ quarantined rows + header and blank lines: nothing vanishes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -104,15 +106,24 @@ def check_header(path: Path, table: CsvTable) -> None:
 
 @dataclass(frozen=True)
 class BronzeParse:
-    """A parsed CSV: the loaded rows, the quarantine and the line accounting."""
+    """A parsed CSV: the loaded rows, the quarantine and the line accounting.
+
+    The parse is cached so that counting and the two writes read the file once; call
+    `release()` when both tables are written.
+    """
 
     rows: DataFrame
     quarantine: DataFrame
     counts: dict[str, int]
+    cached: DataFrame | None = None
 
     @property
     def input_lines(self) -> int:
         return sum(self.counts.values())
+
+    def release(self) -> None:
+        if self.cached is not None:
+            self.cached.unpersist()
 
 
 def _reason(parsed: Column, line: Column, table: CsvTable) -> Column:
@@ -139,43 +150,49 @@ def _reason(parsed: Column, line: Column, table: CsvTable) -> Column:
 
 
 def parse_csv(spark: SparkSession, path: Path, table: CsvTable, *, batch_id: str) -> BronzeParse:
-    """Parse one MovieLens CSV into Bronze rows and quarantined lines (lazily, except counts)."""
+    """Parse one MovieLens CSV into Bronze rows and quarantined lines."""
     check_header(path, table)
     strings = T.StructType(
         [T.StructField(f.name, STRING) for f in table.schema] + [T.StructField(CORRUPT, STRING)]
     )
-    lines = spark.read.text(str(path)).select(F.col("value").alias("line"))
+    fields = F.from_csv(
+        "line", strings.simpleString(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    )
     # A byte-order mark may precede the header (files saved by some editors).
     kind = (
         F.when(F.regexp_replace("line", "^\ufeff", "") == table.header, F.lit("header"))
         .when(F.col("line") == "", F.lit("blank"))
         .otherwise(F.lit("data"))
     )
+    reason = _reason(F.col("fields"), F.col("line"), table)
+    # Cached, so that the expensive parse runs once; otherwise Spark's optimizer inlines
+    # `fields` into every filter and column that uses it and parses each line ~10 times.
     parsed = (
-        lines.withColumn("kind", kind)
-        .withColumn(
-            "fields",
-            F.from_csv(
-                "line",
-                strings.simpleString(),
-                {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT},
-            ),
+        spark.read.text(str(path))
+        .select(F.col("value").alias("line"))
+        .select("line", kind.alias("kind"), fields.alias("fields"))
+        .select(
+            "kind",
+            reason.alias("reason"),
+            *[F.col("fields")[f.name].try_cast(f.dataType).alias(f.name) for f in table.schema],
+            F.when(reason.isNotNull(), F.make_valid_utf8("line")).alias("line"),
         )
-        .withColumn("reason", _reason(F.col("fields"), F.col("line"), table))
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    counts = _line_counts(parsed)
     data = parsed.filter(F.col("kind") == "data")
+    # One ingest time for both tables of this batch.
     ingest = [
-        F.current_timestamp().alias("ingest_time"),
+        F.lit(datetime.now(UTC)).alias("ingest_time"),
         F.lit(path.name).alias("source_file"),
         F.lit(batch_id).alias("batch_id"),
     ]
-    rows = data.filter(F.col("reason").isNull()).select(
-        *[F.col("fields")[f.name].try_cast(f.dataType).alias(f.name) for f in table.schema], *ingest
+    return BronzeParse(
+        rows=data.filter(F.col("reason").isNull()).select(*table.schema.fieldNames(), *ingest),
+        quarantine=data.filter(F.col("reason").isNotNull()).select("line", "reason", *ingest),
+        counts=counts,
+        cached=parsed,
     )
-    quarantine = data.filter(F.col("reason").isNotNull()).select(
-        F.make_valid_utf8("line").alias("line"), "reason", *ingest
-    )
-    return BronzeParse(rows=rows, quarantine=quarantine, counts=_line_counts(parsed))
 
 
 def _line_counts(parsed: DataFrame) -> dict[str, int]:

@@ -1,0 +1,128 @@
+"""`make bench`: materialize the whole graph on one dataset and measure it.
+
+Reports wall time, the time of each step, rows per layer and peak memory (the Python
+driver and the Spark JVM separately), as a table and as JSON under
+$CINEMATCH_HOME/benchmarks/.
+
+    python -m cinematch_assets.benchmark --variant synthetic-1m
+    python -m cinematch_assets.benchmark --local ../shared/data/movielens/ml-latest-small-2016.zip
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterInstance
+
+ROW_TABLES = [
+    ["bronze", "ratings"],
+    ["silver", "ratings_clean"],
+    ["gold", "ratings_filtered"],
+    ["gold", "train_features_ml"],
+    ["gold", "test_features_ml"],
+]
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory of a live process (Linux: VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live descendant process ids (Linux /proc), e.g. the Spark JVM under this Python."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def run_benchmark(raw_config: dict, home: Path) -> dict:
+    os.environ["CINEMATCH_HOME"] = str(home)
+    # Imported here so that CINEMATCH_HOME is set before the definitions read it.
+    from cinematch_assets.definitions import build_definitions, build_resources
+
+    resources = build_resources()
+    job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        run_config={
+            "ops": {"raw__movielens_archive": {"config": raw_config}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        },
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    wall = time.perf_counter() - started
+    steps = {
+        event.step_key: round(event.event_specific_data.duration_ms / 1000, 2)
+        for event in result.all_events
+        if event.event_type == DagsterEventType.STEP_SUCCESS
+    }
+    jvm_peaks = [_peak_rss_mb(pid) or 0.0 for pid in _descendants(os.getpid())]
+    lakehouse = resources["lakehouse"]
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": raw_config,
+        "success": result.success,
+        "wall_seconds": round(wall, 1),
+        "step_seconds": dict(sorted(steps.items(), key=lambda kv: -kv[1])),
+        "rows": {"/".join(k): lakehouse.describe(k).num_rows for k in ROW_TABLES},
+        "peak_rss_mb": {
+            "python_driver": round(_peak_rss_mb(os.getpid()) or 0.0),
+            "spark_jvm": round(max(jvm_peaks, default=0.0)),
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "spark_driver_memory": resources["spark"].driver_memory,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--variant", help="e.g. synthetic-1m, ml-latest-small")
+    source.add_argument("--local", help="a local MovieLens zip or folder")
+    parser.add_argument("--home", help="data root for this run (default: a temp dir)")
+    args = parser.parse_args(argv)
+    raw_config = (
+        {"local_path": str(Path(args.local).resolve())} if args.local else {"variant": args.variant}
+    )
+    out_dir = Path(os.environ.get("CINEMATCH_HOME", "data")).resolve() / "benchmarks"
+    with tempfile.TemporaryDirectory(prefix="cinematch-bench-") as scratch:
+        report = run_benchmark(raw_config, Path(args.home or scratch).resolve())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = (args.variant or Path(args.local).stem) + f"-{int(time.time())}.json"
+    (out_dir / name).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"written to {out_dir / name}", file=sys.stderr)
+    return 0 if report["success"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
