@@ -23,7 +23,6 @@ from cinematch_assets.sources.movielens import (
     MOVIELENS_VARIANTS,
     MovieLensError,
     MovieLensRelease,
-    acquire_movielens,
     fetch_movielens,
     parse_md5_file,
     use_local_movielens,
@@ -610,25 +609,6 @@ def test_local_folder_without_ratings(tmp_path, logs):
     (folder / "movies.csv").write_text(MOVIES)
     with pytest.raises(MovieLensError, match="ratings.csv and movies.csv"):
         use_local_movielens(folder, tmp_path / "raw", log=logs.append)
-
-
-def test_acquire_prefers_environment_variable(server, tmp_path, logs):
-    local = write(tmp_path / f"{VARIANT}.zip", GOOD_ZIP)
-    release = acquire_movielens(
-        VARIANT,
-        tmp_path / "raw",
-        log=logs.append,
-        environ={ENV_VAR: str(local)},
-        base_url=server.url,
-    )
-    assert release.md5 == md5_of(GOOD_ZIP)
-    assert server.requests == []
-
-    server.publish(NEWER_ZIP)
-    fetched = acquire_movielens(
-        VARIANT, tmp_path / "other", log=logs.append, environ={}, base_url=server.url, backoff=0.0
-    )
-    assert fetched.md5 == md5_of(NEWER_ZIP)
 
 
 # --------------------------------------------------------------------------- small units

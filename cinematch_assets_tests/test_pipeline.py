@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 from deltalake import DeltaTable
 
 from cinematch_assets.definitions import build_definitions, build_resources
@@ -16,9 +16,9 @@ from cinematch_assets.resources.spark import SparkResource
 RAW_OP = "raw__movielens_archive"
 
 
-def run_pipeline(spark, home: Path, raw_config: dict):
-    """Materialize every asset into `home` with the definitions' own job; return
-    (result, instance, lakehouse)."""
+def run_pipeline(spark, home: Path, raw_config: dict, selection: list[list[str]] | None = None):
+    """Materialize every asset (or `selection`) into `home` with the definitions' own job;
+    return (result, instance, lakehouse)."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CINEMATCH_HOME", str(home))
         resources = build_resources(
@@ -29,14 +29,14 @@ def run_pipeline(spark, home: Path, raw_config: dict):
         job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
         instance = DagsterInstance.ephemeral()
         result = job.execute_in_process(
-            run_config={"ops": {RAW_OP: {"config": raw_config}}}, instance=instance
+            run_config={"ops": {RAW_OP: {"config": raw_config}}},
+            instance=instance,
+            asset_selection=[AssetKey(key) for key in selection] if selection else None,
         )
     return result, instance, resources["lakehouse"]
 
 
 def metadata(instance, *key) -> dict:
-    from dagster import AssetKey
-
     event = instance.get_latest_materialization_event(AssetKey(list(key)))
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
@@ -120,6 +120,66 @@ def test_eda_report_is_written_and_linked(synthetic_run):
     assert meta["ratings"] == metadata(instance, "silver", "ratings_clean")["dagster/row_count"]
     assert stats
     assert "█" in meta["summary"]
+
+
+BAD_LINES = [
+    "7,1,abc,1700000000",  # rating not a number
+    "7,2,4.0",  # a field short
+    ",3,4.0,1700000000",  # no userId
+    "7,1,4.2,1700000000",  # loads in Bronze, off the half-star grid: Silver drops it
+]
+
+
+def test_malformed_lines_are_quarantined_and_reconciled(spark, synthetic_run, tmp_path):
+    """Bad lines in a local MovieLens folder: quarantined in Bronze with reasons, dropped
+    with a reason in Silver, and every check still balances the books."""
+    _, _, lakehouse, home = synthetic_run
+    source = next((home / "raw").glob("synthetic-tiny-*"))
+    folder = tmp_path / "ml-latest-small"
+    folder.mkdir()
+    for csv in source.glob("*.csv"):
+        (folder / csv.name).write_bytes(csv.read_bytes())
+    with (folder / "ratings.csv").open("a") as ratings:
+        ratings.write("\n".join(BAD_LINES) + "\n\n")  # and a blank line
+    selection = [
+        ["raw", "movielens_archive"],
+        ["bronze", "ratings"],
+        ["bronze", "ratings_quarantine"],
+        ["bronze", "movies"],
+        ["bronze", "movies_quarantine"],
+        ["silver", "movies_clean"],
+        ["silver", "ratings_clean"],
+    ]
+    result, instance, bad_lake = run_pipeline(
+        spark, tmp_path / "home", {"local_path": str(folder)}, selection
+    )
+    assert result.success
+    checks = {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
+    # Only the Bronze grid check complains, and it only warns.
+    assert {key for key, e in checks.items() if not e.passed} == {
+        ("bronze/ratings", "rating_on_half_star_grid")
+    }
+    assert checks[("bronze/ratings", "lines_reconcile")].metadata["unaccounted"].value == 0
+
+    good = lakehouse.describe(["bronze", "ratings"]).num_rows
+    bronze = metadata(instance, "bronze", "ratings")
+    assert bronze["quarantined_rows"] == 3
+    assert bronze["dagster/row_count"] == good + 1
+    assert bronze["line_outcomes"]["blank"] == 1
+    quarantine = {
+        r.line: r.reason for r in bad_lake.read(["bronze", "ratings_quarantine"]).collect()
+    }
+    assert quarantine == {
+        "7,1,abc,1700000000": "rating is not double: abc",
+        "7,2,4.0": "expected 4 fields (userId,movieId,rating,timestamp) or bad quoting",
+        ",3,4.0,1700000000": "missing userId",
+    }
+    silver = metadata(instance, "silver", "ratings_clean")
+    assert silver["dropped_by_reason"] == {"rating off the half-star grid [0.5, 5.0]": 1}
+    assert silver["dagster/row_count"] == good
 
 
 @pytest.mark.realdata

@@ -16,8 +16,8 @@ verified copy: it is reused without network access. To force a fresh download,
 delete the variant folder (or pass ``force=True`` to :func:`fetch_movielens`).
 
 Offline machines: set ``CINEMATCH_MOVIELENS`` to a local ``<variant>.zip`` or to an
-extracted folder; :func:`acquire_movielens` (or the asset) then calls
-:func:`use_local_movielens` instead of downloading.
+extracted folder; the raw asset then calls :func:`use_local_movielens` instead of
+downloading.
 
 Every failure raises :class:`MovieLensError`; temporary files and folders (named
 ``.cinematch-tmp-*`` inside ``dest_root``) are removed and an earlier good copy is
@@ -41,7 +41,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar
@@ -55,7 +55,6 @@ __all__ = [
     "REQUIRED_FILES",
     "MovieLensError",
     "MovieLensRelease",
-    "acquire_movielens",
     "fetch_movielens",
     "parse_md5_file",
     "use_local_movielens",
@@ -198,28 +197,6 @@ def use_local_movielens(
         if source.is_dir():
             return _use_folder(source, variant, log)
         return _use_zip(source, _prepare_root(dest_root), variant, log)
-
-
-def acquire_movielens(
-    variant: str,
-    dest_root: str | os.PathLike[str],
-    *,
-    log: Log = print,
-    environ: Mapping[str, str] | None = None,
-    **fetch_options: Any,
-) -> MovieLensRelease:
-    """``use_local_movielens($CINEMATCH_MOVIELENS)`` when that is set, else ``fetch_movielens``.
-
-    ``fetch_options`` are passed to :func:`fetch_movielens` (base_url, timeout, ...).
-    """
-    local = (os.environ if environ is None else environ).get(ENV_VAR, "").strip()
-    if not local:
-        return fetch_movielens(variant, dest_root, log=log, **fetch_options)
-    log(f"{ENV_VAR}={local}: using this local copy instead of downloading")
-    release = use_local_movielens(local, dest_root, log=log)
-    if release.variant != variant:
-        log(f"Warning: {ENV_VAR} holds MovieLens {release.variant}, not the configured {variant}")
-    return release
 
 
 def parse_md5_file(text: str, zip_name: str) -> str:
