@@ -26,6 +26,7 @@ from cinematch_assets.resources.delta_tables import (
     read_table,
     remove_orphans,
     table_history,
+    vacuum_table,
     write_table,
 )
 
@@ -257,3 +258,17 @@ def test_writer_killed_before_commit_leaves_previous_version(spark, tmp_path):
     referenced |= {Path(u).parent.name for u in DeltaTable(str(path), version=0).file_uris()}
     assert {p.name for p in path.glob("part-*")} == referenced
     assert not any((path / PENDING_DIR).iterdir())
+
+
+def test_vacuum_removes_unreferenced_files_and_keeps_the_latest(spark, tmp_path):
+    path = tmp_path / "t"
+    write_table(spark.createDataFrame(rows(6), SCHEMA), path)
+    old_files = DeltaTable(str(path), version=0).file_uris()
+    write_table(spark.createDataFrame(rows(2, offset=50), SCHEMA), path)
+
+    assert vacuum_table(path) == []  # everything is younger than the default week
+    would = vacuum_table(path, retention_hours=0, dry_run=True)
+    assert len(would) == len(old_files) and all(Path(f).exists() for f in old_files)
+    vacuum_table(path, retention_hours=0)
+    assert not any(Path(f).exists() for f in old_files)
+    assert read_table(spark, path).count() == 2

@@ -429,7 +429,10 @@ def table_history(path: str | os.PathLike[str], limit: int | None = None) -> lis
 def vacuum_table(
     path: str | os.PathLike[str], *, retention_hours: int = 168, dry_run: bool = False
 ) -> list[str]:
-    """Delete files no version within the retention window needs, plus orphan folders."""
-    removed = remove_orphans(path)
-    removed += DeltaTable(str(path)).vacuum(retention_hours=retention_hours, dry_run=dry_run)
-    return removed
+    """Delete orphan folders and the files that no version younger than `retention_hours`
+    needs (time travel to older versions ends there). Returns what was (or would be)
+    removed."""
+    removed = [] if dry_run else remove_orphans(path)
+    return removed + DeltaTable(str(path)).vacuum(
+        retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False
+    )
