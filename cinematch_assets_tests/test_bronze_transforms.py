@@ -104,6 +104,24 @@ def test_quoted_titles_with_commas_and_non_ascii(spark, tmp_path):
     assert parsed.quarantine.count() == 0
 
 
+def test_doubled_quotes_follow_rfc_4180(spark, tmp_path):
+    """ml-latest has titles that open with a quote: the field then starts with three."""
+    content = (
+        "movieId,title,genres\n"
+        '1,"""Great Performances"" Cats (1998)",Musical\n'
+        '2,"Sweet ""Empire"" City (1999)",Drama\n'
+        "3,Back\\slash (2000),Drama\n"
+    ).encode()
+    parsed = parse_csv(spark, write(tmp_path, "movies.csv", content), MOVIES, batch_id="b")
+    assert parsed.quarantine.count() == 0
+    titles = {r.movieId: r.title for r in parsed.rows.collect()}
+    assert titles == {
+        1: '"Great Performances" Cats (1998)',
+        2: 'Sweet "Empire" City (1999)',
+        3: "Back\\slash (2000)",
+    }
+
+
 def test_imdb_id_keeps_its_zero_padding(spark, tmp_path):
     path = write(tmp_path, "links.csv", b"movieId,imdbId,tmdbId\n1,0114709,862\n2,0113497,\n")
     parsed = parse_csv(spark, path, BRONZE_TABLES["links"], batch_id="b")

@@ -81,7 +81,8 @@ def test_rows_reconcile_from_bronze_to_gold(synthetic_run):
     bronze = metadata(instance, "bronze", "ratings")
     silver = metadata(instance, "silver", "ratings_clean")
     gold = metadata(instance, "gold", "ratings_filtered")
-    assert bronze["quarantined_rows"] == 0
+    for table in ("ratings", "movies", "links", "tags"):
+        assert metadata(instance, "bronze", table)["quarantined_rows"] == 0, table
     assert silver["input_rows"] == bronze["dagster/row_count"]
     assert silver["kept_rows"] == silver["dagster/row_count"]
     assert gold["input_rows"] == silver["dagster/row_count"]

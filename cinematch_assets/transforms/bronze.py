@@ -19,6 +19,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 CORRUPT = "_corrupt_record"
+CSV_OPTIONS = {
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": CORRUPT,
+    # RFC 4180, as GroupLens writes it: a quote inside a quoted field is doubled
+    # ("""Great Performances"" Cats (1998)"). Spark's default escape is a backslash.
+    "escape": '"',
+}
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,7 @@ def parse_csv(spark: SparkSession, path: Path, table: CsvTable, *, batch_id: str
         [T.StructField(f.name, STRING) for f in table.schema] + [T.StructField(CORRUPT, STRING)]
     )
     fields = F.from_csv(
-        "line", strings.simpleString(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+        "line", strings.simpleString(), CSV_OPTIONS
     )
     # A byte-order mark may precede the header (files saved by some editors).
     kind = (
