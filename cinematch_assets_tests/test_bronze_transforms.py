@@ -107,11 +107,11 @@ def test_quoted_titles_with_commas_and_non_ascii(spark, tmp_path):
 def test_doubled_quotes_follow_rfc_4180(spark, tmp_path):
     """ml-latest has titles that open with a quote: the field then starts with three."""
     content = (
-        "movieId,title,genres\n"
-        '1,"""Great Performances"" Cats (1998)",Musical\n'
-        '2,"Sweet ""Empire"" City (1999)",Drama\n'
-        "3,Back\\slash (2000),Drama\n"
-    ).encode()
+        b"movieId,title,genres\n"
+        b'1,"""Great Performances"" Cats (1998)",Musical\n'
+        b'2,"Sweet ""Empire"" City (1999)",Drama\n'
+        b"3,Back\\slash (2000),Drama\n"
+    )
     parsed = parse_csv(spark, write(tmp_path, "movies.csv", content), MOVIES, batch_id="b")
     assert parsed.quarantine.count() == 0
     titles = {r.movieId: r.title for r in parsed.rows.collect()}

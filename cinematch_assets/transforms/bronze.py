@@ -162,9 +162,7 @@ def parse_csv(spark: SparkSession, path: Path, table: CsvTable, *, batch_id: str
     strings = T.StructType(
         [T.StructField(f.name, STRING) for f in table.schema] + [T.StructField(CORRUPT, STRING)]
     )
-    fields = F.from_csv(
-        "line", strings.simpleString(), CSV_OPTIONS
-    )
+    fields = F.from_csv("line", strings.simpleString(), CSV_OPTIONS)
     # A byte-order mark may precede the header (files saved by some editors).
     kind = (
         F.when(F.regexp_replace("line", "^\ufeff", "") == table.header, F.lit("header"))

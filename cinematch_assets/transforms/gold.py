@@ -151,6 +151,20 @@ def decay_weight(age_seconds: Column, half_life_days: float) -> Column:
     return F.pow(F.lit(0.5), age_days / F.lit(half_life_days))
 
 
+def _with_user_bias(ratings: DataFrame, stats: DataFrame, how: str) -> DataFrame:
+    """Ratings with the training user_mean and rating_norm = rating - user_mean."""
+    return ratings.join(stats, on="userId", how=how).select(
+        "userId",
+        "movieId",
+        "rating",
+        "timestamp",
+        "rated_at",
+        "user_mean",
+        (F.col("rating") - F.col("user_mean")).alias("rating_norm"),
+        "last_train_timestamp",
+    )
+
+
 def training_features(
     train: DataFrame,
     stats: DataFrame,
@@ -161,34 +175,21 @@ def training_features(
     """Training rows with user_mean, rating_norm (= rating - user_mean) and the time-decay
     weight, measured from the user's latest training rating or from the end of the
     training data."""
-    rows = train.join(stats, on="userId", how="inner")
     if reference == "user_latest":
         reference_time = F.col("last_train_timestamp")
     elif reference == "dataset_end":
         reference_time = F.lit(train.agg(F.max("timestamp")).first()[0])
     else:
         raise ValueError(f"decay reference must be 'user_latest' or 'dataset_end': {reference!r}")
-    return rows.select(
-        "userId",
-        "movieId",
-        "rating",
-        "timestamp",
-        "rated_at",
-        "user_mean",
-        (F.col("rating") - F.col("user_mean")).alias("rating_norm"),
-        decay_weight(reference_time - F.col("timestamp"), half_life_days).alias("weight"),
+    weight = decay_weight(reference_time - F.col("timestamp"), half_life_days)
+    return (
+        _with_user_bias(train, stats, "inner")
+        .withColumn("weight", weight)
+        .drop("last_train_timestamp")
     )
 
 
 def holdout_features(test: DataFrame, stats: DataFrame) -> DataFrame:
     """Test rows with the training user_mean (null for a user with no training ratings,
     so the model falls back to a baseline) and rating_norm."""
-    return test.join(stats, on="userId", how="left").select(
-        "userId",
-        "movieId",
-        "rating",
-        "timestamp",
-        "rated_at",
-        "user_mean",
-        (F.col("rating") - F.col("user_mean")).alias("rating_norm"),
-    )
+    return _with_user_bias(test, stats, "left").drop("last_train_timestamp")
