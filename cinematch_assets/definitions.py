@@ -19,7 +19,7 @@ from cinematch_assets.checks import all_checks
 from cinematch_assets.resources.io_manager import DeltaLakeIOManager
 from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.resources.spark import SparkResource
-from cinematch_assets.settings import cinematch_home, lake_root
+from cinematch_assets.settings import cinematch_home
 
 all_assets = [
     movielens_archive,
@@ -43,7 +43,7 @@ pipeline_job = define_asset_job(
 def build_resources(spark: SparkResource | None = None) -> dict:
     """Resources rooted at $CINEMATCH_HOME as it is when called."""
     spark = spark or SparkResource()
-    lakehouse = Lakehouse(spark=spark, root=str(lake_root()))
+    lakehouse = Lakehouse(spark=spark)
     return {
         "spark": spark,
         "lakehouse": lakehouse,
