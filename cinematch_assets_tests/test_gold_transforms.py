@@ -17,7 +17,7 @@ from cinematch_assets.transforms.gold import (
     user_below,
     user_stats,
 )
-from cinematch_assets.transforms.silver import KEPT, kept_rows, reason_counts
+from cinematch_assets.transforms.reconcile import KEPT, kept_rows, reason_counts
 
 DAY = 86_400
 RATINGS = "userId int, movieId int, rating double, timestamp long"

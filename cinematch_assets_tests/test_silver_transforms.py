@@ -6,20 +6,17 @@ from datetime import datetime
 
 import pytest
 
+from cinematch_assets.transforms.reconcile import KEPT, REASON, kept_rows, reason_counts
 from cinematch_assets.transforms.silver import (
     EMPTY_TAG,
-    KEPT,
     NO_TIMESTAMP,
     OFF_GRID,
-    REASON,
     SUPERSEDED,
     UNKNOWN_MOVIE,
     annotate_ratings,
     annotate_tags,
     clean_links,
     clean_movies,
-    kept_rows,
-    reason_counts,
 )
 
 RATINGS = "userId int, movieId int, rating double, timestamp long"

@@ -6,7 +6,6 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cinematch_assets.assets.silver import reconciliation_metadata
 from cinematch_assets.transforms.gold import (
     TEST,
     TRAIN,
@@ -19,7 +18,11 @@ from cinematch_assets.transforms.gold import (
     training_features,
     user_stats,
 )
-from cinematch_assets.transforms.silver import kept_rows, reason_counts
+from cinematch_assets.transforms.reconcile import (
+    kept_rows,
+    reason_counts,
+    reconciliation_metadata,
+)
 
 GOLD = {"group_name": "gold", "kinds": {"spark", "delta"}}
 

@@ -1,32 +1,22 @@
 """Silver: cleaned, deduplicated, typed tables. Every dropped row is counted by reason."""
 
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, asset
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cinematch_assets.transforms.reconcile import (
+    kept_rows,
+    reason_counts,
+    reconciliation_metadata,
+)
 from cinematch_assets.transforms.silver import (
-    KEPT,
     annotate_ratings,
     annotate_tags,
     clean_links,
     clean_movies,
-    kept_rows,
-    reason_counts,
 )
 
 SILVER = {"group_name": "silver", "kinds": {"spark", "delta"}}
-
-
-def reconciliation_metadata(counts: dict[str, int]) -> dict:
-    """input rows = kept rows + dropped rows, with the reasons; read by the
-    `rows_reconcile` checks."""
-    dropped = {reason: n for reason, n in counts.items() if reason != KEPT}
-    return {
-        "input_rows": sum(counts.values()),
-        "kept_rows": counts[KEPT],
-        "dropped_rows": sum(dropped.values()),
-        "dropped_by_reason": MetadataValue.json(dropped),
-    }
 
 
 @asset(

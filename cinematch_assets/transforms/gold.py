@@ -9,7 +9,7 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from cinematch_assets.transforms.silver import REASON
+from cinematch_assets.transforms.reconcile import REASON
 
 FilterMode = Literal["one_pass", "k_core"]
 SplitStrategy = Literal["random", "temporal"]

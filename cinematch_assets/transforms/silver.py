@@ -1,7 +1,7 @@
 """Silver: deduplicated, typed, parsed MovieLens tables.
 
 Rows Silver does not keep are not silently dropped: the `annotate_*` functions mark every
-Bronze row with the reason it is left out (null when kept), so each Silver asset reports
+Bronze row with the reason it is left out (see `reconcile`), so each Silver asset reports
 Bronze rows = kept rows + dropped rows per reason, and Bronze keeps the originals.
 """
 
@@ -11,10 +11,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cinematch_assets.transforms.quality import is_half_star
+from cinematch_assets.transforms.reconcile import REASON, first_reason
 from cinematch_assets.transforms.titles import parse_titles
-
-REASON = "drop_reason"
-KEPT = "kept"
 
 OFF_GRID = "rating off the half-star grid [0.5, 5.0]"
 NO_TIMESTAMP = "missing timestamp"
@@ -24,24 +22,6 @@ EMPTY_TAG = "empty tag"
 
 NO_GENRES = "(no genres listed)"
 IMDB_ID_DIGITS = 7
-
-
-def kept_rows(annotated: DataFrame) -> DataFrame:
-    return annotated.filter(F.col(REASON).isNull()).drop(REASON)
-
-
-def reason_counts(annotated: DataFrame) -> dict[str, int]:
-    """Rows kept and rows dropped per reason, in one pass."""
-    counts = annotated.groupBy(F.coalesce(F.col(REASON), F.lit(KEPT)).alias("r")).count()
-    return {KEPT: 0} | {row["r"]: row["count"] for row in counts.collect()}
-
-
-def _first_reason(*conditions: tuple[Column, str]) -> Column:
-    """The first reason whose condition holds, else null (kept)."""
-    result = F.lit(None).cast("string")
-    for condition, reason in reversed(conditions):
-        result = F.when(F.coalesce(condition, F.lit(False)), F.lit(reason)).otherwise(result)
-    return result
 
 
 def annotate_ratings(bronze_ratings: DataFrame, movies: DataFrame) -> DataFrame:
@@ -59,7 +39,7 @@ def annotate_ratings(bronze_ratings: DataFrame, movies: DataFrame) -> DataFrame:
         "timestamp",
         F.timestamp_seconds("timestamp").alias("rated_at"),
     ).join(known, on="movieId", how="left")
-    invalid = _first_reason(
+    invalid = first_reason(
         (~is_half_star(F.col("rating")), OFF_GRID),
         (F.col("timestamp").isNull(), NO_TIMESTAMP),
         (F.col("_known").isNull(), UNKNOWN_MOVIE),
@@ -120,5 +100,5 @@ def annotate_tags(bronze_tags: DataFrame) -> DataFrame:
         F.lower(F.regexp_replace(tag, r"\s+", " ")).alias("tag_key"),
         "timestamp",
         F.timestamp_seconds("timestamp").alias("tagged_at"),
-        _first_reason((tag.isNull() | (tag == ""), EMPTY_TAG)).alias(REASON),
+        first_reason((tag.isNull() | (tag == ""), EMPTY_TAG)).alias(REASON),
     )
