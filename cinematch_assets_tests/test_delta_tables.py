@@ -18,6 +18,7 @@ from deltalake import DeltaTable
 from pyspark.sql import Row
 from pyspark.sql import types as T
 
+from cinematch_assets.resources.delta_reader import read_delta
 from cinematch_assets.resources.delta_tables import (
     PENDING_DIR,
     SchemaMismatchError,
@@ -167,7 +168,7 @@ def test_empty_table_keeps_its_schema_and_opens_outside_spark(spark, tmp_path):
     back = read_table(spark, path)
     assert back.schema == SCHEMA and back.count() == 0
 
-    arrow = DeltaTable(str(path)).to_pyarrow_table()
+    arrow = read_delta(path)
     assert arrow.num_rows == 0
     assert arrow.schema.names == ["userId", "title", "rating", "rated_at", "genres"]
 
@@ -175,7 +176,7 @@ def test_empty_table_keeps_its_schema_and_opens_outside_spark(spark, tmp_path):
 def test_tables_open_with_delta_rs_and_pyarrow(spark, tmp_path):
     path = tmp_path / "interop"
     write_table(spark.createDataFrame(rows(20), SCHEMA), path)
-    arrow = DeltaTable(str(path)).to_pyarrow_table()
+    arrow = read_delta(path)
     assert arrow.num_rows == 20
     assert str(arrow.schema.field("rated_at").type) == "timestamp[us, tz=UTC]"
     assert sorted(arrow.column("userId").to_pylist()) == list(range(20))
@@ -248,7 +249,7 @@ def test_writer_killed_before_commit_leaves_previous_version(spark, tmp_path):
     assert sorted(r.name for r in read_table(spark, path).collect()) == sorted(
         f"old {i}" for i in range(7)
     )
-    assert DeltaTable(str(path)).to_pyarrow_table().num_rows == 7
+    assert read_delta(path).num_rows == 7
 
     # The next write succeeds and removes the dead writer's folder.
     after = spark.createDataFrame([(1, "next")], "id int, name string")

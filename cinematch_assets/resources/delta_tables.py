@@ -7,7 +7,8 @@ The Delta Lake JARs for Spark are not on PyPI, so by default (engine "delta-rs")
    modification time and per-file statistics read from the Parquet footers.
    A crash before the commit leaves the table at its previous version; the orphan
    folder is removed by the next write (or by `vacuum_table`).
-3. Reads load the snapshot's files with `spark.read.parquet`, so time travel works.
+3. Reads load the snapshot's files with `spark.read.parquet`, so time travel works
+   (`delta_reader` does the same with pyarrow, for readers without Spark).
 
 With engine "spark" (a cluster that has the Delta JARs), Spark's own `format("delta")`
 reads and writes. Both produce standard Delta tables that any Delta reader opens.
@@ -38,6 +39,8 @@ from deltalake.transaction import AddAction, CommitProperties, create_table_with
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+from cinematch_assets.resources.delta_reader import arrow_schema, plain_snapshot
 
 Engine = Literal["delta-rs", "spark"]
 WriteMode = Literal["overwrite", "append"]
@@ -78,7 +81,7 @@ def arrow_schema_of(spark_schema: T.StructType) -> pa.Schema:
 
 
 def spark_schema_of(table: DeltaTable) -> T.StructType:
-    return from_arrow_schema(pa.schema(table.schema().to_arrow()))
+    return from_arrow_schema(arrow_schema(table))
 
 
 def _delta_types(schema: Schema) -> dict[str, Any]:
@@ -384,16 +387,16 @@ def read_table(
 ) -> DataFrame:
     """The table (at `version`, default latest) as a Spark DataFrame."""
     table_root = Path(path).resolve()
-    if not _is_table(table_root):
-        raise FileNotFoundError(
-            f"No Delta table at {table_root} (has its asset been materialized?)"
-        )
     if engine == "spark":
+        if not _is_table(table_root):
+            raise FileNotFoundError(
+                f"No Delta table at {table_root} (has its asset been materialized?)"
+            )
         reader = spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
         return reader.load(str(table_root))
-    table = DeltaTable(str(table_root), version=version)
+    table = plain_snapshot(table_root, version)
     schema = spark_schema_of(table)
     files = table.file_uris()
     if not files:
