@@ -10,13 +10,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "movielens" / "ml-latest-small-2016.zip"
 
 
+# The suite's Spark settings, whatever CINEMATCH_SPARK_* the environment holds.
+TEST_SPARK = {
+    "master": "local[2]",
+    "remote": "",
+    "driver_memory": "2g",
+    "shuffle_partitions": 4,
+    "ui_enabled": False,
+    "conf": {},
+    "delta_jars": False,
+}
+
+
 @pytest.fixture(scope="session")
 def spark():
-    from cinematch_assets.resources.spark import build_spark_session
+    from cinematch_assets.resources.spark import SparkResource
 
-    session = build_spark_session(
-        master="local[2]", driver_memory="2g", shuffle_partitions=4, ui_enabled=False
-    )
+    session = SparkResource(**TEST_SPARK).spark_session
     yield session
     session.stop()
 

@@ -204,9 +204,11 @@ KILLED_WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from cinematch_assets.resources import delta_tables
-    from cinematch_assets.resources.spark import build_spark_session
+    from cinematch_assets.resources.spark import SparkResource
 
-    spark = build_spark_session(master="local[1]", driver_memory="1g", shuffle_partitions=1)
+    spark = SparkResource(
+        master="local[1]", remote="", driver_memory="1g", shuffle_partitions=1, ui_enabled=False
+    ).spark_session
     path, ready = Path(sys.argv[1]), Path(sys.argv[2])
 
     def stall_before_commit(*args, **kwargs):

@@ -14,6 +14,8 @@ from cinematch_assets.definitions import build_definitions, build_resources
 from cinematch_assets.resources.delta_reader import read_delta
 from cinematch_assets.resources.spark import SparkResource
 
+from .conftest import TEST_SPARK
+
 RAW_OP = "raw__movielens_archive"
 
 
@@ -22,11 +24,7 @@ def run_pipeline(spark, home: Path, raw_config: dict, selection: list[list[str]]
     return (result, instance, lakehouse)."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CINEMATCH_HOME", str(home))
-        resources = build_resources(
-            SparkResource(
-                master="local[2]", driver_memory="2g", shuffle_partitions=4, ui_enabled=False
-            )
-        )
+        resources = build_resources(SparkResource(**TEST_SPARK))
         job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
         instance = DagsterInstance.ephemeral()
         result = job.execute_in_process(

@@ -15,6 +15,7 @@ from cinematch_assets.resources.spark import (
     DELTA_SQL_CONF,
     SparkResource,
     default_driver_memory,
+    delta_maven_package,
     parse_conf,
     session_conf,
 )
@@ -58,6 +59,33 @@ def test_local_sessions_stay_on_loopback_and_extra_conf_wins():
     assert DELTA_SQL_CONF.items() <= cluster.items()
 
 
+def test_spark_config_is_a_connect_clients_when_remote_is_set():
+    """dagster-pyspark builds the session from this dict: a `spark.remote` key makes it a
+    Spark Connect session, so master, memory and the rest belong to the server."""
+    resource = SparkResource(
+        master="local[*]", remote="sc://spark-head:15002", conf={"spark.sql.ansi.enabled": "true"}
+    )
+    assert resource.spark_config == {
+        "spark.remote": "sc://spark-head:15002",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.ansi.enabled": "true",
+    }
+
+
+def test_spark_config_of_a_classic_session_asks_for_delta_only_when_needed():
+    classic = SparkResource(master="spark://head:7077", remote="", driver_memory="3g")
+    assert classic.spark_config["spark.master"] == "spark://head:7077"
+    assert classic.spark_config["spark.driver.memory"] == "3g"
+    assert "spark.remote" not in classic.spark_config
+    assert "spark.jars.packages" not in classic.spark_config
+    with_delta = SparkResource(master="local[1]", remote="", delta_jars=True)
+    assert with_delta.spark_config["spark.jars.packages"] == delta_maven_package()
+    assert delta_maven_package().startswith("io.delta:delta-spark_4.2_2.13:4.")
+    given = SparkResource(remote="", delta_jars=True, conf={"spark.jars": "/opt/delta.jar"})
+    assert "spark.jars.packages" not in given.spark_config
+
+
 def test_resource_reads_its_defaults_from_the_environment(monkeypatch):
     monkeypatch.setenv("CINEMATCH_SPARK_MASTER", "spark://head:7077")
     monkeypatch.setenv("CINEMATCH_SPARK_CONF", "spark.executor.memory=4g")
@@ -72,7 +100,9 @@ def test_resource_reads_its_defaults_from_the_environment(monkeypatch):
 
 
 def test_shared_session_has_the_project_settings(spark):
+    """The suite's session comes from the resource, i.e. from dagster-pyspark."""
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert spark.conf.get("spark.master") == "local[2]"
     assert spark.conf.get("spark.sql.parquet.outputTimestampType") == "TIMESTAMP_MICROS"
 
 
@@ -123,11 +153,11 @@ SPARK_ENGINE_INTEROP = textwrap.dedent(
     import sys
     from cinematch_assets.resources.delta_reader import read_delta
     from cinematch_assets.resources.delta_tables import read_table, write_table
-    from cinematch_assets.resources.spark import build_spark_session
+    from cinematch_assets.resources.spark import SparkResource
 
     root, jars = sys.argv[1], sys.argv[2]
-    spark = build_spark_session(master="local[1]", delta_jars=True,
-                                extra_conf={"spark.jars": jars})
+    spark = SparkResource(master="local[1]", remote="", delta_jars=True,
+                          conf={"spark.jars": jars}).spark_session
     df = spark.createDataFrame([(1, "a"), (2, "b")], "id int, name string")
     write_table(df, f"{root}/by_spark", engine="spark")
     write_table(df, f"{root}/by_delta_rs", engine="delta-rs")

@@ -42,7 +42,7 @@ def build_bronze_asset(table: CsvTable) -> AssetsDefinition:
         },
     )
     def bronze(context: AssetExecutionContext, spark: SparkResource, archive: MovieLensRelease):
-        session = spark.get_session()
+        session = spark.spark_session
         source = archive.path / table.file_name
         present = table.file_name in archive.files
         if present:

@@ -43,7 +43,7 @@ class Lakehouse(ConfigurableResource):
 
     def read(self, key_path: Sequence[str], version: int | None = None) -> DataFrame:
         return read_table(
-            self.spark.get_session(),
+            self.spark.spark_session,
             self.table_path(key_path),
             version=version,
             engine=self.engine,  # type: ignore[arg-type]

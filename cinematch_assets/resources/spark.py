@@ -8,11 +8,12 @@ Local mode is the default. The same pipeline runs on a cluster by setting `maste
 from __future__ import annotations
 
 import os
-from typing import Any
+from importlib import metadata
 
+import pyspark
 from dagster import ConfigurableResource
-from delta import configure_spark_with_delta_pip
-from pydantic import Field
+from dagster_pyspark import LazyPySparkResource
+from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
 from cinematch_assets.resources.java import ensure_java
@@ -33,7 +34,7 @@ LAUNCH_CONF: dict[str, str] = {
 }
 
 # Spark's own Delta Lake support (engine "spark"): the JARs come from spark.jars(.packages)
-# or, when neither is set, from Maven via delta-spark's configure_spark_with_delta_pip.
+# or, when neither is set, from Maven (`delta_maven_package`).
 DELTA_SQL_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -97,9 +98,50 @@ def session_conf(
     return conf
 
 
+def delta_maven_package() -> str:
+    """Spark's Delta Lake package matching the installed delta-spark and PySpark (the
+    coordinates delta-spark's `configure_spark_with_delta_pip` asks Maven for)."""
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{metadata.version('delta-spark')}"
+
+
+def spark_config(
+    *,
+    master: str,
+    remote: str,
+    driver_memory: str,
+    shuffle_partitions: int,
+    ui_enabled: bool,
+    extra_conf: dict[str, str],
+    delta_jars: bool = False,
+) -> dict[str, str]:
+    """The complete `spark.*` configuration of the session: a Spark Connect client's when
+    `remote` is set (the server owns everything else), a classic session's otherwise."""
+    if remote:
+        return {**SQL_CONF, **extra_conf, "spark.remote": remote}
+    conf = session_conf(
+        master=master,
+        driver_memory=driver_memory,
+        shuffle_partitions=shuffle_partitions,
+        ui_enabled=ui_enabled,
+        extra_conf=extra_conf,
+        delta_jars=delta_jars,
+    )
+    if delta_jars and not {"spark.jars", "spark.jars.packages"} & conf.keys():
+        conf["spark.jars.packages"] = delta_maven_package()
+    return conf
+
+
 class SparkResource(ConfigurableResource):
-    """Owns the process's SparkSession. Created lazily on first use and then shared by every
-    asset of a run (the in-process executor keeps one JVM per run)."""
+    """Owns the process's SparkSession, through dagster-pyspark's `LazyPySparkResource`:
+    created on first use of `spark_session` and then shared by every asset of a run (the
+    in-process executor keeps one JVM per run).
+
+    This resource assembles the `spark_config` dict that `LazyPySparkResource` builds the
+    session from (local, `spark://`, YARN, Kubernetes, or Spark Connect through a
+    `spark.remote` key) out of env vars and run config, and makes sure a usable Java is
+    there first.
+    """
 
     master: str = Field(
         default_factory=lambda: os.environ.get("CINEMATCH_SPARK_MASTER", "local[*]"),
@@ -136,49 +178,27 @@ class SparkResource(ConfigurableResource):
         description="Load Spark's Delta Lake extension (for CINEMATCH_DELTA_ENGINE=spark); "
         "JARs from spark.jars(.packages) in `conf`, else downloaded from Maven.",
     )
+    _pyspark: LazyPySparkResource | None = PrivateAttr(default=None)
 
-    def get_session(self) -> SparkSession:
-        return build_spark_session(
+    @property
+    def spark_config(self) -> dict[str, str]:
+        return spark_config(
             master=self.master,
             remote=self.remote,
             driver_memory=self.driver_memory,
             shuffle_partitions=self.shuffle_partitions,
             ui_enabled=self.ui_enabled,
-            extra_conf=self.conf,
+            extra_conf={key: str(value) for key, value in self.conf.items()},
             delta_jars=self.delta_jars,
         )
 
-
-def build_spark_session(
-    *,
-    master: str = "local[*]",
-    remote: str = "",
-    driver_memory: str | None = None,
-    shuffle_partitions: int | None = None,
-    ui_enabled: bool = False,
-    extra_conf: dict[str, Any] | None = None,
-    delta_jars: bool = False,
-) -> SparkSession:
-    """Return the process's session, creating it on first call (later calls reuse it)."""
-    extra = {key: str(value) for key, value in (extra_conf or {}).items()}
-    if remote:
-        builder = SparkSession.builder.remote(remote)
-        for key, value in {**SQL_CONF, **extra}.items():
-            builder = builder.config(key, value)
-        return builder.getOrCreate()
-
-    ensure_java()
-    builder = SparkSession.builder
-    conf = session_conf(
-        master=master,
-        driver_memory=driver_memory or default_driver_memory(),
-        shuffle_partitions=shuffle_partitions or default_shuffle_partitions(),
-        ui_enabled=ui_enabled,
-        extra_conf=extra,
-        delta_jars=delta_jars,
-    )
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    if delta_jars and not {"spark.jars", "spark.jars.packages"} & conf.keys():
-        builder = configure_spark_with_delta_pip(builder)
-    return builder.getOrCreate()
+    @property
+    def spark_session(self) -> SparkSession:
+        """The session, created on first use (later uses, and other resources of this
+        process, get the same one: Spark's `getOrCreate`)."""
+        if self._pyspark is None:
+            # A Connect client needs no JVM, unless it starts a local server itself.
+            if not self.remote or self.remote.startswith("local"):
+                ensure_java()
+            self._pyspark = LazyPySparkResource(spark_config=self.spark_config)
+        return self._pyspark.spark_session
