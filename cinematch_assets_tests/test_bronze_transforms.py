@@ -90,6 +90,36 @@ def test_malformed_lines_are_quarantined_with_reasons(spark, tmp_path):
     assert counts["loaded"] + parsed.quarantine.count() + 2 == parsed.input_lines
 
 
+NOT_EXACTLY_NUMBERS = {
+    b"1,\x0012,4.0,100": "movieId is not int: \x0012",  # a NUL byte from a damaged file
+    b"1,12\x07,4.0,100": "movieId is not int: 12\x07",
+    b"1,1 2,4.0,100": "movieId is not int: 1 2",  # embedded space
+    b"1, 12,4.0,100": "movieId is not int:  12",
+    b"+1,12,4.0,100": "userId is not int: +1",  # ids have no sign
+    b"1,-12,4.0,100": "movieId is not int: -12",
+    b"1,12,4.0\t,100": "rating is not double: 4.0\t",
+    b"1,12,NaN,100": "rating is not double: NaN",
+    b"1,12,4.0,1e9": "timestamp is not bigint: 1e9",
+    b"1,99999999999,4.0,100": "movieId is not int: 99999999999",  # overflows an int
+}
+
+
+def test_numbers_are_taken_only_as_written_never_repaired(spark, tmp_path):
+    """Spark's casts would trim control characters and spaces, turning a corrupted line
+    into a clean-looking rating: Bronze quarantines it instead."""
+    good = [b"1,12,4.0,100", b"2,13,-1,100", b"3,14,+4.5,100", b"4,15,.5,100", b"5,16,4E0,7"]
+    content = b"userId,movieId,rating,timestamp\n" + b"\n".join([*good, *NOT_EXACTLY_NUMBERS])
+    path = write(tmp_path, "ratings.csv", content + b"\n")
+    parsed = parse_csv(spark, path, RATINGS, batch_id="b")
+    reasons = {r.line.encode(): r.reason for r in parsed.quarantine.collect()}
+    assert reasons == {line: reason for line, reason in NOT_EXACTLY_NUMBERS.items()}
+    # Signs and exponents are decimal notation for a double: loaded as written (Silver
+    # then sets an off-scale rating aside with its reason).
+    loaded = sorted((r.userId, r.rating, r.timestamp) for r in parsed.rows.collect())
+    assert loaded == [(1, 4.0, 100), (2, -1.0, 100), (3, 4.5, 100), (4, 0.5, 100), (5, 4.0, 7)]
+    assert parsed.counts["loaded"] + len(reasons) + 1 == parsed.input_lines
+
+
 def test_quoted_titles_with_commas_and_non_ascii(spark, tmp_path):
     content = (
         "movieId,title,genres\n"

@@ -126,6 +126,7 @@ BAD_LINES = [
     "7,1,abc,1700000000",  # rating not a number
     "7,2,4.0",  # a field short
     ",3,4.0,1700000000",  # no userId
+    "7,\x004,4.0,1700000000",  # a NUL byte in movieId: quarantined, not repaired
     "7,1,4.2,1700000000",  # loads in Bronze, off the half-star grid: Silver drops it
 ]
 
@@ -166,7 +167,7 @@ def test_malformed_lines_are_quarantined_and_reconciled(spark, synthetic_run, tm
 
     good = lakehouse.describe(["bronze", "ratings"]).num_rows
     bronze = metadata(instance, "bronze", "ratings")
-    assert bronze["quarantined_rows"] == 3
+    assert bronze["quarantined_rows"] == 4
     assert bronze["dagster/row_count"] == good + 1
     assert bronze["line_outcomes"]["blank"] == 1
     quarantine = {
@@ -176,6 +177,7 @@ def test_malformed_lines_are_quarantined_and_reconciled(spark, synthetic_run, tm
         "7,1,abc,1700000000": "rating is not double: abc",
         "7,2,4.0": "expected 4 fields (userId,movieId,rating,timestamp) or bad quoting",
         ",3,4.0,1700000000": "missing userId",
+        "7,\x004,4.0,1700000000": "movieId is not int: \x004",
     }
     silver = metadata(instance, "silver", "ratings_clean")
     assert silver["dropped_by_reason"] == {"rating off the half-star grid [0.5, 5.0]": 1}

@@ -2,9 +2,9 @@
 
 Each line is parsed by Spark's CSV parser (`from_csv`) against an all-string schema,
 then cast to the explicit types. A line that does not parse, has the wrong number of
-fields, carries a value of the wrong type, lacks a key or is not valid UTF-8 goes to
-the quarantine with the raw line and the reason. Input lines = loaded rows +
-quarantined rows + header and blank lines: nothing vanishes.
+fields, carries a value that is not exactly of its type (`NUMBER_SYNTAX`), lacks a key or
+is not valid UTF-8 goes to the quarantine with the raw line and the reason.
+Input lines = loaded rows + quarantined rows + header and blank lines: nothing vanishes.
 """
 
 from __future__ import annotations
@@ -80,6 +80,17 @@ BRONZE_TABLES: dict[str, CsvTable] = {
     )
 }
 
+# A number is loaded only as written, never repaired: Spark's casts trim spaces and control
+# characters (a NUL byte from a damaged file would vanish). Integers (ids and Unix times)
+# are plain digits; doubles are decimal notation with an optional sign and exponent.
+# `\z` is the very end: `$` would also accept a trailing line break.
+_DIGITS = r"\A[0-9]+\z"
+NUMBER_SYNTAX: dict[T.DataType, str] = {
+    INT: _DIGITS,
+    LONG: _DIGITS,
+    DOUBLE: r"\A[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\z",
+}
+
 INGEST_FIELDS = _schema(
     ("ingest_time", T.TimestampType()), ("source_file", STRING), ("batch_id", STRING)
 )
@@ -146,9 +157,12 @@ def _reason(parsed: Column, line: Column, table: CsvTable) -> Column:
     for field in table.schema:
         if field.dataType != STRING:
             raw = parsed[field.name]
+            exact = (
+                raw.rlike(NUMBER_SYNTAX[field.dataType]) & raw.try_cast(field.dataType).isNotNull()
+            )
             problems.append(
                 F.when(
-                    raw.isNotNull() & raw.try_cast(field.dataType).isNull(),
+                    raw.isNotNull() & ~exact,
                     F.concat(F.lit(f"{field.name} is not {field.dataType.simpleString()}: "), raw),
                 )
             )
