@@ -5,7 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -27,6 +32,8 @@ from cinematch_assets.sources.synthetic import (
     planted_model,
     scaled_spec,
 )
+
+from .conftest import REPO_ROOT
 
 CSV_FILES = ("ratings.csv", "movies.csv", "links.csv", "tags.csv")
 HEADERS = {
@@ -375,6 +382,47 @@ def test_reuses_existing_output_and_leaves_no_temp(tmp_path: Path) -> None:
     assert generate_movielens(other, out)["reused"] is False  # another spec replaces it
     assert json.loads((out / MANIFEST_NAME).read_text())["spec"]["seed"] == 5
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+KILLED_GENERATOR = """
+import sys, time
+from pathlib import Path
+from cinematch_assets.sources import synthetic
+
+out, ready = Path(sys.argv[1]), Path(sys.argv[2])
+
+def stall(*args):
+    ready.write_text("writing")
+    time.sleep(600)
+
+synthetic._Writer.write = stall
+synthetic.generate_movielens(synthetic.SyntheticSpec.from_variant("synthetic-tiny"), out)
+"""
+
+
+def test_next_run_removes_the_temp_folder_of_a_killed_run(tmp_path: Path) -> None:
+    out, ready = tmp_path / "data", tmp_path / "ready"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_GENERATOR, str(out), str(ready)],
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 120
+    while not ready.exists():
+        assert writer.poll() is None, writer.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "the generator never started writing"
+        time.sleep(0.1)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    leftovers = [p.name for p in tmp_path.iterdir() if "synthetic-tmp" in p.name]
+    assert leftovers and leftovers[0].startswith(f".data.synthetic-tmp-{writer.pid}-")
+
+    # A temp folder of a live writer (this process) is left alone.
+    live = tmp_path / f".data.synthetic-tmp-{os.getpid()}-live"
+    live.mkdir()
+    summary = generate_movielens(TINY, out)
+    assert summary["reused"] is False and (out / MANIFEST_NAME).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["data", "ready", live.name])
 
 
 def test_refuses_foreign_folder(tmp_path: Path) -> None:

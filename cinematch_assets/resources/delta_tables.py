@@ -40,6 +40,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
+from cinematch_assets.processes import process_alive
 from cinematch_assets.resources.delta_reader import arrow_schema, plain_snapshot
 
 Engine = Literal["delta-rs", "spark"]
@@ -171,19 +172,9 @@ def parquet_file_stats(metadata: pq.FileMetaData) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- orphans
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _writer_gone(marker: dict[str, Any]) -> bool:
     if marker.get("host") == socket.gethostname():
-        return not _process_alive(int(marker.get("pid", -1)))
+        return not process_alive(int(marker.get("pid", -1)))
     return time.time() - float(marker.get("started", 0)) > FOREIGN_WRITER_TIMEOUT_S
 
 

@@ -46,6 +46,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cinematch_assets.processes import process_alive
+
 __all__ = [
     "BLOCK_USERS",
     "GENERATOR_VERSION",
@@ -65,6 +67,8 @@ __all__ = [
 # Bump whenever the output for a given spec changes: it invalidates reused directories.
 GENERATOR_VERSION = 1
 MANIFEST_NAME = ".cinematch-synthetic.json"
+# A temp folder whose writer cannot be checked (another host) is abandoned after this long.
+STALE_TEMP_SECONDS = 24 * 3600
 BLOCK_USERS = 1000
 
 GENRES = (
@@ -786,7 +790,8 @@ def generate_movielens(
     if out_dir.exists() and not (out_dir / MANIFEST_NAME).is_file() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty and holds no synthetic MovieLens data")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.synthetic-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    _remove_abandoned_temps(out_dir)
+    tmp = out_dir.with_name(f"{_temp_prefix(out_dir)}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
         summary = _write_dataset(spec, tmp, chunk_users)
@@ -797,6 +802,33 @@ def generate_movielens(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
     return {**summary, "reused": False}
+
+
+def _temp_prefix(out_dir: Path) -> str:
+    """Temp folders of ``out_dir`` are ``.<name>.synthetic-tmp-<pid>-<random>`` siblings."""
+    return f".{out_dir.name}.synthetic-tmp-"
+
+
+def _remove_abandoned_temps(out_dir: Path) -> list[Path]:
+    """Delete the temp folders (and their ``.old`` asides) of runs that were killed.
+
+    A run removes its own temp folder even when it fails; only a killed one leaves it.
+    Its writer is gone when its pid no longer runs here, or (a folder shared with another
+    host) after STALE_TEMP_SECONDS.
+    """
+    prefix = _temp_prefix(out_dir)
+    removed = []
+    for leftover in sorted(out_dir.parent.glob(prefix + "*")):
+        pid_text = leftover.name[len(prefix) :].split("-", 1)[0]
+        pid = int(pid_text) if pid_text.isdigit() else -1
+        try:
+            age = time.time() - leftover.lstat().st_mtime
+        except OSError:
+            continue
+        if pid != os.getpid() and (not process_alive(pid) or age > STALE_TEMP_SECONDS):
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover)
+    return removed
 
 
 def _read_manifest(folder: Path, spec: SyntheticSpec) -> dict[str, Any] | None:
