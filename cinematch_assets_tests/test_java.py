@@ -6,6 +6,7 @@ cache dir and the index URL point into tmp_path or at 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -331,6 +333,50 @@ def test_offline_error_names_install_commands(tmp_path: Path) -> None:
     ):
         assert hint in message
     assert "Traceback" not in message
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never answers: a network that drops traffic."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.held: list[socket.socket] = []
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/index.json"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.held.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        for conn in [*self.held, self.sock]:
+            conn.close()
+
+
+def test_a_server_that_never_answers_fails_within_the_timeout(tmp_path: Path) -> None:
+    silent = SilentServer()
+    env = {"PATH": "", jv.INDEX_URL_ENV: silent.url}
+    started = time.monotonic()
+    try:
+        with pytest.raises(jv.JavaNotFoundError) as err:
+            jv.locate_java(env, search_globs=(), cache_dir=tmp_path, fetch_timeouts=(1.0, 1.0))
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 30  # bounded, not forever
+    assert silent.held, "the download did connect"
+    message = str(err.value)
+    assert "JavaDownloadTimeout" in message and "1 s between reads" in message
+    assert "sudo apt-get install -y openjdk-17-jre-headless" in message
+
+
+def test_timeouts_apply_only_inside_the_fetch() -> None:
+    import requests
+
+    original = requests.Session.request
+    with jv._bounded_requests(1.0, 2.0):
+        assert requests.Session.request is not original
+    assert requests.Session.request is original
 
 
 # --- the CLI ---------------------------------------------------------------------------

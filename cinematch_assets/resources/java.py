@@ -15,6 +15,7 @@ what was tried and how to install Java by hand.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import logging
@@ -44,6 +45,10 @@ INDEX_URL_ENV = "CINEMATCH_JDK_INDEX_URL"
 
 # A JVM answers -version in well under a second; a hung binary must not block setup.
 PROBE_TIMEOUT_S = 15.0
+# The download: seconds to connect, and seconds of silence between two reads. A network
+# that drops packets fails within these instead of hanging `make test` forever, while a
+# slow but steady download of the ~50 MB runtime goes on.
+FETCH_TIMEOUTS_S = (20.0, 60.0)
 
 JAVA_EXE = "java.exe" if os.name == "nt" else "java"
 
@@ -225,10 +230,53 @@ def default_cache_dir() -> Path:
     return user_cache_dir() / "jdk"
 
 
-def fetch_java(cache_dir: Path, index_url: str | None = None) -> Path:
+class JavaDownloadTimeout(RuntimeError):
+    """The download server accepted no connection, or stopped sending, within the bounds."""
+
+
+@contextlib.contextmanager
+def _bounded_requests(connect_s: float, read_s: float) -> Iterator[None]:
+    """Give every `requests` call without a timeout these connect and read timeouts.
+
+    cjdk downloads with `requests` and sets no timeout (nor lets a caller set one), so
+    its calls would otherwise wait forever on a server that never answers.
+    """
+    import requests
+
+    original = requests.Session.request
+
+    def request(self, method, url, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = (connect_s, read_s)
+        return original(self, method, url, **kwargs)
+
+    requests.Session.request = request
+    try:
+        yield
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, requests.Timeout):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise JavaDownloadTimeout(
+            f"the download server sent nothing for too long ({connect_s:g} s to connect, "
+            f"{read_s:g} s between reads): {cause}"
+        ) from exc
+    finally:
+        requests.Session.request = original
+
+
+def fetch_java(
+    cache_dir: Path,
+    index_url: str | None = None,
+    timeouts: tuple[float, float] = FETCH_TIMEOUTS_S,
+) -> Path:
     """Download (or reuse) a Temurin JRE via cjdk into cache_dir; return its home.
 
-    Raises whatever cjdk raises (CjdkError subclasses) when that fails.
+    `timeouts` bounds the wait for a connection and between two reads, in seconds
+    (JavaDownloadTimeout when exceeded). Other failures raise what cjdk raises
+    (CjdkError subclasses).
     """
     import cjdk  # imported late: only needed on machines without Java
 
@@ -248,13 +296,14 @@ def fetch_java(cache_dir: Path, index_url: str | None = None) -> Path:
         index_url or "cjdk default",
     )
     # progress=False: cjdk's progress bars would garble our logs and the Makefile output.
-    home = cjdk.java_home(
-        vendor=FETCH_VENDOR,
-        version=FETCH_VERSION,
-        cache_dir=cache_dir,
-        progress=False,
-        **kwargs,
-    )
+    with _bounded_requests(*timeouts):
+        home = cjdk.java_home(
+            vendor=FETCH_VENDOR,
+            version=FETCH_VERSION,
+            cache_dir=cache_dir,
+            progress=False,
+            **kwargs,
+        )
     log.info("Java runtime ready at %s", home)
     return Path(home)
 
@@ -271,6 +320,7 @@ def locate_java(
     cache_dir: Path | None = None,
     timeout: float = PROBE_TIMEOUT_S,
     allow_fetch: bool = True,
+    fetch_timeouts: tuple[float, float] = FETCH_TIMEOUTS_S,
 ) -> JavaCandidate:
     """Find a usable Java runtime, fetching one if needed; raise JavaNotFoundError if not."""
     env = os.environ if env is None else env
@@ -285,7 +335,7 @@ def locate_java(
         for candidate in tried:
             log.info("Not usable: %s", candidate.describe())
         try:
-            home = fetch_java(cache_dir, env.get(INDEX_URL_ENV) or None)
+            home = fetch_java(cache_dir, env.get(INDEX_URL_ENV) or None, fetch_timeouts)
         except Exception as exc:  # any failure (offline, bad index, disk) ends in the clear error
             fetch_failure = _one_line(exc)
         else:
