@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export CINEMATCH_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: help install java test materialize ui demo bench lint format clean
+.PHONY: help install java preflight test materialize ui demo bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,10 @@ $(DAGSTER_HOME)/dagster.yaml:
 test: install java  ## the whole default test suite
 	$(BIN)/pytest
 
-materialize: install java $(DAGSTER_HOME)/dagster.yaml  ## materialize every asset (headless)
+preflight: install  ## check that the MovieLens source (download or local copy) is usable
+	@$(BIN)/python -m cinematch_assets.preflight
+
+materialize: install java preflight $(DAGSTER_HOME)/dagster.yaml  ## materialize every asset (headless)
 	$(BIN)/dagster asset materialize -m cinematch_assets.definitions --select '*'
 
 ui: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI on http://127.0.0.1:3000

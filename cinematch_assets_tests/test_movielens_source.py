@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -23,6 +26,7 @@ from cinematch_assets.sources.movielens import (
     MOVIELENS_VARIANTS,
     MovieLensError,
     MovieLensRelease,
+    check_movielens_source,
     fetch_movielens,
     parse_md5_file,
     use_local_movielens,
@@ -667,3 +671,78 @@ def test_real_archive_via_local_server(server, tmp_path, logs):
     assert release.md5 == REAL_MD5
     assert release.files == REAL_SIZES
     assert sum(1 for line in logs if "%" in line) >= 5  # ~every 10% of a 1 MB body
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+def check(dest_root: Path, **kwargs: object) -> str:
+    return check_movielens_source(dest_root, variant=VARIANT, **kwargs)
+
+
+def test_preflight_of_a_download_asks_for_the_checksum_only(server, tmp_path):
+    server.publish(GOOD_ZIP)
+    assert check(tmp_path, base_url=server.url) == f"{server.url}{VARIANT}.zip (reachable)"
+    assert server.requests == [MD5_PATH]
+    assert entries(tmp_path) == []  # nothing downloaded or extracted
+
+
+def test_preflight_offline_says_what_to_do_after_one_try(dead_url, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(MovieLensError, match=f"after 1 attempt.*{ENV_VAR}=/path/to/"):
+        check(tmp_path, base_url=dead_url)
+    assert time.monotonic() - started < 10
+
+
+def test_preflight_offline_with_a_verified_copy_needs_no_network(dead_url, tmp_path):
+    seed_copy(tmp_path, tmp_path / "raw")
+    assert check(tmp_path / "raw", base_url=dead_url).startswith("the verified copy")
+
+
+def test_preflight_of_local_sources(tmp_path):
+    good = write(tmp_path / f"{VARIANT}.zip", GOOD_ZIP)
+    assert check(tmp_path, local_path=good) == f"the local archive {good}"
+    folder = tmp_path / "extracted"
+    with zipfile.ZipFile(good) as zf:
+        zf.extractall(folder)
+    assert check(tmp_path, local_path=folder) == f"the extracted folder {folder / VARIANT}"
+    assert entries(tmp_path) == ["extracted", f"{VARIANT}.zip"]  # nothing extracted by it
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"userId,movieId\n", "not a zip archive"),
+        (GOOD_ZIP[: len(GOOD_ZIP) // 2], "corrupt or truncated"),
+        ("crc", "corrupt: .*ratings.csv fails its CRC check"),
+        (make_zip({"movies.csv": MOVIES}), "not a MovieLens release: it has no ratings.csv"),
+    ],
+)
+def test_preflight_refuses_a_bad_local_archive(tmp_path, content, message):
+    path = tmp_path / f"{VARIANT}.zip"
+    if content == "crc":
+        data = bytearray(make_zip(compression=zipfile.ZIP_STORED))
+        data[bytes(data).index(b"964982703")] = ord("0")  # same size, wrong CRC
+        content = bytes(data)
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(MovieLensError, match=message):
+        check(tmp_path / "raw", local_path=path)
+
+
+def test_make_preflight_ends_with_the_message_not_a_traceback(tmp_path):
+    """What `make materialize` runs first: an unusable source is the last thing printed."""
+    env = {**os.environ, "CINEMATCH_HOME": str(tmp_path), ENV_VAR: str(tmp_path / "gone.zip")}
+    run = subprocess.run(
+        [sys.executable, "-m", "cinematch_assets.preflight"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"The local MovieLens path {tmp_path / 'gone.zip'} does not exist")
+    assert ENV_VAR in last

@@ -11,6 +11,7 @@ from cinematch_assets.sources.movielens import (
     DEFAULT_VARIANT,
     MOVIELENS_VARIANTS,
     MovieLensRelease,
+    check_movielens_source,
     fetch_movielens,
     use_local_movielens,
 )
@@ -62,6 +63,20 @@ def acquire(config: MovieLensConfig, log) -> MovieLensRelease:
     if config.variant.startswith(SYNTHETIC_PREFIX):
         return generate_synthetic(config.variant, config.seed, log)
     return fetch_movielens(config.variant, root, base_url=config.base_url, log=log)
+
+
+def check_source(config: MovieLensConfig) -> str:
+    """What `acquire` will use, checked in seconds without downloading or extracting;
+    raises MovieLensError (or ValueError for an unknown synthetic variant) saying why not."""
+    if config.variant.startswith(SYNTHETIC_PREFIX) and not config.local_path:
+        SyntheticSpec.from_variant(config.variant, seed=config.seed)
+        return f"the synthetic {config.variant} (generated on first use)"
+    return check_movielens_source(
+        raw_root(),
+        variant=config.variant,
+        local_path=config.local_path or None,
+        base_url=config.base_url,
+    )
 
 
 @asset(

@@ -55,6 +55,7 @@ __all__ = [
     "REQUIRED_FILES",
     "MovieLensError",
     "MovieLensRelease",
+    "check_movielens_source",
     "fetch_movielens",
     "parse_md5_file",
     "use_local_movielens",
@@ -189,14 +190,66 @@ def use_local_movielens(
     """
     source = Path(path).expanduser()
     if not source.exists():
-        raise MovieLensError(
-            f"The local MovieLens path {source} does not exist. Point {ENV_VAR} (or the path "
-            "argument) at a MovieLens <variant>.zip or at an extracted folder."
-        )
+        raise MovieLensError(_missing_local_message(source))
     with _errors_as_movielens(f"Using the local MovieLens copy {source}"):
         if source.is_dir():
             return _use_folder(source, variant, log)
         return _use_zip(source, _prepare_root(dest_root), variant, log)
+
+
+def check_movielens_source(
+    dest_root: str | os.PathLike[str],
+    *,
+    variant: str = DEFAULT_VARIANT,
+    local_path: str | os.PathLike[str] | None = None,
+    base_url: str = DEFAULT_BASE_URL,
+    timeout: float = 10.0,
+) -> str:
+    """Check, in seconds, that the release can be had, before a long run depends on it.
+
+    A local path must be a folder holding ratings.csv and movies.csv (or a parent of
+    exactly one such folder), or a zip whose members are intact and include both. A
+    download needs a verified copy in ``dest_root`` or a server that answers for the
+    variant's checksum file (one try, no retries). Returns what will be used; raises
+    :class:`MovieLensError` saying what is wrong and what to do.
+    """
+    if local_path:
+        source = Path(local_path).expanduser()
+        if not source.exists():
+            raise MovieLensError(_missing_local_message(source))
+        if source.is_dir():
+            return f"the extracted folder {_find_data_dir(source, f'The folder {source}')}"
+        _check_zip(source)
+        return f"the local archive {source}"
+    variant = _check_variant_name(variant)
+    dest = Path(dest_root).expanduser().resolve() / variant
+    if _read_marker(dest, variant, log=lambda _: None) is not None:
+        return f"the verified copy of {variant} at {dest}"
+    zip_url = _join_url(base_url, f"{variant}.zip")
+    _fetch_md5(zip_url, variant, timeout=timeout, retries=0, backoff=0.0, log=lambda _: None)
+    return f"{zip_url} (reachable)"
+
+
+def _check_zip(source: Path) -> None:
+    """A readable zip, CRCs intact, with the required CSVs (an unreadable one says so)."""
+    _require_zip(source)
+    try:
+        with zipfile.ZipFile(source) as zf:
+            broken = zf.testzip()
+            names = {PurePosixPath(n.replace("\\", "/")).name for n in zf.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise MovieLensError(
+            f"{source} is corrupt or truncated ({exc}). Download it again (GroupLens publishes "
+            "an .md5 beside each zip) or point at the extracted folder."
+        ) from None
+    if broken is not None:
+        raise MovieLensError(
+            f"{source} is corrupt: {broken} fails its CRC check. Download the zip again."
+        )
+    if missing := [name for name in REQUIRED_FILES if name not in names]:
+        raise MovieLensError(
+            f"{source} is not a MovieLens release: it has no {' or '.join(missing)}."
+        )
 
 
 def parse_md5_file(text: str, zip_name: str) -> str:
@@ -235,6 +288,13 @@ def parse_md5_file(text: str, zip_name: str) -> str:
 # --------------------------------------------------------------------------- local sources
 
 
+def _missing_local_message(source: Path) -> str:
+    return (
+        f"The local MovieLens path {source} does not exist. Point {ENV_VAR} (or the path "
+        "argument) at a MovieLens <variant>.zip or at an extracted folder."
+    )
+
+
 def _use_folder(source: Path, variant: str | None, log: Log) -> MovieLensRelease:
     """An extracted folder, used in place."""
     data_dir = _find_data_dir(source, f"The folder {source}")
@@ -251,11 +311,7 @@ def _use_folder(source: Path, variant: str | None, log: Log) -> MovieLensRelease
 
 def _use_zip(source: Path, root: Path, variant: str | None, log: Log) -> MovieLensRelease:
     """A local zip: extracted like a download, reused when the same zip is already there."""
-    if not _looks_like_zip(source):
-        raise MovieLensError(
-            f"{source} is not a zip archive. Use a MovieLens <variant>.zip as published by "
-            "GroupLens, or the folder it extracts to."
-        )
+    _require_zip(source)
     name = _check_variant_name(variant or _infer_zip_variant(source))
     md5 = _md5_file(source)
     dest = root / name
@@ -265,6 +321,14 @@ def _use_zip(source: Path, root: Path, variant: str | None, log: Log) -> MovieLe
         return cached
     log(f"MovieLens {name}: using the local archive {source} (MD5 {md5})")
     return _install_zip(source, dest, variant=name, source=str(source.resolve()), md5=md5, log=log)
+
+
+def _require_zip(source: Path) -> None:
+    if not _looks_like_zip(source):
+        raise MovieLensError(
+            f"{source} is not a zip archive. Use a MovieLens <variant>.zip as published by "
+            "GroupLens, or the folder it extracts to."
+        )
 
 
 def _looks_like_zip(path: Path) -> bool:
