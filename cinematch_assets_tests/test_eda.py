@@ -13,15 +13,9 @@ import pytest
 from plotly.offline import get_plotlyjs
 from pyspark.sql import functions as F
 
-from cinematch_assets.transforms import eda
-from cinematch_assets.transforms.eda import (
-    CountDistribution,
-    EdaStats,
-    compute_eda,
-    eda_figures,
-    eda_markdown,
-    write_eda_report,
-)
+from cinematch_assets.reports import charts
+from cinematch_assets.reports.eda import eda_figures, eda_markdown, write_eda_report
+from cinematch_assets.transforms.eda import CountDistribution, EdaStats, compute_eda
 
 RATINGS_SCHEMA = (
     "userId int, movieId int, rating double, timestamp long, rated_at timestamp, batch_id string"
@@ -198,7 +192,7 @@ def test_figures_have_their_charts_titles_and_template(figures):
     assert titles["ratings_per_user"] == "<b>Ratings per user: a long tail</b>"
     assert titles["sparsity"] == "<b>User-item matrix sparsity</b>"
     for fig in figures.values():
-        assert fig.layout.template == pio.templates[eda.TEMPLATE]
+        assert fig.layout.template == pio.templates[charts.TEMPLATE]
         assert fig.layout.height
 
 
@@ -292,9 +286,9 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(eda.os, "replace", crash)
+    monkeypatch.setattr(charts.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        eda._write_atomic(target, "new")
+        charts.write_atomic(target, "new")
     assert [p.name for p in tmp_path.iterdir()] == ["eda_stats.json"]
     assert target.read_text() == "old"
 

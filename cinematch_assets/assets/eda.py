@@ -4,8 +4,9 @@ from dagster import AssetExecutionContext, AssetIn, Config, MaterializeResult, M
 from pydantic import Field
 from pyspark.sql import DataFrame
 
+from cinematch_assets.reports.eda import eda_figures, eda_markdown, write_eda_report
 from cinematch_assets.settings import reports_root
-from cinematch_assets.transforms.eda import compute_eda, eda_figures, eda_markdown, write_eda_report
+from cinematch_assets.transforms.eda import compute_eda
 
 
 class EdaConfig(Config):
