@@ -33,6 +33,9 @@ MOVIES_CLEAN = ["silver", "movies_clean"]
 RATINGS_FILTERED = ["gold", "ratings_filtered"]
 TRAIN = ["gold", "train_features_ml"]
 TEST = ["gold", "test_features_ml"]
+RATING_MODEL = ["ml", "als_rating_model"]
+RANKING_MODEL = ["ml", "als_ranking_model"]
+TEST_PREDICTIONS = ["ml", "test_predictions"]
 
 
 def latest_metadata(context: AssetCheckExecutionContext, key: Sequence[str]) -> dict[str, Any]:
@@ -265,4 +268,90 @@ gold_checks = [
     split_partitions_filtered,
 ]
 
-all_checks = [*bronze_checks, *silver_checks, *gold_checks]
+# ---------------------------------------------------------------------------- ml
+
+
+@asset_check(
+    asset=RATING_MODEL,
+    name="beats_bias_baseline_on_validation",
+    blocking=True,
+    description="The tuned rating model's validation RMSE is below the damped bias "
+    "baseline's on the same validation data (plain ALS often is not).",
+)
+def rating_model_beats_bias_baseline(lakehouse: Lakehouse) -> AssetCheckResult:
+    row = lakehouse.read(RATING_MODEL).first()
+    return AssetCheckResult(
+        passed=row["validation_rmse"] < row["baseline_validation_rmse"],
+        metadata={
+            "validation_rmse": row["validation_rmse"],
+            "bias_baseline_validation_rmse": row["baseline_validation_rmse"],
+            "tuning": row["tuning_plan"],
+        },
+    )
+
+
+@asset_check(
+    asset=RANKING_MODEL,
+    name="beats_most_popular_on_validation",
+    blocking=True,
+    description="The tuned ranking model's validation NDCG is above the most-popular "
+    "lists' on the same validation users.",
+)
+def ranking_model_beats_most_popular(lakehouse: Lakehouse) -> AssetCheckResult:
+    row = lakehouse.read(RANKING_MODEL).first()
+    return AssetCheckResult(
+        passed=row["validation_ndcg"] > row["most_popular_validation_ndcg"],
+        metadata={
+            f"validation_ndcg@{row['k']}": row["validation_ndcg"],
+            f"most_popular_validation_ndcg@{row['k']}": row["most_popular_validation_ndcg"],
+            "tuning": row["tuning_plan"],
+        },
+    )
+
+
+@asset_check(
+    asset=TEST_PREDICTIONS,
+    name="every_test_row_per_model",
+    blocking=True,
+    description="Every Gold test row has exactly one prediction in [0.5, 5] from every model.",
+    additional_deps=[TEST],
+)
+def every_test_row_per_model(lakehouse: Lakehouse) -> AssetCheckResult:
+    keys = ["userId", "movieId"]
+    test = lakehouse.read(TEST).select(*keys)
+    predictions = lakehouse.read(TEST_PREDICTIONS)
+    test_rows = test.count()
+    per_model = {
+        row["model"]: row["count"] for row in predictions.groupBy("model").count().collect()
+    }
+    missing = {
+        name: test.join(predictions.filter(F.col("model") == name), keys, "left_anti").count()
+        for name in per_model
+    }
+    out_of_range = predictions.filter(
+        F.col("prediction").isNull() | ~F.col("prediction").between(0.5, 5.0)
+    ).count()
+    passed = (
+        bool(per_model)
+        and all(count == test_rows for count in per_model.values())
+        and not any(missing.values())
+        and out_of_range == 0
+    )
+    return AssetCheckResult(
+        passed=passed,
+        metadata={
+            "test_rows": test_rows,
+            "rows_per_model": per_model,
+            "test_rows_missing_per_model": missing,
+            "predictions_out_of_range": out_of_range,
+        },
+    )
+
+
+ml_checks = [
+    rating_model_beats_bias_baseline,
+    ranking_model_beats_most_popular,
+    every_test_row_per_model,
+]
+
+all_checks = [*bronze_checks, *silver_checks, *gold_checks, *ml_checks]

@@ -13,6 +13,7 @@ from dagster import (
 from cinematch_assets.assets.bronze import bronze_assets
 from cinematch_assets.assets.eda import eda_report
 from cinematch_assets.assets.gold import gold_features, ratings_filtered
+from cinematch_assets.assets.ml import als_ranking_model, als_rating_model, model_evaluation
 from cinematch_assets.assets.raw import movielens_archive
 from cinematch_assets.assets.silver import links_clean, movies_clean, ratings_clean, tags_clean
 from cinematch_assets.checks import all_checks
@@ -31,6 +32,9 @@ all_assets = [
     eda_report,
     ratings_filtered,
     gold_features,
+    als_rating_model,
+    als_ranking_model,
+    model_evaluation,
 ]
 
 pipeline_job = define_asset_job(

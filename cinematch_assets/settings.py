@@ -23,6 +23,11 @@ def reports_root() -> Path:
     return cinematch_home() / "reports"
 
 
+def models_root() -> Path:
+    """Spark ML `save` of the fitted models (their factors are also lake tables)."""
+    return cinematch_home() / "models"
+
+
 def user_cache_dir() -> Path:
     """Per-user cache shared by all clones (the fetched Java runtime lives here)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

@@ -8,6 +8,7 @@ Local mode is the default. The same pipeline runs on a cluster by setting `maste
 from __future__ import annotations
 
 import os
+import sys
 from importlib import metadata
 
 import pyspark
@@ -17,6 +18,7 @@ from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
 from cinematch_assets.resources.java import ensure_java
+from cinematch_assets.settings import cinematch_home
 
 # SQL settings every session gets, whatever the deployment (Spark Connect included).
 SQL_CONF: dict[str, str] = {
@@ -31,7 +33,13 @@ LAUNCH_CONF: dict[str, str] = {
     "spark.log.level": "WARN",
     # Progress bars garble Dagster's captured logs.
     "spark.ui.showConsoleProgress": "false",
+    # Python workers score blocks with numpy: one BLAS thread each, Spark runs one per core.
+    **{
+        f"spark.executorEnv.{name}": "1"
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    },
 }
+
 
 # Spark's own Delta Lake support (engine "spark"): the JARs come from spark.jars(.packages)
 # or, when neither is set, from Maven (`delta_maven_package`).
@@ -87,6 +95,9 @@ def session_conf(
         "spark.driver.memory": driver_memory,
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         "spark.ui.enabled": str(ui_enabled).lower(),
+        # ALS checkpoints its factors every 10 iterations; without a directory the lineage
+        # grows until task serialization overflows the stack (maxIter 20 fails).
+        "spark.checkpoint.dir": str(cinematch_home() / "spark-checkpoints"),
     }
     if master.startswith("local"):
         # Local mode needs no network: skip hostname resolution and stay on loopback.
@@ -193,6 +204,11 @@ class SparkResource(ConfigurableResource):
         )
 
     @property
+    def runs_locally(self) -> bool:
+        """Executors are in this process: local mode, or a Connect server started here."""
+        return self.remote.startswith("local") if self.remote else self.master.startswith("local")
+
+    @property
     def spark_session(self) -> SparkSession:
         """The session, created on first use (later uses, and other resources of this
         process, get the same one: Spark's `getOrCreate`)."""
@@ -200,5 +216,9 @@ class SparkResource(ConfigurableResource):
             # A Connect client needs no JVM, unless it starts a local server itself.
             if not self.remote or self.remote.startswith("local"):
                 ensure_java()
+            if self.runs_locally:
+                # Local Python workers run this interpreter (its venv has numpy and pandas),
+                # not whatever `python3` comes first on PATH.
+                os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             self._pyspark = LazyPySparkResource(spark_config=self.spark_config)
         return self._pyspark.spark_session

@@ -1,0 +1,1 @@
+"""The models: training, tuning and metrics on Spark; scoring, top-N and fold-in in numpy."""

@@ -1,0 +1,106 @@
+"""Evaluation metrics as DataFrame code (no RDDs: they run over Spark Connect too).
+
+Regression: RMSE, MSE and MAE of predicted stars. Ranking, for top-k lists against the
+relevant items of each user (binary relevance): precision@k, recall@k, NDCG@k and
+MAP@k with Spark's `RankingMetrics` definitions (MAP@k divides by min(relevant, k)),
+averaged over every user who has at least one relevant item, lists or not.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Row, Window
+from pyspark.sql import functions as F
+
+RANKING_METRICS = ("precision", "recall", "ndcg", "map")
+# A held-out rating this high means the user liked the movie: a hit if it was on the list.
+RELEVANT_RATING = 4.0
+
+
+def relevant_rows(rows: DataFrame) -> DataFrame:
+    """(userId, movieId) of the `rows` rated at least RELEVANT_RATING."""
+    return rows.filter(F.col("rating") >= RELEVANT_RATING).select("userId", "movieId")
+
+
+def _regression_columns(label: str, prediction: str) -> list[Column]:
+    error = F.col(prediction) - F.col(label)
+    return [
+        F.avg(error * error).alias("mse"),
+        F.avg(F.abs(error)).alias("mae"),
+        F.count("*").alias("rows"),
+    ]
+
+
+def _regression_result(row: Row) -> dict[str, float]:
+    mse = float(row["mse"]) if row["mse"] is not None else float("nan")
+    return {
+        "rmse": mse**0.5,
+        "mse": mse,
+        "mae": float(row["mae"]) if row["mae"] is not None else float("nan"),
+        "rows": int(row["rows"]),
+    }
+
+
+def regression_metrics(
+    df: DataFrame, *, label: str = "rating", prediction: str = "prediction"
+) -> dict[str, float]:
+    """RMSE, MSE and MAE over every row of `df`, and the number of rows."""
+    return _regression_result(df.agg(*_regression_columns(label, prediction)).first())
+
+
+def regression_metrics_by(
+    df: DataFrame, by: str, *, label: str = "rating", prediction: str = "prediction"
+) -> dict[str, dict[str, float]]:
+    """`regression_metrics` per value of the `by` column, in one pass."""
+    rows = df.groupBy(by).agg(*_regression_columns(label, prediction)).collect()
+    return {row[by]: _regression_result(row) for row in rows}
+
+
+def _discount(rank: Column) -> Column:
+    """1 / log2(rank + 1): the DCG weight of a hit at 1-based `rank`."""
+    return F.lit(1.0) / F.log2(rank + F.lit(1))
+
+
+def ranking_metrics(
+    recommendations: DataFrame, relevant: DataFrame, *, k: int, user: str = "userId"
+) -> dict[str, float]:
+    """precision@k, recall@k, NDCG@k and MAP@k of `recommendations` (user, rank 1..,
+    movieId) against `relevant` (user, movieId), averaged over the users of `relevant`;
+    a user without a list scores 0. Also `users`: how many were averaged."""
+    per_user_relevant = relevant.groupBy(user).agg(F.count("*").alias("n_relevant"))
+    hits = (
+        recommendations.filter(F.col("rank") <= k)
+        .join(relevant, [user, "movieId"], "left_semi")
+        .withColumn("hits_so_far", F.row_number().over(Window.partitionBy(user).orderBy("rank")))
+        .groupBy(user)
+        .agg(
+            F.count("*").alias("hits"),
+            F.sum(_discount(F.col("rank"))).alias("dcg"),
+            F.sum(F.col("hits_so_far") / F.col("rank")).alias("precision_sum"),
+        )
+    )
+    ideal_hits = F.least(F.col("n_relevant"), F.lit(k))
+    ideal_dcg = F.aggregate(
+        F.sequence(F.lit(1), ideal_hits), F.lit(0.0), lambda acc, r: acc + _discount(r)
+    )
+    scores = (
+        per_user_relevant.join(hits, user, "left")
+        .fillna(0, subset=["hits", "dcg", "precision_sum"])
+        .select(
+            (F.col("hits") / F.lit(k)).alias("precision"),
+            (F.col("hits") / F.col("n_relevant")).alias("recall"),
+            (F.col("dcg") / ideal_dcg).alias("ndcg"),
+            (F.col("precision_sum") / ideal_hits).alias("map"),
+        )
+    )
+    row = scores.agg(
+        *[F.avg(name).alias(name) for name in RANKING_METRICS], F.count("*").alias("users")
+    ).first()
+    result = {name: float(row[name] or 0.0) for name in RANKING_METRICS}
+    return result | {"users": int(row["users"])}
+
+
+def catalog_coverage(recommendations: DataFrame, catalog_size: int) -> float:
+    """Share of the candidate movies that appear in at least one list."""
+    if catalog_size == 0:
+        return 0.0
+    return recommendations.select("movieId").distinct().count() / catalog_size

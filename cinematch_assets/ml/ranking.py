@@ -1,0 +1,125 @@
+"""The ranking model: which movies to show. Implicit-feedback ALS (Hu, Koren & Volinsky
+2008) over who rated what: every rating is a positive preference, held with confidence
+c = 1 + alpha * value, where the value is the Gold time-decay weight (recent ratings
+count more) or 1 (`binary`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pyspark.ml.recommendation import ALSModel
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from cinematch_assets.ml.als import FACTORS, empty_factors, factor_tables, fit_als
+from cinematch_assets.ml.metrics import ranking_metrics, relevant_rows
+from cinematch_assets.ml.topn import recommend
+from cinematch_assets.ml.tuning import Split, TuningResult, grid_search
+
+Confidence = Literal["decay_weight", "binary"]
+CONFIDENCES: tuple[str, ...] = ("decay_weight", "binary")
+
+
+@dataclass(frozen=True)
+class RankingModel:
+    """`users` (userId, features) and `items` (movieId, features)."""
+
+    users: DataFrame
+    items: DataFrame
+    params: dict[str, Any] = field(default_factory=dict)
+    als: ALSModel | None = None
+
+
+def confidence_value(confidence: Confidence) -> Column:
+    if confidence == "decay_weight":
+        return F.col("weight")
+    if confidence == "binary":
+        return F.lit(1.0)
+    raise ValueError(f"confidence must be one of {CONFIDENCES}, not {confidence!r}")
+
+
+def fit_ranking_model(
+    train: DataFrame,
+    *,
+    rank: int,
+    reg_param: float,
+    alpha: float,
+    max_iter: int,
+    confidence: Confidence,
+    seed: int,
+) -> RankingModel:
+    model = fit_als(
+        train.withColumn("confidence", confidence_value(confidence)),
+        rating_col="confidence",
+        rank=rank,
+        reg_param=reg_param,
+        max_iter=max_iter,
+        seed=seed,
+        implicit=True,
+        alpha=alpha,
+    )
+    users, items = factor_tables(model)
+    params = {
+        "rank": rank,
+        "reg_param": reg_param,
+        "alpha": alpha,
+        "max_iter": max_iter,
+        "confidence": confidence,
+    }
+    return RankingModel(users=users, items=items, params=params, als=model)
+
+
+def recommend_unseen(model: RankingModel, users: DataFrame, seen: DataFrame, n: int) -> DataFrame:
+    """Top-n for `users` (userId) among the model's movies, none of them in `seen`
+    (userId, movieId)."""
+    return recommend(
+        model.users.join(users.select("userId"), "userId"), model.items, n, exclude=seen
+    )
+
+
+def most_popular(train: DataFrame, users: DataFrame, seen: DataFrame, n: int) -> DataFrame:
+    """The baseline lists: the movies rated most often in `train`, minus what each user
+    has `seen` (ties go to the lower movieId)."""
+    popularity = (
+        train.groupBy("movieId")
+        .agg(F.count("*").cast("float").alias("popularity"))
+        .withColumn(FACTORS, empty_factors())
+    )
+    anyone = users.select("userId").withColumn(FACTORS, empty_factors())
+    return recommend(anyone, popularity, n, exclude=seen, item_bias="popularity")
+
+
+def tune_ranking_model(
+    split: Split,
+    grid: Sequence[dict[str, Any]],
+    *,
+    k: int,
+    seed: int,
+    parallelism: int,
+    log: Callable[[str], object],
+) -> tuple[TuningResult, float]:
+    """Rank, reg_param, alpha (and confidence) by NDCG@k on the validation part, lists
+    over the movies each user did not rate in the training part. Also returns the
+    most-popular baseline's NDCG@k on the same users."""
+    train, validation = split
+    seen = train.select("userId", "movieId")
+    relevant = relevant_rows(validation)
+    users = relevant.select("userId").distinct()
+
+    def evaluate(params: dict[str, Any], split: Split) -> float:
+        model = fit_ranking_model(split[0], seed=seed, **params)
+        return ranking_metrics(recommend_unseen(model, users, seen, k), relevant, k=k)["ndcg"]
+
+    result = grid_search(
+        grid,
+        [split],
+        evaluate,
+        metric=f"ndcg@{k}",
+        lower_is_better=False,
+        parallelism=parallelism,
+        log=log,
+    )
+    baseline = ranking_metrics(most_popular(train, users, seen, k), relevant, k=k)["ndcg"]
+    return result, baseline

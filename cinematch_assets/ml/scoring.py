@@ -1,0 +1,76 @@
+"""Top-N by dot product, in numpy: the scoring step behind every recommendation list.
+
+No Spark here: Spark calls `top_n` on blocks of users inside `mapInPandas` (see `topn`),
+and the app calls it for a new user folded into the item factors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+# Users scored per matrix product: BLOCK_USERS x items float32 scores (256 x 86k = 88 MB).
+BLOCK_USERS = 256
+
+
+def top_n(
+    users: np.ndarray,
+    items: np.ndarray,
+    n: int,
+    *,
+    item_bias: np.ndarray | None = None,
+    exclude: Sequence[np.ndarray] | None = None,
+    block_users: int = BLOCK_USERS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `n` best items of each user by `users @ items.T + item_bias`.
+
+    `exclude[u]` lists the item positions user `u` must not get (what they already
+    rated). Returns `(positions, scores)`, both `len(users) x n`, best first; a user with
+    fewer than `n` candidates gets position -1 and score -inf in the remaining places.
+    Ties are broken by item position, so the result never depends on the block size.
+    """
+    users = np.asarray(users, dtype=np.float32)
+    items = np.asarray(items, dtype=np.float32)
+    n_users, n_items = users.shape[0], items.shape[0]
+    positions = np.full((n_users, n), -1, dtype=np.int64)
+    scores = np.full((n_users, n), -np.inf, dtype=np.float32)
+    if n_items == 0 or n <= 0:
+        return positions, scores
+    bias = None if item_bias is None else np.asarray(item_bias, dtype=np.float32)
+    take = min(n, n_items)
+    for start in range(0, n_users, block_users):
+        stop = min(start + block_users, n_users)
+        block = users[start:stop] @ items.T
+        if bias is not None:
+            block += bias
+        if exclude is not None:
+            rows = [np.full(len(exclude[u]), u - start) for u in range(start, stop)]
+            cols = [np.asarray(exclude[u], dtype=np.int64) for u in range(start, stop)]
+            if rows:
+                block[np.concatenate(rows), np.concatenate(cols)] = -np.inf
+        rows, cols, values = _best_in_block(block, take)
+        positions[start + rows, _rank_within_rows(rows)] = np.where(np.isfinite(values), cols, -1)
+        scores[start + rows, _rank_within_rows(rows)] = values
+    return positions, scores
+
+
+def _best_in_block(block: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, position, score) of each row's `take` best, ordered by row, score descending,
+    position ascending. Every score above the row's take-th best is in; of those equal to
+    it, the lowest positions are (a partition alone would pick arbitrary ones)."""
+    n_items = block.shape[1]
+    # The take-th largest per row, in linear time (a partition, not a full sort).
+    kth = np.partition(block, n_items - take, axis=1)[:, n_items - take]
+    rows, cols = np.nonzero(block >= kth[:, None])
+    values = block[rows, cols]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    keep = _rank_within_rows(rows) < take
+    return rows[keep], cols[keep], values[keep]
+
+
+def _rank_within_rows(rows: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each run of equal (sorted) row numbers."""
+    starts = np.searchsorted(rows, rows, side="left")
+    return np.arange(len(rows)) - starts

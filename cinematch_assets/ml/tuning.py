@@ -1,0 +1,194 @@
+"""Hyperparameter search on training data only: k-fold cross-validation or one validation
+split, optionally on a sample of users, fits run a few at a time.
+
+Folds and samples are seeded hashes of the keys (like the Gold split), so they never
+depend on how the data is partitioned. The Gold test split is never passed in here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+BUCKETS = 1_000_000
+Split = tuple[DataFrame, DataFrame]
+Method = Literal["auto", "cv", "validation"]
+S = TypeVar("S")  # whatever one split is to the evaluation (DataFrames, prepared data)
+
+
+def parameter_grid(**values: Sequence[Any]) -> list[dict[str, Any]]:
+    """Every combination, in order: grid(rank=[1, 2], reg=[a]) -> [{rank:1, reg:a}, ...]."""
+    names = list(values)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
+
+
+def _bucket(seed: int, *keys: str) -> Column:
+    # Salted: Gold's split hashes the same keys with its own seed, and an unsalted hash
+    # with the same seed would put every training row on one side (an empty validation).
+    return F.pmod(F.xxhash64(*keys, F.lit("tuning"), F.lit(seed)), F.lit(BUCKETS))
+
+
+def kfold_splits(df: DataFrame, k: int, seed: int) -> list[Split]:
+    """k (train, validation) pairs; every row is in exactly one validation part."""
+    if k < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, not {k}")
+    fold = F.pmod(_bucket(seed, "userId", "movieId"), F.lit(k))
+    return [(df.filter(fold != i), df.filter(fold == i)) for i in range(k)]
+
+
+def validation_split(df: DataFrame, fraction: float, seed: int) -> Split:
+    """(train, validation): about `fraction` of the rows held out, by a hash of the key."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must be in (0, 1), not {fraction}")
+    held_out = _bucket(seed, "userId", "movieId") < int(round(fraction * BUCKETS))
+    return df.filter(~held_out), df.filter(held_out)
+
+
+def sample_users(df: DataFrame, fraction: float, seed: int) -> DataFrame:
+    """All the ratings of about `fraction` of the users (whole users, so each sampled
+    user keeps a full history to learn and validate on)."""
+    if fraction >= 1:
+        return df
+    return df.filter(_bucket(seed, "userId") < int(math.ceil(fraction * BUCKETS)))
+
+
+@dataclass(frozen=True)
+class TuningPlan:
+    """k-fold CV or one validation split, on all users or a sample of them."""
+
+    method: Literal["cv", "validation"]
+    folds: int
+    validation_fraction: float
+    user_fraction: float
+
+    def describe(self) -> str:
+        how = (
+            f"{self.folds}-fold cross-validation"
+            if self.method == "cv"
+            else f"one validation split ({self.validation_fraction:.0%} held out)"
+        )
+        if self.user_fraction < 1:
+            how += f" on a {self.user_fraction:.1%} sample of the users"
+        return how
+
+
+def plan_tuning(
+    rows: int,
+    *,
+    method: Method,
+    folds: int,
+    validation_fraction: float,
+    cv_max_rows: int,
+    max_rows: int,
+) -> TuningPlan:
+    """`auto`: cross-validation up to `cv_max_rows` training rows, one validation split
+    above. Above `max_rows`, tuning sees a sample of the users with about that many rows:
+    enough to rank hyperparameters, while its cost stops growing with the data."""
+    chosen = method if method != "auto" else "cv" if rows <= cv_max_rows else "validation"
+    fraction = min(1.0, max_rows / rows) if rows > 0 else 1.0
+    return TuningPlan(chosen, folds, validation_fraction, fraction)
+
+
+def tuning_splits(df: DataFrame, plan: TuningPlan, seed: int) -> list[Split]:
+    sample = sample_users(df, plan.user_fraction, seed)
+    if plan.method == "cv":
+        return kfold_splits(sample, plan.folds, seed)
+    return [validation_split(sample, plan.validation_fraction, seed)]
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """One row per combination: its parameters, the metric per split, their mean and the
+    seconds its fits took; `best` is the row with the best mean."""
+
+    metric: str
+    parameters: tuple[str, ...]
+    rows: list[dict[str, Any]]
+    best: dict[str, Any]
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return {name: self.best[name] for name in self.parameters}
+
+    @property
+    def best_value(self) -> float:
+        return self.best[f"mean {self.metric}"]
+
+    def to_json(self) -> str:
+        best = self.rows.index(self.best)
+        return json.dumps(
+            {"metric": self.metric, "parameters": self.parameters, "rows": self.rows, "best": best}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TuningResult:
+        data = json.loads(text)
+        rows = data["rows"]
+        return cls(data["metric"], tuple(data["parameters"]), rows, rows[data["best"]])
+
+    def markdown(self) -> str:
+        if not self.rows:
+            return ""
+        columns = list(self.rows[0])
+        lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+        for row in self.rows:
+            cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()]
+            mark = " **(best)**" if row is self.best else ""
+            lines.append("| " + " | ".join(cells) + mark + " |")
+        return "\n".join(lines) + "\n"
+
+
+def grid_search(
+    grid: Sequence[dict[str, Any]],
+    splits: Sequence[S],
+    evaluate: Callable[[dict[str, Any], S], float],
+    *,
+    metric: str,
+    lower_is_better: bool,
+    parallelism: int = 2,
+    log: Callable[[str], object] = print,
+) -> TuningResult:
+    """`evaluate(params, split)` for every combination and split, `parallelism`
+    fits at a time (Spark runs concurrent jobs; small fits are latency-bound, so a few in
+    flight use the cores better). Logs each fit as it finishes."""
+    jobs = [(params, i, split) for params in grid for i, split in enumerate(splits)]
+    finished = itertools.count(1)
+
+    def run(job: tuple[dict[str, Any], int, S]) -> tuple[dict[str, Any], int, float, float]:
+        params, i, split = job
+        started = time.perf_counter()
+        value = evaluate(params, split)
+        seconds = time.perf_counter() - started
+        log(
+            f"fit {next(finished)} of {len(jobs)}: {params} split {i + 1}/{len(splits)}: "
+            f"{metric} {value:.4f} in {seconds:.1f} s"
+        )
+        return params, i, value, seconds
+
+    with ThreadPoolExecutor(max(1, parallelism)) as pool:
+        results = list(pool.map(run, jobs))
+    rows = []
+    for params in grid:
+        mine = [r for r in results if r[0] is params]
+        values = [value for _, _, value, _ in sorted(mine, key=lambda r: r[1])]
+        rows.append(
+            {
+                **params,
+                **{f"{metric} split {i + 1}": v for i, v in enumerate(values)},
+                f"mean {metric}": sum(values) / len(values),
+                "seconds": round(sum(s for *_, s in mine), 1),
+            }
+        )
+    key = f"mean {metric}"
+    best = (min if lower_is_better else max)(rows, key=lambda row: row[key])
+    parameters = tuple(grid[0]) if grid else ()
+    return TuningResult(metric=metric, parameters=parameters, rows=rows, best=best)

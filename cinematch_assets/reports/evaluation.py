@@ -1,0 +1,282 @@
+"""The model report: prediction-analysis, tuning and metric charts, and the model card."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from cinematch_assets.ml.tuning import TuningResult
+from cinematch_assets.reports.charts import BLUE, GREEN, GREY, ORANGE, PURPLE, style, write_report
+
+# Models shown in the prediction charts, with their colours.
+STARS_COLORS = {
+    "rating model": BLUE,
+    "damped bias baseline": GREEN,
+    "article's variant": ORANGE,
+    "global mean": GREY,
+}
+ROLE_COLORS = {"model": BLUE, "baseline": GREY, "ablation": PURPLE}
+
+
+def _error_figure(errors: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for name, color in STARS_COLORS.items():
+        mine = errors[errors["model"] == name]
+        if mine.empty or name == "global mean":
+            continue
+        share = mine["rows"] / mine["rows"].sum()
+        fig.add_bar(x=mine["error"], y=share, name=name, marker_color=color, opacity=0.75)
+    fig.update_layout(barmode="overlay", bargap=0.05)
+    fig.update_xaxes(title="predicted - actual stars")
+    fig.update_yaxes(title="share of test rows", tickformat=".0%")
+    return style(
+        fig, "Error distribution", "Prediction minus the held-out rating, every test row", 460
+    )
+
+
+def _actual_vs_predicted_figure(by_rating: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for name in ("rating model", "damped bias baseline"):
+        mine = by_rating[by_rating["model"] == name]
+        if mine.empty:
+            continue
+        # A box per rating level from the prediction quantiles (whiskers at p10/p90).
+        fig.add_trace(
+            go.Box(
+                x=mine["rating"],
+                q1=mine["p25"],
+                median=mine["p50"],
+                q3=mine["p75"],
+                lowerfence=mine["p10"],
+                upperfence=mine["p90"],
+                name=name,
+                marker_color=STARS_COLORS[name],
+            )
+        )
+    fig.add_scatter(
+        x=[0.5, 5.0],
+        y=[0.5, 5.0],
+        mode="lines",
+        name="perfect",
+        line={"dash": "dot", "color": GREY},
+    )
+    fig.update_layout(boxmode="group")
+    fig.update_xaxes(title="actual stars (held-out)", dtick=0.5)
+    fig.update_yaxes(title="predicted stars", range=[0.4, 5.1])
+    return style(
+        fig,
+        "Actual vs predicted",
+        "Predictions per actual rating: median, quartiles, 10th-90th percentile",
+        500,
+    )
+
+
+def _mae_figure(by_rating: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for name, color in STARS_COLORS.items():
+        mine = by_rating[by_rating["model"] == name]
+        if not mine.empty:
+            fig.add_bar(x=mine["rating"], y=mine["mae"], name=name, marker_color=color)
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title="actual stars (held-out)", dtick=0.5)
+    fig.update_yaxes(title="mean absolute error")
+    return style(
+        fig,
+        "MAE by rating level",
+        "Models regress to the mean: the extremes are hardest",
+        460,
+    )
+
+
+def _tuning_label(row: Mapping[str, Any], parameters: tuple[str, ...]) -> str:
+    return ", ".join(f"{name} {row[name]}" for name in parameters)
+
+
+def _tuning_figure(rating_row: Mapping[str, Any], ranking_row: Mapping[str, Any]) -> go.Figure:
+    rating = TuningResult.from_json(rating_row["als_search"])
+    bias = TuningResult.from_json(rating_row["bias_search"])
+    ranking = TuningResult.from_json(ranking_row["als_search"])
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            f"rating model: {rating.metric} (lower is better)",
+            f"ranking model: {ranking.metric} (higher is better)",
+        ),
+        horizontal_spacing=0.25,
+    )
+    for col, result in ((1, rating), (2, ranking)):
+        key = f"mean {result.metric}"
+        fig.add_bar(
+            y=[_tuning_label(row, result.parameters) for row in result.rows],
+            x=[row[key] for row in result.rows],
+            orientation="h",
+            marker_color=[BLUE if row is result.best else GREY for row in result.rows],
+            showlegend=False,
+            row=1,
+            col=col,
+        )
+    fig.add_vline(
+        x=bias.best_value, line={"dash": "dot", "color": GREEN}, row=1, col=1
+    )  # the bias baseline on the same validation data
+    fig.add_vline(
+        x=ranking_row["most_popular_validation_ndcg"],
+        line={"dash": "dot", "color": GREEN},
+        row=1,
+        col=2,
+    )
+    values = [row[f"mean {rating.metric}"] for row in rating.rows] + [bias.best_value]
+    fig.update_xaxes(range=[min(values) * 0.99, max(values) * 1.01], row=1, col=1)
+    return style(
+        fig,
+        "Tuning results",
+        f"{rating_row['tuning_plan']} (rating) · {ranking_row['tuning_plan']} (ranking); "
+        "dotted: bias baseline / most popular on the same data; blue: chosen",
+        120 + 40 * max(len(rating.rows), len(ranking.rows)) + 160,
+    )
+
+
+def _metrics_figure(table: pd.DataFrame, k: int) -> go.Figure:
+    stars = table[table["task"] == "stars"]
+    lists = table[table["task"] == "lists"]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            "RMSE on held-out ratings (lower is better)",
+            f"NDCG@{k} (higher is better)",
+        ),
+        horizontal_spacing=0.35,
+    )
+    for col, rows, metric in ((1, stars, "rmse"), (2, lists, "ndcg")):
+        fig.add_bar(
+            y=rows["name"],
+            x=rows[metric].astype(float),
+            orientation="h",
+            marker_color=[ROLE_COLORS[role] for role in rows["role"]],
+            text=[f"{value:.4f}" for value in rows[metric].astype(float)],
+            textposition="auto",
+            showlegend=False,
+            row=1,
+            col=col,
+        )
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+    finite = [v for v in stars["rmse"].astype(float) if math.isfinite(v)]
+    if finite:
+        fig.update_xaxes(range=[min(finite) * 0.95, max(finite) * 1.02], row=1, col=1)
+    return style(
+        fig,
+        "Every model side by side",
+        "Held-out Gold test split · blue: the models, grey: baselines, purple: ablation",
+        140 + 34 * max(len(stars), len(lists)) + 120,
+    )
+
+
+def evaluation_figures(
+    analysis: Mapping[str, pd.DataFrame],
+    rating_row: Mapping[str, Any],
+    ranking_row: Mapping[str, Any],
+    table: pd.DataFrame,
+    *,
+    k: int,
+) -> dict[str, go.Figure]:
+    return {
+        "model_metrics": _metrics_figure(table, k),
+        "error_distribution": _error_figure(analysis["errors"]),
+        "actual_vs_predicted": _actual_vs_predicted_figure(analysis["by_rating"]),
+        "mae_by_rating": _mae_figure(analysis["by_rating"]),
+        "tuning_results": _tuning_figure(rating_row, ranking_row),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def metrics_markdown(table: pd.DataFrame) -> str:
+    columns = [c for c in table.columns if table[c].notna().any()]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += [
+        "| " + " | ".join(_fmt(row[c]) for c in columns) + " |" for _, row in table.iterrows()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _params_markdown(row: Mapping[str, Any], skip: set[str]) -> str:
+    return "\n".join(
+        f"- {name}: `{_fmt(value)}`" for name, value in row.items() if name not in skip
+    )
+
+
+def model_card(
+    rating_row: Mapping[str, Any],
+    ranking_row: Mapping[str, Any],
+    table: pd.DataFrame,
+    versions: Mapping[str, int | None],
+    *,
+    k: int,
+) -> str:
+    """Markdown: what was fitted on what, how it was tuned, and how it scored on test."""
+    searches = {"bias_search", "als_search"}
+    rating_bias = TuningResult.from_json(rating_row["bias_search"])
+    rating_als = TuningResult.from_json(rating_row["als_search"])
+    ranking_als = TuningResult.from_json(ranking_row["als_search"])
+    inputs = "\n".join(f"- `{key}`: Delta version {version}" for key, version in versions.items())
+    return f"""# CineMatch model card
+
+## Data
+{inputs}
+- training rows: {rating_row["train_rows"]:,}; test rows per model: \
+{int(table.loc[table["name"] == "rating model", "rows"].iloc[0]):,}
+
+## Rating model (`ml/als_rating_model`): stars
+Explicit ALS, predicted stars = global mean + user bias + movie bias + u.v, clipped to [0.5, 5].
+
+{_params_markdown(rating_row, searches)}
+
+Bias baseline tuning ({rating_bias.metric}, {rating_row["tuning_plan"]}):
+
+{rating_bias.markdown()}
+ALS tuning ({rating_als.metric}, rows the model cannot score get the bias baseline):
+
+{rating_als.markdown()}
+## Ranking model (`ml/als_ranking_model`): what to show
+Implicit-feedback ALS over who rated what; confidence 1 + alpha x value.
+
+{_params_markdown(ranking_row, searches)}
+
+Tuning ({ranking_als.metric}, {ranking_row["tuning_plan"]}):
+
+{ranking_als.markdown()}
+## Held-out evaluation (Gold test split, never used for fitting or tuning)
+Stars: every test row, cold rows predicted by the bias baseline. Lists: top-{k} among the \
+movies a user did not rate in training, relevant = test rating >= 4.
+
+{metrics_markdown(table)}"""
+
+
+def write_evaluation_report(
+    out_dir: Path, figures: Mapping[str, go.Figure], card: str, table: pd.DataFrame
+) -> dict[str, Path]:
+    """The charts (HTML + JSON), model_card.md and metrics.json."""
+    records = json.loads(table.to_json(orient="records"))
+    return write_report(
+        out_dir,
+        title="CineMatch models",
+        figures=figures,
+        data_files={
+            "model_card.md": card,
+            "metrics.json": json.dumps(records, indent=2) + "\n",
+        },
+    )
