@@ -10,13 +10,17 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from deltalake import DeltaTable
 
-from cinematch_assets.definitions import build_definitions, build_resources
+from cinematch_assets.definitions import all_assets, build_definitions, build_resources
 from cinematch_assets.resources.delta_reader import read_delta
 from cinematch_assets.resources.spark import SparkResource
 
 from .conftest import TEST_SPARK
 
 RAW_OP = "raw__movielens_archive"
+# Raw to Gold: the models need more data than synthetic-tiny to have anything to learn.
+UP_TO_GOLD = [
+    key.path for asset in all_assets for key in asset.keys if asset.group_names_by_key[key] != "ml"
+]
 
 
 def run_pipeline(spark, home: Path, raw_config: dict, selection: list[list[str]] | None = None):
@@ -51,7 +55,7 @@ def failed_checks(result) -> list[str]:
 @pytest.fixture(scope="module")
 def synthetic_run(spark, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    return (*run_pipeline(spark, home, {"variant": "synthetic-tiny"}), home)
+    return (*run_pipeline(spark, home, {"variant": "synthetic-tiny"}, UP_TO_GOLD), home)
 
 
 def test_synthetic_pipeline_succeeds_with_every_check_passing(synthetic_run):
@@ -184,15 +188,17 @@ def test_malformed_lines_are_quarantined_and_reconciled(spark, synthetic_run, tm
     assert silver["dagster/row_count"] == good
 
 
-@pytest.mark.realdata
-def test_real_movielens_counts(spark, shared_archive, tmp_path_factory):
-    """The acceptance numbers on the 2016 ml-latest-small archive."""
+@pytest.fixture(scope="module")
+def real_run(spark, shared_archive, tmp_path_factory):
+    """The whole graph, models included, on the 2016 ml-latest-small archive."""
     home = tmp_path_factory.mktemp("real")
-    (
-        result,
-        instance,
-        lakehouse,
-    ) = run_pipeline(spark, home, {"local_path": str(shared_archive)})
+    return (*run_pipeline(spark, home, {"local_path": str(shared_archive)}), home)
+
+
+@pytest.mark.realdata
+def test_real_movielens_counts(real_run):
+    """The acceptance numbers on the 2016 ml-latest-small archive."""
+    result, instance, lakehouse, _ = real_run
     assert result.success, failed_checks(result)
     assert failed_checks(result) == []
 
@@ -211,3 +217,23 @@ def test_real_movielens_counts(spark, shared_archive, tmp_path_factory):
     assert rows("gold", "train_features_ml") + rows("gold", "test_features_ml") == 84_049
     movies = metadata(instance, "silver", "movies_clean")
     assert movies["without_year"] == 2
+
+
+@pytest.mark.realdata
+def test_real_movielens_model_targets(real_run):
+    """The models' quality targets on every Gold test row, default configuration."""
+    result, instance, lakehouse, home = real_run
+    assert result.success, failed_checks(result)
+    evaluation = metadata(instance, "ml", "model_evaluation")
+    assert evaluation["rating_model_rmse"] <= 0.840
+    assert evaluation["rmse_below_bias_baseline"] >= 0.012
+    assert evaluation["ndcg_vs_most_popular"] >= 1.3
+    test_rows = lakehouse.describe(["gold", "test_features_ml"]).num_rows
+    metrics = {r["name"]: r for r in lakehouse.read(["ml", "model_evaluation"]).collect()}
+    for name in ("global mean", "damped bias baseline", "rating model", "article's variant"):
+        assert metrics[name]["rows"] == test_rows
+    assert lakehouse.describe(["ml", "test_predictions"]).num_rows == 4 * test_rows
+    report = home / "reports" / "ml"
+    for name in ("index.html", "model_card.md", "metrics.json", "error_distribution.json"):
+        assert (report / name).is_file()
+    assert (home / "models" / "als_rating_model" / "metadata").is_dir()

@@ -34,7 +34,13 @@ from cinematch_assets.ml.ranking import (
     most_popular,
     recommend_unseen,
 )
-from cinematch_assets.ml.rating import RatingModel, fit_biases, fit_rating_model, predict
+from cinematch_assets.ml.rating import (
+    RatingModel,
+    cached,
+    fit_biases,
+    fit_rating_model,
+    predict,
+)
 from cinematch_assets.ml.topn import recommend
 
 GLOBAL_MEAN = "global mean"
@@ -88,11 +94,9 @@ def test_predictions(
 
 def rating_metrics(predictions: DataFrame) -> dict[str, dict[str, float]]:
     """RMSE, MSE, MAE, rows and the share of cold rows, per model."""
-    metrics = regression_metrics_by(predictions, "model")
-    cold = predictions.groupBy("model").agg(F.avg(F.col("cold").cast("double"))).collect()
-    for name, share in cold:
-        metrics[name]["cold_share"] = float(share)
-    return metrics
+    return regression_metrics_by(
+        predictions, "model", extra={"cold_share": F.avg(F.col("cold").cast("double"))}
+    )
 
 
 def by_stars(model: RatingModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
@@ -176,7 +180,7 @@ def evaluate_models(
         "decay_weighted": params["bias_decay_weighted"],
     }
     als_params = {name: params[name] for name in ("rank", "reg_param", "max_iter")}
-    biases = fit_biases(train, **bias_params)
+    biases = cached(fit_biases(train, **bias_params))  # every model's fallback
     article = fit_rating_model(train, variant="user_mean", seed=seed, **ARTICLE_PARAMS)
     predictions = test_predictions(
         test,
@@ -187,7 +191,7 @@ def evaluate_models(
             ARTICLE_VARIANT: article,
         },
         fallback=biases,
-    )
+    ).cache()  # read by the metrics, the charts and the table write
     stars = rating_metrics(predictions)
 
     seen = train.select("userId", "movieId")

@@ -48,11 +48,23 @@ def regression_metrics(
 
 
 def regression_metrics_by(
-    df: DataFrame, by: str, *, label: str = "rating", prediction: str = "prediction"
+    df: DataFrame,
+    by: str,
+    *,
+    label: str = "rating",
+    prediction: str = "prediction",
+    extra: dict[str, Column] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """`regression_metrics` per value of the `by` column, in one pass."""
-    rows = df.groupBy(by).agg(*_regression_columns(label, prediction)).collect()
-    return {row[by]: _regression_result(row) for row in rows}
+    """`regression_metrics` per value of the `by` column, and `extra` aggregates, in one
+    pass."""
+    extra = extra or {}
+    aggregates = [*_regression_columns(label, prediction)]
+    aggregates += [column.alias(name) for name, column in extra.items()]
+    rows = df.groupBy(by).agg(*aggregates).collect()
+    return {
+        row[by]: _regression_result(row) | {name: float(row[name]) for name in extra}
+        for row in rows
+    }
 
 
 def _discount(rank: Column) -> Column:

@@ -42,6 +42,11 @@ class RatingModel:
     params: dict[str, Any] = field(default_factory=dict)
     als: ALSModel | None = None
 
+    @property
+    def rank(self) -> int:
+        """Length of the factors: 0 for the baselines (biases alone)."""
+        return int(self.params.get("rank", 0))
+
 
 def clip_stars(stars: Column) -> Column:
     return F.least(F.lit(MAX_RATING), F.greatest(F.lit(MIN_RATING), stars))
@@ -160,8 +165,9 @@ def _raw_prediction(
         F.lit(model.global_mean)
         + F.coalesce(F.col(f"_{tag}_ub"), F.lit(0.0))
         + F.coalesce(F.col(f"_{tag}_ib"), F.lit(0.0))
-        + F.coalesce(dot(F.col(f"_{tag}_uf"), F.col(f"_{tag}_if")), F.lit(0.0))
     )
+    if model.rank:
+        stars += F.coalesce(dot(F.col(f"_{tag}_uf"), F.col(f"_{tag}_if")), F.lit(0.0))
     return joined, stars, cold
 
 

@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 # Bump whenever the output for a given spec changes: it invalidates reused directories.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MANIFEST_NAME = ".cinematch-synthetic.json"
 # A temp folder whose writer cannot be checked (another host) is abandoned after this long.
 STALE_TEMP_SECONDS = 24 * 3600
@@ -177,11 +177,12 @@ class PlantedParams:
     ~3.55, sd ~1.0) while the planted taste term is strong enough for ALS to beat a
     bias-only model clearly (~10% lower RMSE on synthetic-small)."""
 
-    global_mean: float = 3.6  # mu; the mean rating ends ~0.05 lower (rounding, clipping)
+    # mu; the mean rating ends ~0.25 higher (choosing liked movies, rounding, clipping)
+    global_mean: float = 3.3
     user_bias_sd: float = 0.30
     item_bias_sd: float = 0.35
     interaction_sd: float = 0.75  # sd of <p_u, q_i>
-    noise_sd: float = 0.55
+    noise_sd: float = 0.62
     skew: float = -6.0  # skew-normal shape of item bias and noise: long tail of bad ratings
     genre_weight: float = 0.75  # share (in sd) of a movie vector explained by its genres
     half_star_rate: float = 0.75  # mean share of half-star-grid ratings after 2003-02-12
@@ -193,6 +194,10 @@ class PlantedParams:
     zipf_exponent: float = 1.7
     zipf_offset: float = 200.0
     tagger_share: float = 0.1  # few users tag, heavily (as in MovieLens)
+    # People choose what they expect to like: a popularity draw is kept with probability
+    # sigmoid(selection_taste * <p_u, q_i> / interaction_sd), so who-rated-what carries
+    # taste too (what an implicit-feedback model learns), not popularity alone.
+    selection_taste: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -405,7 +410,7 @@ def _block_ratings(model: PlantedModel, block: int) -> _Ratings:
     rng = np.random.default_rng([spec.seed, _S_RATINGS, block])
     first = block * BLOCK_USERS
     counts = model.counts[first : first + BLOCK_USERS]
-    local, items = _sample_items(rng, model, counts)
+    local, items = _sample_items(rng, model, counts, first)
     users = first + local
     ts = model.first_ts[users] + (rng.random(len(users)) * model.span_s[users]).astype(np.int64)
     noise = params.noise_sd * _skew_normal(rng, params.skew, len(users))
@@ -415,11 +420,13 @@ def _block_ratings(model: PlantedModel, block: int) -> _Ratings:
 
 
 def _sample_items(
-    rng: np.random.Generator, model: PlantedModel, counts: np.ndarray
+    rng: np.random.Generator, model: PlantedModel, counts: np.ndarray, first: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``counts[u]`` distinct movies per user, drawn by popularity without replacement.
+    """``counts[u]`` distinct movies per user (user ``first + u``), drawn by popularity
+    without replacement, each draw kept with the user's taste-dependent probability
+    (``selection_taste``).
 
-    Draw with replacement and keep each user's first distinct draws (which is exactly
+    Draw with replacement and keep each user's first distinct kept draws (which is exactly
     sequential sampling without replacement); users left short draw again, with a growing
     margin. Returns (user, movie) index pairs sorted by user, then movie.
     """
@@ -432,7 +439,10 @@ def _sample_items(
             return kept // n_items, kept % n_items
         n_draws = short + np.ceil(short * 0.25 * 2**attempt).astype(np.int64) + (short > 0)
         users = np.repeat(np.arange(len(counts)), n_draws)
-        draws = users * n_items + model.draw_movies(rng, len(users))
+        movies = model.draw_movies(rng, len(users))
+        liked = _selection_probability(model, first + users, movies) > rng.random(len(users))
+        users, movies = users[liked], movies[liked]
+        draws = users * n_items + movies
         # kept goes first, so what follows it is new to the user, in draw order.
         fresh = _first_occurrences(np.concatenate([kept, draws]))[len(kept) :]
         owner = fresh // n_items  # non-decreasing: draws are grouped by user
@@ -441,6 +451,12 @@ def _sample_items(
         kept = np.concatenate([kept, fresh[take]])
         short -= np.bincount(owner[take], minlength=len(counts))
     raise RuntimeError("movie sampling did not converge; is min_ratings_per_user too large?")
+
+
+def _selection_probability(model: PlantedModel, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    taste = np.einsum("ij,ij->i", model.user_factors[users], model.item_factors[items])
+    strength = model.params.selection_taste / model.params.interaction_sd
+    return 1.0 / (1.0 + np.exp(-strength * taste))
 
 
 def _first_occurrences(keys: np.ndarray) -> np.ndarray:
