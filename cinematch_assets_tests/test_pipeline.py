@@ -23,16 +23,22 @@ UP_TO_GOLD = [
 ]
 
 
-def run_pipeline(spark, home: Path, raw_config: dict, selection: list[list[str]] | None = None):
-    """Materialize every asset (or `selection`) into `home` with the definitions' own job;
-    return (result, instance, lakehouse)."""
+def run_pipeline(
+    spark,
+    home: Path,
+    raw_config: dict,
+    selection: list[list[str]] | None = None,
+    ops: dict | None = None,
+):
+    """Materialize every asset (or `selection`) into `home` with the definitions' own job
+    (`ops`: run config of other assets); return (result, instance, lakehouse)."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CINEMATCH_HOME", str(home))
         resources = build_resources(SparkResource(**TEST_SPARK))
         job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
         instance = DagsterInstance.ephemeral()
         result = job.execute_in_process(
-            run_config={"ops": {RAW_OP: {"config": raw_config}}},
+            run_config={"ops": {RAW_OP: {"config": raw_config}, **(ops or {})}},
             instance=instance,
             asset_selection=[AssetKey(key) for key in selection] if selection else None,
         )
@@ -186,6 +192,69 @@ def test_malformed_lines_are_quarantined_and_reconciled(spark, synthetic_run, tm
     silver = metadata(instance, "silver", "ratings_clean")
     assert silver["dropped_by_reason"] == {"rating off the half-star grid [0.5, 5.0]": 1}
     assert silver["dagster/row_count"] == good
+
+
+# One combination each: the test is about what the models learn, not about tuning.
+SMALL_GRIDS = {
+    "als_rating_model": {
+        "config": {
+            "ranks": [20],
+            "reg_params": [0.15],
+            "bias_dampings": [10.0],
+            "bias_decay_weighting": [False],
+        }
+    },
+    "als_ranking_model": {"config": {"ranks": [20], "alphas": [2.0]}},
+}
+
+
+@pytest.fixture(scope="module")
+def synthetic_models_run(spark, tmp_path_factory):
+    """The whole graph on synthetic-small, whose ratings and choices have planted structure."""
+    home = tmp_path_factory.mktemp("models")
+    return (*run_pipeline(spark, home, {"variant": "synthetic-small"}, ops=SMALL_GRIDS), home)
+
+
+def test_models_recover_the_planted_structure(synthetic_models_run):
+    """Ratings follow planted user and movie factors, choices planted genre affinities: the
+    rating model clearly beats the bias baseline, the ranking model most-popular."""
+    result, instance, lakehouse, _ = synthetic_models_run
+    assert result.success, failed_checks(result)
+    assert failed_checks(result) == []
+    evaluation = metadata(instance, "ml", "model_evaluation")
+    assert evaluation["rmse_below_bias_baseline"] > 0.08
+    assert evaluation["ndcg_vs_most_popular"] > 1.2
+    rating = lakehouse.read(["ml", "als_rating_model"]).first()
+    assert rating["validation_rmse"] < rating["baseline_validation_rmse"]
+
+
+def test_model_tables_and_artifacts(spark, synthetic_models_run):
+    _, instance, lakehouse, home = synthetic_models_run
+    test_rows = lakehouse.describe(["gold", "test_features_ml"]).num_rows
+    predictions = lakehouse.read(["ml", "test_predictions"])
+    per_model = {r["model"]: r["count"] for r in predictions.groupBy("model").count().collect()}
+    assert per_model == {
+        name: test_rows
+        for name in ("global mean", "damped bias baseline", "rating model", "article's variant")
+    }
+    recs = lakehouse.read(["ml", "test_recommendations"])
+    train = lakehouse.read(["gold", "train_features_ml"])
+    assert recs.join(train, ["userId", "movieId"], "left_semi").count() == 0
+    assert recs.groupBy("userId").count().agg({"count": "max"}).first()[0] == 10
+    test_users = lakehouse.read(["gold", "test_features_ml"]).select("userId").distinct()
+    assert recs.select("userId").distinct().count() == test_users.count()
+    for name in ("rating", "ranking"):
+        model = metadata(instance, "ml", f"als_{name}_model")
+        assert model["param/fit_seconds"] > 0 and "tuning" in model
+        factors = lakehouse.read(["ml", f"{name}_item_factors"]).first()
+        assert len(factors["features"]) == model["param/rank"]
+    from pyspark.ml.recommendation import ALSModel
+
+    saved = ALSModel.load(str(home / "models" / "als_rating_model"))
+    assert saved.rank == 20
+    card = (home / "reports" / "ml" / "model_card.md").read_text()
+    assert "| rating model | model | stars |" in card
+    assert "gold/train_features_ml`: Delta version 0" in card
 
 
 @pytest.fixture(scope="module")

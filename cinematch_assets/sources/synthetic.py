@@ -98,6 +98,7 @@ TAG_HEADER = "userId,movieId,tag,timestamp"
 # Independent random streams, so that e.g. asking for duplicates or more tags leaves the
 # ratings untouched and title tweaks leave everything else untouched.
 _S_MOVIES, _S_USERS, _S_TITLES, _S_LINKS, _S_RATINGS, _S_TAGS, _S_DUPLICATES = range(1, 8)
+_S_AFFINITY = 8
 
 _LARGE = pa.large_string()  # 64-bit offsets: a chunk may exceed 2 GiB of text
 _RATING_TEXT = pa.array([f"{v / 2:.1f}" for v in range(1, 11)], _LARGE)  # "0.5" .. "5.0"
@@ -177,12 +178,12 @@ class PlantedParams:
     ~3.55, sd ~1.0) while the planted taste term is strong enough for ALS to beat a
     bias-only model clearly (~10% lower RMSE on synthetic-small)."""
 
-    # mu; the mean rating ends ~0.25 higher (choosing liked movies, rounding, clipping)
-    global_mean: float = 3.3
+    # mu; the mean rating ends ~0.05 lower (rounding, clipping)
+    global_mean: float = 3.6
     user_bias_sd: float = 0.30
     item_bias_sd: float = 0.35
     interaction_sd: float = 0.75  # sd of <p_u, q_i>
-    noise_sd: float = 0.62
+    noise_sd: float = 0.55
     skew: float = -6.0  # skew-normal shape of item bias and noise: long tail of bad ratings
     genre_weight: float = 0.75  # share (in sd) of a movie vector explained by its genres
     half_star_rate: float = 0.75  # mean share of half-star-grid ratings after 2003-02-12
@@ -194,10 +195,12 @@ class PlantedParams:
     zipf_exponent: float = 1.7
     zipf_offset: float = 200.0
     tagger_share: float = 0.1  # few users tag, heavily (as in MovieLens)
-    # People choose what they expect to like: a popularity draw is kept with probability
-    # sigmoid(selection_taste * <p_u, q_i> / interaction_sd), so who-rated-what carries
-    # taste too (what an implicit-feedback model learns), not popularity alone.
-    selection_taste: float = 1.0
+    # People choose movies of the genres they are drawn to: a popularity draw is kept with
+    # probability sigmoid(genre_selection * a_u . g_i / sqrt(|g_i|)), a_u ~ N(0, I) a user's
+    # genre affinity, g_i the movie's genres. So who-rated-what carries structure of its
+    # own (what an implicit-feedback model learns), not popularity alone; a_u is
+    # independent of the rating taste, so choosing leaves the rating model's signal alone.
+    genre_selection: float = 5.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,6 +227,7 @@ class PlantedModel:
     span_s: np.ndarray  # (n_users,) length of the window, seconds
     half_star_rate: np.ndarray  # (n_users,) chance a rating is on the half-star grid
     tagger: np.ndarray  # (n_users,) bool
+    genre_affinity: np.ndarray  # (n_users, len(GENRES)): drives which movies a user picks
 
     def draw_movies(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Movie indices drawn (with replacement) by popularity, in O(1) per draw."""
@@ -346,6 +350,10 @@ def _draw_users(spec: SyntheticSpec, params: PlantedParams) -> dict[str, np.ndar
         "span_s": span_s.astype(np.int64),
         "half_star_rate": rng.beta(a, 0.7, n),
         "tagger": tagger,
+        # Its own stream: the draws above stay what they were.
+        "genre_affinity": np.random.default_rng([spec.seed, _S_AFFINITY]).standard_normal(
+            (n, len(GENRES))
+        ),
     }
 
 
@@ -457,6 +465,13 @@ def _selection_probability(model: PlantedModel, users: np.ndarray, items: np.nda
     taste = np.einsum("ij,ij->i", model.user_factors[users], model.item_factors[items])
     strength = model.params.selection_taste / model.params.interaction_sd
     return 1.0 / (1.0 + np.exp(-strength * taste))
+
+
+def _selection_probability(model: PlantedModel, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    genres = model.genres[items]
+    pull = np.einsum("ij,ij->i", model.genre_affinity[users], genres)
+    pull /= np.sqrt(np.maximum(genres.sum(axis=1), 1))
+    return 1.0 / (1.0 + np.exp(-model.params.genre_selection * pull))
 
 
 def _first_occurrences(keys: np.ndarray) -> np.ndarray:
