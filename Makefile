@@ -49,7 +49,7 @@ BENCH_VARIANTS ?= synthetic-1m
 bench: install java  ## time the whole graph on MovieLens (local copy) and synthetic data
 	$(if $(BENCH_LOCAL),$(BIN)/python -m cinematch_assets.benchmark --local $(BENCH_LOCAL))
 	for variant in $(BENCH_VARIANTS); do \
-	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant || exit 1; done
+	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
 
 lint: install  ## ruff
 	$(BIN)/ruff check .

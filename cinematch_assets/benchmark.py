@@ -117,6 +117,36 @@ def run_benchmark(raw_config: dict, home: Path, groups: list[str] | None = None)
     }
 
 
+def als_seconds_per_iteration(lakehouse, iterations: tuple[int, int] = (2, 12)) -> dict:
+    """Seconds per ALS iteration of both models' chosen settings on the Gold training
+    table: two fits that differ only in maxIter, so start-up and factor output cancel."""
+    from cinematch_assets.ml.als import fit_als
+
+    train = lakehouse.read(["gold", "train_features_ml"]).cache()
+    train.count()
+    settings = {
+        "rating": ({"rating_col": "rating", "rank": 50, "reg_param": 0.15}, "als_rating_model"),
+        "ranking": (
+            {"rating_col": "weight", "implicit": True, "alpha": 2.0, "rank": 20, "reg_param": 0.1},
+            "als_ranking_model",
+        ),
+    }
+    result = {}
+    for name, (params, table) in settings.items():
+        if lakehouse.table_path(["ml", table]).exists():
+            chosen = lakehouse.read(["ml", table]).first()
+            params = params | {"rank": chosen["rank"], "reg_param": chosen["reg_param"]}
+        seconds = []
+        for max_iter in iterations:
+            started = time.perf_counter()
+            fit_als(train, max_iter=max_iter, seed=42, **params).itemFactors.count()
+            seconds.append(time.perf_counter() - started)
+        per_iteration = (seconds[1] - seconds[0]) / (iterations[1] - iterations[0])
+        result[name] = {"rank": params["rank"], "seconds_per_iteration": round(per_iteration, 3)}
+    train.unpersist()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -124,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--local", help="a local MovieLens zip or folder")
     parser.add_argument("--home", help="data root for this run (default: a temp dir)")
     parser.add_argument("--groups", nargs="+", help="only these asset groups (default: all)")
+    parser.add_argument(
+        "--als-iterations",
+        action="store_true",
+        help="then time an ALS iteration of each model on the Gold training table",
+    )
     args = parser.parse_args(argv)
     raw_config = (
         {"local_path": str(Path(args.local).resolve())} if args.local else {"variant": args.variant}
@@ -131,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(os.environ.get("CINEMATCH_HOME", "data")).resolve() / "benchmarks"
     with tempfile.TemporaryDirectory(prefix="cinematch-bench-") as scratch:
         report = run_benchmark(raw_config, Path(args.home or scratch).resolve(), args.groups)
+        if args.als_iterations and report["success"]:
+            from cinematch_assets.definitions import build_resources
+
+            report["als"] = als_seconds_per_iteration(build_resources()["lakehouse"])
     out_dir.mkdir(parents=True, exist_ok=True)
     name = (args.variant or Path(args.local).stem) + f"-{int(time.time())}.json"
     (out_dir / name).write_text(json.dumps(report, indent=2) + "\n")

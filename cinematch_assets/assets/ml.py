@@ -123,6 +123,7 @@ class EvaluationConfig(Config):
         default=True, description="Refit with decay and normalization flipped, and score."
     )
     seed: int = Field(default=42, description="Seed of the baseline and ablation fits.")
+    parallel_fits: int = Field(default=3, description="Fits and scorings in flight at once.")
 
 
 def _plan(config: TuningConfig, rows: int) -> TuningPlan:
@@ -150,13 +151,14 @@ def _model_outputs(
     metadata: dict[str, Any],
 ) -> Iterator[Output]:
     spark = users.sparkSession
-    context.log.info(f"{context.op_def.name}: {params}")
+    summary = {k: v for k, v in params.items() if not k.endswith("_search")}
+    context.log.info(f"{context.op_def.name}: {summary}")
     yield Output(
         spark.createDataFrame([params]),
         output_name="model",
         metadata={
             **metadata,
-            **{f"param/{k}": v for k, v in params.items() if not k.endswith("_search")},
+            **{f"param/{k}": v for k, v in summary.items()},
         },
     )
     yield Output(users, output_name="users")
@@ -168,12 +170,12 @@ def _model_outs(name: str, description: str) -> dict[str, AssetOut]:
         "model": AssetOut(key=["ml", f"als_{name}_model"], description=description, **ML),
         "users": AssetOut(
             key=["ml", f"{name}_user_factors"],
-            description="Per user: bias (0 where the model has none) and ALS factors.",
+            description="Per user: ALS factors (`features`); the rating model's also `bias`.",
             **ML,
         ),
         "items": AssetOut(
             key=["ml", f"{name}_item_factors"],
-            description="Per movie: bias (0 where the model has none) and ALS factors.",
+            description="Per movie: ALS factors (`features`); the rating model's also `bias`.",
             **ML,
         ),
     }
@@ -240,6 +242,7 @@ def als_rating_model(context: AssetExecutionContext, config: RatingModelConfig, 
         model.items,
         {"tuning": MetadataValue.md(bias_search.markdown() + "\n" + als_search.markdown())},
     )
+    train.unpersist()
 
 
 @multi_asset(
@@ -299,6 +302,7 @@ def als_ranking_model(context: AssetExecutionContext, config: RankingModelConfig
         model.items,
         {"tuning": MetadataValue.md(search.markdown())},
     )
+    train.unpersist()
 
 
 @multi_asset(
@@ -351,14 +355,16 @@ def model_evaluation(
     rating_row = rating_params.first().asDict()
     ranking_row = ranking_params.first().asDict()
     started = time.perf_counter()
+    train, test = train.cache(), test.cache()
     evaluation = evaluate_models(
-        train.cache(),
-        test.cache(),
+        train,
+        test,
         rating=RatingModel(rating_row["global_mean"], rating_users, rating_items, rating_row),
         ranking=RankingModel(ranking_users, ranking_items, ranking_row),
         k=config.k,
         seed=config.seed,
         ablation=config.ablation,
+        parallelism=config.parallel_fits,
     )
     table = evaluation.table()
     versions = {
@@ -389,3 +395,5 @@ def model_evaluation(
             **headline_metrics(table),
         },
     )
+    for cached in (train, test, evaluation.predictions, evaluation.recommendations):
+        cached.unpersist()

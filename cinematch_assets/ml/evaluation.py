@@ -42,6 +42,7 @@ from cinematch_assets.ml.rating import (
     predict,
 )
 from cinematch_assets.ml.topn import recommend
+from cinematch_assets.ml.tuning import concurrently
 
 GLOBAL_MEAN = "global mean"
 BIAS_BASELINE = "damped bias baseline"
@@ -171,9 +172,11 @@ def evaluate_models(
     k: int,
     seed: int,
     ablation: bool = True,
+    parallelism: int = 3,
 ) -> Evaluation:
     """Score the models and baselines on `test`; `rating.params` and `ranking.params`
-    (their tables' columns) say how to refit them for the baselines and the ablation."""
+    (their tables' columns) say how to refit them for the baselines and the ablation.
+    Independent fits and scorings run `parallelism` at a time."""
     params = rating.params
     bias_params = {
         "damping": params["bias_damping"],
@@ -181,126 +184,113 @@ def evaluate_models(
     }
     als_params = {name: params[name] for name in ("rank", "reg_param", "max_iter")}
     biases = cached(fit_biases(train, **bias_params))  # every model's fallback
-    article = fit_rating_model(train, variant="user_mean", seed=seed, **ARTICLE_PARAMS)
+    fits = {
+        ARTICLE_VARIANT: lambda: fit_rating_model(
+            train, variant="user_mean", seed=seed, **ARTICLE_PARAMS
+        )
+    }
+    if ablation:
+        fits |= ablation_fits(train, bias_params, als_params, ranking.params, seed)
+    fitted = concurrently(fits, parallelism)
+
     predictions = test_predictions(
         test,
         {
             GLOBAL_MEAN: global_mean_model(train),
             BIAS_BASELINE: biases,
             RATING_MODEL: rating,
-            ARTICLE_VARIANT: article,
+            ARTICLE_VARIANT: fitted[ARTICLE_VARIANT],
         },
         fallback=biases,
     ).cache()  # read by the metrics, the charts and the table write
-    stars = rating_metrics(predictions)
+    ablated_stars = {name: m for name, m in fitted.items() if name.startswith("rating model,")}
 
-    seen = train.select("userId", "movieId")
-    users = test.select("userId").distinct()
-    relevant = relevant_rows(test)
+    seen = train.select("userId", "movieId").cache()
+    users = test.select("userId").distinct().cache()
+    relevant = relevant_rows(test).cache()
     catalog_size = train.select("movieId").distinct().count()
     recommendations = recommend_unseen(ranking, users, seen, k).cache()
+    lists = {
+        RANKING_MODEL: recommendations,
+        MOST_POPULAR: most_popular(train, users, seen, k),
+        BY_STARS: by_stars(rating, users, seen, k),
+        f"{ARTICLE_VARIANT} by predicted stars": by_stars(fitted[ARTICLE_VARIANT], users, seen, k),
+        **{name: by_stars(m, users, seen, k) for name, m in ablated_stars.items()},
+        **{
+            name: recommend_unseen(m, users, seen, k)
+            for name, m in fitted.items()
+            if name.startswith("ranking model,")
+        },
+    }
+    scorings: dict[str, Callable[[], dict[str, Any]]] = {
+        name: (lambda recs=recs: list_metrics(recs, relevant, k=k, catalog_size=catalog_size))
+        for name, recs in lists.items()
+    }
+    scorings["stars"] = lambda: rating_metrics(predictions)
+    if ablated_stars:
+        scorings["ablated stars"] = lambda: rating_metrics(
+            test_predictions(test, ablated_stars, fallback=biases)
+        )
+    scores = concurrently(scorings, parallelism)
+    stars = scores["stars"] | scores.get("ablated stars", {})
 
-    def lists(recs: DataFrame) -> dict[str, float]:
-        return list_metrics(recs, relevant, k=k, catalog_size=catalog_size)
+    def row(name: str, role: str) -> dict[str, Any]:
+        task = "stars" if name in stars else "lists"
+        return {
+            "name": name,
+            "role": role,
+            "task": task,
+            **stars.get(name, {}),
+            **scores.get(name, {}),
+        }
 
     rows = [
-        {"name": GLOBAL_MEAN, "role": "baseline", "task": "stars", **stars[GLOBAL_MEAN]},
-        {"name": BIAS_BASELINE, "role": "baseline", "task": "stars", **stars[BIAS_BASELINE]},
-        {"name": RATING_MODEL, "role": "model", "task": "stars", **stars[RATING_MODEL]},
-        {"name": ARTICLE_VARIANT, "role": "baseline", "task": "stars", **stars[ARTICLE_VARIANT]},
-        {"name": RANKING_MODEL, "role": "model", "task": "lists", **lists(recommendations)},
-        {
-            "name": MOST_POPULAR,
-            "role": "baseline",
-            "task": "lists",
-            **lists(most_popular(train, users, seen, k)),
-        },
-        {
-            "name": BY_STARS,
-            "role": "baseline",
-            "task": "lists",
-            **lists(by_stars(rating, users, seen, k)),
-        },
-        {
-            "name": f"{ARTICLE_VARIANT} by predicted stars",
-            "role": "baseline",
-            "task": "lists",
-            **lists(by_stars(article, users, seen, k)),
-        },
+        row(GLOBAL_MEAN, "baseline"),
+        row(BIAS_BASELINE, "baseline"),
+        row(RATING_MODEL, "model"),
+        row(ARTICLE_VARIANT, "baseline"),
+        row(RANKING_MODEL, "model"),
+        row(MOST_POPULAR, "baseline"),
+        row(BY_STARS, "baseline"),
+        row(f"{ARTICLE_VARIANT} by predicted stars", "baseline"),
+        *[row(name, "ablation") for name in fitted if name != ARTICLE_VARIANT],
     ]
-    if ablation:
-        rows += ablation_rows(
-            train,
-            test,
-            rating=rating,
-            ranking=ranking,
-            bias_params=bias_params,
-            als_params=als_params,
-            fallback=biases,
-            lists=lists,
-            users=users,
-            seen=seen,
-            k=k,
-            seed=seed,
-        )
     return Evaluation(predictions=predictions, recommendations=recommendations, rows=rows)
 
 
-def ablation_rows(
+def ablation_fits(
     train: DataFrame,
-    test: DataFrame,
-    *,
-    rating: RatingModel,
-    ranking: RankingModel,
     bias_params: dict[str, Any],
     als_params: dict[str, Any],
-    fallback: RatingModel,
-    lists: Callable[[DataFrame], dict[str, float]],
-    users: DataFrame,
-    seen: DataFrame,
-    k: int,
+    ranking_params: dict[str, Any],
     seed: int,
-) -> list[dict[str, Any]]:
+) -> dict[str, Callable[[], RatingModel | RankingModel]]:
     """The chosen models with one choice flipped each, same hyperparameters otherwise."""
     decay = bias_params["decay_weighted"]
-    flipped_biases = fit_biases(train, **(bias_params | {"decay_weighted": not decay}))
-    variants = {
-        f"rating model, biases {'without' if decay else 'with'} decay weights": fit_rating_model(
-            train, variant="bias_residual", seed=seed, biases=flipped_biases, **als_params
-        ),
-        "rating model, user-mean normalization instead of biases": fit_rating_model(
+    confidence = ranking_params["confidence"]
+    other = "binary" if confidence == "decay_weight" else "decay_weight"
+    ranking_als = {
+        name: ranking_params[name] for name in ("rank", "reg_param", "alpha", "max_iter")
+    }
+
+    def flipped_biases() -> RatingModel:
+        biases = fit_biases(train, **(bias_params | {"decay_weighted": not decay}))
+        return fit_rating_model(
+            train, variant="bias_residual", seed=seed, biases=biases, **als_params
+        )
+
+    return {
+        f"rating model, biases {'without' if decay else 'with'} decay weights": flipped_biases,
+        "rating model, user-mean normalization instead of biases": lambda: fit_rating_model(
             train, variant="user_mean", seed=seed, nonnegative=False, **als_params
         ),
-        "rating model, no normalization": fit_rating_model(
+        "rating model, no normalization": lambda: fit_rating_model(
             train, variant="none", seed=seed, **als_params
         ),
+        f"ranking model, {other} confidence": lambda: fit_ranking_model(
+            train, confidence=other, seed=seed, **ranking_als
+        ),
     }
-    stars = rating_metrics(test_predictions(test, variants, fallback=fallback))
-    rows = [
-        {
-            "name": name,
-            "role": "ablation",
-            "task": "stars",
-            **stars[name],
-            **lists(by_stars(model, users, seen, k)),
-        }
-        for name, model in variants.items()
-    ]
-    confidence = ranking.params["confidence"]
-    other = "binary" if confidence == "decay_weight" else "decay_weight"
-    ranking_params = {
-        name: ranking.params[name] for name in ("rank", "reg_param", "alpha", "max_iter")
-    }
-    flipped = fit_ranking_model(train, confidence=other, seed=seed, **ranking_params)
-    rows.append(
-        {
-            "name": f"ranking model, {other} confidence",
-            "role": "ablation",
-            "task": "lists",
-            **lists(recommend_unseen(flipped, users, seen, k)),
-        }
-    )
-    return rows
 
 
 def headline_metrics(table: pd.DataFrame) -> dict[str, float]:

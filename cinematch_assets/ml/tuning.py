@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -23,6 +23,7 @@ BUCKETS = 1_000_000
 Split = tuple[DataFrame, DataFrame]
 Method = Literal["auto", "cv", "validation"]
 S = TypeVar("S")  # whatever one split is to the evaluation (DataFrames, prepared data)
+T = TypeVar("T")
 
 
 def parameter_grid(**values: Sequence[Any]) -> list[dict[str, Any]]:
@@ -145,6 +146,13 @@ class TuningResult:
             mark = " **(best)**" if row is self.best else ""
             lines.append("| " + " | ".join(cells) + mark + " |")
         return "\n".join(lines) + "\n"
+
+
+def concurrently(tasks: Mapping[str, Callable[[], T]], parallelism: int) -> dict[str, T]:
+    """Run independent Spark-bound tasks `parallelism` at a time; results by name."""
+    with ThreadPoolExecutor(max(1, parallelism)) as pool:
+        futures = {name: pool.submit(task) for name, task in tasks.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def grid_search(
