@@ -32,8 +32,9 @@ def _error_figure(errors: pd.DataFrame) -> go.Figure:
         if mine.empty or name == "global mean":
             continue
         share = mine["rows"] / mine["rows"].sum()
-        fig.add_bar(x=mine["error"], y=share, name=name, marker_color=color, opacity=0.75)
-    fig.update_layout(barmode="overlay", bargap=0.05)
+        fig.add_scatter(
+            x=mine["error"], y=share, name=name, mode="lines+markers", line={"color": color}
+        )
     fig.update_xaxes(title="predicted - actual stars")
     fig.update_yaxes(title="share of test rows", tickformat=".0%")
     return style(
@@ -104,15 +105,15 @@ def _tuning_figure(rating_row: Mapping[str, Any], ranking_row: Mapping[str, Any]
     bias = TuningResult.from_json(rating_row["bias_search"])
     ranking = TuningResult.from_json(ranking_row["als_search"])
     fig = make_subplots(
-        rows=1,
-        cols=2,
+        rows=2,
+        cols=1,
         subplot_titles=(
-            f"rating model: {rating.metric} (lower is better)",
-            f"ranking model: {ranking.metric} (higher is better)",
+            f"rating model: mean validation {rating.metric} (lower is better)",
+            f"ranking model: validation {ranking.metric} (higher is better)",
         ),
-        horizontal_spacing=0.25,
+        vertical_spacing=0.18,
     )
-    for col, result in ((1, rating), (2, ranking)):
+    for row_number, result in ((1, rating), (2, ranking)):
         key = f"mean {result.metric}"
         fig.add_bar(
             y=[_tuning_label(row, result.parameters) for row in result.rows],
@@ -120,17 +121,16 @@ def _tuning_figure(rating_row: Mapping[str, Any], ranking_row: Mapping[str, Any]
             orientation="h",
             marker_color=[BLUE if row is result.best else GREY for row in result.rows],
             showlegend=False,
-            row=1,
-            col=col,
+            row=row_number,
+            col=1,
         )
-    fig.add_vline(
-        x=bias.best_value, line={"dash": "dot", "color": GREEN}, row=1, col=1
-    )  # the bias baseline on the same validation data
+    # The baselines on the same validation data.
+    fig.add_vline(x=bias.best_value, line={"dash": "dot", "color": GREEN}, row=1, col=1)
     fig.add_vline(
         x=ranking_row["most_popular_validation_ndcg"],
         line={"dash": "dot", "color": GREEN},
-        row=1,
-        col=2,
+        row=2,
+        col=1,
     )
     values = [row[f"mean {rating.metric}"] for row in rating.rows] + [bias.best_value]
     fig.update_xaxes(range=[min(values) * 0.99, max(values) * 1.01], row=1, col=1)
@@ -139,7 +139,7 @@ def _tuning_figure(rating_row: Mapping[str, Any], ranking_row: Mapping[str, Any]
         "Tuning results",
         f"{rating_row['tuning_plan']} (rating) · {ranking_row['tuning_plan']} (ranking); "
         "dotted: bias baseline / most popular on the same data; blue: chosen",
-        120 + 40 * max(len(rating.rows), len(ranking.rows)) + 160,
+        200 + 36 * (len(rating.rows) + len(ranking.rows)) + 160,
     )
 
 
