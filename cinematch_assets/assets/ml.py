@@ -38,7 +38,9 @@ from cinematch_assets.ml.rating import (
 )
 from cinematch_assets.ml.tuning import (
     Method,
+    Split,
     TuningPlan,
+    TuningResult,
     parameter_grid,
     plan_tuning,
     tuning_splits,
@@ -61,17 +63,8 @@ RANKING_MODEL = ["ml", "als_ranking_model"]
 class TuningConfig(Config):
     """How hyperparameters are searched: on the training split only, never on test."""
 
-    tuning: Method = Field(
-        default="auto",
-        description="cv: k-fold cross-validation; validation: one held-out part of the "
-        "training split; auto: cv up to cv_max_rows training rows, validation above.",
-    )
-    folds: int = Field(default=3, description="Folds of the cross-validation.")
     validation_fraction: float = Field(
         default=0.2, description="Share of the training rows a validation split holds out."
-    )
-    cv_max_rows: int = Field(
-        default=1_000_000, description="auto tunes by cross-validation up to this many rows."
     )
     tuning_max_rows: int = Field(
         default=2_000_000,
@@ -83,6 +76,15 @@ class TuningConfig(Config):
 
 
 class RatingModelConfig(TuningConfig):
+    tuning: Method = Field(
+        default="auto",
+        description="cv: k-fold cross-validation; validation: one held-out part of the "
+        "training split; auto: cv up to cv_max_rows training rows, validation above.",
+    )
+    folds: int = Field(default=3, description="Folds of the cross-validation.")
+    cv_max_rows: int = Field(
+        default=1_000_000, description="auto tunes by cross-validation up to this many rows."
+    )
     variant: RatingVariant = Field(
         default="bias_residual",
         description="bias_residual: damped user + movie biases, ALS on what they leave. "
@@ -102,9 +104,8 @@ class RatingModelConfig(TuningConfig):
 
 
 class RankingModelConfig(TuningConfig):
-    tuning: Method = Field(
-        default="validation", description="The ranking model tunes on one validation split."
-    )
+    """Tuned on one validation split (NDCG needs whole lists per user, not folds)."""
+
     ranks: list[int] = Field(default=[20, 30], description="ALS ranks to try.")
     reg_params: list[float] = Field(default=[0.1], description="regParams to try.")
     alphas: list[float] = Field(default=[2.0, 5.0], description="Confidence scales to try.")
@@ -126,43 +127,70 @@ class EvaluationConfig(Config):
     parallel_fits: int = Field(default=3, description="Fits and scorings in flight at once.")
 
 
-def _plan(config: TuningConfig, rows: int) -> TuningPlan:
-    return plan_tuning(
+def _tuning_splits(
+    context: AssetExecutionContext,
+    config: TuningConfig,
+    train: DataFrame,
+    *,
+    method: Method,
+    folds: int = 0,
+    cv_max_rows: int = 0,
+) -> tuple[int, TuningPlan, list[Split]]:
+    """(training rows, the plan, its splits) for `train`, which should be cached."""
+    rows = train.count()
+    plan = plan_tuning(
         rows,
-        method=config.tuning,
-        folds=config.folds,
+        method=method,
+        folds=folds,
         validation_fraction=config.validation_fraction,
-        cv_max_rows=config.cv_max_rows,
+        cv_max_rows=cv_max_rows,
         max_rows=config.tuning_max_rows,
     )
-
-
-def _save(model: Any, name: str) -> str:
-    path = models_root() / name
-    model.write().overwrite().save(str(path))
-    return str(path)
+    context.log.info(f"{context.op_def.name}: tuning by {plan.describe()} of {rows:,} rows")
+    return rows, plan, tuning_splits(train, plan, config.seed)
 
 
 def _model_outputs(
     context: AssetExecutionContext,
+    model: RatingModel | RankingModel,
     params: dict[str, Any],
-    users: DataFrame,
-    items: DataFrame,
-    metadata: dict[str, Any],
+    searches: dict[str, TuningResult],
+    *,
+    config: TuningConfig,
+    plan: TuningPlan,
+    rows: int,
+    tuning_seconds: float,
+    fit_seconds: float,
 ) -> Iterator[Output]:
-    spark = users.sparkSession
-    summary = {k: v for k, v in params.items() if not k.endswith("_search")}
-    context.log.info(f"{context.op_def.name}: {summary}")
+    """The model's parameter row (with what every model records: how it was tuned, the
+    searches as JSON, sizes, seconds, where Spark ML saved it), then its factor tables."""
+    name = context.op_def.name
+    path = models_root() / name
+    model.als.write().overwrite().save(str(path))
+    params = {
+        **model.params,
+        **params,
+        "seed": config.seed,
+        "tuning_plan": plan.describe(),
+        **{key: search.to_json() for key, search in searches.items()},
+        "train_rows": rows,
+        "tuning_seconds": round(tuning_seconds, 1),
+        "fit_seconds": round(fit_seconds, 1),
+        "path": str(path),
+    }
+    summary = {k: v for k, v in params.items() if k not in searches}
+    context.log.info(f"{name}: {summary}")
+    tables = "\n".join(search.markdown() for search in searches.values())
     yield Output(
-        spark.createDataFrame([params]),
+        model.users.sparkSession.createDataFrame([params]),
         output_name="model",
         metadata={
-            **metadata,
+            "tuning": MetadataValue.md(tables),
             **{f"param/{k}": v for k, v in summary.items()},
         },
     )
-    yield Output(users, output_name="users")
-    yield Output(items, output_name="items")
+    yield Output(model.users, output_name="users")
+    yield Output(model.items, output_name="items")
 
 
 def _model_outs(name: str, description: str) -> dict[str, AssetOut]:
@@ -193,10 +221,14 @@ def _model_outs(name: str, description: str) -> dict[str, AssetOut]:
 )
 def als_rating_model(context: AssetExecutionContext, config: RatingModelConfig, train: DataFrame):
     train = train.cache()
-    rows = train.count()
-    plan = _plan(config, rows)
-    context.log.info(f"rating model: tuning by {plan.describe()} of {rows:,} training rows")
-    splits = tuning_splits(train, plan, config.seed)
+    rows, plan, splits = _tuning_splits(
+        context,
+        config,
+        train,
+        method=config.tuning,
+        folds=config.folds,
+        cv_max_rows=config.cv_max_rows,
+    )
     tuning = {"parallelism": config.parallel_fits, "log": context.log.info}
     started = time.perf_counter()
     bias_search = tune_biases(
@@ -219,28 +251,22 @@ def als_rating_model(context: AssetExecutionContext, config: RatingModelConfig, 
         train, variant=config.variant, seed=config.seed, biases=biases, **als_search.best_params
     )
     fit_seconds = time.perf_counter() - started
-    params = {
-        **model.params,
-        "global_mean": model.global_mean,
-        "bias_damping": bias_search.best_params["damping"],
-        "bias_decay_weighted": bias_search.best_params["decay_weighted"],
-        "seed": config.seed,
-        "tuning_plan": plan.describe(),
-        "validation_rmse": als_search.best_value,
-        "baseline_validation_rmse": bias_search.best_value,
-        "bias_search": bias_search.to_json(),
-        "als_search": als_search.to_json(),
-        "train_rows": rows,
-        "tuning_seconds": round(tuning_seconds, 1),
-        "fit_seconds": round(fit_seconds, 1),
-        "path": _save(model.als, "als_rating_model"),
-    }
     yield from _model_outputs(
         context,
-        params,
-        model.users,
-        model.items,
-        {"tuning": MetadataValue.md(bias_search.markdown() + "\n" + als_search.markdown())},
+        model,
+        {
+            "global_mean": model.global_mean,
+            "bias_damping": bias_search.best_params["damping"],
+            "bias_decay_weighted": bias_search.best_params["decay_weighted"],
+            "validation_rmse": als_search.best_value,
+            "baseline_validation_rmse": bias_search.best_value,
+        },
+        {"bias_search": bias_search, "als_search": als_search},
+        config=config,
+        plan=plan,
+        rows=rows,
+        tuning_seconds=tuning_seconds,
+        fit_seconds=fit_seconds,
     )
     train.unpersist()
 
@@ -257,12 +283,7 @@ def als_rating_model(context: AssetExecutionContext, config: RatingModelConfig, 
 )
 def als_ranking_model(context: AssetExecutionContext, config: RankingModelConfig, train: DataFrame):
     train = train.cache()
-    rows = train.count()
-    plan = _plan(config, rows)
-    if plan.method != "validation":
-        raise ValueError("the ranking model tunes on one validation split (tuning: validation)")
-    context.log.info(f"ranking model: tuning by {plan.describe()} of {rows:,} training rows")
-    (split,) = tuning_splits(train, plan, config.seed)
+    rows, plan, (split,) = _tuning_splits(context, config, train, method="validation")
     started = time.perf_counter()
     search, popular_ndcg = tune_ranking_model(
         split,
@@ -282,25 +303,20 @@ def als_ranking_model(context: AssetExecutionContext, config: RankingModelConfig
     started = time.perf_counter()
     model = fit_ranking_model(train, seed=config.seed, **search.best_params)
     fit_seconds = time.perf_counter() - started
-    params = {
-        **model.params,
-        "seed": config.seed,
-        "tuning_plan": plan.describe(),
-        "k": config.k,
-        "validation_ndcg": search.best_value,
-        "most_popular_validation_ndcg": popular_ndcg,
-        "als_search": search.to_json(),
-        "train_rows": rows,
-        "tuning_seconds": round(tuning_seconds, 1),
-        "fit_seconds": round(fit_seconds, 1),
-        "path": _save(model.als, "als_ranking_model"),
-    }
     yield from _model_outputs(
         context,
-        params,
-        model.users,
-        model.items,
-        {"tuning": MetadataValue.md(search.markdown())},
+        model,
+        {
+            "k": config.k,
+            "validation_ndcg": search.best_value,
+            "most_popular_validation_ndcg": popular_ndcg,
+        },
+        {"als_search": search},
+        config=config,
+        plan=plan,
+        rows=rows,
+        tuning_seconds=tuning_seconds,
+        fit_seconds=fit_seconds,
     )
     train.unpersist()
 

@@ -28,12 +28,7 @@ from cinematch_assets.ml.metrics import (
     regression_metrics_by,
     relevant_rows,
 )
-from cinematch_assets.ml.ranking import (
-    RankingModel,
-    fit_ranking_model,
-    most_popular,
-    recommend_unseen,
-)
+from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model, most_popular
 from cinematch_assets.ml.rating import (
     RatingModel,
     cached,
@@ -41,7 +36,7 @@ from cinematch_assets.ml.rating import (
     fit_rating_model,
     predict,
 )
-from cinematch_assets.ml.topn import recommend
+from cinematch_assets.ml.topn import recommend_unseen
 from cinematch_assets.ml.tuning import concurrently
 
 GLOBAL_MEAN = "global mean"
@@ -103,13 +98,7 @@ def rating_metrics(predictions: DataFrame) -> dict[str, dict[str, float]]:
 def by_stars(model: RatingModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
     """A rating model's top-k by predicted stars (the user's own terms do not change the
     order: movie bias + u.v does)."""
-    return recommend(
-        model.users.join(users.select("userId"), "userId"),
-        model.items,
-        k,
-        exclude=seen,
-        item_bias="bias",
-    )
+    return recommend_unseen(model, users, seen, k, item_bias="bias")
 
 
 def list_metrics(

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from cinematch_assets.ml.als import FACTORS, empty_factors, factor_tables, fit_als
 from cinematch_assets.ml.metrics import ranking_metrics, relevant_rows
-from cinematch_assets.ml.topn import recommend
+from cinematch_assets.ml.topn import recommend, recommend_unseen
 from cinematch_assets.ml.tuning import Split, TuningResult, grid_search
 
 Confidence = Literal["decay_weight", "binary"]
@@ -69,14 +69,6 @@ def fit_ranking_model(
         "confidence": confidence,
     }
     return RankingModel(users=users, items=items, params=params, als=model)
-
-
-def recommend_unseen(model: RankingModel, users: DataFrame, seen: DataFrame, n: int) -> DataFrame:
-    """Top-n for `users` (userId) among the model's movies, none of them in `seen`
-    (userId, movieId)."""
-    return recommend(
-        model.users.join(users.select("userId"), "userId"), model.items, n, exclude=seen
-    )
 
 
 def most_popular(train: DataFrame, users: DataFrame, seen: DataFrame, n: int) -> DataFrame:

@@ -10,6 +10,7 @@ which `ALSModel.recommendForAllUsers` cannot do.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -90,3 +91,33 @@ def recommend(
             )
 
     return users.select("userId", "features", "_exclude").mapInPandas(score, RECOMMENDATIONS_SCHEMA)
+
+
+class FactorModel(Protocol):
+    """A fitted model as tables: `users` (userId, features) and `items` (movieId,
+    features, ...), as both the rating and the ranking model have them."""
+
+    @property
+    def users(self) -> DataFrame: ...
+
+    @property
+    def items(self) -> DataFrame: ...
+
+
+def recommend_unseen(
+    model: FactorModel,
+    users: DataFrame,
+    seen: DataFrame,
+    n: int,
+    *,
+    item_bias: str | None = None,
+) -> DataFrame:
+    """Top-n for `users` (userId) among the model's movies, none of them in `seen`
+    (userId, movieId)."""
+    return recommend(
+        model.users.join(users.select("userId"), "userId"),
+        model.items,
+        n,
+        exclude=seen,
+        item_bias=item_bias,
+    )
