@@ -15,6 +15,7 @@ from cinematch_assets.assets.eda import eda_report
 from cinematch_assets.assets.gold import gold_features, ratings_filtered
 from cinematch_assets.assets.ml import als_ranking_model, als_rating_model, model_evaluation
 from cinematch_assets.assets.raw import movielens_archive
+from cinematch_assets.assets.serving import serving_assets
 from cinematch_assets.assets.silver import links_clean, movies_clean, ratings_clean, tags_clean
 from cinematch_assets.checks import all_checks
 from cinematch_assets.resources.io_manager import DeltaLakeIOManager
@@ -35,6 +36,7 @@ all_assets = [
     als_rating_model,
     als_ranking_model,
     model_evaluation,
+    *serving_assets,
 ]
 
 pipeline_job = define_asset_job(

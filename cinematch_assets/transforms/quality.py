@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-MIN_RATING, MAX_RATING = 0.5, 5.0
+from cinematch_assets.stars import MAX_RATING, MIN_RATING
 
 
 def null_counts(df: DataFrame, columns: Sequence[str]) -> dict[str, int]:

@@ -1,0 +1,153 @@
+"""Fold-in: factors for a user the models never saw, from a few ratings, against the
+trained item factors. No Spark: the app runs it per request, the tests check it against
+the trained models.
+
+It is the user half of one ALS iteration, exactly as Spark MLlib solves it, with Spark's
+regularization scaling (ALS-WR: lambda times the user's number of ratings):
+
+- explicit (the rating model), over the movies the user rated:
+      (Y^T Y + lambda n I) x = Y^T r
+- implicit (the ranking model; Hu, Koren & Volinsky 2008), c = 1 + alpha * value:
+      (Y_all^T Y_all + Y^T (C - I) Y + lambda n I) x = Y^T C 1
+
+A nonnegative model (the article's variant) solves the same system under x >= 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cinematch_assets.stars import MAX_RATING, MIN_RATING
+
+# Sweeps of the nonnegative solver; it converges in far fewer at the ranks used here.
+NNLS_SWEEPS = 500
+
+
+def solve_explicit(
+    items: np.ndarray, targets: np.ndarray, reg_param: float, *, nonnegative: bool = False
+) -> np.ndarray:
+    """The user factor that explicit ALS would give a user with `targets` on `items`
+    (one factor row per rated movie)."""
+    items = np.asarray(items, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    gram = items.T @ items + reg_param * len(targets) * np.eye(items.shape[1])
+    return _solve(gram, items.T @ targets, nonnegative)
+
+
+def implicit_gram(all_items: np.ndarray) -> np.ndarray:
+    """Y^T Y over every movie: the part of the implicit system every user shares."""
+    all_items = np.asarray(all_items, dtype=np.float64)
+    return all_items.T @ all_items
+
+
+def solve_implicit(
+    items: np.ndarray,
+    values: np.ndarray,
+    gram: np.ndarray,
+    reg_param: float,
+    alpha: float,
+    *,
+    nonnegative: bool = False,
+) -> np.ndarray:
+    """The user factor that implicit ALS would give a user whose confidence sources are
+    `values` on `items`; `gram` is `implicit_gram` of all the model's movies. As in
+    Spark, c - 1 = alpha * |value|, the preference is 1 where value > 0, and lambda is
+    scaled by the number of positive values."""
+    items = np.asarray(items, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    c1 = alpha * np.abs(values)
+    positive = values > 0
+    system = gram + (items.T * c1) @ items + reg_param * positive.sum() * np.eye(items.shape[1])
+    return _solve(system, items[positive].T @ (1.0 + c1[positive]), nonnegative)
+
+
+def _solve(system: np.ndarray, rhs: np.ndarray, nonnegative: bool) -> np.ndarray:
+    if nonnegative:
+        return nonnegative_solve(system, rhs)
+    # lstsq, not solve: a user with no ratings (lambda n = 0) has a singular system.
+    return np.linalg.lstsq(system, rhs, rcond=None)[0]
+
+
+def nonnegative_solve(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """argmin_{x >= 0} 1/2 x^T A x - b^T x for a symmetric positive semi-definite A, by
+    projected coordinate descent (Spark solves the same problem with its NNLS)."""
+    x = np.zeros(len(rhs))
+    diagonal = np.diag(system)
+    for _ in range(NNLS_SWEEPS):
+        before = x.copy()
+        for i in range(len(x)):
+            if diagonal[i] > 0:
+                x[i] = max(0.0, x[i] - (system[i] @ x - rhs[i]) / diagonal[i])
+        if np.abs(x - before).max(initial=0.0) < 1e-10:
+            break
+    return x
+
+
+@dataclass(frozen=True)
+class RatingTerms:
+    """What the rating model needs to predict a new user's stars: global mean, per-movie
+    bias and factors (aligned), and how user biases were learned."""
+
+    global_mean: float
+    item_bias: np.ndarray
+    item_factors: np.ndarray
+    reg_param: float
+    variant: str  # bias_residual | user_mean | none
+    bias_damping: float
+    nonnegative: bool
+
+    def user_bias(self, positions: np.ndarray, stars: np.ndarray) -> float:
+        """The bias the model would learn for these ratings (a new user's ratings are
+        all recent, so a decay weight would be 1 for each)."""
+        if len(stars) == 0 or self.variant == "none":
+            return 0.0
+        if self.variant == "user_mean":
+            return float(np.mean(stars))
+        residual = stars - self.global_mean - self.item_bias[positions]
+        return float(residual.sum() / (self.bias_damping + len(stars)))
+
+    def fold_in(self, positions: np.ndarray, stars: np.ndarray) -> tuple[float, np.ndarray]:
+        """(user bias, user factor) for ratings `stars` of the movies at `positions`."""
+        positions = np.asarray(positions, dtype=np.int64)
+        stars = np.asarray(stars, dtype=np.float64)
+        bias = self.user_bias(positions, stars)
+        targets = stars - self.global_mean - bias - self.item_bias[positions]
+        factor = solve_explicit(
+            self.item_factors[positions], targets, self.reg_param, nonnegative=self.nonnegative
+        )
+        return bias, factor
+
+    def predict(self, bias: float, factor: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Stars in [0.5, 5] for the movies at `positions`."""
+        raw = (
+            self.global_mean
+            + bias
+            + self.item_bias[positions]
+            + self.item_factors[positions] @ factor
+        )
+        return np.clip(raw, MIN_RATING, MAX_RATING)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """len(a) x len(b) cosine similarities of factor rows (0 where a row is all zeros)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    norm_a = np.linalg.norm(a, axis=1, keepdims=True)
+    norm_b = np.linalg.norm(b, axis=1, keepdims=True)
+    norm_a[norm_a == 0] = 1.0
+    norm_b[norm_b == 0] = 1.0
+    return (a / norm_a) @ (b / norm_b).T
+
+
+def reasons(items: np.ndarray, recommended: np.ndarray, liked: np.ndarray) -> np.ndarray:
+    """For each recommended movie position, the position among `liked` (the movies the
+    user rated highly) whose factor is most similar to it; -1 when nothing is liked.
+    "Because you rated X highly"."""
+    recommended = np.asarray(recommended, dtype=np.int64)
+    liked = np.asarray(liked, dtype=np.int64)
+    if len(liked) == 0:
+        return np.full(len(recommended), -1, dtype=np.int64)
+    similarity = cosine_similarity(items[recommended], items[liked])
+    return liked[np.argmax(similarity, axis=1)]
