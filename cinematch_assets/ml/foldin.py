@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cinematch_assets.stars import MAX_RATING, MIN_RATING
+from cinematch_assets.conventions import MAX_RATING, MIN_RATING
 
 # Sweeps of the nonnegative solver; it converges in far fewer at the ranks used here.
 NNLS_SWEEPS = 500

@@ -23,10 +23,10 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from cinematch_assets.conventions import MAX_RATING, MIN_RATING
 from cinematch_assets.ml.als import FACTORS, dot, empty_factors, factor_tables, fit_als
 from cinematch_assets.ml.metrics import regression_metrics
 from cinematch_assets.ml.tuning import Split, TuningResult, grid_search
-from cinematch_assets.stars import MAX_RATING, MIN_RATING
 
 RatingVariant = Literal["bias_residual", "user_mean", "none"]
 RATING_VARIANTS: tuple[str, ...] = ("bias_residual", "user_mean", "none")

@@ -18,6 +18,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
+from cinematch_assets.conventions import MAX_RATING, MIN_RATING
 from cinematch_assets.ml.foldin import reasons
 from cinematch_assets.ml.metrics import RELEVANT_RATING
 from cinematch_assets.ml.ranking import RankingModel
@@ -25,7 +26,6 @@ from cinematch_assets.ml.rating import RatingModel
 from cinematch_assets.ml.scoring import top_n
 from cinematch_assets.ml.topn import item_matrix, positions_in
 from cinematch_assets.resources.serving_files import write_json_shard
-from cinematch_assets.stars import MAX_RATING, MIN_RATING
 
 SERVING_SCHEMA = "userId int, rank int, movieId int, score float, pred_rating float, reason int"
 

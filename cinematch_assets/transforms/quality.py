@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cinematch_assets.stars import MAX_RATING, MIN_RATING
+from cinematch_assets.conventions import MAX_RATING, MIN_RATING
 
 
 def null_counts(df: DataFrame, columns: Sequence[str]) -> dict[str, int]:

@@ -17,6 +17,8 @@ from datetime import date
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from cinematch_assets.conventions import ARTICLES
+
 MIN_YEAR = 1870  # the first motion pictures; an earlier "year" is part of the title
 
 # Java regexes (Spark's dialect). `(?x)` ignores layout and allows comments.
@@ -31,18 +33,6 @@ _YEAR_SUFFIX = r"""(?xs)
 """
 _TITLE, _YEAR = 1, 2
 
-# Articles MovieLens moves to the end for sorting ("Matrix, The"), the foreign ones as
-# found in the 2016 movies.csv plus their obvious companions. Case matters: "Good, the
-# Bad and the Ugly, The" moves only "The".
-ARTICLES = (
-    "The", "A", "An",                      # English
-    "Le", "La", "Les", "L'", "Un", "Une",  # French (La, L', Un also Italian / Spanish)
-    "Il", "I", "Lo", "Gli", "Una", "Uno",  # Italian
-    "El", "Los", "Las",                    # Spanish
-    "Der", "Die", "Das", "Ein", "Eine",    # German
-    "De", "Het",                           # Dutch
-    "Den", "Det", "En",                    # Scandinavian
-)  # fmt: skip
 
 _ARTICLE_CHOICE = "|".join(ARTICLES)
 _TRAILING_ARTICLE = rf"""(?x)

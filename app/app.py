@@ -1,0 +1,315 @@
+"""CineMatch: recommendations for every MovieLens user, and for you.
+
+Run with `make app` (or `streamlit run app/app.py`). Reads only the serving artifacts
+under $CINEMATCH_HOME/serving and the reports beside them: no Spark, no JVM. Every answer
+comes from `recommender`; this file only draws.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+import plotly.io as pio
+import streamlit as st
+from posters import PosterCache
+from recommender import (
+    ArtifactsMissing,
+    Catalog,
+    FoldIn,
+    Recommendations,
+    load_profiles,
+    parse_user_id,
+    user_favourites,
+)
+
+from cinematch_assets.resources import serving_files as files
+from cinematch_assets.settings import cinematch_home, reports_root
+
+COLUMNS = 5
+STAR_CHOICES = [x / 2 for x in range(1, 11)]
+EDA_CHARTS = [
+    "rating_distribution",
+    "ratings_per_user",
+    "ratings_per_movie",
+    "sparsity",
+    "ratings_over_time",
+    "genres",
+]
+MODEL_CHARTS = [
+    "model_metrics",
+    "tuning_results",
+    "error_distribution",
+    "actual_vs_predicted",
+    "mae_by_rating",
+]
+STYLE = """
+<style>
+.cm-card {background: #1b1d26; border-radius: 10px; padding: 0 0 10px 0; margin-bottom: 18px;
+  overflow: hidden; box-shadow: 0 4px 14px rgba(0,0,0,.45); min-height: 430px}
+.cm-poster {width: 100%; aspect-ratio: 2/3; object-fit: cover; display: block}
+.cm-placeholder {width: 100%; aspect-ratio: 2/3; display: flex; align-items: center;
+  justify-content: center; background: linear-gradient(160deg, #2b2f3d, #12131a);
+  color: #e50914; font-size: 44px}
+.cm-body {padding: 8px 10px 0 10px}
+.cm-title {font-weight: 700; font-size: 0.98rem; line-height: 1.25; color: #f5f5f1}
+.cm-meta {color: #9a9cab; font-size: 0.8rem; margin-top: 2px}
+.cm-stars {color: #f5c518; font-size: 0.9rem; margin-top: 6px}
+.cm-why {color: #c9cad6; font-size: 0.8rem; font-style: italic; margin-top: 6px}
+</style>
+"""
+
+
+def mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+# Loaded once per file version: the modification time is part of each cache key, so a new
+# materialization is picked up on the next rerun without restarting the app.
+@st.cache_resource(show_spinner=False)
+def load_catalog(path: str, version: int) -> Catalog:
+    return Catalog.load(Path(path))
+
+
+@st.cache_resource(show_spinner=False)
+def load_foldin(path: str, version: int, catalog_version: int) -> FoldIn:
+    return FoldIn.load(Path(path), load_catalog(path_of(files.catalog_path), catalog_version))
+
+
+@st.cache_resource(show_spinner=False)
+def load_user_profiles(path: str, version: int):
+    return load_profiles(Path(path))
+
+
+@st.cache_resource(show_spinner=False)
+def poster_cache() -> PosterCache:
+    return PosterCache()
+
+
+@st.cache_data(show_spinner=False)
+def load_text(path: str, version: int) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+def path_of(layout) -> str:
+    return str(layout(cinematch_home()))
+
+
+def api_key() -> str | None:
+    """TMDB key from TMDB_API_KEY or st.secrets; never shown or logged."""
+    if key := os.environ.get("TMDB_API_KEY"):
+        return key
+    try:
+        return st.secrets.get("TMDB_API_KEY")
+    except (FileNotFoundError, KeyError, AttributeError):
+        return None
+    except Exception:  # no secrets file: Streamlit raises its own error type
+        return None
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason: str | None) -> str:
+    """One movie card as HTML; every value from data is escaped."""
+    year = movie.get("release_year")
+    title = esc(movie["display_title"]) + (f" ({int(year)})" if year == year and year else "")
+    image = (
+        f'<img class="cm-poster" src="{esc(poster)}" alt="{esc(movie["display_title"])}">'
+        if poster
+        else '<div class="cm-placeholder" aria-label="no poster">🎬</div>'
+    )
+    lines = [f'<div class="cm-title">{title}</div>']
+    lines.append(f'<div class="cm-meta">{esc(" · ".join(movie.get("genres") or []))}</div>')
+    if rec is not None:
+        lines.append(f'<div class="cm-stars">★ {rec["pred_rating"]:.1f} for you</div>')
+    if movie.get("rating_count"):
+        lines.append(
+            f'<div class="cm-meta">Community {movie["avg_rating"]:.2f} '
+            f"({int(movie['rating_count']):,} ratings)</div>"
+        )
+    else:
+        lines.append('<div class="cm-meta">Not rated yet</div>')
+    if rec is not None:
+        why = f"Because you rated {esc(reason)} highly" if reason else "Popular with viewers"
+        lines.append(f'<div class="cm-why">{why}</div>')
+    return f'<div class="cm-card">{image}<div class="cm-body">{"".join(lines)}</div></div>'
+
+
+def show_cards(catalog: Catalog, items: list[dict[str, Any]], *, recommended: bool) -> None:
+    """Cards in rows of COLUMNS; `items` are recommendation dicts (movieId, pred_rating,
+    reason) or catalog rows."""
+    movies = catalog.rows([int(item["movieId"]) for item in items])
+    by_id = {m["movieId"]: m for m in movies}
+    items = [item for item in items if int(item["movieId"]) in by_id]
+    tmdb_ids = [by_id[int(i["movieId"])]["tmdbId"] for i in items]
+    posters = poster_cache().get_many(tmdb_ids, api_key())
+    reasons = {m["movieId"]: m["display_title"] for m in catalog.rows(
+        [int(i["reason"]) for i in items if recommended and i.get("reason") is not None]
+    )}  # fmt: skip
+    for start in range(0, len(items), COLUMNS):
+        for column, item, poster in zip(
+            st.columns(COLUMNS), items[start : start + COLUMNS], posters[start : start + COLUMNS],
+            strict=False,
+        ):  # fmt: skip
+            movie = by_id[int(item["movieId"])]
+            reason = reasons.get(item.get("reason")) if recommended else None
+            column.markdown(
+                card(movie, poster, rec=item if recommended else None, reason=reason),
+                unsafe_allow_html=True,
+            )
+
+
+def with_genres(catalog: Catalog, items: list[dict], genres: list[str]) -> list[dict]:
+    if not genres:
+        return items
+    wanted = set(genres)
+    rows = {m["movieId"]: m for m in catalog.rows([int(i["movieId"]) for i in items])}
+    return [
+        i for i in items if wanted.intersection(rows.get(int(i["movieId"]), {}).get("genres", []))
+    ]
+
+
+# ------------------------------------------------------------------------------- pages
+
+
+def for_you(catalog: Catalog, recommendations: Recommendations) -> None:
+    left, right = st.columns([1, 3])
+    typed = left.text_input(
+        "Your user id", value=st.query_params.get("user", ""), key="user_id", placeholder="510"
+    )
+    genres = right.multiselect("Only these genres", catalog.genres, key="you_genres")
+    user, problem = parse_user_id(typed)
+    if problem:
+        st.info(problem)
+        return
+    recs = recommendations.lookup(user)
+    if recs is None:
+        st.warning(
+            f"There is no user {user} in the models ({recommendations.users:,} users). "
+            "Try another id, or rate a few movies under **New here**."
+        )
+        return
+    st.query_params["user"] = str(user)
+    shown = with_genres(catalog, recs, genres)
+    st.subheader(f"Top {len(shown)} for user {user}")
+    if not shown:
+        st.info("None of this user's recommendations has those genres.")
+    show_cards(catalog, shown, recommended=True)
+    profiles_file = files.profiles_path(cinematch_home())
+    profiles = load_user_profiles(str(profiles_file), mtime(profiles_file))
+    favourites = user_favourites(profiles, user)
+    if len(favourites):
+        titles = {m["movieId"]: m["display_title"] for m in catalog.rows(favourites["movieId"])}
+        with st.expander("What this user rated highest"):
+            for movie_id, stars in zip(favourites["movieId"], favourites["rating"], strict=True):
+                st.text(f"★ {stars:.1f}  {titles.get(movie_id, movie_id)}")
+
+
+def new_here(catalog: Catalog, foldin: FoldIn) -> None:
+    rated: dict[int, float] = st.session_state.setdefault("new_ratings", {})
+    st.markdown("Rate a few movies you have seen (or pick genres) and get a list at once.")
+    query = st.text_input("Find a movie you have seen", key="new_query", placeholder="matrix")
+    found = catalog.search(query, n=200)
+    found = found[foldin.positions(found["movieId"].tolist()) >= 0].head(20)
+    if len(found):
+        left, middle, right = st.columns([3, 2, 1])
+        choice = left.selectbox(
+            "Movie",
+            found["movieId"].tolist(),
+            format_func=lambda m: catalog.movies.loc[m, "display_title"],
+            key="new_movie",
+        )
+        stars = middle.select_slider("Your stars", STAR_CHOICES, value=4.0, key="new_stars")
+        if right.button("Rate it", key="rate"):
+            rated[int(choice)] = float(stars)
+    elif query:
+        st.info("No movie the models know matches that title.")
+    genres = st.multiselect("Favourite genres (optional)", catalog.genres, key="new_genres")
+    if rated:
+        titles = catalog.movies["display_title"]
+        st.caption("Your ratings: " + ", ".join(f"{titles[m]} ★{s:g}" for m, s in rated.items()))
+        if st.button("Start over", key="clear"):
+            rated.clear()
+            st.rerun()
+    if not rated and not genres:
+        return
+    recs = foldin.recommend(rated, genres=genres, catalog=catalog)
+    st.subheader("Recommended for you")
+    show_cards(catalog, recs, recommended=True)
+
+
+def search(catalog: Catalog) -> None:
+    left, right = st.columns([2, 2])
+    query = left.text_input("Title", key="search_query", placeholder="amelie")
+    genres = right.multiselect("Genres", catalog.genres, key="search_genres")
+    found = catalog.search(query, genres, n=10 if not query else 20)
+    if not len(found):
+        st.info("No movie matches.")
+        return
+    heading = "Top rated" if not query else f"{len(found)} best matches"
+    st.subheader(f"{heading} (Bayesian average)")
+    show_cards(catalog, found.to_dict("records"), recommended=False)
+
+
+def insights() -> None:
+    for title, folder, names in (
+        ("Models", reports_root() / "ml", MODEL_CHARTS),
+        ("The data", reports_root() / "eda", EDA_CHARTS),
+    ):
+        st.header(title)
+        shown = 0
+        for name in names:
+            path = folder / f"{name}.json"
+            if path.exists():
+                figure = pio.from_json(load_text(str(path), mtime(path)))
+                figure.update_layout(template="plotly_dark")
+                st.plotly_chart(figure, width="stretch", key=f"chart_{name}")
+                shown += 1
+        if not shown:
+            st.info(f"No charts in {folder} yet: materialize the pipeline first.")
+    card_path = reports_root() / "ml" / "model_card.md"
+    if card_path.exists():
+        with st.expander("Model card"):
+            st.markdown(load_text(str(card_path), mtime(card_path)))
+
+
+def main() -> None:
+    st.set_page_config(page_title="CineMatch", page_icon="🎬", layout="wide")
+    st.markdown(STYLE, unsafe_allow_html=True)
+    st.title("🎬 CineMatch")
+    home = cinematch_home()
+    try:
+        catalog_file = files.catalog_path(home)
+        if not catalog_file.exists() or not files.factors_path(home).exists():
+            raise ArtifactsMissing(str(files.serving_root(home)))
+        catalog = load_catalog(str(catalog_file), mtime(catalog_file))
+        recommendations = Recommendations.load(home)
+        foldin = load_foldin(
+            path_of(files.factors_path), mtime(files.factors_path(home)), mtime(catalog_file)
+        )
+    except ArtifactsMissing:
+        st.error(
+            f"No serving artifacts under {files.serving_root(home)}. Materialize the pipeline "
+            "first (`make materialize`, or the serving group in Dagster), then reload."
+        )
+        st.stop()
+    st.caption(
+        f"{recommendations.users:,} users · {len(catalog.movies):,} movies · "
+        f"lists of {recommendations.manifest.get('created', 'unknown date')}"
+    )
+    tabs = st.tabs(["For you", "New here", "Search", "Insights"])
+    with tabs[0]:
+        for_you(catalog, recommendations)
+    with tabs[1]:
+        new_here(catalog, foldin)
+    with tabs[2]:
+        search(catalog)
+    with tabs[3]:
+        insights()
+
+
+main()

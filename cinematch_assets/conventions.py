@@ -1,0 +1,17 @@
+"""MovieLens conventions that Spark code and the app share (no Spark here)."""
+
+# The star scale: half stars from 0.5 to 5.0.
+MIN_RATING, MAX_RATING = 0.5, 5.0
+
+# Articles MovieLens moves to the end for sorting ("Matrix, The"), the foreign ones as
+# found in the 2016 movies.csv plus their obvious companions. Case matters: "Good, the
+# Bad and the Ugly, The" moves only "The".
+ARTICLES = (
+    "The", "A", "An",                      # English
+    "Le", "La", "Les", "L'", "Un", "Une",  # French (La, L', Un also Italian / Spanish)
+    "Il", "I", "Lo", "Gli", "Una", "Uno",  # Italian
+    "El", "Los", "Las",                    # Spanish
+    "Der", "Die", "Das", "Ein", "Eine",    # German
+    "De", "Het",                           # Dutch
+    "Den", "Det", "En",                    # Scandinavian
+)  # fmt: skip
