@@ -1,0 +1,116 @@
+"""Small serving artifacts written with the serving assets' own file layout, without Spark:
+what the app tests load. Titles include the awkward ones (accents, a moved article, HTML)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cinematch_assets.resources import serving_files as files
+
+HOSTILE_TITLE = "<img src=x onerror=alert(1)>"
+GENRES = ["Action", "Comedy", "Drama", "Romance", "Sci-Fi"]
+RANK = 4
+USERS = [1, 2, 3, 510]
+N = 10
+
+
+def catalog_frame() -> pd.DataFrame:
+    named = [
+        ("The Matrix", "Matrix, The (1999)", 1999, ["Action", "Sci-Fi"]),
+        ("Amélie", "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)", 2001, ["Comedy"]),
+        (HOSTILE_TITLE, f"{HOSTILE_TITLE} (2020)", 2020, ["Drama"]),
+        ("The Matrix Reloaded", "Matrix Reloaded, The (2003)", 2003, ["Action", "Sci-Fi"]),
+    ]
+    rows = [
+        {"display_title": d, "title": t, "release_year": y, "genres": g} for d, t, y, g in named
+    ]
+    for i in range(len(rows), 40):
+        rows.append(
+            {
+                "display_title": f"Movie {i}",
+                "title": f"Movie {i} ({1980 + i})",
+                "release_year": 1980 + i,
+                "genres": [GENRES[i % 5], GENRES[(i * 3 + 1) % 5]],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "movieId", np.arange(1, len(frame) + 1, dtype=np.int32))
+    counts = np.array([(7 * i) % 50 for i in range(len(frame))])
+    frame["tmdbId"] = pd.array([None if i == 5 else 600 + i for i in range(len(frame))], "Int32")
+    frame["imdbId"] = [f"{i:07d}" for i in range(len(frame))]
+    frame["tags"] = [["mind-bending"] if i == 0 else [] for i in range(len(frame))]
+    frame["rating_count"] = counts
+    frame["avg_rating"] = np.where(counts > 0, 2.5 + (np.arange(len(frame)) % 5) / 2, np.nan)
+    frame["bayesian_avg"] = (10 * 3.5 + counts * frame["avg_rating"].fillna(0)) / (10 + counts)
+    return frame
+
+
+def write_serving_artifacts(home: Path) -> dict:
+    """Every serving file the app reads, plus one chart and a model card; returns the
+    catalog and the lists for assertions."""
+    rng = np.random.default_rng(7)
+    catalog = catalog_frame()
+    files.serving_root(home).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(catalog, preserve_index=False), files.catalog_path(home))
+    ids = catalog["movieId"].to_numpy(np.int64)[:-2]  # the last two movies: not in the models
+    items = rng.normal(size=(len(ids), RANK))
+    np.savez(
+        files.factors_path(home),
+        movie_ids=ids,
+        ranking_items=items,
+        rating_items=rng.normal(scale=0.3, size=(len(ids), RANK)),
+        rating_item_bias=rng.normal(scale=0.2, size=len(ids)),
+        rating_global_mean=np.float64(3.5),
+        rating_reg_param=np.float64(0.1),
+        rating_variant=np.str_("bias_residual"),
+        rating_bias_damping=np.float64(3.0),
+        rating_nonnegative=np.bool_(False),
+        ranking_reg_param=np.float64(0.1),
+        ranking_alpha=np.float64(2.0),
+    )
+    rated = {user: [int(m) for m in rng.choice(ids, 5, replace=False)] for user in USERS}
+    lists = {}
+    for user in USERS:
+        candidates = [int(m) for m in ids if m not in rated[user]]
+        # User 510's list leads with the hostile title, so the escaping is always on screen.
+        chosen = [3] + [m for m in candidates if m != 3][: N - 1] if user == 510 else candidates[:N]
+        lists[str(user)] = [
+            {
+                "movieId": m,
+                "pred_rating": 4.2 - r / 10,
+                "score": 1 - r / 20,
+                "reason": rated[user][0],
+            }
+            for r, m in enumerate(chosen)
+        ]
+    shards = files.shard_count(len(USERS))
+    version = "v1"
+    for shard in range(shards):
+        part = {u: v for u, v in lists.items() if files.shard_of(int(u), shards) == shard}
+        files.write_json_shard(files.recommendations_dir(home) / version, shard, part)
+    files.publish_recommendations(
+        home, version, {"shards": shards, "users": len(USERS), "n": N, "created": "today"}
+    )
+    profiles = pd.DataFrame(
+        [
+            {"userId": u, "rank": r + 1, "movieId": m, "rating": 5.0 - r / 2, "rated_at": None}
+            for u in USERS
+            for r, m in enumerate(rated[u])
+        ]
+    )
+    pq.write_table(pa.Table.from_pandas(profiles, preserve_index=False), files.profiles_path(home))
+    reports = home / "reports"
+    (reports / "ml").mkdir(parents=True, exist_ok=True)
+    (reports / "eda").mkdir(parents=True, exist_ok=True)
+    go.Figure(go.Bar(x=["a", "b"], y=[1, 2])).write_json(reports / "ml" / "model_metrics.json")
+    go.Figure(go.Bar(x=["x"], y=[3])).write_json(reports / "eda" / "rating_distribution.json")
+    (reports / "ml" / "model_card.md").write_text(
+        "# Model card\n\n| model | rmse |\n| --- | --- |\n"
+    )
+    return {"catalog": catalog, "lists": lists, "rated": rated}

@@ -1,0 +1,304 @@
+"""The app: its pure module (lookups, search, fold-in), posters against a local stand-in for
+TMDB, and every tab through Streamlit's AppTest. No Spark: the serving files are written
+by `serving_artifacts` in the serving assets' own layout."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cinematch_assets.resources import serving_files as files
+
+from .conftest import REPO_ROOT
+from .serving_artifacts import HOSTILE_TITLE, N, write_serving_artifacts
+
+APP = str(REPO_ROOT / "app" / "app.py")
+KEY = "sekrit-tmdb-key-123"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("serving")
+    write_serving_artifacts(home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def app_module(home):
+    """The app's pure module (app/ is not a package: Streamlit runs app.py as a script)."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "app"))
+    import posters
+    import recommender
+
+    return recommender, posters
+
+
+# ------------------------------------------------------------------------- recommender
+
+
+def test_search_key_ignores_case_accents_punctuation_and_leading_articles(app_module):
+    recommender, _ = app_module
+    assert recommender.search_key("The Matrix") == "matrix"
+    assert recommender.search_key("Matrix, The") == "matrix the"
+    assert recommender.search_key("Amélie") == "amelie"
+    assert recommender.search_key("L'Avventura") == "avventura"
+    assert recommender.search_key("  ") == ""
+
+
+def test_search_finds_titles_as_people_type_them(app_module, home):
+    recommender, _ = app_module
+    catalog = recommender.Catalog.load(files.catalog_path(home))
+    assert set(catalog.search("matrix")["display_title"]) == {"The Matrix", "The Matrix Reloaded"}
+    assert catalog.search("amelie")["display_title"].tolist() == ["Amélie"]
+    assert catalog.search("THE MATRIX RELOADED")["display_title"].tolist() == [
+        "The Matrix Reloaded"
+    ]
+    assert catalog.search("no such film").empty
+    top = catalog.search("")
+    assert len(top) == 10
+    assert top["bayesian_avg"].is_monotonic_decreasing
+    comedies = catalog.search("", ["Comedy"], n=100)
+    assert len(comedies) and all("Comedy" in g for g in comedies["genres"])
+
+
+def test_user_ids_are_parsed_with_clear_answers(app_module):
+    recommender, _ = app_module
+    assert recommender.parse_user_id(" 510 ") == (510, None)
+    for bad in ("", None, "abc", "5.5", "-3", "1e5", "99999999999"):
+        user, problem = recommender.parse_user_id(bad)
+        assert user is None and problem
+
+
+def test_lookup_reads_one_shard_and_notices_a_new_version(app_module, home, tmp_path):
+    recommender, _ = app_module
+    recs = recommender.Recommendations.load(home)
+    assert len(recs.lookup(510)) == N
+    assert recs.lookup(4242) is None
+    with pytest.raises(recommender.ArtifactsMissing):
+        recommender.Recommendations.load(tmp_path)
+    # A new version is a new manifest: the next load reads the new shard.
+    manifest = json.loads(files.manifest_path(home).read_text())
+    files.write_json_shard(files.recommendations_dir(home) / "v2", 0, {"510": [{"movieId": 1}]})
+    files.publish_recommendations(home, "v2", {k: v for k, v in manifest.items() if k != "version"})
+    try:
+        assert recommender.Recommendations.load(home).lookup(510) == [{"movieId": 1}]
+    finally:
+        files.publish_recommendations(home, "v1", manifest)
+    assert len(recommender.Recommendations.load(home).lookup(510)) == N
+
+
+def test_new_user_fold_in(app_module, home):
+    recommender, _ = app_module
+    catalog = recommender.Catalog.load(files.catalog_path(home))
+    foldin = recommender.FoldIn.load(files.factors_path(home), catalog)
+    # No ratings: the most popular movies the models know.
+    popular = foldin.recommend({}, n=5)
+    counts = catalog.movies.set_index("movieId")["rating_count"]
+    assert [counts[r["movieId"]] for r in popular] == sorted(
+        counts.loc[foldin.movie_ids].nlargest(5).tolist(), reverse=True
+    )
+    rated = {1: 5.0, 2: 4.5, 7: 1.0, 40: 5.0}  # movie 40 is not in the models: ignored
+    recs = foldin.recommend(rated, n=N)
+    assert len(recs) == N
+    assert not {r["movieId"] for r in recs} & set(rated)
+    assert all(0.5 <= r["pred_rating"] <= 5.0 for r in recs)
+    assert {r["reason"] for r in recs} <= {1, 2}  # only highly rated movies are reasons
+    dramas = foldin.recommend(rated, genres=["Drama"], catalog=catalog, n=N)
+    genres = catalog.movies.set_index("movieId")["genres"]
+    assert dramas and all("Drama" in genres[r["movieId"]] for r in dramas)
+
+
+# ------------------------------------------------------------------------------ posters
+
+
+class FakeTmdb(BaseHTTPRequestHandler):
+    """TMDB's /movie/{id}: 1 answers, 2 refuses the key, 3 is unknown, 4 is slow, 5 sends
+    garbage, 6 sends a poster path that is not one; any other has a poster."""
+
+    requests: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        FakeTmdb.requests.append(self.path)
+        movie = int(self.path.split("/movie/")[1].split("?")[0])
+        if movie == 4:
+            time.sleep(1.5)
+        status, body = {
+            1: (200, json.dumps({"poster_path": "/abc.jpg"})),
+            2: (401, json.dumps({"status_message": "Invalid API key"})),
+            3: (404, "{}"),
+            4: (200, json.dumps({"poster_path": "/late.jpg"})),
+            5: (200, "<html>not json"),
+            6: (200, json.dumps({"poster_path": '/x.jpg" onerror="alert(1)'})),
+        }.get(movie, (200, json.dumps({"poster_path": f"/p{movie}.jpg"})))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def tmdb():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTmdb)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/3"
+    server.shutdown()
+
+
+def test_posters_from_tmdb_and_a_placeholder_on_every_failure(app_module, tmdb):
+    _, posters = app_module
+    fetch = posters.fetch_poster_url
+    assert fetch(1, KEY, base=tmdb) == posters.IMAGE_BASE + "/abc.jpg"
+    assert KEY not in fetch(1, KEY, base=tmdb)
+    for movie in (2, 3, 5, 6):
+        assert fetch(movie, KEY, base=tmdb) is None
+    started = time.perf_counter()
+    assert fetch(4, KEY, base=tmdb, timeout=0.3) is None
+    assert time.perf_counter() - started < 1.4  # gave up at the timeout, not the answer
+    assert fetch(1, KEY, base="http://127.0.0.1:9") is None  # refused
+
+
+def test_poster_cache_asks_once_and_never_without_a_key(app_module, tmdb):
+    _, posters = app_module
+    cache = posters.PosterCache(base=tmdb)
+    FakeTmdb.requests.clear()
+    assert cache.get_many([1, None, float("nan"), 3], None) == [None] * 4
+    assert FakeTmdb.requests == []
+    first = cache.get_many([1, 3, 1], KEY)
+    assert first == [posters.IMAGE_BASE + "/abc.jpg", None, posters.IMAGE_BASE + "/abc.jpg"]
+    assert len(FakeTmdb.requests) == 2
+    assert cache.get_many([1, 3], KEY) == first[:2]
+    assert len(FakeTmdb.requests) == 2  # misses are cached too
+    expired = posters.PosterCache(ttl=0.0, base=tmdb)
+    expired.get_many([1], KEY)
+    expired.get_many([1], KEY)
+    assert len(FakeTmdb.requests) == 4
+
+
+# ------------------------------------------------------------------------------ AppTest
+
+
+@pytest.fixture
+def app_env(home, monkeypatch):
+    monkeypatch.setenv("CINEMATCH_HOME", str(home))
+    monkeypatch.delenv("TMDB_API_KEY", raising=False)
+    return home
+
+
+TABS = {"For you": 0, "New here": 1, "Search": 2, "Insights": 3}
+
+
+def cards(at: AppTest, tab: str) -> list[str]:
+    """The movie cards on one tab (every tab is rendered on each run)."""
+    markdown = at.tabs[TABS[tab]].markdown
+    return [m.value for m in markdown if m.value.startswith('<div class="cm-card">')]
+
+
+def run_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_for_you_shows_ten_cards_with_escaped_titles(app_env):
+    at = run_app()
+    assert "Enter a user id" in at.info[0].value
+    at.text_input(key="user_id").input("510").run()
+    assert not at.exception
+    shown = cards(at, "For you")
+    assert len(shown) == N
+    page = "\n".join(shown)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert HOSTILE_TITLE not in page
+    assert "Because you rated" in page and "★" in page
+    assert at.query_params["user"] == ["510"] or at.query_params["user"] == "510"
+
+
+def test_for_you_reads_the_user_from_the_url_and_filters_by_genre(app_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["user"] = "510"
+    at.run()
+    assert len(cards(at, "For you")) == N
+    at.multiselect(key="you_genres").select("Drama").run()
+    assert 0 < len(cards(at, "For you")) < N
+    assert all("Drama" in card for card in cards(at, "For you"))
+
+
+@pytest.mark.parametrize(
+    ("typed", "answer"),
+    [("abc", "not a user id"), ("12.5", "not a user id"), ("4242", "no user 4242")],
+)
+def test_for_you_answers_bad_ids_clearly(app_env, typed, answer):
+    at = run_app()
+    at.text_input(key="user_id").input(typed).run()
+    assert not at.exception
+    messages = [m.value for m in (*at.info, *at.warning)]
+    assert any(answer in m.lower() for m in messages), messages
+    assert cards(at, "For you") == []
+
+
+def test_new_here_rates_movies_and_gets_recommendations(app_env):
+    at = run_app()
+    for query in ("matrix", "amelie", "movie 1"):
+        at.text_input(key="new_query").input(query).run()
+        at.button(key="rate").click().run()
+        assert not at.exception
+    rated = at.session_state["new_ratings"]
+    assert len(rated) == 3
+    shown = cards(at, "New here")
+    assert len(shown) == N
+    assert "The Matrix" not in "".join(shown).split("Because")[0]
+
+
+def test_new_here_with_genres_only(app_env):
+    at = run_app()
+    at.multiselect(key="new_genres").select("Comedy").run()
+    assert len(cards(at, "New here")) > 0 and all(
+        "Comedy" in card for card in cards(at, "New here")
+    )
+
+
+def test_search_tab(app_env):
+    at = run_app()
+    top = cards(at, "Search")
+    assert len(top) == 10  # the default: top 10 by Bayesian average
+    at.text_input(key="search_query").input("amelie").run()
+    assert [c for c in cards(at, "Search") if "Amélie" in c]
+    at.text_input(key="search_query").input("img src").run()
+    assert any("&lt;img" in c for c in cards(at, "Search"))
+    at.text_input(key="search_query").input("zzz no such film").run()
+    assert any("No movie matches" in i.value for i in at.info)
+
+
+def test_insights_tab_shows_charts_and_model_card(app_env):
+    at = run_app()
+    assert len(at.get("plotly_chart")) == 2
+    assert any("Model card" in e.label for e in at.expander)
+
+
+def test_missing_artifacts_give_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("CINEMATCH_HOME", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "No serving artifacts" in at.error[0].value
+
+
+def test_posters_in_cards_and_the_key_never_on_the_page(app_env, tmdb, monkeypatch):
+    monkeypatch.setenv("TMDB_API_KEY", KEY)
+    monkeypatch.setenv("CINEMATCH_TMDB_API", tmdb)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["user"] = "1"
+    at.run()
+    page = "\n".join(m.value for m in at.markdown)
+    assert KEY not in page
+    assert 'class="cm-poster" src="https://image.tmdb.org/t/p/w342/p' in page
