@@ -4,45 +4,29 @@ on synthetic data (default suite) and on the real MovieLens archive (when presen
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey
 from deltalake import DeltaTable
 
-from cinematch_assets.definitions import all_assets, build_definitions, build_resources
+from cinematch_assets.definitions import all_assets
+from cinematch_assets.ml.scoring import top_n
+from cinematch_assets.resources import serving_files as files
 from cinematch_assets.resources.delta_reader import read_delta
-from cinematch_assets.resources.spark import SparkResource
 
-from .conftest import TEST_SPARK
+from .conftest import REPO_ROOT, run_pipeline
 
-RAW_OP = "raw__movielens_archive"
 # Raw to Gold: the models need more data than synthetic-tiny to have anything to learn.
 UP_TO_GOLD = [
-    key.path for asset in all_assets for key in asset.keys if asset.group_names_by_key[key] != "ml"
+    key.path
+    for asset in all_assets
+    for key in asset.keys
+    if asset.group_names_by_key[key] not in {"ml", "serving"}
 ]
-
-
-def run_pipeline(
-    spark,
-    home: Path,
-    raw_config: dict,
-    selection: list[list[str]] | None = None,
-    ops: dict | None = None,
-):
-    """Materialize every asset (or `selection`) into `home` with the definitions' own job
-    (`ops`: run config of other assets); return (result, instance, lakehouse)."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CINEMATCH_HOME", str(home))
-        resources = build_resources(SparkResource(**TEST_SPARK))
-        job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
-        instance = DagsterInstance.ephemeral()
-        result = job.execute_in_process(
-            run_config={"ops": {RAW_OP: {"config": raw_config}, **(ops or {})}},
-            instance=instance,
-            asset_selection=[AssetKey(key) for key in selection] if selection else None,
-        )
-    return result, instance, resources["lakehouse"]
 
 
 def metadata(instance, *key) -> dict:
@@ -194,27 +178,6 @@ def test_malformed_lines_are_quarantined_and_reconciled(spark, synthetic_run, tm
     assert silver["dagster/row_count"] == good
 
 
-# One combination each: the test is about what the models learn, not about tuning.
-SMALL_GRIDS = {
-    "als_rating_model": {
-        "config": {
-            "ranks": [20],
-            "reg_params": [0.15],
-            "bias_dampings": [10.0],
-            "bias_decay_weighting": [False],
-        }
-    },
-    "als_ranking_model": {"config": {"ranks": [20], "alphas": [2.0]}},
-}
-
-
-@pytest.fixture(scope="module")
-def synthetic_models_run(spark, tmp_path_factory):
-    """The whole graph on synthetic-small, whose ratings and choices have planted structure."""
-    home = tmp_path_factory.mktemp("models")
-    return (*run_pipeline(spark, home, {"variant": "synthetic-small"}, ops=SMALL_GRIDS), home)
-
-
 def test_models_recover_the_planted_structure(synthetic_models_run):
     """Ratings follow planted user and movie factors, choices planted genre affinities: the
     rating model clearly beats the bias baseline, the ranking model most-popular."""
@@ -255,6 +218,65 @@ def test_model_tables_and_artifacts(spark, synthetic_models_run):
     card = (home / "reports" / "ml" / "model_card.md").read_text()
     assert "| rating model | model | stars |" in card
     assert "gold/train_features_ml`: Delta version 0" in card
+
+
+def test_serving_json_has_every_user_and_only_unrated_movies(synthetic_models_run):
+    """The serving JSON: every user of the models, n movies each, none they rated, stars
+    in range, every id (and reason) in the catalog."""
+    result, instance, lakehouse, home = synthetic_models_run
+    assert result.success, failed_checks(result)
+    manifest = json.loads(files.manifest_path(home).read_text())
+    lists = {}
+    for shard in range(manifest["shards"]):
+        part = files.recommendations_dir(home) / manifest["version"] / files.shard_name(shard)
+        lists |= json.loads(part.read_text())
+    users = {r["userId"] for r in lakehouse.read(["ml", "ranking_user_factors"]).collect()}
+    assert set(map(int, lists)) == users and manifest["users"] == len(users)
+    rated = read_delta(home / "lake" / "silver" / "ratings_clean", columns=["userId", "movieId"])
+    rated_pairs = set(
+        zip(rated.column("userId").to_pylist(), rated.column("movieId").to_pylist(), strict=True)
+    )
+    catalog = set(pq.read_table(files.catalog_path(home)).column("movieId").to_pylist())
+    for user, recs in lists.items():
+        assert len(recs) == manifest["n"] == 10
+        assert len({r["movieId"] for r in recs}) == 10
+        assert all((int(user), r["movieId"]) not in rated_pairs for r in recs)
+        assert all(0.5 <= r["pred_rating"] <= 5.0 for r in recs)
+        assert all(r["movieId"] in catalog for r in recs)
+        assert all(r["reason"] is None or (int(user), r["reason"]) in rated_pairs for r in recs)
+        scores = [r["score"] for r in recs]
+        assert scores == sorted(scores, reverse=True)
+    assert (
+        sum(r["reason"] is not None for recs in lists.values() for r in recs)
+        > 0.9 * len(lists) * 10
+    )
+    factors = np.load(files.factors_path(home))
+    assert factors["ranking_items"].shape[0] == factors["rating_items"].shape[0]
+    assert metadata(instance, "serving", "recommendations_json")["users"] == len(users)
+
+
+def test_folding_a_training_user_back_in_gives_their_list(synthetic_models_run):
+    """A user folded in from their own training ratings, as the app folds in a new user,
+    gets nearly the list the trained model gives them (top-10 overlap)."""
+    sys.path.insert(0, str(REPO_ROOT / "app"))
+    from recommender import Catalog, FoldIn
+
+    _, _, lakehouse, home = synthetic_models_run
+    foldin = FoldIn.load(files.factors_path(home), Catalog.load(files.catalog_path(home)))
+    train = lakehouse.read(["gold", "train_features_ml"]).select("userId", "movieId").toPandas()
+    trained = {
+        r["userId"]: np.array(r["features"])
+        for r in lakehouse.read(["ml", "ranking_user_factors"]).collect()
+    }
+    overlaps = []
+    for user, rows in list(train.groupby("userId"))[:200]:
+        positions = foldin.positions(rows["movieId"].tolist())
+        positions = positions[positions >= 0]
+        factors = np.stack([trained[user], foldin.ranking_factor(positions)])
+        lists, _ = top_n(factors, foldin.ranking_items, 10, exclude=[positions, positions])
+        overlaps.append(len(set(lists[0]) & set(lists[1])) / 10)
+    print(f"fold-in top-10 overlap with the trained factors: mean {np.mean(overlaps):.3f}")
+    assert np.mean(overlaps) >= 0.8
 
 
 @pytest.fixture(scope="module")
