@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export CINEMATCH_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: help install java preflight test materialize ui demo bench lint format clean
+.PHONY: help install java preflight test materialize ui app demo bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,7 +40,15 @@ materialize: install java preflight $(DAGSTER_HOME)/dagster.yaml  ## materialize
 ui: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI on http://127.0.0.1:3000
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-demo: materialize ui  ## fresh clone -> everything materialized -> Dagster UI
+APP_PORT ?= 8501
+STREAMLIT := $(BIN)/streamlit run app/app.py --server.address 127.0.0.1 --server.port $(APP_PORT)
+
+app: install  ## the CineMatch app on http://127.0.0.1:8501, on the last materialization
+	$(STREAMLIT)
+
+demo: materialize $(DAGSTER_HOME)/dagster.yaml  ## fresh clone -> everything materialized -> Dagster UI :3000 + app :8501
+	@echo "Dagster UI: http://127.0.0.1:3000   CineMatch app: http://127.0.0.1:$(APP_PORT)   (Ctrl-C stops both)"
+	trap 'kill 0' EXIT; $(STREAMLIT) & $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 SHARED_ARCHIVE := ../shared/data/movielens/ml-latest-small-2016.zip
 BENCH_LOCAL ?= $(or $(CINEMATCH_MOVIELENS),$(wildcard $(SHARED_ARCHIVE)))

@@ -45,6 +45,12 @@ MODEL_CHARTS = [
     "actual_vs_predicted",
     "mae_by_rating",
 ]
+# The placeholder poster: a film frame drawn inline (no emoji font or image file needed).
+FILM_ICON = (
+    '<svg width="56" height="56" viewBox="0 0 24 24" fill="none" stroke="#e50914" '
+    'stroke-width="1.5"><rect x="3" y="4" width="18" height="16" rx="2"/>'
+    '<path d="M7 4v16M17 4v16M3 8h4M3 12h4M3 16h4M17 8h4M17 12h4M17 16h4"/></svg>'
+)
 STYLE = """
 <style>
 .cm-card {background: #1b1d26; border-radius: 10px; padding: 0 0 10px 0; margin-bottom: 18px;
@@ -120,7 +126,7 @@ def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason:
     image = (
         f'<img class="cm-poster" src="{esc(poster)}" alt="{esc(movie["display_title"])}">'
         if poster
-        else '<div class="cm-placeholder" aria-label="no poster">🎬</div>'
+        else f'<div class="cm-placeholder" aria-label="no poster">{FILM_ICON}</div>'
     )
     lines = [f'<div class="cm-title">{title}</div>']
     lines.append(f'<div class="cm-meta">{esc(" · ".join(movie.get("genres") or []))}</div>')
@@ -280,7 +286,7 @@ def insights() -> None:
 def main() -> None:
     st.set_page_config(page_title="CineMatch", page_icon="🎬", layout="wide")
     st.markdown(STYLE, unsafe_allow_html=True)
-    st.title("🎬 CineMatch")
+    st.title("CineMatch")
     home = cinematch_home()
     try:
         catalog_file = files.catalog_path(home)

@@ -36,6 +36,8 @@ TEST = ["gold", "test_features_ml"]
 RATING_MODEL = ["ml", "als_rating_model"]
 RANKING_MODEL = ["ml", "als_ranking_model"]
 TEST_PREDICTIONS = ["ml", "test_predictions"]
+RECOMMENDATIONS = ["serving", "recommendations"]
+CATALOG = ["serving", "movie_catalog"]
 
 
 def latest_metadata(context: AssetCheckExecutionContext, key: Sequence[str]) -> dict[str, Any]:
@@ -354,4 +356,47 @@ ml_checks = [
     every_test_row_per_model,
 ]
 
-all_checks = [*bronze_checks, *silver_checks, *gold_checks, *ml_checks]
+
+# ---------------------------------------------------------------------------- serving
+
+
+@asset_check(
+    asset=RECOMMENDATIONS,
+    name="every_user_gets_unrated_catalog_movies",
+    blocking=True,
+    description="Every user of the models has a list; no list holds a movie its user rated, "
+    "a movie twice or one missing from the catalog; stars are in [0.5, 5]. The JSON export "
+    "waits for this.",
+    additional_deps=[RATINGS_CLEAN, CATALOG, ["ml", "ranking_user_factors"]],
+)
+def every_user_gets_unrated_catalog_movies(lakehouse: Lakehouse) -> AssetCheckResult:
+    recs = lakehouse.read(RECOMMENDATIONS)
+    users = lakehouse.read(["ml", "ranking_user_factors"]).select("userId")
+    per_user = recs.groupBy("userId").agg(
+        F.count("*").alias("n"), F.countDistinct("movieId").alias("movies")
+    )
+    problems = {
+        "users_without_a_list": users.join(recs, "userId", "left_anti").count(),
+        "rated_movies_recommended": recs.join(
+            lakehouse.read(RATINGS_CLEAN), ["userId", "movieId"], "left_semi"
+        ).count(),
+        "movies_not_in_catalog": recs.join(lakehouse.read(CATALOG), "movieId", "left_anti").count(),
+        "stars_out_of_range": recs.filter(
+            F.col("pred_rating").isNull() | ~F.col("pred_rating").between(0.5, 5.0)
+        ).count(),
+        "repeated_movies": per_user.filter(F.col("n") != F.col("movies")).count(),
+    }
+    sizes = per_user.agg(F.min("n").alias("min"), F.max("n").alias("max")).first()
+    return AssetCheckResult(
+        passed=not any(problems.values()),
+        metadata={
+            **problems,
+            "shortest_list": sizes["min"] or 0,
+            "longest_list": sizes["max"] or 0,
+        },
+    )
+
+
+serving_checks = [every_user_gets_unrated_catalog_movies]
+
+all_checks = [*bronze_checks, *silver_checks, *gold_checks, *ml_checks, *serving_checks]

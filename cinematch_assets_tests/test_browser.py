@@ -1,0 +1,169 @@
+"""The app in a real browser: `streamlit run` on what the whole synthetic graph produced,
+driven by Selenium in Debian's headless Chromium. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from cinematch_assets.resources import serving_files as files
+
+from .conftest import REPO_ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+WAIT_SECONDS = 60
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason="needs Debian's chromium and chromium-driver (apt install chromium chromium-driver; "
+    ".ci/run installs them where it can)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(synthetic_models_run):
+    result, _, _, home = synthetic_models_run
+    assert result.success
+    port = free_port()
+    env = {**os.environ, "CINEMATCH_HOME": str(home)}
+    env.pop("TMDB_API_KEY", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "app.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"streamlit did not start:\n{process.stdout.read().decode()[-3000:]}")
+        time.sleep(0.3)
+    yield url, home
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--window-size=1500,1300",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def settled(driver) -> None:
+    """Wait until Streamlit has finished the current run of the script."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    time.sleep(0.3)  # let a triggered rerun start before waiting for it to end
+    WebDriverWait(driver, WAIT_SECONDS).until(
+        lambda d: d.find_elements(
+            "css selector", '[data-testid="stApp"][data-test-script-state="notRunning"]'
+        )
+    )
+
+
+def type_into(driver, label: str, text: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    box = next(
+        e for e in driver.find_elements("css selector", f'input[aria-label="{label}"]')
+        if e.is_displayed()
+    )  # fmt: skip
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(text, Keys.ENTER)
+    settled(driver)
+
+
+def open_tab(driver, name: str) -> None:
+    tab = next(t for t in driver.find_elements("css selector", '[role="tab"]') if t.text == name)
+    tab.click()
+    settled(driver)
+
+
+def visible_cards(driver) -> list:
+    return [c for c in driver.find_elements("css selector", ".cm-card") if c.is_displayed()]
+
+
+def shot(driver, name: str) -> None:
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def test_a_person_uses_every_tab(app_url, browser):
+    url, home = app_url
+    manifest = json.loads(files.manifest_path(home).read_text())
+    shard = files.recommendations_dir(home) / manifest["version"] / files.shard_name(0)
+    user = next(iter(json.loads(shard.read_text())))
+
+    browser.get(url)
+    settled(browser)
+    type_into(browser, "Your user id", user)
+    assert len(visible_cards(browser)) == 10
+    assert f"Top 10 for user {user}" in browser.page_source
+    shot(browser, "1-for-you")
+
+    type_into(browser, "Your user id", "not-a-number")
+    assert "is not a user id" in browser.page_source
+    assert "Traceback" not in browser.page_source
+
+    open_tab(browser, "Search")
+    type_into(browser, "Title", "empire")
+    found = visible_cards(browser)
+    assert found and all("empire" in c.text.lower() for c in found)
+    shot(browser, "2-search")
+
+    open_tab(browser, "New here")
+    for query in ("empire", "harbor", "signal"):
+        type_into(browser, "Find a movie you have seen", query)
+        rate = next(
+            b for b in browser.find_elements("css selector", "button") if b.text == "Rate it"
+        )
+        rate.click()
+        settled(browser)
+    assert "Your ratings:" in browser.page_source
+    assert "Recommended for you" in browser.page_source
+    assert len(visible_cards(browser)) == 10
+    shot(browser, "3-new-here")
+
+    open_tab(browser, "Insights")
+    charts = [
+        c for c in browser.find_elements("css selector", '[data-testid="stPlotlyChart"]')
+        if c.is_displayed()
+    ]  # fmt: skip
+    assert len(charts) >= 5
+    shot(browser, "4-insights")
