@@ -94,16 +94,18 @@ def test_relevant_rows_and_coverage(spark):
 # ---------------------------------------------------------------------------- top-N
 
 
-def test_top_n_matches_a_full_sort_with_exclusions():
+@pytest.mark.parametrize("n_items", [300, 5000])  # a partition per row; chunk maxima first
+def test_top_n_matches_a_full_sort_with_exclusions(n_items):
     rng = np.random.default_rng(3)
-    users, items = rng.normal(size=(600, 8)), rng.normal(size=(300, 8))
-    bias = rng.normal(size=300)
-    exclude = [rng.choice(300, size=rng.integers(0, 40), replace=False) for _ in range(600)]
+    # Small integers: exact in float32 whatever the order of the sums, and many ties.
+    users, items = rng.integers(-3, 4, (600, 8)), rng.integers(-3, 4, (n_items, 8))
+    bias = rng.integers(-2, 3, n_items)
+    exclude = [rng.choice(n_items, size=rng.integers(0, 40), replace=False) for _ in range(600)]
     positions, scores = top_n(users, items, 10, item_bias=bias, exclude=exclude, block_users=64)
     full = users.astype(np.float32) @ items.astype(np.float32).T + bias.astype(np.float32)
     for u in range(600):
         full[u, exclude[u]] = -np.inf
-        expected = np.argsort(-full[u], kind="stable")[:10]
+        expected = np.argsort(-full[u], kind="stable")[:10]  # ties: lowest positions first
         assert list(positions[u]) == list(expected)
         assert not set(positions[u]) & set(exclude[u])
         np.testing.assert_allclose(scores[u], full[u, expected], rtol=1e-5)

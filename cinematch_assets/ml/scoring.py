@@ -10,8 +10,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# Users scored per matrix product: BLOCK_USERS x items float32 scores (256 x 86k = 88 MB).
-BLOCK_USERS = 256
+# Users scored per matrix product: BLOCK_USERS x items float32 scores (32 x 86k = 11 MB,
+# which stays in cache while the block is read again; 256 users took 1.9x as long).
+BLOCK_USERS = 32
+# Slices of a row whose maxima bound its top-n from below (see _candidates).
+CHUNKS = 256
 
 
 def top_n(
@@ -60,14 +63,39 @@ def _best_in_block(block: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray
     position ascending. Every score above the row's take-th best is in; of those equal to
     it, the lowest positions are (a partition alone would pick arbitrary ones)."""
     n_items = block.shape[1]
-    # The take-th largest per row, in linear time (a partition, not a full sort).
-    kth = np.partition(block, n_items - take, axis=1)[:, n_items - take]
-    rows, cols = np.nonzero(block >= kth[:, None])
+    if n_items >= 4 * CHUNKS and take <= CHUNKS // 4:
+        rows, cols = _candidates(block, take)
+    else:
+        # The take-th largest per row, in linear time (a partition, not a full sort).
+        kth = np.partition(block, n_items - take, axis=1)[:, n_items - take]
+        rows, cols = np.nonzero(block >= kth[:, None])
     values = block[rows, cols]
     order = np.lexsort((cols, -values, rows))
     rows, cols, values = rows[order], cols[order], values[order]
     keep = _rank_within_rows(rows) < take
     return rows[keep], cols[keep], values[keep]
+
+
+def _candidates(block: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, position) of a few dozen scores per row that include the row's `take` best.
+
+    The row is cut into CHUNKS slices. The take-th largest slice maximum is a score that
+    at least `take` scores reach, so every one of the take best is at least that bound
+    and lies in a slice whose maximum is. Only those slices are read again: a max per
+    slice and a partition of CHUNKS numbers cost a fraction of partitioning and scanning
+    the whole row (86k movies)."""
+    n_items = block.shape[1]
+    width = -(-n_items // CHUNKS)
+    starts = np.arange(0, n_items, width)
+    maxima = np.maximum.reduceat(block, starts, axis=1)
+    bound = np.partition(maxima, len(starts) - take, axis=1)[:, len(starts) - take]
+    rows, hits = np.nonzero(maxima >= bound[:, None])
+    cols = starts[hits][:, None] + np.arange(width)
+    rows = np.broadcast_to(rows[:, None], cols.shape)
+    inside = cols < n_items
+    rows, cols = rows[inside], cols[inside]
+    reached = block[rows, cols] >= bound[rows]
+    return rows[reached], cols[reached]
 
 
 def _rank_within_rows(rows: np.ndarray) -> np.ndarray:

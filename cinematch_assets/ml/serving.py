@@ -39,13 +39,11 @@ def aligned(ids: np.ndarray, other_ids: np.ndarray, values: np.ndarray) -> np.nd
     return out
 
 
-def liked_movies(ratings: pd.DataFrame | None) -> np.ndarray:
+def liked_movies(movies: np.ndarray, stars: np.ndarray) -> np.ndarray:
     """The movies a user rated highly (>= 4 stars), or their best-rated ones if none is."""
-    if ratings is None or len(ratings) == 0:
+    if len(stars) == 0:
         return np.zeros(0, dtype=np.int64)
-    stars = np.asarray(ratings["rating"], dtype=np.float64)
-    threshold = min(RELEVANT_RATING, stars.max())
-    return np.asarray(ratings["movieId"], dtype=np.int64)[stars >= threshold]
+    return np.asarray(movies, dtype=np.int64)[stars >= min(RELEVANT_RATING, stars.max())]
 
 
 def recommend_for_serving(
@@ -60,19 +58,28 @@ def recommend_for_serving(
     star_items = aligned(ids, rating_ids, rating_items)
     star_bias = aligned(ids, rating_ids, rating_bias)
     global_mean = float(rating.global_mean)
-    history = rated.groupBy("userId").agg(
-        F.collect_list(F.struct("movieId", "rating")).alias("_rated")
+    # Each user's rated movies and their stars as two aligned arrays (one sorted list of
+    # pairs, split), which Arrow hands to numpy without a Python object per rating.
+    pairs = F.array_sort(F.collect_list(F.struct("movieId", "rating")))
+    history = (
+        rated.groupBy("userId")
+        .agg(pairs.alias("_pairs"))
+        .select(
+            "userId",
+            F.col("_pairs.movieId").alias("_movies"),
+            F.col("_pairs.rating").alias("_stars"),
+        )
     )
     users = (
         ranking.users.join(
             rating.users.select(
-                "userId", F.col("bias").alias("_bias"), F.col("features").alias("_stars")
+                "userId", F.col("bias").alias("_bias"), F.col("features").alias("_factors")
             ),
             "userId",
             "left",
         )
         .join(history, "userId", "left")
-        .select("userId", "features", "_bias", "_stars", "_rated")
+        .select("userId", "features", "_bias", "_factors", "_movies", "_stars")
     )
     rank = items.shape[1]
     star_rank = star_items.shape[1]
@@ -80,13 +87,13 @@ def recommend_for_serving(
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             vectors = _stack(batch["features"], rank)
-            histories = [
-                pd.DataFrame(list(h)) if h is not None and len(h) else None for h in batch["_rated"]
-            ]
-            excluded = [positions_in(ids, None if h is None else h["movieId"]) for h in histories]
-            positions, scores = top_n(vectors, items, n, exclude=excluded)
+            movies = [_array(m, np.int64) for m in batch["_movies"]]
+            stars_given = [_array(s, np.float64) for s in batch["_stars"]]
+            positions, scores = top_n(
+                vectors, items, n, exclude=[positions_in(ids, m) for m in movies]
+            )
             # Stars: global mean + user bias + movie bias + u.v of the rating model.
-            star_users = _stack(batch["_stars"], star_rank)
+            star_users = _stack(batch["_factors"], star_rank)
             safe = positions.clip(0)
             stars = (
                 global_mean
@@ -95,8 +102,8 @@ def recommend_for_serving(
                 + np.einsum("uk,unk->un", star_users, star_items[safe])
             ).clip(MIN_RATING, MAX_RATING)
             why = np.full(positions.shape, -1, dtype=np.int64)
-            for row, history in enumerate(histories):
-                liked = positions_in(ids, liked_movies(history))
+            for row, (rated_movies, given) in enumerate(zip(movies, stars_given, strict=True)):
+                liked = positions_in(ids, liked_movies(rated_movies, given))
                 found = positions[row] >= 0
                 why[row, found] = reasons(items, positions[row, found], liked)
             found = positions >= 0
@@ -114,6 +121,10 @@ def recommend_for_serving(
             )
 
     return users.mapInPandas(score, SERVING_SCHEMA)
+
+
+def _array(values, dtype) -> np.ndarray:
+    return np.zeros(0, dtype) if values is None else np.asarray(values, dtype=dtype)
 
 
 def _stack(column: pd.Series, rank: int) -> np.ndarray:

@@ -1,0 +1,293 @@
+"""`make bench` (serving): every user's top-n and the app, at ML-33M's shape.
+
+Synthetic factors of the models' shape (both rank `--rank`) for `--users` users and
+`--movies` movies, with `--rated` ratings per user as the already-rated set. Measured:
+
+- the serving scoring (`recommend_for_serving`: top-n with rated movies excluded, the
+  rating model's stars and the reason) against Spark's `ALSModel.recommendForAllUsers` on
+  the same factors (which excludes nothing), both written to Spark's no-op sink;
+- the JSON export of the lists (`write_json_shards`);
+- the app, in a fresh process: cold start (imports, artifact loads and a first render
+  through Streamlit's AppTest), user lookup and new-user fold-in latencies, peak memory.
+
+    python -m cinematch_assets.benchmark_serving                  # 330k users x 86k movies
+    python -m cinematch_assets.benchmark_serving --users 30000 --movies 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+APP_DIR = Path(__file__).resolve().parents[1] / "app"
+
+
+def synthetic_factors(spark, rows: int, rank: int, seed: int, id_name: str):
+    """(id, bias, features) with `rows` ids 1..rows and N(0, 0.3) entries."""
+    from pyspark.sql import functions as F
+
+    return spark.range(rows).select(
+        (F.col("id") + 1).cast("int").alias(id_name),
+        (F.randn(seed) * 0.3).alias("bias"),
+        F.array(*[F.randn(seed + 1 + i) * 0.3 for i in range(rank)])
+        .cast("array<float>")
+        .alias("features"),
+    )
+
+
+def synthetic_rated(spark, users: int, movies: int, per_user: int):
+    """`per_user` (userId, movieId, rating) rows per user, movies spread by a hash."""
+    from pyspark.sql import functions as F
+
+    return spark.range(users * per_user).select(
+        (F.col("id") / per_user + 1).cast("int").alias("userId"),
+        (F.pmod(F.xxhash64("id"), F.lit(movies)) + 1).cast("int").alias("movieId"),
+        (F.floor(F.rand(7) * 10) / 2 + 0.5).alias("rating"),
+        F.lit(0).cast("long").alias("timestamp"),
+        F.lit(None).cast("timestamp").alias("rated_at"),
+    )
+
+
+def als_model_with(spark, users, items, rank: int, scratch: Path):
+    """An `ALSModel` holding exactly these factors: a tiny fit of the same rank, saved,
+    its factor tables replaced, loaded back."""
+    from pyspark.ml.recommendation import ALS, ALSModel
+
+    tiny = spark.createDataFrame([(1, 1, 1.0), (2, 2, 2.0)], "userId int, movieId int, r double")
+    path = scratch / "als"
+    ALS(rank=rank, maxIter=1, userCol="userId", itemCol="movieId", ratingCol="r").fit(
+        tiny
+    ).write().overwrite().save(str(path))
+    users.selectExpr("userId as id", "features").write.mode("overwrite").parquet(
+        str(path / "userFactors")
+    )
+    items.selectExpr("movieId as id", "features").write.mode("overwrite").parquet(
+        str(path / "itemFactors")
+    )
+    return ALSModel.load(str(path))
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return round(time.perf_counter() - started, 1)
+
+
+def write_app_artifacts(spark, home: Path, ranking_items, rating_items, rated, movies: int):
+    """The catalog, profiles and fold-in file the app loads, as the serving assets write
+    them (the recommendations are written by the caller)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    from cinematch_assets.ml.serving import aligned
+    from cinematch_assets.ml.topn import item_matrix
+    from cinematch_assets.resources import serving_files as files
+    from cinematch_assets.transforms.serving import user_profiles
+
+    genres = np.array(["Action", "Comedy", "Drama", "Romance", "Sci-Fi", "Thriller"])
+    ids = np.arange(1, movies + 1)
+    counts = rated.groupBy("movieId").agg(F.count("*").alias("n"), F.avg("rating").alias("a"))
+    stats = counts.toPandas().set_index("movieId").reindex(ids)
+    catalog = pa.table(
+        {
+            "movieId": ids.astype(np.int32),
+            "display_title": [f"Movie {i}" for i in ids],
+            "title": [f"Movie {i} ({1950 + i % 70})" for i in ids],
+            "release_year": (1950 + ids % 70).astype(np.int32),
+            "genres": [[str(genres[i % 6]), str(genres[(i * 7) % 6])] for i in ids],
+            "tmdbId": ids.astype(np.int32),
+            "imdbId": [f"{i:07d}" for i in ids],
+            "tags": [[] for _ in ids],
+            "rating_count": stats["n"].fillna(0).astype(np.int64).to_numpy(),
+            "avg_rating": stats["a"].to_numpy(),
+            "bayesian_avg": stats["a"].fillna(3.5).to_numpy(),
+        }
+    )
+    files.serving_root(home).mkdir(parents=True, exist_ok=True)
+    pq.write_table(catalog, files.catalog_path(home))
+    pq.write_table(user_profiles(rated).toArrow(), files.profiles_path(home))
+    movie_ids, factors, _ = item_matrix(ranking_items)
+    rating_ids, rating_factors, rating_bias = item_matrix(rating_items, bias="bias")
+    with open(files.factors_path(home), "wb") as out:
+        np.savez(
+            out,
+            movie_ids=movie_ids,
+            ranking_items=factors,
+            rating_items=aligned(movie_ids, rating_ids, rating_factors),
+            rating_item_bias=aligned(movie_ids, rating_ids, rating_bias),
+            rating_global_mean=np.float64(3.5),
+            rating_reg_param=np.float64(0.15),
+            rating_variant=np.str_("bias_residual"),
+            rating_bias_damping=np.float64(3.0),
+            rating_nonnegative=np.bool_(False),
+            ranking_reg_param=np.float64(0.1),
+            ranking_alpha=np.float64(2.0),
+        )
+
+
+def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
+    """Run in a fresh process: first render, then lookups and fold-ins, then peak memory."""
+    import resource
+
+    started = time.perf_counter()
+    os.environ["CINEMATCH_HOME"] = str(home)
+    sys.path.insert(0, str(APP_DIR))
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP_DIR / "app.py"), default_timeout=120).run()
+    first_render = time.perf_counter() - started
+    rendered_at = time.time()
+    if at.exception:
+        raise RuntimeError(f"the app failed: {at.exception}")
+    from recommender import Catalog, FoldIn, Recommendations
+
+    from cinematch_assets.resources import serving_files as files
+
+    rng = np.random.default_rng(1)
+    recommendations = Recommendations.load(home)
+    users = rng.integers(1, recommendations.users + 1, lookups)
+    lookup_ms = []
+    for user in users:  # shards are parsed on first touch, as in the app
+        t = time.perf_counter()
+        found = Recommendations.load(home).lookup(int(user))
+        lookup_ms.append((time.perf_counter() - t) * 1000)
+        assert found is not None
+    catalog = Catalog.load(files.catalog_path(home))
+    foldin = FoldIn.load(files.factors_path(home), catalog)
+    fold_ms = []
+    for _ in range(fold_ins):
+        rated = rng.choice(foldin.movie_ids, int(rng.integers(3, 21)), replace=False)
+        stars = rng.integers(1, 11, len(rated)) / 2
+        t = time.perf_counter()
+        foldin.recommend(dict(zip(rated.tolist(), stars.tolist(), strict=True)), n=10)
+        fold_ms.append((time.perf_counter() - t) * 1000)
+    return {
+        "rendered_at": rendered_at,
+        "first_render_seconds": round(first_render, 2),
+        "lookup_ms": {"p50": round(np.percentile(lookup_ms, 50), 2),
+                      "p95": round(np.percentile(lookup_ms, 95), 2)},
+        "fold_in_ms": {"p50": round(np.percentile(fold_ms, 50), 2),
+                       "p95": round(np.percentile(fold_ms, 95), 2)},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }  # fmt: skip
+
+
+def run(args) -> dict:
+    from cinematch_assets.ml.ranking import RankingModel
+    from cinematch_assets.ml.rating import RatingModel
+    from cinematch_assets.ml.serving import recommend_for_serving, write_json_shards
+    from cinematch_assets.resources import serving_files as files
+    from cinematch_assets.resources.spark import SparkResource
+
+    resource = SparkResource()
+    spark = resource.spark_session
+    scratch = Path(tempfile.mkdtemp(prefix="cinematch-bench-serving-"))
+    users = synthetic_factors(spark, args.users, args.rank, 1, "userId").cache()
+    items = synthetic_factors(spark, args.movies, args.rank, 100, "movieId").cache()
+    rating_users = synthetic_factors(spark, args.users, args.rank, 200, "userId").cache()
+    rating_items = synthetic_factors(spark, args.movies, args.rank, 300, "movieId").cache()
+    rated = synthetic_rated(spark, args.users, args.movies, args.rated)
+    for table in (users, items, rating_users, rating_items):
+        table.count()
+    serving = recommend_for_serving(
+        RankingModel(users.drop("bias"), items.drop("bias")),
+        RatingModel(3.5, rating_users, rating_items),
+        rated.select("userId", "movieId", "rating"),
+        args.n,
+    )
+    report: dict = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "users": args.users,
+        "movies": args.movies,
+        "rank": args.rank,
+        "rated_per_user": args.rated,
+        "n": args.n,
+        "machine": {"cpus": os.cpu_count(), "spark_driver_memory": resource.driver_memory},
+    }
+    report["serving_top_n_seconds"] = timed(
+        lambda: serving.write.format("noop").mode("overwrite").save()
+    )
+    model = als_model_with(spark, users, items, args.rank, scratch)
+    spark_users = users if not args.spark_users else users.limit(args.spark_users)
+    report["spark_users"] = args.spark_users or args.users
+    report["recommend_for_all_users_seconds"] = timed(
+        lambda: (
+            model.recommendForUserSubset(spark_users, args.n)
+            .write.format("noop")
+            .mode("overwrite")
+            .save()
+            if args.spark_users
+            else model.recommendForAllUsers(args.n).write.format("noop").mode("overwrite").save()
+        )
+    )
+    per_user = report["recommend_for_all_users_seconds"] / report["spark_users"]
+    report["speedup_per_user"] = round(per_user / (report["serving_top_n_seconds"] / args.users), 1)
+    home = scratch / "home"
+    lists = serving.cache()
+    lists.count()
+    shards = files.shard_count(args.users)
+    report["json_export_seconds"] = timed(
+        lambda: write_json_shards(lists, files.recommendations_dir(home) / "v1", shards)
+    )
+    files.publish_recommendations(
+        home, "v1", {"shards": shards, "users": args.users, "n": args.n, "created": "bench"}
+    )
+    write_app_artifacts(spark, home, items.drop("bias"), rating_items, rated, args.movies)
+    spark.stop()
+    spawned_at = time.time()
+    measured = subprocess.run(
+        [sys.executable, "-m", "cinematch_assets.benchmark_serving", "--app-only", str(home)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    report["app"] = json.loads(measured.stdout.strip().splitlines()[-1])
+    # From spawning a fresh Python to the first page rendered on the artifacts.
+    report["app"]["cold_start_seconds"] = round(report["app"].pop("rendered_at") - spawned_at, 2)
+    report["app"]["artifact_bytes"] = sum(
+        p.stat().st_size for p in files.serving_root(home).rglob("*") if p.is_file()
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=330_000)
+    parser.add_argument("--movies", type=int, default=86_000)
+    parser.add_argument("--rank", type=int, default=20)
+    parser.add_argument("--rated", type=int, default=100, help="ratings per user")
+    parser.add_argument("--n", type=int, default=10)
+    parser.add_argument(
+        "--spark-users",
+        type=int,
+        default=0,
+        help="time Spark's recommender on this many users only (recommendForUserSubset); "
+        "the speed-up is then per user",
+    )
+    parser.add_argument("--app-only", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.app_only:
+        print(json.dumps(app_metrics(Path(args.app_only))))
+        return 0
+    report = run(args)
+    out_dir = Path(os.environ.get("CINEMATCH_HOME", "data")).resolve() / "benchmarks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"serving-{args.users}x{args.movies}-{int(time.time())}.json"
+    (out_dir / name).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"written to {out_dir / name}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
