@@ -53,11 +53,14 @@ demo: materialize $(DAGSTER_HOME)/dagster.yaml  ## fresh clone -> everything mat
 SHARED_ARCHIVE := ../shared/data/movielens/ml-latest-small-2016.zip
 BENCH_LOCAL ?= $(or $(CINEMATCH_MOVIELENS),$(wildcard $(SHARED_ARCHIVE)))
 BENCH_VARIANTS ?= synthetic-1m
+# The serving benchmark's shape (default: ML-33M's 330k users x 86k movies).
+BENCH_SERVING_ARGS ?=
 
-bench: install java  ## time the whole graph on MovieLens (local copy) and synthetic data
+bench: install java  ## time the whole graph (MovieLens copy, synthetic data) and serving at 330k users
 	$(if $(BENCH_LOCAL),$(BIN)/python -m cinematch_assets.benchmark --local $(BENCH_LOCAL))
 	for variant in $(BENCH_VARIANTS); do \
 	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
+	$(BIN)/python -m cinematch_assets.benchmark_serving $(BENCH_SERVING_ARGS)
 
 lint: install  ## ruff
 	$(BIN)/ruff check .

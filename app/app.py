@@ -243,7 +243,7 @@ def new_here(catalog: Catalog, foldin: FoldIn) -> None:
             st.rerun()
     if not rated and not genres:
         return
-    recs = foldin.recommend(rated, genres=genres, catalog=catalog)
+    recs = foldin.recommend(rated, genres=genres)
     st.subheader("Recommended for you")
     show_cards(catalog, recs, recommended=True)
 

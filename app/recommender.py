@@ -18,14 +18,19 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from cinematch_assets.conventions import ARTICLES
-from cinematch_assets.ml.foldin import RatingTerms, implicit_gram, reasons, solve_implicit
+from cinematch_assets.ml.foldin import (
+    RatingTerms,
+    implicit_gram,
+    liked,
+    reasons,
+    solve_implicit,
+)
 from cinematch_assets.ml.scoring import top_n
 from cinematch_assets.resources import serving_files as files
 
 # A new user's list leans on popularity until they have rated a few movies: the personal
 # score's weight is ratings / (ratings + BLEND_PRIOR), so 1 rating -> 1/3, 3 -> 3/5.
 BLEND_PRIOR = 2.0
-LIKED_STARS = 4.0
 _LEADING_ARTICLE = re.compile(
     r"^(?:" + "|".join(re.escape(a.lower().rstrip("'")) for a in ARTICLES) + r")\s+"
 )
@@ -123,11 +128,11 @@ class Recommendations:
     def lookup(self, user_id: int) -> list[dict[str, Any]] | None:
         """The user's ordered list, or None when the models do not know the user."""
         shard = files.shard_path(self.home, self.manifest, user_id)
-        return _shard(str(shard), shard.stat().st_mtime_ns).get(str(user_id))
+        return load_shard(str(shard), shard.stat().st_mtime_ns).get(str(user_id))
 
 
 @lru_cache(maxsize=64)
-def _shard(path: str, mtime_ns: int) -> dict[str, list[dict[str, Any]]]:
+def load_shard(path: str, mtime_ns: int) -> dict[str, list[dict[str, Any]]]:
     """A parsed shard; the modification time in the key drops a replaced file."""
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -158,6 +163,7 @@ class FoldIn:
     ranking_alpha: float
     rating: RatingTerms
     popularity: np.ndarray  # z-scored log rating count, aligned on movie_ids
+    genres: dict[str, np.ndarray]  # genre -> which of movie_ids have it
 
     @classmethod
     def load(cls, path: Path, catalog: Catalog) -> FoldIn:
@@ -175,9 +181,16 @@ class FoldIn:
             )
             reg, alpha = float(npz["ranking_reg_param"]), float(npz["ranking_alpha"])
         counts = catalog.movies["rating_count"].reindex(ids).fillna(0).to_numpy(np.float64)
+        movie_genres = [
+            g if isinstance(g, list) else [] for g in catalog.movies["genres"].reindex(ids)
+        ]
+        genres = {
+            genre: np.array([genre in g for g in movie_genres], dtype=bool)
+            for genre in catalog.genres
+        }
         return cls(
             ids, ranking_items, implicit_gram(ranking_items), reg, alpha, rating,
-            _zscore(np.log1p(counts)),
+            _zscore(np.log1p(counts)), genres,
         )  # fmt: skip
 
     def positions(self, movie_ids: list[int]) -> np.ndarray:
@@ -203,11 +216,10 @@ class FoldIn:
         ratings: dict[int, float],
         *,
         genres: list[str] | None = None,
-        catalog: Catalog | None = None,
         n: int = 10,
     ) -> list[dict[str, Any]]:
         """Top-n for a brand-new user from their `ratings` (movieId -> stars) and/or
-        favourite `genres` (needs `catalog`): ranking-model fold-in blended toward
+        favourite `genres` (only movies of those): ranking-model fold-in blended toward
         popularity while there are few ratings, never a movie they rated; stars from the
         rating model's fold-in; the reason, as for known users."""
         known = {m: s for m, s in ratings.items() if self.positions([m])[0] >= 0}
@@ -217,24 +229,18 @@ class FoldIn:
         score = (1.0 - weight) * self.popularity
         if len(positions):
             score = score + weight * _zscore(self.ranking_items @ self.ranking_factor(positions))
-        excluded = set(positions.tolist())
-        if genres and catalog is not None:
-            wanted = set(genres)
-            movie_genres = catalog.movies["genres"].reindex(self.movie_ids)
-            excluded |= {
-                i
-                for i, g in enumerate(movie_genres)
-                if not isinstance(g, list) or not wanted.intersection(g)
-            }
+        excluded = positions
+        if genres:
+            wanted = np.zeros(len(self.movie_ids), dtype=bool)
+            for genre in genres:
+                wanted |= self.genres.get(genre, wanted)
+            excluded = np.union1d(positions, np.flatnonzero(~wanted))
         # top_n of one "user" with factor [1] against the scores as 1-d item factors.
-        best, best_scores = top_n(
-            np.ones((1, 1)), score[:, None], n, exclude=[np.fromiter(excluded, np.int64)]
-        )
+        best, best_scores = top_n(np.ones((1, 1)), score[:, None], n, exclude=[excluded])
         chosen = best[0][best[0] >= 0]
         bias, factor = self.rating.fold_in(positions, stars)
         predicted = self.rating.predict(bias, factor, chosen)
-        liked = positions[stars >= min(LIKED_STARS, stars.max())] if len(stars) else positions
-        why = reasons(self.ranking_items, chosen, liked)
+        why = reasons(self.ranking_items, chosen, liked(positions, stars))
         return [
             {
                 "movieId": int(self.movie_ids[p]),

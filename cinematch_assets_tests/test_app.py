@@ -111,7 +111,7 @@ def test_new_user_fold_in(app_module, home):
     assert not {r["movieId"] for r in recs} & set(rated)
     assert all(0.5 <= r["pred_rating"] <= 5.0 for r in recs)
     assert {r["reason"] for r in recs} <= {1, 2}  # only highly rated movies are reasons
-    dramas = foldin.recommend(rated, genres=["Drama"], catalog=catalog, n=N)
+    dramas = foldin.recommend(rated, genres=["Drama"], n=N)
     genres = catalog.movies.set_index("movieId")["genres"]
     assert dramas and all("Drama" in genres[r["movieId"]] for r in dramas)
 

@@ -115,3 +115,21 @@ def test_reason_is_the_most_similar_liked_movie():
     assert reasons(items, np.array([2, 3]), np.array([0, 1])).tolist() == [0, 1]
     assert reasons(items, np.array([2]), np.array([], dtype=np.int64)).tolist() == [-1]
     np.testing.assert_allclose(cosine_similarity(items[:1], items[:1]), [[1.0]])
+
+
+def test_block_reasons_match_the_per_user_reasons():
+    from cinematch_assets.ml.serving import reasons_for
+
+    rng = np.random.default_rng(5)
+    items = rng.normal(size=(200, 6))
+    recommended = rng.integers(0, 200, (30, 10))
+    recommended[3, 7:] = -1  # a short list
+    liked_lists = [rng.choice(200, rng.integers(0, 12), replace=False) for _ in range(30)]
+    liked_at = np.concatenate(liked_lists)
+    liked_by = np.repeat(np.arange(30), [len(x) for x in liked_lists])
+    why = reasons_for(items, recommended, liked_at, liked_by)
+    for user in range(30):
+        shown = recommended[user] >= 0
+        expected = reasons(items, recommended[user, shown], liked_lists[user])
+        assert why[user, shown].tolist() == expected.tolist()
+        assert (why[user, ~shown] == -1).all()

@@ -23,6 +23,8 @@ from cinematch_assets.conventions import MAX_RATING, MIN_RATING
 
 # Sweeps of the nonnegative solver; it converges in far fewer at the ranks used here.
 NNLS_SWEEPS = 500
+# "Rated highly", for explanations: the evaluation's relevance threshold.
+LIKED_STARS = 4.0
 
 
 def solve_explicit(
@@ -139,6 +141,14 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     norm_a[norm_a == 0] = 1.0
     norm_b[norm_b == 0] = 1.0
     return (a / norm_a) @ (b / norm_b).T
+
+
+def liked(movies: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """The `movies` a user rated highly (>= 4 stars), or their best-rated if none is."""
+    movies, stars = np.asarray(movies), np.asarray(stars, dtype=np.float64)
+    if len(stars) == 0:
+        return movies[:0]
+    return movies[stars >= min(LIKED_STARS, stars.max())]
 
 
 def reasons(items: np.ndarray, recommended: np.ndarray, liked: np.ndarray) -> np.ndarray:

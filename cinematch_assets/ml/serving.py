@@ -1,7 +1,7 @@
 """What every user is shown: the ranking model's top-n among the movies they never rated,
 each with the rating model's stars and the reason ("because you rated X highly").
 
-One `mapInPandas` pass over blocks of users does all three in numpy against item arrays
+One `mapInArrow` pass over blocks of users does all three in numpy against item arrays
 shipped once with the function: the ranking model's factors, and the rating model's
 biases and factors aligned to the same movies. The block is scored with one matrix
 product (`scoring.top_n`, one BLAS thread per Python worker), so nothing is joined per
@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from cinematch_assets.conventions import MAX_RATING, MIN_RATING
-from cinematch_assets.ml.foldin import reasons
-from cinematch_assets.ml.metrics import RELEVANT_RATING
+from cinematch_assets.ml.foldin import LIKED_STARS
 from cinematch_assets.ml.ranking import RankingModel
 from cinematch_assets.ml.rating import RatingModel
 from cinematch_assets.ml.scoring import top_n
-from cinematch_assets.ml.topn import item_matrix, positions_in
+from cinematch_assets.ml.topn import item_matrix
 from cinematch_assets.resources.serving_files import write_json_shard
 
 SERVING_SCHEMA = "userId int, rank int, movieId int, score float, pred_rating float, reason int"
@@ -39,13 +39,6 @@ def aligned(ids: np.ndarray, other_ids: np.ndarray, values: np.ndarray) -> np.nd
     return out
 
 
-def liked_movies(movies: np.ndarray, stars: np.ndarray) -> np.ndarray:
-    """The movies a user rated highly (>= 4 stars), or their best-rated ones if none is."""
-    if len(stars) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.asarray(movies, dtype=np.int64)[stars >= min(RELEVANT_RATING, stars.max())]
-
-
 def recommend_for_serving(
     ranking: RankingModel, rating: RatingModel, rated: DataFrame, n: int
 ) -> DataFrame:
@@ -58,17 +51,9 @@ def recommend_for_serving(
     star_items = aligned(ids, rating_ids, rating_items)
     star_bias = aligned(ids, rating_ids, rating_bias)
     global_mean = float(rating.global_mean)
-    # Each user's rated movies and their stars as two aligned arrays (one sorted list of
-    # pairs, split), which Arrow hands to numpy without a Python object per rating.
-    pairs = F.array_sort(F.collect_list(F.struct("movieId", "rating")))
-    history = (
-        rated.groupBy("userId")
-        .agg(pairs.alias("_pairs"))
-        .select(
-            "userId",
-            F.col("_pairs.movieId").alias("_movies"),
-            F.col("_pairs.rating").alias("_stars"),
-        )
+    # Two lists filled row by row in the same aggregation, so their orders match.
+    history = rated.groupBy("userId").agg(
+        F.collect_list("movieId").alias("_movies"), F.collect_list("rating").alias("_stars")
     )
     users = (
         ranking.users.join(
@@ -81,58 +66,101 @@ def recommend_for_serving(
         .join(history, "userId", "left")
         .select("userId", "features", "_bias", "_factors", "_movies", "_stars")
     )
-    rank = items.shape[1]
-    star_rank = star_items.shape[1]
+    rank, star_rank = items.shape[1], star_items.shape[1]
 
-    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            vectors = _stack(batch["features"], rank)
-            movies = [_array(m, np.int64) for m in batch["_movies"]]
-            stars_given = [_array(s, np.float64) for s in batch["_stars"]]
-            positions, scores = top_n(
-                vectors, items, n, exclude=[positions_in(ids, m) for m in movies]
-            )
+            users = len(batch)
+            movies, owners = _flat(batch.column("_movies"))
+            stars_given, _ = _flat(batch.column("_stars"))
+            at = positions_in_aligned(ids, movies)
+            known = at >= 0
+            excluded = np.split(at[known], np.cumsum(np.bincount(owners[known], minlength=users)))
+            positions, scores = top_n(_matrix(batch.column("features"), rank), items, n,
+                                      exclude=excluded[:users])  # fmt: skip
             # Stars: global mean + user bias + movie bias + u.v of the rating model.
-            star_users = _stack(batch["_factors"], star_rank)
             safe = positions.clip(0)
+            user_bias = batch.column("_bias").to_numpy(zero_copy_only=False)
             stars = (
                 global_mean
-                + batch["_bias"].fillna(0.0).to_numpy()[:, None]
+                + np.nan_to_num(user_bias.astype(np.float64))[:, None]
                 + star_bias[safe]
-                + np.einsum("uk,unk->un", star_users, star_items[safe])
-            ).clip(MIN_RATING, MAX_RATING)
-            why = np.full(positions.shape, -1, dtype=np.int64)
-            for row, (rated_movies, given) in enumerate(zip(movies, stars_given, strict=True)):
-                liked = positions_in(ids, liked_movies(rated_movies, given))
-                found = positions[row] >= 0
-                why[row, found] = reasons(items, positions[row, found], liked)
-            found = positions >= 0
-            yield pd.DataFrame(
-                {
-                    "userId": np.repeat(batch["userId"].to_numpy(), n)[found.ravel()],
-                    "rank": np.tile(np.arange(1, n + 1), len(batch))[found.ravel()],
-                    "movieId": ids[positions[found]],
-                    "score": scores[found],
-                    "pred_rating": stars[found].astype(np.float32),
-                    "reason": pd.Series(ids[why[found].clip(0)], dtype="Int32").mask(
-                        why[found] < 0
-                    ),
-                }
+                + np.einsum("uk,unk->un", _matrix(batch.column("_factors"), star_rank),
+                            star_items[safe])
+            ).clip(MIN_RATING, MAX_RATING)  # fmt: skip
+            favourite = known & _rated_highly(stars_given, owners, users)
+            why = reasons_for(items, positions, at[favourite], owners[favourite])
+            found = (positions >= 0).ravel()
+            chosen = positions.ravel()[found]
+            because = why.ravel()[found]
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(np.repeat(batch.column("userId").to_numpy(), n)[found]),
+                    pa.array(np.tile(np.arange(1, n + 1, dtype=np.int32), users)[found]),
+                    pa.array(ids[chosen].astype(np.int32)),
+                    pa.array(scores.ravel()[found]),
+                    pa.array(stars.ravel()[found].astype(np.float32)),
+                    pa.array(ids[because.clip(0)].astype(np.int32), mask=because < 0),
+                ],
+                names=["userId", "rank", "movieId", "score", "pred_rating", "reason"],
             )
 
-    return users.mapInPandas(score, SERVING_SCHEMA)
+    return users.mapInArrow(score, SERVING_SCHEMA)
 
 
-def _array(values, dtype) -> np.ndarray:
-    return np.zeros(0, dtype) if values is None else np.asarray(values, dtype=dtype)
+def positions_in_aligned(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Position in `sorted_ids` of each of `ids`, -1 where absent (same length as ids)."""
+    if len(sorted_ids) == 0:
+        return np.full(len(ids), -1, dtype=np.int64)
+    at = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
+    return np.where(sorted_ids[at] == ids, at, -1)
 
 
-def _stack(column: pd.Series, rank: int) -> np.ndarray:
-    """Factor arrays as a matrix; a missing array (the user is not in that model) is 0."""
+def reasons_for(
+    items: np.ndarray, recommended: np.ndarray, liked_at: np.ndarray, liked_by: np.ndarray
+) -> np.ndarray:
+    """`foldin.reasons` for a block of users at once: for each user's recommended
+    positions (users x n, -1 = none), the position among the user's liked ones
+    (`liked_at`, owned by row `liked_by`, sorted by row) whose factor is most similar;
+    -1 when the user liked none."""
+    why = np.full(recommended.shape, -1, dtype=np.int64)
+    if len(liked_at) == 0:
+        return why
+    norms = np.linalg.norm(items, axis=1, keepdims=True)
+    unit = items / np.where(norms > 0, norms, 1.0)
+    rows = np.unique(liked_by)
+    starts = np.searchsorted(liked_by, rows)
+    liked_unit = unit[liked_at]
+    for column in range(recommended.shape[1]):
+        similarity = np.einsum("ek,ek->e", liked_unit, unit[recommended[liked_by, column].clip(0)])
+        best = np.maximum.reduceat(similarity, starts)
+        # The first liked movie (in the user's order) that reaches the best similarity.
+        hits = np.where(similarity >= best[np.searchsorted(rows, liked_by)],
+                        np.arange(len(liked_at)), len(liked_at))  # fmt: skip
+        why[rows, column] = liked_at[np.minimum.reduceat(hits, starts)]
+    return np.where(recommended >= 0, why, -1)
+
+
+def _rated_highly(stars: np.ndarray, owners: np.ndarray, users: int) -> np.ndarray:
+    """`foldin.liked` per user, as a mask over the flat ratings of a block of users."""
+    best = np.full(users, -np.inf)
+    np.maximum.at(best, owners, stars)
+    return stars >= np.minimum(LIKED_STARS, best)[owners]
+
+
+def _flat(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    """A list column's values and, for each value, the row it belongs to (null = empty)."""
+    lengths = column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return values, np.repeat(np.arange(len(column)), lengths)
+
+
+def _matrix(column: pa.ListArray, rank: int) -> np.ndarray:
+    """Factor arrays as a users x rank matrix; a null (user not in that model) is zeros."""
     out = np.zeros((len(column), rank), dtype=np.float32)
-    for row, vector in enumerate(column):
-        if vector is not None and len(vector) == rank:
-            out[row] = vector
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    if rank and present.any():
+        out[present] = column.filter(column.is_valid()).flatten().to_numpy().reshape(-1, rank)
     return out
 
 
