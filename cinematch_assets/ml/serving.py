@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
@@ -28,6 +28,10 @@ from cinematch_assets.ml.topn import item_matrix
 from cinematch_assets.resources.serving_files import write_json_shard
 
 SERVING_SCHEMA = "userId int, rank int, movieId int, score float, pred_rating float, reason int"
+SHARD_INPUT = pa.schema(
+    [("shard", pa.int32()), ("userId", pa.int32()), ("rank", pa.int32()), ("movieId", pa.int32()),
+     ("score", pa.float32()), ("pred_rating", pa.float32()), ("reason", pa.int32())]
+)  # fmt: skip
 
 
 def aligned(ids: np.ndarray, other_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -171,32 +175,44 @@ def write_json_shards(recommendations: DataFrame, directory: Path, shards: int) 
     bytes) per file."""
     target = str(directory)
 
-    def write(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         # A shard may span several Arrow batches of its partition: gather them first.
-        frames = [batch for batch in batches if len(batch)]
+        table = pa.Table.from_batches(list(batches), schema=SHARD_INPUT)
+        table = table.sort_by(
+            [("shard", "ascending"), ("userId", "ascending"), ("rank", "ascending")]
+        )
+        shards = table.column("shard").to_numpy()
         written = []
-        for key, rows in pd.concat(frames).groupby("shard") if frames else []:
-            shard = int(key)
-            lists = {
-                str(user): [
-                    {
-                        "movieId": int(r.movieId),
-                        "pred_rating": round(float(r.pred_rating), 2),
-                        "score": round(float(r.score), 4),
-                        "reason": None if pd.isna(r.reason) else int(r.reason),
-                    }
-                    for r in group.itertuples()
-                ]
-                for user, group in rows.sort_values(["userId", "rank"]).groupby("userId")
-            }
-            written.append((shard, len(lists), write_json_shard(Path(target), shard, lists)))
-        yield pd.DataFrame(written, columns=["shard", "users", "bytes"])
+        for shard in np.unique(shards):
+            start, stop = np.searchsorted(shards, [shard, shard + 1])
+            rows = table.slice(start, stop - start)
+            lists: dict[str, list[dict]] = {}
+            for user, movie, stars, score, reason in zip(
+                rows.column("userId").to_pylist(),
+                rows.column("movieId").to_pylist(),
+                pc.round(rows.column("pred_rating").cast(pa.float64()), 2).to_pylist(),
+                pc.round(rows.column("score").cast(pa.float64()), 4).to_pylist(),
+                rows.column("reason").to_pylist(),
+                strict=True,
+            ):
+                lists.setdefault(str(user), []).append(
+                    {"movieId": movie, "pred_rating": stars, "score": score, "reason": reason}
+                )
+            size = write_json_shard(Path(target), int(shard), lists)
+            written.append((int(shard), len(lists), size))
+        yield pa.RecordBatch.from_pylist(
+            [dict(zip(("shard", "users", "bytes"), w, strict=True)) for w in written],
+            schema=pa.schema([("shard", pa.int32()), ("users", pa.int32()), ("bytes", pa.int64())]),
+        )
 
     Path(directory).mkdir(parents=True, exist_ok=True)
-    keyed = recommendations.withColumn("shard", F.col("userId") % F.lit(shards))
+    keyed = recommendations.select(
+        (F.col("userId") % F.lit(shards)).cast("int").alias("shard"),
+        "userId", "rank", "movieId", "score", "pred_rating", "reason",
+    )  # fmt: skip
     # Every row of a shard in one partition, so exactly one task writes each file.
     return (
         keyed.repartition(shards, "shard")
-        .mapInPandas(write, "shard int, users int, bytes long")
+        .mapInArrow(write, "shard int, users int, bytes long")
         .collect()
     )
