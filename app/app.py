@@ -62,6 +62,7 @@ STYLE = """
 .cm-body {padding: 8px 10px 0 10px}
 .cm-title {font-weight: 700; font-size: 0.98rem; line-height: 1.25; color: #f5f5f1}
 .cm-meta {color: #9a9cab; font-size: 0.8rem; margin-top: 2px}
+.cm-tags {color: #7f8296; font-size: 0.75rem; margin-top: 2px}
 .cm-stars {color: #f5c518; font-size: 0.9rem; margin-top: 6px}
 .cm-why {color: #c9cad6; font-size: 0.8rem; font-style: italic; margin-top: 6px}
 </style>
@@ -130,6 +131,8 @@ def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason:
     )
     lines = [f'<div class="cm-title">{title}</div>']
     lines.append(f'<div class="cm-meta">{esc(" · ".join(movie.get("genres") or []))}</div>')
+    if tags := list(movie.get("tags") or []):
+        lines.append(f'<div class="cm-tags">{esc(" ".join("#" + t for t in tags))}</div>')
     if rec is not None:
         lines.append(f'<div class="cm-stars">★ {rec["pred_rating"]:.1f} for you</div>')
     if movie.get("rating_count"):

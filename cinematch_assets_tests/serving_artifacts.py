@@ -44,7 +44,9 @@ def catalog_frame() -> pd.DataFrame:
     counts = np.array([(7 * i) % 50 for i in range(len(frame))])
     frame["tmdbId"] = pd.array([None if i == 5 else 600 + i for i in range(len(frame))], "Int32")
     frame["imdbId"] = [f"{i:07d}" for i in range(len(frame))]
-    frame["tags"] = [["mind-bending"] if i == 0 else [] for i in range(len(frame))]
+    frame["tags"] = [
+        ["mind-bending"] if i == 0 else ["<b>bold</b>"] if i == 2 else [] for i in range(len(frame))
+    ]
     frame["rating_count"] = counts
     frame["avg_rating"] = np.where(counts > 0, 2.5 + (np.arange(len(frame)) % 5) / 2, np.nan)
     frame["bayesian_avg"] = (10 * 3.5 + counts * frame["avg_rating"].fillna(0)) / (10 + counts)

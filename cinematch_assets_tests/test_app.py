@@ -220,6 +220,7 @@ def test_for_you_shows_ten_cards_with_escaped_titles(app_env):
     page = "\n".join(shown)
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert HOSTILE_TITLE not in page
+    assert "#&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold" not in page  # tags are data too
     assert "Because you rated" in page and "★" in page
     assert at.query_params["user"] == ["510"] or at.query_params["user"] == "510"
 
