@@ -81,8 +81,8 @@ def load_catalog(path: str, version: int) -> Catalog:
 
 
 @st.cache_resource(show_spinner=False)
-def load_foldin(path: str, version: int, catalog_version: int) -> FoldIn:
-    return FoldIn.load(Path(path), load_catalog(path_of(files.catalog_path), catalog_version))
+def load_foldin(path: str, version: int, catalog: str, catalog_version: int) -> FoldIn:
+    return FoldIn.load(Path(path), load_catalog(catalog, catalog_version))
 
 
 @st.cache_resource(show_spinner=False)
@@ -100,19 +100,21 @@ def load_text(path: str, version: int) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
-def path_of(layout) -> str:
-    return str(layout(cinematch_home()))
-
-
 def api_key() -> str | None:
     """TMDB key from TMDB_API_KEY or st.secrets; never shown or logged."""
     if key := os.environ.get("TMDB_API_KEY"):
         return key
     try:
         return st.secrets.get("TMDB_API_KEY")
-    except (FileNotFoundError, KeyError, AttributeError):
+    except Exception:  # no secrets.toml: Streamlit raises its own (version-specific) error
         return None
-    except Exception:  # no secrets file: Streamlit raises its own error type
+
+
+def _year(value: Any) -> int | None:
+    """The release year of a catalog row (a missing one reads as None or NaN)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
         return None
 
 
@@ -122,8 +124,8 @@ def esc(value: Any) -> str:
 
 def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason: str | None) -> str:
     """One movie card as HTML; every value from data is escaped."""
-    year = movie.get("release_year")
-    title = esc(movie["display_title"]) + (f" ({int(year)})" if year == year and year else "")
+    year = _year(movie.get("release_year"))
+    title = esc(movie["display_title"]) + (f" ({year})" if year else "")
     image = (
         f'<img class="cm-poster" src="{esc(poster)}" alt="{esc(movie["display_title"])}">'
         if poster
@@ -297,8 +299,9 @@ def main() -> None:
             raise ArtifactsMissing(str(files.serving_root(home)))
         catalog = load_catalog(str(catalog_file), mtime(catalog_file))
         recommendations = Recommendations.load(home)
+        factors_file = files.factors_path(home)
         foldin = load_foldin(
-            path_of(files.factors_path), mtime(files.factors_path(home)), mtime(catalog_file)
+            str(factors_file), mtime(factors_file), str(catalog_file), mtime(catalog_file)
         )
     except ArtifactsMissing:
         st.error(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dagster import (
     AssetSelection,
+    DefaultScheduleStatus,
     Definitions,
     FilesystemIOManager,
+    ScheduleDefinition,
     define_asset_job,
     in_process_executor,
 )
@@ -45,6 +47,16 @@ pipeline_job = define_asset_job(
     description="Materialize the whole lakehouse, raw to serving, in one run and one JVM.",
 )
 
+# Weekly, Monday 03:00 UTC, and off until someone switches it on in the UI.
+weekly_refresh = ScheduleDefinition(
+    name="weekly_refresh",
+    job=pipeline_job,
+    cron_schedule="0 3 * * 1",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="The whole graph, raw to serving (MovieLens publishes a few times a year).",
+)
+
 
 def build_resources(spark: SparkResource | None = None) -> dict:
     """Resources rooted at $CINEMATCH_HOME as it is when called."""
@@ -64,6 +76,7 @@ def build_definitions(resources: dict | None = None) -> Definitions:
         assets=all_assets,
         asset_checks=all_checks,
         jobs=[pipeline_job],
+        schedules=[weekly_refresh],
         resources=resources or build_resources(),
         # One process and one JVM for the whole run: a JVM per step costs seconds and GBs.
         executor=in_process_executor,

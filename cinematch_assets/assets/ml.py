@@ -9,6 +9,7 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetOut,
+    AutomationCondition,
     Config,
     MetadataValue,
     Output,
@@ -53,7 +54,12 @@ from cinematch_assets.reports.evaluation import (
 from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.settings import models_root, reports_root
 
-ML = {"group_name": "ml", "kinds": {"spark", "delta"}}
+# Models follow new Gold data on their own once the automation sensor is switched on.
+ML = {
+    "group_name": "ml",
+    "kinds": {"spark", "delta"},
+    "automation_condition": AutomationCondition.eager(),
+}
 TRAIN = AssetIn(["gold", "train_features_ml"])
 TEST = AssetIn(["gold", "test_features_ml"])
 RATING_MODEL = ["ml", "als_rating_model"]

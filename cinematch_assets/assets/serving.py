@@ -12,6 +12,7 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetKey,
+    AutomationCondition,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -29,7 +30,8 @@ from cinematch_assets.resources import serving_files as files
 from cinematch_assets.settings import cinematch_home
 from cinematch_assets.transforms.serving import PROFILE_SIZE, movie_catalog, user_profiles
 
-SERVING = {"group_name": "serving"}
+# Serving follows new models on its own once the automation sensor is switched on.
+SERVING = {"group_name": "serving", "automation_condition": AutomationCondition.eager()}
 RATINGS_CLEAN = AssetIn(["silver", "ratings_clean"])
 RATING_MODEL = AssetIn(["ml", "als_rating_model"])
 RANKING_MODEL = AssetIn(["ml", "als_ranking_model"])

@@ -1,0 +1,54 @@
+"""Operations: the weekly schedule and the automation that makes the models and serving
+follow new upstream data, evaluated by Dagster itself (no Spark: only materialization
+events of the assets, recorded in an ephemeral instance)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cinematch_assets.definitions import all_assets, defs
+
+DOWNSTREAM_GROUPS = {"ml", "serving"}
+
+
+def keys_in(groups: set[str]) -> set[dg.AssetKey]:
+    return {
+        key for asset in all_assets for key in asset.keys if asset.group_names_by_key[key] in groups
+    }
+
+
+def record(instance: dg.DagsterInstance, keys) -> None:
+    for key in keys:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+
+
+def test_weekly_schedule_of_the_whole_job_is_stopped_by_default():
+    schedule = next(s for s in defs.schedules if s.name == "weekly_refresh")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.cron_schedule == "0 3 * * 1"
+    assert schedule.job_name == "cinematch_pipeline"
+
+
+def test_models_and_serving_follow_new_upstream_data():
+    instance = dg.DagsterInstance.ephemeral()
+    everything = {key for asset in all_assets for key in asset.keys}
+    record(instance, everything)
+    quiet = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert quiet.total_requested == 0  # all up to date: nothing runs
+
+    record(instance, [dg.AssetKey(["gold", "train_features_ml"])])
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=quiet.cursor)
+    requested = {key for key in everything if tick.get_num_requested(key)}
+    # New training data: both models, their evaluation and what serving builds on them,
+    # in one request; nothing below and nothing that does not read the models.
+    assert keys_in({"ml"}) <= requested <= keys_in(DOWNSTREAM_GROUPS)
+    assert dg.AssetKey(["serving", "recommendations_json"]) in requested
+    assert dg.AssetKey(["serving", "movie_catalog"]) not in requested
+
+    record(instance, requested)
+    done = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert done.total_requested == 0
+
+    record(instance, [dg.AssetKey(["silver", "movies_clean"])])
+    catalog = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=done.cursor)
+    assert catalog.get_num_requested(dg.AssetKey(["serving", "movie_catalog"])) == 1
