@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export CINEMATCH_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: help install java preflight test materialize ui app demo bench lint format clean
+.PHONY: help install java preflight test materialize ui app demo bench cluster-up cluster-down lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ bench: install java  ## time the whole graph (MovieLens copy, synthetic data) an
 	for variant in $(BENCH_VARIANTS); do \
 	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
 	$(BIN)/python -m cinematch_assets.benchmark_serving $(BENCH_SERVING_ARGS)
+
+cluster-up: install java  ## Spark standalone master + 2 workers on 127.0.0.1; prints the exports to use it
+	@$(BIN)/python -m cinematch_assets.cluster up
+
+cluster-down:  ## stop the standalone cluster
+	@$(BIN)/python -m cinematch_assets.cluster down
 
 lint: install  ## ruff
 	$(BIN)/ruff check .

@@ -98,7 +98,13 @@ def alive_workers(ui_port: int = MASTER_UI_PORT) -> int:
         return 0
 
 
-def up(workers: int = 2, cores: int = 1, memory: str = "3g", port: int = MASTER_PORT) -> str:
+def up(
+    workers: int = 2,
+    cores: int = 1,
+    memory: str = "3g",
+    port: int = MASTER_PORT,
+    ui_port: int = MASTER_UI_PORT,
+) -> str:
     """Start the master and the workers (if the master port is free) and wait until every
     worker has registered. Returns the master URL."""
     if _port_open(port):
@@ -110,7 +116,6 @@ def up(workers: int = 2, cores: int = 1, memory: str = "3g", port: int = MASTER_
         "SPARK_LOCAL_IP": HOST,
         "SPARK_LOG_DIR": str(cluster_dir()),
     }
-    ui_port = MASTER_UI_PORT
     _daemon(
         "master",
         ["org.apache.spark.deploy.master.Master", "--host", HOST, "--port", str(port),
@@ -124,7 +129,7 @@ def up(workers: int = 2, cores: int = 1, memory: str = "3g", port: int = MASTER_
         _daemon(
             f"worker-{i + 1}",
             ["org.apache.spark.deploy.worker.Worker", master_url(port), "--host", HOST,
-             "--cores", str(cores), "--memory", memory, "--webui-port", str(ui_port + 1 + i),
+             "--cores", str(cores), "--memory", memory, "--webui-port", "0",  # any free port
              "--work-dir", str(work_dir)],
             env,
         )  # fmt: skip

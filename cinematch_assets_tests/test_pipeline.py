@@ -4,10 +4,14 @@ on synthetic data (default suite) and on the real MovieLens archive (when presen
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey
@@ -176,6 +180,50 @@ def test_malformed_lines_are_quarantined_and_reconciled(spark, synthetic_run, tm
     silver = metadata(instance, "silver", "ratings_clean")
     assert silver["dropped_by_reason"] == {"rating off the half-star grid [0.5, 5.0]": 1}
     assert silver["dagster/row_count"] == good
+
+
+CLUSTER_TABLES = [
+    ["silver", t] for t in ("ratings_clean", "movies_clean", "tags_clean", "links_clean")
+] + [
+    ["gold", t] for t in ("ratings_filtered", "train_features_ml", "test_features_ml", "user_stats")
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_standalone_cluster_gives_the_local_tables(synthetic_run, tmp_path, monkeypatch):
+    """Raw to Gold on a real Spark standalone cluster (a master and two 1-core workers
+    from the installed PySpark, executors in their own JVMs and Python workers) gives
+    exactly the tables of the local run."""
+    from cinematch_assets import cluster
+
+    _, _, _, local_home = synthetic_run
+    monkeypatch.setenv("CINEMATCH_HOME", str(tmp_path))
+    port = free_port()
+    cluster.up(workers=2, cores=1, memory="1500m", port=port, ui_port=free_port())
+    try:
+        env = {**os.environ, **cluster.session_env(port, executor_memory="1g")}
+        run = subprocess.run(
+            [sys.executable, "-m", "cinematch_assets.benchmark", "--variant", "synthetic-tiny",
+             "--home", str(tmp_path / "run"), "--groups", "raw", "bronze", "silver", "gold"],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+    finally:
+        cluster.down()
+    assert run.returncode == 0, run.stderr[-4000:]
+    for key in CLUSTER_TABLES:
+        local = read_delta(local_home.joinpath("lake", *key)).to_pandas()
+        remote = read_delta(tmp_path.joinpath("run", "lake", *key)).to_pandas()
+        scalar = [c for c in local.columns if c != "genres"]  # arrays do not sort
+        pd.testing.assert_frame_equal(
+            local.sort_values(scalar).reset_index(drop=True),
+            remote[list(local.columns)].sort_values(scalar).reset_index(drop=True),
+            obj="/".join(key),
+        )
 
 
 def test_models_recover_the_planted_structure(synthetic_models_run):
