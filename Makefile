@@ -62,7 +62,7 @@ bench: install java  ## time the whole graph (MovieLens copy, synthetic data) an
 	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
 	$(BIN)/python -m cinematch_assets.benchmark_serving $(BENCH_SERVING_ARGS)
 
-cluster-up: install java  ## Spark standalone master + 2 workers on 127.0.0.1; prints the exports to use it
+cluster-up: install  ## Spark standalone master + 2 workers on 127.0.0.1; prints the exports to use it
 	@$(BIN)/python -m cinematch_assets.cluster up
 
 cluster-down:  ## stop the standalone cluster
