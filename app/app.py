@@ -261,7 +261,9 @@ def search(catalog: Catalog) -> None:
     if not len(found):
         st.info("No movie matches.")
         return
-    heading = "Top rated" if not query else f"{len(found)} best matches"
+    heading = (
+        "Top rated" if not query else f"{len(found)} best match{'' if len(found) == 1 else 'es'}"
+    )
     st.subheader(f"{heading} (Bayesian average)")
     show_cards(catalog, found.to_dict("records"), recommended=False)
 
