@@ -129,6 +129,11 @@ class EvaluationConfig(Config):
     ablation: bool = Field(
         default=True, description="Refit with decay and normalization flipped, and score."
     )
+    ablation_max_rows: int = Field(
+        default=5_000_000,
+        description="Skip the ablation above this many training rows: its four refits on "
+        "every row cost more than the models themselves (set higher to keep it).",
+    )
     seed: int = Field(default=42, description="Seed of the baseline and ablation fits.")
     parallel_fits: int = Field(default=3, description="Fits and scorings in flight at once.")
 
@@ -378,6 +383,12 @@ def model_evaluation(
     ranking_row = ranking_params.first().asDict()
     started = time.perf_counter()
     train, test = train.cache(), test.cache()
+    ablation = config.ablation and rating_row["train_rows"] <= config.ablation_max_rows
+    if config.ablation and not ablation:
+        context.log.info(
+            f"Ablation skipped: {rating_row['train_rows']:,} training rows is above "
+            f"ablation_max_rows={config.ablation_max_rows:,}"
+        )
     evaluation = evaluate_models(
         train,
         test,
@@ -385,7 +396,7 @@ def model_evaluation(
         ranking=RankingModel(ranking_users, ranking_items, ranking_row),
         k=config.k,
         seed=config.seed,
-        ablation=config.ablation,
+        ablation=ablation,
         parallelism=config.parallel_fits,
     )
     table = evaluation.table()
