@@ -25,7 +25,7 @@ from cinematch_assets.ml.foldin import (
     reasons,
     solve_implicit,
 )
-from cinematch_assets.ml.scoring import top_n
+from cinematch_assets.ml.scoring import position_of, top_n
 from cinematch_assets.resources import serving_files as files
 
 # A new user's list leans on popularity until they have rated a few movies: the personal
@@ -195,9 +195,7 @@ class FoldIn:
 
     def positions(self, movie_ids: list[int]) -> np.ndarray:
         """Positions of the ids the models know (-1 for the others)."""
-        ids = np.asarray(movie_ids, dtype=np.int64)
-        at = np.searchsorted(self.movie_ids, ids).clip(0, max(len(self.movie_ids) - 1, 0))
-        return np.where(self.movie_ids[at] == ids, at, -1)
+        return position_of(self.movie_ids, movie_ids)
 
     def ranking_factor(self, positions: np.ndarray) -> np.ndarray:
         """The ranking model's factor for a user who rated the movies at `positions`: each

@@ -19,8 +19,8 @@ from cinematch_assets.ml.metrics import (
 )
 from cinematch_assets.ml.ranking import fit_ranking_model, most_popular
 from cinematch_assets.ml.rating import RatingModel, fit_biases, fit_rating_model, predict
-from cinematch_assets.ml.scoring import top_n
-from cinematch_assets.ml.topn import positions_in, recommend
+from cinematch_assets.ml.scoring import positions_in, top_n
+from cinematch_assets.ml.topn import recommend
 from cinematch_assets.ml.tuning import (
     TuningResult,
     grid_search,

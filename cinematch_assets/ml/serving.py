@@ -23,7 +23,7 @@ from cinematch_assets.conventions import MAX_RATING, MIN_RATING
 from cinematch_assets.ml.foldin import LIKED_STARS
 from cinematch_assets.ml.ranking import RankingModel
 from cinematch_assets.ml.rating import RatingModel
-from cinematch_assets.ml.scoring import top_n
+from cinematch_assets.ml.scoring import position_of, top_n
 from cinematch_assets.ml.topn import item_matrix
 from cinematch_assets.resources.serving_files import write_json_shard
 
@@ -77,7 +77,7 @@ def recommend_for_serving(
             users = len(batch)
             movies, owners = _flat(batch.column("_movies"))
             stars_given, _ = _flat(batch.column("_stars"))
-            at = positions_in_aligned(ids, movies)
+            at = position_of(ids, movies)
             known = at >= 0
             excluded = np.split(at[known], np.cumsum(np.bincount(owners[known], minlength=users)))
             positions, scores = top_n(_matrix(batch.column("features"), rank), items, n,
@@ -110,14 +110,6 @@ def recommend_for_serving(
             )
 
     return users.mapInArrow(score, SERVING_SCHEMA)
-
-
-def positions_in_aligned(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Position in `sorted_ids` of each of `ids`, -1 where absent (same length as ids)."""
-    if len(sorted_ids) == 0:
-        return np.full(len(ids), -1, dtype=np.int64)
-    at = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
-    return np.where(sorted_ids[at] == ids, at, -1)
 
 
 def reasons_for(

@@ -17,7 +17,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cinematch_assets.ml.scoring import top_n
+from cinematch_assets.ml.scoring import positions_in, top_n
 
 RECOMMENDATIONS_SCHEMA = "userId int, rank int, movieId int, score float"
 
@@ -36,15 +36,6 @@ def item_matrix(
         else np.zeros((0, rank), np.float32)
     )
     return ids, matrix, rows[bias].to_numpy(dtype=np.float32) if bias else None
-
-
-def positions_in(sorted_ids: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
-    """Positions in `sorted_ids` of those `ids` that are in it (unknown ids are skipped)."""
-    if ids is None or len(ids) == 0 or len(sorted_ids) == 0:
-        return np.zeros(0, dtype=np.int64)
-    ids = np.asarray(ids, dtype=np.int64)
-    at = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
-    return at[sorted_ids[at] == ids]
 
 
 def recommend(
