@@ -417,14 +417,25 @@ def _download_once(
     max_bytes: int | None,
     progress: Callable[[int, int | None], None] | None,
 ) -> None:
-    """One attempt: (re)write ``out`` from scratch; a short body is a transient error."""
-    out.seek(0)
-    out.truncate()
-    received = 0
-    with _network_errors(), _open_url(url, timeout) as resp:
-        total = _content_length(resp)
+    """One attempt. After a transfer cut short (``out`` holds its first bytes), ask for the
+    rest with an HTTP Range request and append it when the server sends exactly that (206
+    from the right offset); otherwise start ``out`` over. A short body is a transient
+    error."""
+    offset = out.tell()
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    with _network_errors(), _open_url(url, timeout, headers) as resp:
+        resumed = resp.status == 206 and offset > 0 and _range_start(resp) == offset
+        if not resumed:
+            out.seek(0)
+            out.truncate()
+            offset = 0
+            if resp.status == 206:  # a part we did not ask for: ask for the whole file
+                raise _TransientError("the server answered with a range that was not asked for")
+        length = _content_length(resp)
+        total = None if length is None else offset + length
         if max_bytes is not None and total is not None and total > max_bytes:
             raise MovieLensError(f"{url} is {total:,} bytes; that is not a checksum file.")
+        received = offset
         # http.client returns b"" rather than raising when the peer closes early,
         # so completeness is checked against Content-Length below.
         while chunk := resp.read(CHUNK_BYTES):
@@ -439,9 +450,19 @@ def _download_once(
     out.flush()
 
 
-def _open_url(url: str, timeout: float) -> http.client.HTTPResponse:
+def _range_start(resp: http.client.HTTPResponse) -> int | None:
+    """The first byte of a 206 answer, from ``Content-Range: bytes <first>-<last>/<size>``."""
+    match = re.fullmatch(
+        r"bytes (\d+)-\d+/(?:\d+|\*)", resp.headers.get("Content-Range", "").strip()
+    )
+    return int(match.group(1)) if match else None
+
+
+def _open_url(
+    url: str, timeout: float, headers: dict[str, str] | None = None
+) -> http.client.HTTPResponse:
     """Open ``url``; HTTP errors become MovieLensError (permanent) or _TransientError."""
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
     try:
         return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
