@@ -394,12 +394,12 @@ def test_resume_not_honoured_starts_over(server, tmp_path, logs, answer):
 
 @pytest.mark.slow
 def test_large_archive_reports_progress_and_resumes(server, tmp_path, logs):
-    """An archive the size of ML-33M's (330 MB; here about 320 MB, stored), cut at 43%:
+    """An archive the size of ML-33M's (330 MB; here 315 MiB, stored), cut at 43%:
     progress every tenth, the rest fetched with a Range request, verified, extracted."""
     rng = random.Random(7)
     lines = [f"{rng.randrange(1, 330_000)},{rng.randrange(1, 86_000)},3.5,1445714835\n"
              for _ in range(200_000)]  # fmt: skip
-    ratings = RATINGS + "".join(lines) * 40
+    ratings = RATINGS + "".join(lines) * 60
     big = make_zip(
         {f"{VARIANT}/{name}": text for name, text in
          {"ratings.csv": ratings, "movies.csv": MOVIES, "links.csv": LINKS}.items()},

@@ -392,14 +392,11 @@ def _download_with_retries(
     """Stream ``url`` into ``target`` (file path or open binary file), retrying transients."""
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(target.open("wb")) if isinstance(target, Path) else target
-        label = PurePosixPath(url).name
+        # One progress counter across attempts: a resumed transfer goes on from its tenth.
+        progress = _Progress(PurePosixPath(url).name, log) if max_bytes is None else None
         _with_retries(
             lambda: _download_once(
-                url,
-                out,
-                timeout=timeout,
-                max_bytes=max_bytes,
-                progress=_Progress(label, log) if max_bytes is None else None,
+                url, out, timeout=timeout, max_bytes=max_bytes, progress=progress
             ),
             url=url,
             variant=variant,
