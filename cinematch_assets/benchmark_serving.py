@@ -118,21 +118,20 @@ def write_app_artifacts(spark, home: Path, ranking_items, rating_items, rated, m
     pq.write_table(user_profiles(rated).toArrow(), files.profiles_path(home))
     movie_ids, factors, _ = item_matrix(ranking_items)
     rating_ids, rating_factors, rating_bias = item_matrix(rating_items, bias="bias")
-    with open(files.factors_path(home), "wb") as out:
-        np.savez(
-            out,
-            movie_ids=movie_ids,
-            ranking_items=factors,
-            rating_items=aligned(movie_ids, rating_ids, rating_factors),
-            rating_item_bias=aligned(movie_ids, rating_ids, rating_bias),
-            rating_global_mean=np.float64(3.5),
-            rating_reg_param=np.float64(0.15),
-            rating_variant=np.str_("bias_residual"),
-            rating_bias_damping=np.float64(3.0),
-            rating_nonnegative=np.bool_(False),
-            ranking_reg_param=np.float64(0.1),
-            ranking_alpha=np.float64(2.0),
-        )
+    files.write_model_factors(
+        home,
+        movie_ids=movie_ids,
+        ranking_items=factors,
+        rating_items=aligned(movie_ids, rating_ids, rating_factors),
+        rating_item_bias=aligned(movie_ids, rating_ids, rating_bias),
+        rating_global_mean=3.5,
+        rating_reg_param=0.15,
+        rating_variant="bias_residual",
+        rating_bias_damping=3.0,
+        rating_nonnegative=False,
+        ranking_reg_param=0.1,
+        ranking_alpha=2.0,
+    )
 
 
 def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:

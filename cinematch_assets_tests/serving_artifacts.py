@@ -62,19 +62,19 @@ def write_serving_artifacts(home: Path) -> dict:
     pq.write_table(pa.Table.from_pandas(catalog, preserve_index=False), files.catalog_path(home))
     ids = catalog["movieId"].to_numpy(np.int64)[:-2]  # the last two movies: not in the models
     items = rng.normal(size=(len(ids), RANK))
-    np.savez(
-        files.factors_path(home),
+    files.write_model_factors(
+        home,
         movie_ids=ids,
         ranking_items=items,
         rating_items=rng.normal(scale=0.3, size=(len(ids), RANK)),
         rating_item_bias=rng.normal(scale=0.2, size=len(ids)),
-        rating_global_mean=np.float64(3.5),
-        rating_reg_param=np.float64(0.1),
-        rating_variant=np.str_("bias_residual"),
-        rating_bias_damping=np.float64(3.0),
-        rating_nonnegative=np.bool_(False),
-        ranking_reg_param=np.float64(0.1),
-        ranking_alpha=np.float64(2.0),
+        rating_global_mean=3.5,
+        rating_reg_param=0.1,
+        rating_variant="bias_residual",
+        rating_bias_damping=3.0,
+        rating_nonnegative=False,
+        ranking_reg_param=0.1,
+        ranking_alpha=2.0,
     )
     rated = {user: [int(m) for m in rng.choice(ids, 5, replace=False)] for user in USERS}
     lists = {}

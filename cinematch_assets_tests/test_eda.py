@@ -13,6 +13,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 from pyspark.sql import functions as F
 
+from cinematch_assets import atomic_files
 from cinematch_assets.reports import charts
 from cinematch_assets.reports.eda import eda_figures, eda_markdown, write_eda_report
 from cinematch_assets.transforms.eda import CountDistribution, EdaStats, compute_eda
@@ -286,7 +287,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(charts.os, "replace", crash)
+    monkeypatch.setattr(atomic_files.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         charts.write_atomic(target, "new")
     assert [p.name for p in tmp_path.iterdir()] == ["eda_stats.json"]

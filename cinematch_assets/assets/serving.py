@@ -6,7 +6,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import numpy as np
 import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
@@ -22,6 +21,7 @@ from dagster import (
 from pydantic import Field
 from pyspark.sql import DataFrame
 
+from cinematch_assets.atomic_files import atomic_path
 from cinematch_assets.ml.ranking import RankingModel
 from cinematch_assets.ml.rating import RatingModel
 from cinematch_assets.ml.serving import aligned, recommend_for_serving, write_json_shards
@@ -46,7 +46,8 @@ class RecommendationsConfig(Config):
 def _write_parquet(df: DataFrame, target) -> dict:
     """`df` (small enough for the driver) as one Parquet file, atomically."""
     table = df.toArrow()
-    files.write_atomically(target, lambda temp: pq.write_table(table, temp))
+    with atomic_path(target) as temp:
+        pq.write_table(table, temp)
     return {"file": MetadataValue.path(str(target)), "file_bytes": target.stat().st_size}
 
 
@@ -201,26 +202,21 @@ def serving_model_factors(
     ranking = ranking_params.first().asDict()
     ids, items, _ = item_matrix(ranking_items)
     rating_ids, rating_factors, rating_bias = item_matrix(rating_items, bias="bias")
-    arrays = {
-        "movie_ids": ids,
-        "ranking_items": items,
-        "rating_items": aligned(ids, rating_ids, rating_factors),
-        "rating_item_bias": aligned(ids, rating_ids, rating_bias),
-        "rating_global_mean": np.float64(rating["global_mean"]),
-        "rating_reg_param": np.float64(rating["reg_param"]),
-        "rating_variant": np.str_(rating["variant"]),
-        "rating_bias_damping": np.float64(rating.get("bias_damping") or 0.0),
-        "rating_nonnegative": np.bool_(rating["nonnegative"]),
-        "ranking_reg_param": np.float64(ranking["reg_param"]),
-        "ranking_alpha": np.float64(ranking["alpha"]),
-    }
+    settings = files.write_model_factors(
+        cinematch_home(),
+        movie_ids=ids,
+        ranking_items=items,
+        rating_items=aligned(ids, rating_ids, rating_factors),
+        rating_item_bias=aligned(ids, rating_ids, rating_bias),
+        rating_global_mean=rating["global_mean"],
+        rating_reg_param=rating["reg_param"],
+        rating_variant=rating["variant"],
+        rating_bias_damping=rating.get("bias_damping") or 0.0,
+        rating_nonnegative=rating["nonnegative"],
+        ranking_reg_param=ranking["reg_param"],
+        ranking_alpha=ranking["alpha"],
+    )
     target = files.factors_path(cinematch_home())
-
-    def save(temp):
-        with open(temp, "wb") as out:  # a file object: np.savez would append ".npz" to a path
-            np.savez(out, **arrays)
-
-    files.write_atomically(target, save)
     return MaterializeResult(
         metadata={
             "file": MetadataValue.path(str(target)),
@@ -228,9 +224,7 @@ def serving_model_factors(
             "movies": len(ids),
             "ranking_rank": int(items.shape[1]),
             "rating_rank": int(rating_factors.shape[1]),
-            "parameters": MetadataValue.json(
-                {k: v.item() for k, v in arrays.items() if np.ndim(v) == 0}
-            ),
+            "parameters": MetadataValue.json(settings),
         }
     )
 

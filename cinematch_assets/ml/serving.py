@@ -37,9 +37,8 @@ SHARD_INPUT = pa.schema(
 def aligned(ids: np.ndarray, other_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     """`values` (rows for `other_ids`, sorted) reordered to `ids`; zeros where missing."""
     out = np.zeros((len(ids), *values.shape[1:]), dtype=np.float32)
-    at = np.searchsorted(other_ids, ids).clip(0, max(len(other_ids) - 1, 0))
-    found = (other_ids[at] == ids) if len(other_ids) else np.zeros(len(ids), bool)
-    out[found] = values[at[found]]
+    at = position_of(other_ids, ids)
+    out[at >= 0] = values[at[at >= 0]]
     return out
 
 

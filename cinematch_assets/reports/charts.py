@@ -9,13 +9,13 @@ atomically: a reader sees the old file or the new one, never half.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
+
+from cinematch_assets.atomic_files import write_atomic
 
 TEMPLATE = "plotly_dark"
 BACKGROUND = "#111111"  # plotly_dark's paper colour, so the HTML pages blend in
@@ -42,22 +42,6 @@ def style(fig: go.Figure, title: str, subtitle: str, height: int) -> go.Figure:
         hoverlabel={"font_size": 13},
     )
     return fig
-
-
-def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write beside `path`, then rename: a reader sees the old file or the new, never half."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(payload)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from a static file server
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def page(title: str, body: str) -> str:

@@ -19,13 +19,13 @@ manifest a moment ago can still open its shards.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from cinematch_assets.atomic_files import atomic_path, write_atomic
 
 # A shard's JSON parses in about 15 ms at this many users, so a lookup never waits for
 # more than one small file, however many users there are.
@@ -77,35 +77,9 @@ def shard_path(home: Path, manifest: dict[str, Any], user_id: int) -> Path:
     )
 
 
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path beside `target`; renamed onto `target` when the block succeeds,
-    removed when it fails."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(temp, 0o644)  # mkstemp's 0600 would hide the file from an app run as another user
-    try:
-        yield Path(temp)
-        os.replace(temp, target)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-
-
-def write_atomically(target: Path, write: Callable[[Path], object]) -> Path:
-    with atomic_path(target) as temp:
-        write(temp)
-    return target
-
-
 def write_json_shard(directory: Path, shard: int, lists: dict[str, list[dict[str, Any]]]) -> int:
     """One shard file (user id -> ordered list); returns its size in bytes."""
-    target = directory / shard_name(shard)
-    write_atomically(
-        target,
-        lambda temp: temp.write_text(json.dumps(lists, ensure_ascii=False), encoding="utf-8"),
-    )
+    target = write_atomic(directory / shard_name(shard), json.dumps(lists, ensure_ascii=False))
     return target.stat().st_size
 
 
@@ -115,9 +89,45 @@ def publish_recommendations(home: Path, version: str, manifest: dict[str, Any]) 
     directory = recommendations_dir(home)
     path = manifest_path(home)
     previous = json.loads(path.read_text())["version"] if path.exists() else None
-    published = json.dumps({**manifest, "version": version})
-    write_atomically(path, lambda temp: temp.write_text(published))
+    write_atomic(path, json.dumps({**manifest, "version": version}))
     for old in directory.iterdir():
         if old.is_dir() and old.name not in {version, previous}:
             shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def write_model_factors(
+    home: Path,
+    *,
+    movie_ids: np.ndarray,
+    ranking_items: np.ndarray,
+    rating_items: np.ndarray,
+    rating_item_bias: np.ndarray,
+    rating_global_mean: float,
+    rating_reg_param: float,
+    rating_variant: str,
+    rating_bias_damping: float,
+    rating_nonnegative: bool,
+    ranking_reg_param: float,
+    ranking_alpha: float,
+) -> dict[str, Any]:
+    """model_factors.npz, what fold-in needs: both models' item factors and the rating
+    model's movie biases, all aligned on `movie_ids`, and each model's settings. Returns
+    the settings (the scalars written)."""
+    arrays = {
+        "movie_ids": movie_ids,
+        "ranking_items": ranking_items,
+        "rating_items": rating_items,
+        "rating_item_bias": rating_item_bias,
+        "rating_global_mean": np.float64(rating_global_mean),
+        "rating_reg_param": np.float64(rating_reg_param),
+        "rating_variant": np.str_(rating_variant),
+        "rating_bias_damping": np.float64(rating_bias_damping),
+        "rating_nonnegative": np.bool_(rating_nonnegative),
+        "ranking_reg_param": np.float64(ranking_reg_param),
+        "ranking_alpha": np.float64(ranking_alpha),
+    }
+    # A file object: given a path, np.savez would append ".npz" to the temporary name.
+    with atomic_path(factors_path(home)) as temp, temp.open("wb") as out:
+        np.savez(out, **arrays)
+    return {key: value.item() for key, value in arrays.items() if np.ndim(value) == 0}
