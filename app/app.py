@@ -8,25 +8,33 @@ comes from `recommender`; this file only draws.
 from __future__ import annotations
 
 import html
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import plotly.io as pio
 import streamlit as st
 from posters import PosterCache
 from recommender import (
-    ArtifactsMissing,
+    ArtifactProblem,
     Catalog,
     FoldIn,
     Recommendations,
-    load_profiles,
+    open_catalog,
+    open_foldin,
+    open_profiles,
     parse_user_id,
+    plain,
     user_favourites,
 )
 
 from cinematch_assets.resources import serving_files as files
 from cinematch_assets.settings import cinematch_home, reports_root
+
+log = logging.getLogger("cinematch.app")
+T = TypeVar("T")
 
 COLUMNS = 5
 STAR_CHOICES = [x / 2 for x in range(1, 11)]
@@ -73,29 +81,13 @@ def mtime(path: Path) -> int:
     return path.stat().st_mtime_ns if path.exists() else 0
 
 
-# Loaded once per file version: the modification time is part of each cache key, so a new
-# materialization is picked up on the next rerun without restarting the app.
-@st.cache_resource(show_spinner=False)
-def load_catalog(path: str, version: int) -> Catalog:
-    return Catalog.load(Path(path))
-
-
-@st.cache_resource(show_spinner=False)
-def load_foldin(path: str, version: int, catalog: str, catalog_version: int) -> FoldIn:
-    return FoldIn.load(Path(path), load_catalog(catalog, catalog_version))
-
-
-@st.cache_resource(show_spinner=False)
-def load_user_profiles(path: str, version: int):
-    return load_profiles(Path(path))
-
-
 @st.cache_resource(show_spinner=False)
 def poster_cache() -> PosterCache:
     return PosterCache()
 
 
-@st.cache_data(show_spinner=False)
+# Report files are small; one copy per file version (the newest few) is plenty.
+@st.cache_data(show_spinner=False, max_entries=32)
 def load_text(path: str, version: int) -> str:
     return Path(path).read_text(encoding="utf-8")
 
@@ -187,7 +179,7 @@ def with_genres(catalog: Catalog, items: list[dict], genres: list[str]) -> list[
 # ------------------------------------------------------------------------------- pages
 
 
-def for_you(catalog: Catalog, recommendations: Recommendations) -> None:
+def for_you(home: Path, catalog: Catalog, recommendations: Recommendations) -> None:
     left, right = st.columns([1, 3])
     typed = left.text_input(
         "Your user id", value=st.query_params.get("user", ""), key="user_id", placeholder="510"
@@ -195,7 +187,7 @@ def for_you(catalog: Catalog, recommendations: Recommendations) -> None:
     genres = right.multiselect("Only these genres", catalog.genres, key="you_genres")
     user, problem = parse_user_id(typed)
     if problem:
-        st.info(problem)
+        st.info(plain(problem))
         return
     recs = recommendations.lookup(user)
     if recs is None:
@@ -210,9 +202,11 @@ def for_you(catalog: Catalog, recommendations: Recommendations) -> None:
     if not shown:
         st.info("None of this user's recommendations has those genres.")
     show_cards(catalog, shown, recommended=True)
-    profiles_file = files.profiles_path(cinematch_home())
-    profiles = load_user_profiles(str(profiles_file), mtime(profiles_file))
-    favourites = user_favourites(profiles, user)
+    try:
+        favourites = user_favourites(open_profiles(home), user)
+    except ArtifactProblem as problem:
+        st.warning(str(problem))
+        return
     if len(favourites):
         titles = {m["movieId"]: m["display_title"] for m in catalog.rows(favourites["movieId"])}
         with st.expander("What this user rated highest"):
@@ -240,15 +234,21 @@ def new_here(catalog: Catalog, foldin: FoldIn) -> None:
     elif query:
         st.info("No movie the models know matches that title.")
     genres = st.multiselect("Favourite genres (optional)", catalog.genres, key="new_genres")
+    # A re-materialization may have dropped a movie rated earlier in this session.
+    known = {m: s for m, s in rated.items() if m in catalog.movies.index}
     if rated:
         titles = catalog.movies["display_title"]
-        st.caption("Your ratings: " + ", ".join(f"{titles[m]} ★{s:g}" for m, s in rated.items()))
+        yours = ", ".join(f"{plain(titles[m])} ★{s:g}" for m, s in known.items())
+        gone = len(rated) - len(known)
+        if gone:
+            yours += f" (and {gone} no longer in the catalog, left out)"
+        st.caption("Your ratings: " + yours)
         if st.button("Start over", key="clear"):
             rated.clear()
             st.rerun()
-    if not rated and not genres:
+    if not known and not genres:
         return
-    recs = foldin.recommend(rated, genres=genres)
+    recs = foldin.recommend(known, genres=genres)
     st.subheader("Recommended for you")
     show_cards(catalog, recs, recommended=True)
 
@@ -283,11 +283,35 @@ def insights() -> None:
                 st.plotly_chart(figure, width="stretch", key=f"chart_{name}")
                 shown += 1
         if not shown:
-            st.info(f"No charts in {folder} yet: materialize the pipeline first.")
+            st.info(f"No charts in {plain(folder)} yet: materialize the pipeline first.")
     card_path = reports_root() / "ml" / "model_card.md"
     if card_path.exists():
         with st.expander("Model card"):
             st.markdown(load_text(str(card_path), mtime(card_path)))
+
+
+def opened(load: Callable[[], T]) -> tuple[T | None, str | None]:
+    """(what `load` returns, None), or (None, the plain message of what is wrong)."""
+    try:
+        return load(), None
+    except ArtifactProblem as problem:
+        return None, str(problem)
+
+
+def show(page: Callable[..., None], *needed: tuple[Any, str | None]) -> None:
+    """Draw `page` with the artifacts it needs, or say what is wrong: a missing file, or
+    any failure of the page itself (the trace goes to the log, never to the page)."""
+    for _, problem in needed:
+        if problem:
+            st.error(problem)
+            return
+    try:
+        page(*(value for value, _ in needed))
+    except ArtifactProblem as problem:
+        st.error(str(problem))
+    except Exception:
+        log.exception("the %s page failed", page.__name__)
+        st.error("Something went wrong on this page; the details are in the app's log.")
 
 
 def main() -> None:
@@ -295,35 +319,29 @@ def main() -> None:
     st.markdown(STYLE, unsafe_allow_html=True)
     st.title("CineMatch")
     home = cinematch_home()
-    try:
-        catalog_file = files.catalog_path(home)
-        if not catalog_file.exists() or not files.factors_path(home).exists():
-            raise ArtifactsMissing(str(files.serving_root(home)))
-        catalog = load_catalog(str(catalog_file), mtime(catalog_file))
-        recommendations = Recommendations.load(home)
-        factors_file = files.factors_path(home)
-        foldin = load_foldin(
-            str(factors_file), mtime(factors_file), str(catalog_file), mtime(catalog_file)
-        )
-    except ArtifactsMissing:
+    if not files.serving_root(home).is_dir():
         st.error(
-            f"No serving artifacts under {files.serving_root(home)}. Materialize the pipeline "
-            "first (`make materialize`, or the serving group in Dagster), then reload."
+            f"No serving artifacts under `{files.serving_root(home)}` yet. Materialize the "
+            "pipeline first (`make materialize`, or the serving group in Dagster), then reload."
         )
         st.stop()
-    st.caption(
-        f"{recommendations.users:,} users · {len(catalog.movies):,} movies · "
-        f"lists of {recommendations.manifest.get('created', 'unknown date')}"
-    )
+    catalog = opened(lambda: open_catalog(home))
+    recommendations = opened(lambda: Recommendations.load(home))
+    foldin = opened(lambda: open_foldin(home))
+    if catalog[0] is not None and recommendations[0] is not None:
+        st.caption(
+            f"{recommendations[0].users:,} users · {len(catalog[0].movies):,} movies · "
+            f"lists of {plain(recommendations[0].manifest.get('created', 'unknown date'))}"
+        )
     tabs = st.tabs(["For you", "New here", "Search", "Insights"])
     with tabs[0]:
-        for_you(catalog, recommendations)
+        show(for_you, (home, None), catalog, recommendations)
     with tabs[1]:
-        new_here(catalog, foldin)
+        show(new_here, catalog, foldin)
     with tabs[2]:
-        search(catalog)
+        show(search, catalog)
     with tabs[3]:
-        insights()
+        show(insights)
 
 
 main()

@@ -1,8 +1,9 @@
 """Movie posters from TMDB (by tmdbId), cached, never in the way.
 
 No key, no tmdbId, a refused key (401), an unknown movie (404), a slow answer (over
-`timeout` seconds) or an answer that is not what TMDB sends: every one of these gives
-None, and the card shows its placeholder. Without a key nothing touches the network. The
+`timeout` seconds), a broken connection or an answer that is not what TMDB sends (a cut
+body, a garbage status line, a huge header, JSON nested too deep): every one of these
+gives None, and the card shows its placeholder. Without a key nothing touches the network. The
 key travels only in the request to TMDB: it is never logged, never part of a returned URL
 and never in an error message.
 """
@@ -51,7 +52,9 @@ def fetch_poster_url(
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = json.loads(response.read(1_000_000))
-    except (OSError, ValueError):  # HTTP errors, timeouts, refused, not JSON
+    # Any failure of the network, the HTTP exchange or the JSON (http.client alone raises
+    # a dozen kinds, RecursionError comes from json) ends in the placeholder.
+    except Exception:
         return None
     path = body.get("poster_path") if isinstance(body, dict) else None
     if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "\"'<> "):

@@ -1,17 +1,26 @@
 """Everything the app answers, without Streamlit, Spark or a JVM: it loads the serving
 artifacts (`cinematch_assets.resources.serving_files` has the layout) and answers user
 lookups, title search, new-user fold-in and "why". The Streamlit pages in `app.py` only
-draw what this returns, so all of it is tested directly."""
+draw what this returns, so all of it is tested directly.
+
+A serving file that is missing or unreadable raises `ArtifactProblem`, whose message is
+one plain sentence for the page: what is wrong and what rebuilds it (the details go to
+the log). Loaded files are kept for their current version only (`LatestFiles`).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,11 +31,15 @@ from cinematch_assets.ml.foldin import (
     RatingTerms,
     implicit_gram,
     liked,
+    preference_values,
     reasons,
     solve_implicit,
 )
 from cinematch_assets.ml.scoring import position_of, top_n
 from cinematch_assets.resources import serving_files as files
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A new user's list leans on popularity until they have rated a few movies: the personal
 # score's weight is ratings / (ratings + BLEND_PRIOR), so 1 rating -> 1/3, 3 -> 3/5.
@@ -36,8 +49,71 @@ _LEADING_ARTICLE = re.compile(
 )
 
 
-class ArtifactsMissing(RuntimeError):
-    """The serving artifacts have not been materialized (yet) under this home."""
+# Markdown (and Streamlit's extensions: LaTeX between dollars, :colour[...] directives)
+# gives these characters a meaning; a backslash makes each one literal.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+class ArtifactProblem(RuntimeError):
+    """A serving file is missing or unreadable; the message says which one and what
+    rebuilds it, in words for the page."""
+
+
+def plain(text: object) -> str:
+    """`text` for a widget that renders Markdown, shown exactly as written: a title such
+    as `M*A*S*H` or `$1,000,000 Duck`, or a crafted `[link](https://...)` in the URL,
+    stays text."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+@contextmanager
+def reading(what: str, path: Path) -> Iterator[None]:
+    """Any failure to read `path` (`what` it holds) as an ArtifactProblem that names the
+    file and the asset that writes it; the full error goes to the log."""
+    try:
+        yield
+    except ArtifactProblem:
+        raise
+    except Exception as exc:  # a damaged file can fail in any library's own way
+        log.warning("cannot read %s", path, exc_info=True)
+        state = "is missing" if isinstance(exc, FileNotFoundError) else "cannot be read"
+        raise ArtifactProblem(
+            f"{what} {state}: `{path}`. Rebuild it with `make materialize` (or materialize "
+            f"`{files.written_by(path)}` in Dagster), then reload this page."
+        ) from exc
+
+
+class LatestFiles:
+    """What was loaded from some files, kept for their current version only: loaded again
+    when a file's modification time or size changes, and the old copy dropped, so memory
+    stays bounded however often the pipeline re-materializes. Safe across sessions."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, ...], tuple[tuple[int, ...], Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, paths: Sequence[Path], load: Callable[[], T]) -> T:
+        key = tuple(str(p) for p in paths)
+        stamp = tuple(n for p in paths for n in _stamp(p))
+        with self._lock:
+            cached = self._entries.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        value = load()
+        with self._lock:
+            self._entries[key] = (stamp, value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+LOADED = LatestFiles()
 
 
 def search_key(text: str) -> str:
@@ -62,6 +138,12 @@ def parse_user_id(text: str | None) -> tuple[int | None, str | None]:
 # ------------------------------------------------------------------------------ catalog
 
 
+CATALOG_COLUMNS = {
+    "movieId", "display_title", "title", "release_year", "genres", "tmdbId", "tags",
+    "rating_count", "avg_rating", "bayesian_avg",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Catalog:
     """Every movie, indexed by movieId, with a search key and the genre list."""
@@ -70,7 +152,10 @@ class Catalog:
 
     @classmethod
     def load(cls, path: Path) -> Catalog:
-        movies = pq.read_table(path).to_pandas().set_index("movieId", drop=False)
+        table = pq.read_table(path)
+        if missing := CATALOG_COLUMNS - set(table.column_names):
+            raise ValueError(f"no column {', '.join(sorted(missing))}")
+        movies = table.to_pandas().set_index("movieId", drop=False)
         movies.index.name = None  # movieId is a column too: an unnamed index is unambiguous
         movies["genres"] = movies["genres"].map(lambda g: [] if g is None else list(g))
         movies["tags"] = movies["tags"].map(lambda t: [] if t is None else list(t))
@@ -117,30 +202,49 @@ class Recommendations:
     @classmethod
     def load(cls, home: Path) -> Recommendations:
         path = files.manifest_path(home)
-        if not path.exists():
-            raise ArtifactsMissing(f"no recommendations at {path}")
-        return cls(home, json.loads(path.read_text()))
+        with reading("The list of every user's recommendations", path):
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            if not (
+                isinstance(manifest, dict)
+                and isinstance(manifest.get("version"), str)
+                and isinstance(manifest.get("shards"), int)
+                and manifest["shards"] > 0
+                and isinstance(manifest.get("users"), int)
+            ):
+                raise ValueError(f"not a manifest: {str(manifest)[:200]}")
+        return cls(home, manifest)
 
     @property
     def users(self) -> int:
         return int(self.manifest["users"])
 
     def lookup(self, user_id: int) -> list[dict[str, Any]] | None:
-        """The user's ordered list, or None when the models do not know the user."""
+        """The user's ordered list, or None when the models do not know the user. A
+        version replaced since the manifest was read is followed to the new one."""
         shard = files.shard_path(self.home, self.manifest, user_id)
-        return load_shard(str(shard), shard.stat().st_mtime_ns).get(str(user_id))
+        if not shard.exists():
+            newer = Recommendations.load(self.home)
+            if newer.manifest["version"] != self.manifest["version"]:
+                return newer.lookup(user_id)
+        with reading(f"The recommendations of user {user_id}", shard):
+            lists = load_shard(str(shard), *_stamp(shard))
+        return lists.get(str(user_id))
 
 
 @lru_cache(maxsize=64)
-def load_shard(path: str, mtime_ns: int) -> dict[str, list[dict[str, Any]]]:
-    """A parsed shard; the modification time in the key drops a replaced file."""
+def load_shard(path: str, mtime_ns: int, size: int) -> dict[str, list[dict[str, Any]]]:
+    """A parsed shard; the modification time and size in the key drop a replaced file."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        lists = json.load(f)
+    if not isinstance(lists, dict):
+        raise ValueError("a shard maps user ids to lists")
+    return lists
 
 
 def load_profiles(path: Path) -> pd.DataFrame:
     """user_profiles.parquet indexed by userId."""
-    return pq.read_table(path).to_pandas().set_index("userId")
+    columns = ["userId", "rank", "movieId", "rating"]
+    return pq.read_table(path, columns=columns).to_pandas().set_index("userId")
 
 
 def user_favourites(profiles: pd.DataFrame, user_id: int) -> pd.DataFrame:
@@ -150,6 +254,13 @@ def user_favourites(profiles: pd.DataFrame, user_id: int) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------- new users
+
+
+FOLD_IN_KEYS = {
+    "movie_ids", "ranking_items", "rating_items", "rating_item_bias", "rating_global_mean",
+    "rating_reg_param", "rating_variant", "rating_bias_damping", "rating_nonnegative",
+    "ranking_reg_param", "ranking_alpha",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -168,6 +279,8 @@ class FoldIn:
     @classmethod
     def load(cls, path: Path, catalog: Catalog) -> FoldIn:
         with np.load(path) as npz:
+            if missing := FOLD_IN_KEYS - set(npz.files):
+                raise ValueError(f"no {', '.join(sorted(missing))}")
             ids = npz["movie_ids"].astype(np.int64)
             ranking_items = npz["ranking_items"].astype(np.float64)
             rating = RatingTerms(
@@ -180,6 +293,9 @@ class FoldIn:
                 nonnegative=bool(npz["rating_nonnegative"]),
             )
             reg, alpha = float(npz["ranking_reg_param"]), float(npz["ranking_alpha"])
+        rows = {len(ids), len(ranking_items), len(rating.item_factors), len(rating.item_bias)}
+        if len(rows) != 1 or np.any(np.diff(ids) <= 0):
+            raise ValueError("the factor arrays do not match the sorted movie ids")
         counts = catalog.movies["rating_count"].reindex(ids).fillna(0).to_numpy(np.float64)
         movie_genres = [
             g if isinstance(g, list) else [] for g in catalog.movies["genres"].reindex(ids)
@@ -197,13 +313,14 @@ class FoldIn:
         """Positions of the ids the models know (-1 for the others)."""
         return position_of(self.movie_ids, movie_ids)
 
-    def ranking_factor(self, positions: np.ndarray) -> np.ndarray:
-        """The ranking model's factor for a user who rated the movies at `positions`: each
-        a positive preference of confidence 1 + alpha (a new user's ratings are recent,
-        so their decay weight is 1)."""
+    def ranking_factor(self, positions: np.ndarray, stars: np.ndarray) -> np.ndarray:
+        """The ranking model's factor for a user who gave `stars` to the movies at
+        `positions`: a liked-enough movie is a preference, a disliked one counts against
+        (`preference_values`); confidence 1 + alpha (a new user's ratings are recent, so
+        their decay weight is 1)."""
         return solve_implicit(
             self.ranking_items[positions],
-            np.ones(len(positions)),
+            preference_values(stars),
             self.gram,
             self.ranking_reg_param,
             self.ranking_alpha,
@@ -223,16 +340,19 @@ class FoldIn:
         known = {m: s for m, s in ratings.items() if self.positions([m])[0] >= 0}
         positions = self.positions(list(known))
         stars = np.asarray(list(known.values()), dtype=np.float64)
-        weight = len(positions) / (len(positions) + BLEND_PRIOR)
+        # Only movies the user wanted more of make the list personal.
+        wanted = int((preference_values(stars) > 0).sum())
+        weight = wanted / (wanted + BLEND_PRIOR)
         score = (1.0 - weight) * self.popularity
-        if len(positions):
-            score = score + weight * _zscore(self.ranking_items @ self.ranking_factor(positions))
+        if wanted:
+            factor = self.ranking_factor(positions, stars)
+            score = score + weight * _zscore(self.ranking_items @ factor)
         excluded = positions
         if genres:
-            wanted = np.zeros(len(self.movie_ids), dtype=bool)
+            of_genres = np.zeros(len(self.movie_ids), dtype=bool)
             for genre in genres:
-                wanted |= self.genres.get(genre, wanted)
-            excluded = np.union1d(positions, np.flatnonzero(~wanted))
+                of_genres |= self.genres.get(genre, of_genres)
+            excluded = np.union1d(positions, np.flatnonzero(~of_genres))
         # top_n of one "user" with factor [1] against the scores as 1-d item factors.
         best, best_scores = top_n(np.ones((1, 1)), score[:, None], n, exclude=[excluded])
         chosen = best[0][best[0] >= 0]
@@ -253,3 +373,26 @@ class FoldIn:
 def _zscore(values: np.ndarray) -> np.ndarray:
     spread = values.std()
     return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+
+
+# ------------------------------------------------------------------------------ opening
+
+
+def open_catalog(home: Path) -> Catalog:
+    path = files.catalog_path(home)
+    with reading("The movie catalog", path):
+        return LOADED.get([path], lambda: Catalog.load(path))
+
+
+def open_profiles(home: Path) -> pd.DataFrame:
+    path = files.profiles_path(home)
+    with reading("The users' favourite movies", path):
+        return LOADED.get([path], lambda: load_profiles(path))
+
+
+def open_foldin(home: Path) -> FoldIn:
+    """The fold-in model (it reads the catalog too, for popularity and genres)."""
+    path, catalog_path = files.factors_path(home), files.catalog_path(home)
+    catalog = open_catalog(home)
+    with reading("The model factors for new users", path):
+        return LOADED.get([path, catalog_path], lambda: FoldIn.load(path, catalog))

@@ -1,9 +1,11 @@
 """Files written so that a reader sees the old version or the new one, never half of one:
-each is written beside its target under a temporary name and renamed onto it. No Spark,
-so the app, the reports and the serving files share it."""
+each is written beside its target under a temporary name, flushed to disk, and renamed
+onto it. No Spark, so the app, the reports and the serving files share it."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
@@ -11,10 +13,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's) data and metadata to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path beside `target` to write to; renamed onto `target` when the block
-    succeeds, removed when it fails."""
+    succeeds, removed when it fails.
+
+    The file is fsynced before the rename and the folder after it: without that, a power
+    loss can leave the new name pointing at a file whose data never reached the disk (a
+    zero-length manifest)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -24,7 +39,11 @@ def atomic_path(target: Path) -> Iterator[Path]:
     os.chmod(temp, 0o644)
     try:
         yield Path(temp)
+        fsync_path(Path(temp))
         os.replace(temp, target)
+        # Some filesystems refuse to fsync a folder; the rename is then as durable as they allow.
+        with contextlib.suppress(OSError):
+            fsync_path(target.parent)
     finally:
         Path(temp).unlink(missing_ok=True)
 
@@ -34,3 +53,16 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     with atomic_path(path) as temp:
         temp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if absent) for the block; other processes
+    and threads wait. The operating system releases it if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

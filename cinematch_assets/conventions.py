@@ -2,6 +2,13 @@
 
 # The star scale: half stars from 0.5 to 5.0.
 MIN_RATING, MAX_RATING = 0.5, 5.0
+# "Liked": a rating this high makes a held-out movie relevant (a hit if it was on the
+# list) and makes a movie a reason ("because you rated X highly"). Nothing lower is
+# ever called rated highly.
+LIKED_STARS = 4.0
+# Below this a new user's rating counts against similar movies in the ranking fold-in
+# (a preference of 0, held with confidence); from here up, for them.
+DISLIKED_BELOW_STARS = 3.0
 
 # Articles MovieLens moves to the end for sorting ("Matrix, The"), the foreign ones as
 # found in the 2016 movies.csv plus their obvious companions. Case matters: "Good, the

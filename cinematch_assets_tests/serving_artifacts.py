@@ -14,6 +14,12 @@ import pyarrow.parquet as pq
 from cinematch_assets.resources import serving_files as files
 
 HOSTILE_TITLE = "<img src=x onerror=alert(1)>"
+MARKDOWN_TITLES = [
+    ("M*A*S*H", 1970),
+    ("B*A*P*S", 1997),
+    ("$1,000,000 Duck", 1971),
+    ("Succe$s", 1991),
+]
 GENRES = ["Action", "Comedy", "Drama", "Romance", "Sci-Fi"]
 RANK = 4
 USERS = [1, 2, 3, 510]
@@ -26,6 +32,8 @@ def catalog_frame() -> pd.DataFrame:
         ("Amélie", "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)", 2001, ["Comedy"]),
         (HOSTILE_TITLE, f"{HOSTILE_TITLE} (2020)", 2020, ["Drama"]),
         ("The Matrix Reloaded", "Matrix Reloaded, The (2003)", 2003, ["Action", "Sci-Fi"]),
+        # Real MovieLens titles that Markdown would turn into emphasis or LaTeX.
+        *((title, f"{title} ({year})", year, ["Comedy"]) for title, year in MARKDOWN_TITLES),
     ]
     rows = [
         {"display_title": d, "title": t, "release_year": y, "genres": g} for d, t, y, g in named

@@ -4,19 +4,33 @@ by `serving_artifacts` in the serving assets' own layout."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import threading
 import time
+import tomllib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import streamlit as st
+from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from cinematch_assets.resources import serving_files as files
 
 from .conftest import REPO_ROOT
-from .serving_artifacts import HOSTILE_TITLE, N, write_serving_artifacts
+from .serving_artifacts import (
+    HOSTILE_TITLE,
+    MARKDOWN_TITLES,
+    N,
+    catalog_frame,
+    write_serving_artifacts,
+)
 
 APP = str(REPO_ROOT / "app" / "app.py")
 KEY = "sekrit-tmdb-key-123"
@@ -82,7 +96,7 @@ def test_lookup_reads_one_shard_and_notices_a_new_version(app_module, home, tmp_
     recs = recommender.Recommendations.load(home)
     assert len(recs.lookup(510)) == N
     assert recs.lookup(4242) is None
-    with pytest.raises(recommender.ArtifactsMissing):
+    with pytest.raises(recommender.ArtifactProblem, match="make materialize"):
         recommender.Recommendations.load(tmp_path)
     # A new version is a new manifest: the next load reads the new shard.
     manifest = json.loads(files.manifest_path(home).read_text())
@@ -116,18 +130,97 @@ def test_new_user_fold_in(app_module, home):
     assert dramas and all("Drama" in genres[r["movieId"]] for r in dramas)
 
 
+def test_a_low_rating_counts_against_similar_movies_and_is_never_a_reason(app_module, home):
+    recommender, _ = app_module
+    catalog = recommender.Catalog.load(files.catalog_path(home))
+    foldin = recommender.FoldIn.load(files.factors_path(home), catalog)
+    loved, hated = foldin.recommend({1: 5.0}, n=N), foldin.recommend({1: 0.5}, n=N)
+    assert [r["movieId"] for r in loved] != [r["movieId"] for r in hated]
+    # Beside two liked movies, the same third movie liked or disliked: its nearest
+    # neighbour (by the ranking factors) scores lower when it was disliked.
+    items = foldin.ranking_items
+    third = foldin.positions([7])[0]
+    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
+    similar = [p for p in np.argsort(-(unit @ unit[third])) if p != third][0]
+    scores = {}
+    for stars in (5.0, 0.5):
+        factor = foldin.ranking_factor(foldin.positions([1, 2, 7]), np.array([5.0, 5.0, stars]))
+        scores[stars] = float(items[similar] @ factor)
+    assert scores[0.5] < scores[5.0]
+    # Reasons name only movies rated 4 stars or more: none at all when nothing was.
+    assert {r["reason"] for r in foldin.recommend({1: 5.0, 2: 3.5, 7: 0.5}, n=N)} <= {1}
+    assert {r["reason"] for r in foldin.recommend({7: 0.5, 2: 3.5}, n=N)} == {None}
+
+
+def test_plain_text_stays_text_in_markdown(app_module):
+    recommender, _ = app_module
+    markdown = MarkdownIt("commonmark")
+    hostile = [
+        "[Your session expired](https://evil.example/login)",
+        "![x](https://evil.example/t.png)",
+        *(title for title, _ in MARKDOWN_TITLES),
+        "<b>bold</b> `code` _under_ # heading",
+        "&lt;escaped&gt; \\ back\\slash",
+    ]
+    for text in hostile:
+        rendered = markdown.render(recommender.plain(text)).strip()
+        assert rendered == f"<p>{html.escape(text, quote=False)}</p>", text
+        assert "$" not in text or "\\$" in recommender.plain(text)  # no LaTeX either
+
+
+def test_a_catalog_rewritten_again_and_again_is_held_once(app_module, tmp_path):
+    """Every re-materialization replaces the loaded catalog rather than adding one more."""
+    recommender, _ = app_module
+    write_serving_artifacts(tmp_path)
+    before = len(recommender.LOADED)
+    for i in range(5):
+        frame = catalog_frame()
+        frame["display_title"] = frame["display_title"] + f" v{i}"
+        pq.write_table(
+            pa.Table.from_pandas(frame, preserve_index=False), files.catalog_path(tmp_path)
+        )
+        catalog = recommender.open_catalog(tmp_path)
+        assert catalog.movies["display_title"].iloc[0].endswith(f" v{i}")
+        recommender.open_foldin(tmp_path)
+    assert len(recommender.LOADED) == before + 2  # one catalog, one fold-in model
+
+
 # ------------------------------------------------------------------------------ posters
+
+
+def broken_answer(handler: BaseHTTPRequestHandler, kind: str) -> None:
+    """Answers that break http.client or json in ways an OSError/ValueError net misses."""
+    out = handler.wfile
+    if kind == "cut chunked body":  # http.client.IncompleteRead
+        out.write(b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n{"poster')
+    elif kind == "garbage status line":  # http.client.BadStatusLine
+        out.write(b"SPDY/9 lol\r\n\r\n")
+    elif kind == "header over 64 KB":  # http.client.LineTooLong
+        out.write(b"HTTP/1.1 200 OK\r\nX-Huge: " + b"a" * 70_000 + b"\r\n\r\n{}")
+    elif kind == "JSON nested too deep":  # RecursionError
+        body = b"[" * 200_000 + b"]" * 200_000
+        out.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    out.flush()
+    handler.close_connection = True
+
+
+BROKEN = ["cut chunked body", "garbage status line", "header over 64 KB", "JSON nested too deep"]
 
 
 class FakeTmdb(BaseHTTPRequestHandler):
     """TMDB's /movie/{id}: 1 answers, 2 refuses the key, 3 is unknown, 4 is slow, 5 sends
-    garbage, 6 sends a poster path that is not one; any other has a poster."""
+    garbage, 6 sends a poster path that is not one, 7 to 10 break the HTTP exchange or the
+    JSON parser (BROKEN); any other has a poster, unless `broken` says every answer breaks."""
 
     requests: list[str] = []
+    broken: str | None = None
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         FakeTmdb.requests.append(self.path)
         movie = int(self.path.split("/movie/")[1].split("?")[0])
+        if FakeTmdb.broken or 7 <= movie <= 10:
+            broken_answer(self, FakeTmdb.broken or BROKEN[movie - 7])
+            return
         if movie == 4:
             time.sleep(1.5)
         status, body = {
@@ -166,6 +259,8 @@ def test_posters_from_tmdb_and_a_placeholder_on_every_failure(app_module, tmdb):
     assert fetch(4, KEY, base=tmdb, timeout=0.3) is None
     assert time.perf_counter() - started < 1.4  # gave up at the timeout, not the answer
     assert fetch(1, KEY, base="http://127.0.0.1:9") is None  # refused
+    for movie in range(7, 11):  # each broke the whole app before
+        assert fetch(movie, KEY, base=tmdb) is None, BROKEN[movie - 7]
 
 
 def test_poster_cache_asks_once_and_never_without_a_key(app_module, tmdb):
@@ -291,7 +386,8 @@ def test_missing_artifacts_give_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("CINEMATCH_HOME", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
-    assert "No serving artifacts" in at.error[0].value
+    assert len(at.error) == 1 and "No serving artifacts" in at.error[0].value
+    assert "make materialize" in at.error[0].value
 
 
 def test_posters_in_cards_and_the_key_never_on_the_page(app_env, tmdb, monkeypatch):
@@ -303,3 +399,152 @@ def test_posters_in_cards_and_the_key_never_on_the_page(app_env, tmdb, monkeypat
     page = "\n".join(m.value for m in at.markdown)
     assert KEY not in page
     assert 'class="cm-poster" src="https://image.tmdb.org/t/p/w342/p' in page
+
+
+def test_a_crafted_user_link_stays_text(app_env):
+    for crafted in (
+        "[Your session expired](https://evil.example/login)",
+        "![x](https://evil.example/t.png)",
+    ):
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params["user"] = crafted
+        at.run()
+        assert not at.exception
+        shown = at.info[0].value
+        assert "is not a user id" in shown
+        rendered = MarkdownIt("commonmark").render(shown)
+        assert "<a" not in rendered and "<img" not in rendered
+        assert "https://evil.example" in html.unescape(re.sub(r"<[^>]+>", "", rendered))
+
+
+def test_titles_with_markdown_syntax_are_shown_as_written(app_env):
+    at = run_app()
+    for title, _ in MARKDOWN_TITLES:
+        at.text_input(key="new_query").input(title).run()
+        at.button(key="rate").click().run()
+        assert not at.exception
+    caption = next(c.value for c in at.caption if c.value.startswith("Your ratings"))
+    rendered = MarkdownIt("commonmark").render(caption)
+    for title, _ in MARKDOWN_TITLES:
+        assert html.escape(title, quote=False) in rendered, (title, caption)
+    assert "<em>" not in rendered
+
+
+def test_a_movie_dropped_by_a_new_materialization_leaves_the_session_working(
+    home, tmp_path, monkeypatch
+):
+    write_serving_artifacts(tmp_path)
+    monkeypatch.setenv("CINEMATCH_HOME", str(tmp_path))
+    at = run_app()
+    for query in ("matrix reloaded", "amelie"):
+        at.text_input(key="new_query").input(query).run()
+        at.button(key="rate").click().run()
+    assert set(at.session_state["new_ratings"]) == {4, 2}
+    frame = catalog_frame()
+    frame = frame[frame["movieId"] != 4]  # The Matrix Reloaded is gone
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), files.catalog_path(tmp_path))
+    at.run()
+    assert not at.exception and not at.error
+    caption = next(c.value for c in at.caption if c.value.startswith("Your ratings"))
+    assert "Am" in caption and "Reloaded" not in caption and "no longer in the catalog" in caption
+    assert len(cards(at, "New here")) == N
+
+
+def break_profiles(home: Path) -> None:
+    files.profiles_path(home).unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def current_shard(home: Path) -> Path:
+    manifest = json.loads(files.manifest_path(home).read_text())
+    return files.recommendations_dir(home) / manifest["version"] / files.shard_name(0)
+
+
+def remove_version(home: Path) -> None:
+    folder = current_shard(home).parent
+    for shard in folder.iterdir():
+        shard.unlink()
+    folder.rmdir()
+
+
+def rewrite_factors(home: Path, change) -> None:
+    with np.load(files.factors_path(home)) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    change(arrays)
+    np.savez(files.factors_path(home), **arrays)
+
+
+# What breaks -> the tab that must say so (the others keep working).
+BROKEN_ARTIFACTS = {
+    "no user_profiles.parquet": (break_profiles, "For you"),
+    "an empty manifest": (lambda h: write_text(files.manifest_path(h), ""), "For you"),
+    "a truncated manifest": (
+        lambda h: write_text(files.manifest_path(h), '{"version": "v1", "sha'),
+        "For you",
+    ),
+    "no version folder": (remove_version, "For you"),
+    "no shard": (lambda h: current_shard(h).unlink(), "For you"),
+    "a truncated shard": (
+        lambda h: write_text(current_shard(h), current_shard(h).read_text()[:50]),
+        "For you",
+    ),
+    "a factor file without a key": (
+        lambda h: rewrite_factors(h, lambda a: a.pop("ranking_alpha")),
+        "New here",
+    ),
+    "too few factor rows": (
+        lambda h: rewrite_factors(h, lambda a: a.update(ranking_items=a["ranking_items"][:5])),
+        "New here",
+    ),
+    "a catalog that is not Parquet": (
+        lambda h: write_text(files.catalog_path(h), "not parquet"),
+        "Search",
+    ),
+}
+
+
+@pytest.mark.parametrize("broken", list(BROKEN_ARTIFACTS))
+def test_a_broken_serving_file_gives_one_plain_message(broken, tmp_path, monkeypatch):
+    write_serving_artifacts(tmp_path)
+    damage, tab = BROKEN_ARTIFACTS[broken]
+    damage(tmp_path)
+    monkeypatch.setenv("CINEMATCH_HOME", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["user"] = "510"
+    at.run()
+    assert not at.exception, broken
+    messages = [e.value for e in at.tabs[TABS[tab]].error] + [
+        w.value for w in at.tabs[TABS[tab]].warning
+    ]
+    assert len(messages) == 1, (broken, messages)
+    assert "make materialize" in messages[0] and "Traceback" not in messages[0]
+    # Insights never needs the serving files; Search needs only the catalog.
+    assert len(at.tabs[TABS["Insights"]].get("plotly_chart")) == 2
+    if "catalog" not in broken:
+        assert len(cards(at, "Search")) == 10
+    if tab == "For you" and broken == "no user_profiles.parquet":
+        assert len(cards(at, "For you")) == N  # the list itself still shows
+
+
+@pytest.mark.parametrize("kind", BROKEN)
+def test_posters_that_break_the_connection_leave_placeholders(app_env, tmdb, monkeypatch, kind):
+    monkeypatch.setenv("TMDB_API_KEY", KEY)
+    monkeypatch.setenv("CINEMATCH_TMDB_API", tmdb)
+    monkeypatch.setattr(FakeTmdb, "broken", kind)
+    st.cache_resource.clear()  # posters another test fetched are still in the cache
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["user"] = "1"
+    at.run()
+    assert not at.exception and not at.error
+    shown = cards(at, "For you")
+    assert len(shown) == N and all('aria-label="no poster"' in card for card in shown)
+
+
+def test_no_stranger_sees_a_stack_trace_and_secrets_stay_out_of_git():
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == "none"
+    ignored = (REPO_ROOT / ".gitignore").read_text().split()
+    assert "/.streamlit/secrets.toml" in ignored

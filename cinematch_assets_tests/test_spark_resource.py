@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -104,6 +105,74 @@ def test_shared_session_has_the_project_settings(spark):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.master") == "local[2]"
     assert spark.conf.get("spark.sql.parquet.outputTimestampType") == "TIMESTAMP_MICROS"
+
+
+SESSION_WITH_UI = """
+import os, sys
+from cinematch_assets.resources.spark import SparkResource
+spark = SparkResource(master="local[1]", remote="", driver_memory="1g", shuffle_partitions=2,
+                      ui_enabled=True, conf={}, delta_jars=False).spark_session
+spark.range(10).count()
+print(spark.sparkContext.uiWebUrl, flush=True)
+sys.stdin.read()  # up until the test has looked
+"""
+
+
+def _listening(pids: set[int]) -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]:
+    """(address, port) of every TCP socket these processes listen on (Linux /proc)."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                raw = bytes.fromhex(address)
+                # /proc writes addresses as 32-bit words in host (little-endian) order.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                ip = ipaddress.ip_address(words)
+                found.append((getattr(ip, "ipv4_mapped", None) or ip, int(port, 16)))
+    return found
+
+
+def _family(pid: int) -> set[int]:
+    children = {pid}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children |= _family(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return children
+
+
+def test_a_local_session_listens_on_loopback_only_ui_included():
+    """Every socket of the driver JVM and its Python side, the Spark UI's among them, is
+    bound to 127.0.0.1: nobody else on the network reads the job's environment."""
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_LOCAL_IP"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SESSION_WITH_UI],
+        cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        ui = process.stdout.readline().strip()
+        assert ui, "no session"
+        sockets = _listening(_family(process.pid))
+    finally:
+        process.communicate("", timeout=60)
+    ui_port = int(ui.rsplit(":", 1)[1])
+    assert ui_port in {port for _, port in sockets}
+    exposed = [(str(address), port) for address, port in sockets if not address.is_loopback]
+    assert exposed == [], f"listening beyond loopback: {exposed}"
 
 
 def test_graph_up_to_gold_runs_on_spark_connect(tmp_path):

@@ -22,6 +22,7 @@ from cinematch_assets.sources.synthetic import (
     GENRES,
     HALF_STARS_FROM,
     MANIFEST_NAME,
+    MARKDOWN_TITLES,
     NO_GENRES,
     SYNTHETIC_PRESETS,
     T_END,
@@ -184,6 +185,7 @@ def test_titles_have_movielens_quirks(tiny: Path) -> None:
     assert any(not t.isascii() for t in titles), "non-ASCII"
     assert any(re.search(r"\(.+\) \(\d{4}", t) for t in titles), "alternate title"
     assert any('"' in t for t in titles) and any("," in t for t in titles)
+    assert set(MARKDOWN_TITLES) <= set(titles), "Markdown syntax"
 
 
 # --------------------------------------------------------------------------- determinism

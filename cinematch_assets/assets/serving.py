@@ -3,7 +3,6 @@ compact file the app loads (no Spark, no JVM), written atomically under
 $CINEMATCH_HOME/serving (layout in `resources.serving_files`)."""
 
 import time
-import uuid
 from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
@@ -150,19 +149,21 @@ def serving_recommendations_json(
     home = cinematch_home()
     users = recommendations.select("userId").distinct().count()
     shards = files.shard_count(users)
-    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    written = write_json_shards(recommendations, files.recommendations_dir(home) / version, shards)
-    manifest = files.publish_recommendations(
-        home,
-        version,
-        {
-            "shards": shards,
-            "users": users,
-            "n": int(recommendations.agg({"rank": "max"}).first()[0] or 0),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
+    # Held from the first shard to the manifest swap: an overlapping run's publish leaves
+    # this version alone.
+    with files.new_version(home) as (version, folder):
+        written = write_json_shards(recommendations, folder, shards)
+        manifest = files.publish_recommendations(
+            home,
+            version,
+            {
+                "shards": shards,
+                "users": users,
+                "n": int(recommendations.agg({"rank": "max"}).first()[0] or 0),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
     seconds = time.perf_counter() - started
     context.log.info(f"{users:,} users in {shards} JSON shards in {seconds:.1f} s")
     return MaterializeResult(

@@ -19,12 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cinematch_assets.conventions import MAX_RATING, MIN_RATING
+from cinematch_assets.conventions import DISLIKED_BELOW_STARS, LIKED_STARS, MAX_RATING, MIN_RATING
 
 # Sweeps of the nonnegative solver; it converges in far fewer at the ranks used here.
 NNLS_SWEEPS = 500
-# "Rated highly", for explanations: the evaluation's relevance threshold.
-LIKED_STARS = 4.0
 
 
 def solve_explicit(
@@ -144,11 +142,16 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def liked(movies: np.ndarray, stars: np.ndarray) -> np.ndarray:
-    """The `movies` a user rated highly (>= 4 stars), or their best-rated if none is."""
+    """The `movies` a user rated highly (LIKED_STARS or more); none when they liked none."""
     movies, stars = np.asarray(movies), np.asarray(stars, dtype=np.float64)
-    if len(stars) == 0:
-        return movies[:0]
-    return movies[stars >= min(LIKED_STARS, stars.max())]
+    return movies[stars >= LIKED_STARS]
+
+
+def preference_values(stars: np.ndarray) -> np.ndarray:
+    """A new user's stars as implicit-feedback values: +1 (a preference, confidence
+    1 + alpha) from DISLIKED_BELOW_STARS up, -1 below it (no preference, held with the
+    same confidence), so a movie rated 0.5 pushes similar movies down, never up."""
+    return np.where(np.asarray(stars, dtype=np.float64) >= DISLIKED_BELOW_STARS, 1.0, -1.0)
 
 
 def reasons(items: np.ndarray, recommended: np.ndarray, liked: np.ndarray) -> np.ndarray:

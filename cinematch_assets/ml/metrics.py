@@ -11,14 +11,15 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Row, Window
 from pyspark.sql import functions as F
 
+from cinematch_assets.conventions import LIKED_STARS
+
 RANKING_METRICS = ("precision", "recall", "ndcg", "map")
-# A held-out rating this high means the user liked the movie: a hit if it was on the list.
-RELEVANT_RATING = 4.0
 
 
 def relevant_rows(rows: DataFrame) -> DataFrame:
-    """(userId, movieId) of the `rows` rated at least RELEVANT_RATING."""
-    return rows.filter(F.col("rating") >= RELEVANT_RATING).select("userId", "movieId")
+    """(userId, movieId) of the `rows` the user liked (LIKED_STARS or more): a hit if
+    it was on the list."""
+    return rows.filter(F.col("rating") >= LIKED_STARS).select("userId", "movieId")
 
 
 def _regression_columns(label: str, prediction: str) -> list[Column]:

@@ -19,8 +19,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
-from cinematch_assets.conventions import MAX_RATING, MIN_RATING
-from cinematch_assets.ml.foldin import LIKED_STARS
+from cinematch_assets.conventions import LIKED_STARS, MAX_RATING, MIN_RATING
 from cinematch_assets.ml.ranking import RankingModel
 from cinematch_assets.ml.rating import RatingModel
 from cinematch_assets.ml.scoring import position_of, top_n
@@ -91,7 +90,7 @@ def recommend_for_serving(
                 + np.einsum("uk,unk->un", _matrix(batch.column("_factors"), star_rank),
                             star_items[safe])
             ).clip(MIN_RATING, MAX_RATING)  # fmt: skip
-            favourite = known & _rated_highly(stars_given, owners, users)
+            favourite = known & (stars_given >= LIKED_STARS)
             why = reasons_for(items, positions, at[favourite], owners[favourite])
             found = (positions >= 0).ravel()
             chosen = positions.ravel()[found]
@@ -134,13 +133,6 @@ def reasons_for(
                         np.arange(len(liked_at)), len(liked_at))  # fmt: skip
         why[rows, column] = liked_at[np.minimum.reduceat(hits, starts)]
     return np.where(recommended >= 0, why, -1)
-
-
-def _rated_highly(stars: np.ndarray, owners: np.ndarray, users: int) -> np.ndarray:
-    """`foldin.liked` per user, as a mask over the flat ratings of a block of users."""
-    best = np.full(users, -np.inf)
-    np.maximum.at(best, owners, stars)
-    return stars >= np.minimum(LIKED_STARS, best)[owners]
 
 
 def _flat(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:

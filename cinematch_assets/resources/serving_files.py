@@ -9,23 +9,36 @@ the app reads through the same layout the serving assets write.
       user_profiles.parquet                each user's highest-rated movies
       model_factors.npz                    what fold-in needs (item factors of both models)
 
-Every file is written to a temporary name beside its target and renamed into place, so a
-reader sees the old file or the new one, never half of one. The recommendations are a
-directory per version: all shards are written first, then the manifest is swapped to point
-at them; the previous version stays until the next write, so an app that read the old
-manifest a moment ago can still open its shards.
+Every file is written to a temporary name beside its target, flushed and renamed into
+place, so a reader sees the old file or the new one, never half of one. The
+recommendations are a directory per version: all shards are written first, then the
+manifest is swapped to point at them; the previous version stays until the next publish,
+so an app that read the old manifest a moment ago can still open its shards.
+
+Runs may overlap (Dagster runs assets of two runs at once; `make materialize` runs outside
+any queue). A run holds a lock on its version folder from creation to publication
+(`new_version`), and publishing (serialized by a lock of its own) removes only versions
+that are neither the new one, nor the one it replaces, nor held by a live writer. A writer
+that dies releases its lock with its process, so its folder goes at the next publish. A
+manifest that cannot be read (a crash or a full disk during a write elsewhere) is simply
+replaced by the next publish.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cinematch_assets.atomic_files import atomic_path, write_atomic
+from cinematch_assets.atomic_files import atomic_path, exclusive_lock, write_atomic
 
 # A shard's JSON parses in about 15 ms at this many users, so a lookup never waits for
 # more than one small file, however many users there are.
@@ -56,6 +69,19 @@ def factors_path(home: Path) -> Path:
     return serving_root(home) / "model_factors.npz"
 
 
+# The asset that writes each file, for messages that say how to rebuild it.
+WRITTEN_BY = {
+    "movie_catalog.parquet": "serving/movie_catalog",
+    "user_profiles.parquet": "serving/user_profiles",
+    "model_factors.npz": "serving/model_factors",
+}
+
+
+def written_by(path: Path) -> str:
+    """The asset that writes a serving file (the manifest and shards: the JSON export)."""
+    return WRITTEN_BY.get(Path(path).name, "serving/recommendations_json")
+
+
 def shard_count(users: int) -> int:
     return max(1, -(-users // USERS_PER_SHARD))
 
@@ -83,16 +109,72 @@ def write_json_shard(directory: Path, shard: int, lists: dict[str, list[dict[str
     return target.stat().st_size
 
 
+def _writing_marker(directory: Path, version: str) -> Path:
+    return directory / f".{version}.writing"
+
+
+@contextmanager
+def new_version(home: Path) -> Iterator[tuple[str, Path]]:
+    """A new, empty version folder for one run's shards: (version, folder). This process
+    holds it until the block ends, so no publish removes it meanwhile; publish inside
+    the block."""
+    directory = recommendations_dir(home)
+    directory.mkdir(parents=True, exist_ok=True)
+    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    marker = _writing_marker(directory, version)
+    handle = marker.open("a")
+    # Held before the folder exists: a publish only looks at markers of existing folders.
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        (directory / version).mkdir()
+        yield version, directory / version
+    finally:
+        marker.unlink(missing_ok=True)
+        handle.close()
+
+
+def _held_by_a_writer(directory: Path, version: str) -> bool:
+    """True while a live process holds `version` (see `new_version`)."""
+    marker = _writing_marker(directory, version)
+    try:
+        handle = marker.open("r")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        # Its writer is gone: the folder will be removed, and the marker with it.
+        marker.unlink(missing_ok=True)
+        return False
+
+
+def published_version(home: Path) -> str | None:
+    """The version the manifest names; None when there is no readable manifest."""
+    try:
+        manifest = json.loads(manifest_path(home).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = manifest.get("version") if isinstance(manifest, dict) else None
+    return version if isinstance(version, str) else None
+
+
 def publish_recommendations(home: Path, version: str, manifest: dict[str, Any]) -> Path:
     """Point the manifest at `version` (its shards already written), then remove every
-    version but this one and the one it replaces."""
+    version but this one, the one it replaces and those other runs are still writing."""
     directory = recommendations_dir(home)
     path = manifest_path(home)
-    previous = json.loads(path.read_text())["version"] if path.exists() else None
-    write_atomic(path, json.dumps({**manifest, "version": version}))
-    for old in directory.iterdir():
-        if old.is_dir() and old.name not in {version, previous}:
-            shutil.rmtree(old, ignore_errors=True)
+    with exclusive_lock(directory / ".publish.lock"):
+        previous = published_version(home)
+        write_atomic(path, json.dumps({**manifest, "version": version}))
+        for old in directory.iterdir():
+            if (
+                old.is_dir()
+                and old.name not in {version, previous}
+                and not _held_by_a_writer(directory, old.name)
+            ):
+                shutil.rmtree(old, ignore_errors=True)
     return path
 
 

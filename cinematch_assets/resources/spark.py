@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 from cinematch_assets.resources.java import ensure_java
 from cinematch_assets.settings import cinematch_home
 
+LOOPBACK = "127.0.0.1"
 # SQL settings every session gets, whatever the deployment (Spark Connect included).
 SQL_CONF: dict[str, str] = {
     # Spark's default (INT96) is deprecated and not what other Delta readers expect.
@@ -101,8 +102,8 @@ def session_conf(
     }
     if master.startswith("local"):
         # Local mode needs no network: skip hostname resolution and stay on loopback.
-        conf["spark.driver.host"] = "127.0.0.1"
-        conf["spark.driver.bindAddress"] = "127.0.0.1"
+        conf["spark.driver.host"] = LOOPBACK
+        conf["spark.driver.bindAddress"] = LOOPBACK
     if delta_jars:
         conf.update(DELTA_SQL_CONF)
     conf.update(extra_conf)
@@ -220,5 +221,9 @@ class SparkResource(ConfigurableResource):
                 # Local Python workers run this interpreter (its venv has numpy and pandas),
                 # not whatever `python3` comes first on PATH.
                 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+                # The UI binds to SPARK_LOCAL_IP, else to every interface: a laptop on a
+                # shared network would show the job's environment to anyone. Loopback
+                # unless the user exposes it on purpose (SPARK_LOCAL_IP=0.0.0.0).
+                os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
             self._pyspark = LazyPySparkResource(spark_config=self.spark_config)
         return self._pyspark.spark_session

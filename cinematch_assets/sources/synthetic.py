@@ -15,7 +15,8 @@ The data is shaped like MovieLens where downstream code cares:
 * heavy-tailed activity (log-normal ratings per user, Zipf-like movie popularity), sparse
   movieIds, per-user activity windows between 1996 and 2023, half stars only after
   2003-02-12 (as on movielens.org), and awkward titles (trailing articles, alternate
-  titles, year ranges, missing years, non-ASCII, quotes, trailing spaces).
+  titles, year ranges, missing years, non-ASCII, quotes, trailing spaces, and real ones
+  such as ``M*A*S*H`` and ``$1,000,000 Duck`` that Markdown would mangle).
 
 Generation streams users in fixed blocks of :data:`BLOCK_USERS`, each with its own seeded
 random stream: memory stays flat with size and the output does not depend on how many
@@ -559,6 +560,9 @@ _FOREIGN = (
     "Ödemiş yolu", "Ángel caído, El", "Żywot ptaków", "Fräulein Sonne", "Cœur volé, Le",
     "Yoru no kōen", "Più bella del mondo, La", "Ärger im Paradies", "Elämältä kaiken sain",
 )  # fmt: skip
+# Real MovieLens titles full of Markdown syntax (emphasis, LaTeX dollars).
+MARKDOWN_TITLES = ("M*A*S*H (a.k.a. MASH) (1970)", "B*A*P*S (1997)", "$1,000,000 Duck (1971)",
+                   "Succe$s (1991)")  # fmt: skip
 _NAME_KINDS = (
     "plain", "article", "of_the", "possessive", "in_place", "sequel", "subtitle", "foreign",
     "quoted",
@@ -699,7 +703,12 @@ def _write_catalog(model: PlantedModel, folder: Path) -> None:
     """movies.csv and links.csv (small: one pass each)."""
     spec = model.spec
     movie_ids = _ints(model.movie_ids)
-    titles = _quoted(pa.array(_titles(spec), _LARGE))
+    names = _titles(spec)
+    # Real MovieLens titles that Markdown would mangle, on popular movies (every model and
+    # list knows them), so the app is always tested on them.
+    for spot, title in zip(model.by_popularity[3:], MARKDOWN_TITLES, strict=False):
+        names[spot] = title
+    titles = _quoted(pa.array(names, _LARGE))
     with open(folder / "movies.csv", "wb") as f:
         f.write(f"{MOVIE_HEADER}\n".encode())
         f.write(_encode([movie_ids, titles, _genre_strings(model.genres)]))

@@ -1,0 +1,148 @@
+"""Publishing the served lists: overlapping runs, dead writers, broken manifests, and
+files that reach the disk before their name does."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from cinematch_assets import atomic_files
+from cinematch_assets.resources import serving_files as files
+
+SHARDS = 3
+
+
+def write_version(home: Path, folder: Path, tag: str) -> None:
+    for shard in range(SHARDS):
+        files.write_json_shard(folder, shard, {str(shard): [{"movieId": 1, "tag": tag}]})
+
+
+def manifest(tag: str) -> dict:
+    return {"shards": SHARDS, "users": SHARDS, "n": 1, "created": tag}
+
+
+def complete(home: Path, version: str) -> bool:
+    folder = files.recommendations_dir(home) / version
+    return all((folder / files.shard_name(s)).is_file() for s in range(SHARDS))
+
+
+def test_a_version_written_meanwhile_survives_an_older_publish(tmp_path):
+    """Shards of A, then of B; publish A, then B: B must still be there (the review's case)."""
+    with files.new_version(tmp_path) as (a, folder_a):
+        write_version(tmp_path, folder_a, "a")
+        with files.new_version(tmp_path) as (b, folder_b):
+            write_version(tmp_path, folder_b, "b")
+            files.publish_recommendations(tmp_path, a, manifest("a"))
+            assert complete(tmp_path, b)
+            files.publish_recommendations(tmp_path, b, manifest("b"))
+    assert files.published_version(tmp_path) == b and complete(tmp_path, b)
+    assert complete(tmp_path, a)  # the version it replaced stays for readers of the old one
+
+
+def test_overlapping_publishes_never_remove_the_published_version(tmp_path):
+    """Two writers publishing over and over while a reader checks, again and again, that the
+    version the manifest names is complete on disk."""
+    problems: list[str] = []
+    done = threading.Event()
+
+    def writer(name: str) -> None:
+        rng = random.Random(name)
+        for i in range(60):
+            with files.new_version(tmp_path) as (version, folder):
+                write_version(tmp_path, folder, f"{name}{i}")
+                time.sleep(rng.random() * 0.004)
+                files.publish_recommendations(tmp_path, version, manifest(f"{name}{i}"))
+
+    def reader() -> None:
+        while not done.is_set():
+            version = files.published_version(tmp_path)
+            # Missing files while still published after the look: the published version
+            # lost its files.
+            if (
+                version
+                and not complete(tmp_path, version)
+                and files.published_version(tmp_path) == version
+            ):
+                problems.append(version)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in "ab"]
+    checker = threading.Thread(target=reader)
+    checker.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    checker.join()
+    assert problems == []
+    final = files.published_version(tmp_path)
+    assert final and complete(tmp_path, final)
+    versions = [p for p in files.recommendations_dir(tmp_path).iterdir() if p.is_dir()]
+    assert len(versions) <= 2  # the published one and the one it replaced
+
+
+WRITER_THAT_DIES = """
+import os, sys
+from pathlib import Path
+from cinematch_assets.resources import serving_files as files
+with files.new_version(Path(sys.argv[1])) as (version, folder):
+    files.write_json_shard(folder, 0, {"1": []})
+    print(version, flush=True)
+    os._exit(9)  # killed mid-write: no cleanup runs
+"""
+
+
+def test_a_dead_writers_folder_goes_at_the_next_publish(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", WRITER_THAT_DIES, str(tmp_path)], capture_output=True, text=True
+    )
+    assert dead.returncode == 9, dead.stderr
+    orphan = dead.stdout.strip()
+    assert (files.recommendations_dir(tmp_path) / orphan).is_dir()
+    with files.new_version(tmp_path) as (version, folder):
+        write_version(tmp_path, folder, "live")
+        files.publish_recommendations(tmp_path, version, manifest("live"))
+    left = {p.name for p in files.recommendations_dir(tmp_path).iterdir()}
+    assert left == {version, "manifest.json", ".publish.lock"}
+
+
+def test_a_broken_manifest_is_repaired_by_the_next_publish(tmp_path):
+    path = files.manifest_path(tmp_path)
+    for broken in ("", '{"version": "2026', "[1, 2]", '{"version": 7}'):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(broken)
+        assert files.published_version(tmp_path) is None
+        with files.new_version(tmp_path) as (version, folder):
+            write_version(tmp_path, folder, "fix")
+            files.publish_recommendations(tmp_path, version, manifest("fix"))
+        assert json.loads(path.read_text())["version"] == version
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    """fsync of the file before it takes its name, and of the folder after: a power loss
+    cannot leave a zero-length manifest."""
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync " + os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("rename")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic_files.os, "fsync", fsync)
+    monkeypatch.setattr(atomic_files.os, "replace", replace)
+    target = tmp_path / "manifest.json"
+    atomic_files.write_atomic(target, "{}")
+    assert target.read_text() == "{}"
+    assert len(events) == 3
+    assert events[0].startswith("fsync .manifest.json.") and events[1] == "rename"
+    assert events[2] == f"fsync {tmp_path.name}"
