@@ -48,7 +48,7 @@ app: install  ## the CineMatch app on http://127.0.0.1:8501, on the last materia
 
 demo: materialize $(DAGSTER_HOME)/dagster.yaml  ## fresh clone -> everything materialized -> Dagster UI :3000 + app :8501
 	@echo "Dagster UI: http://127.0.0.1:3000   CineMatch app: http://127.0.0.1:$(APP_PORT)   (Ctrl-C stops both)"
-	trap 'kill 0' EXIT; $(STREAMLIT) & $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	$(BIN)/python -m cinematch_assets.demo --dagster-port 3000 --app-port $(APP_PORT)
 
 SHARED_ARCHIVE := ../shared/data/movielens/ml-latest-small-2016.zip
 BENCH_LOCAL ?= $(or $(CINEMATCH_MOVIELENS),$(wildcard $(SHARED_ARCHIVE)))

@@ -52,6 +52,10 @@ _LEADING_ARTICLE = re.compile(
 # Markdown (and Streamlit's extensions: LaTeX between dollars, :colour[...] directives)
 # gives these characters a meaning; a backslash makes each one literal.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+# Where GitHub-flavoured Markdown's bare-link finder starts: before "://", after "www",
+# before "@".
+WORD_JOINER = "\u2060"
+_BARE_LINK = re.compile(r"(?i)(?<=[a-z])(?=\\:)|(?<=\bwww)(?=\\\.)|(?=@)")
 
 
 class ArtifactProblem(RuntimeError):
@@ -60,10 +64,12 @@ class ArtifactProblem(RuntimeError):
 
 
 def plain(text: object) -> str:
-    """`text` for a widget that renders Markdown, shown exactly as written: a title such
-    as `M*A*S*H` or `$1,000,000 Duck`, or a crafted `[link](https://...)` in the URL,
-    stays text."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    """`text` for a widget that renders Markdown, shown as written: a title such as
+    `M*A*S*H` or `$1,000,000 Duck`, or a crafted `[link](https://...)`, stays text.
+    Streamlit also turns bare addresses (https://..., www..., a@b.c) into links after
+    parsing, which no escape prevents: an invisible word joiner breaks each one."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    return _BARE_LINK.sub(WORD_JOINER, escaped)
 
 
 @contextmanager
@@ -131,7 +137,8 @@ def parse_user_id(text: str | None) -> tuple[int | None, str | None]:
     if not text:
         return None, "Enter a user id to see their recommendations."
     if not re.fullmatch(r"\d{1,10}", text):
-        return None, f"“{text}” is not a user id: ids are whole numbers, such as 510."
+        # Not echoed: the text may come from a crafted link (?user=...).
+        return None, "That is not a user id: ids are whole numbers, such as 510."
     return int(text), None
 
 

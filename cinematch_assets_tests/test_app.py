@@ -161,10 +161,14 @@ def test_plain_text_stays_text_in_markdown(app_module):
         *(title for title, _ in MARKDOWN_TITLES),
         "<b>bold</b> `code` _under_ # heading",
         "&lt;escaped&gt; \\ back\\slash",
+        "see www.evil.example or mail me@evil.example",
     ]
     for text in hostile:
-        rendered = markdown.render(recommender.plain(text)).strip()
+        shown = recommender.plain(text)
+        rendered = markdown.render(shown).strip().replace(recommender.WORD_JOINER, "")
         assert rendered == f"<p>{html.escape(text, quote=False)}</p>", text
+        # Bare addresses are broken up, so Streamlit's link finder passes them by.
+        assert not re.search(r"https?:|www\.|\w@", markdown.render(shown)), shown
         assert "$" not in text or "\\$" in recommender.plain(text)  # no LaTeX either
 
 
@@ -411,10 +415,7 @@ def test_a_crafted_user_link_stays_text(app_env):
         at.run()
         assert not at.exception
         shown = at.info[0].value
-        assert "is not a user id" in shown
-        rendered = MarkdownIt("commonmark").render(shown)
-        assert "<a" not in rendered and "<img" not in rendered
-        assert "https://evil.example" in html.unescape(re.sub(r"<[^>]+>", "", rendered))
+        assert "is not a user id" in shown and "evil" not in shown  # never echoed
 
 
 def test_titles_with_markdown_syntax_are_shown_as_written(app_env):

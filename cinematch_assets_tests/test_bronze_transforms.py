@@ -179,3 +179,26 @@ def test_absent_file_gives_empty_tables_with_schema(spark):
     assert empty.rows.count() == 0 and empty.quarantine.count() == 0
     assert empty.rows.schema == bronze_schema(BRONZE_TABLES["genome_tags"])
     assert empty.input_lines == 0
+
+
+def test_lines_ended_by_a_bare_carriage_return_load(spark, tmp_path):
+    """Classic Mac line ends (CR only): Spark's reader splits on them, and so does the
+    header check, which used to read the whole file as one line."""
+    lines = [b"userId,movieId,rating,timestamp"] + [
+        b"%d,%d,3.5,1260759144" % (u, m) for u in range(1, 40) for m in range(1, 40)
+    ]
+    path = write(tmp_path, "ratings.csv", b"\r".join(lines) + b"\r")
+    parsed = parse_csv(spark, path, RATINGS, batch_id="b")
+    assert parsed.counts == {"header": 1, "blank": 0, "loaded": len(lines) - 1}
+
+
+def test_a_file_without_line_breaks_gets_a_short_error(spark, tmp_path):
+    path = write(tmp_path, "ratings.csv", b"userId,movieId,rating,timestamp;" * 100_000)
+    with pytest.raises(BronzeFormatError) as error:
+        parse_csv(spark, path, RATINGS, batch_id="b")
+    message = str(error.value)
+    assert "no line break in its first 4,096 bytes" in message and len(message) < 400
+    long_header = write(tmp_path, "movies.csv", b"x" * 3000 + b"\n1,a,b\n")
+    with pytest.raises(BronzeFormatError) as error:
+        parse_csv(spark, long_header, MOVIES, batch_id="b")
+    assert len(str(error.value)) < 400

@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from cinematch_assets.resources import serving_files as files
+from cinematch_assets.sources.synthetic import MARKDOWN_TITLES
 
 from .conftest import REPO_ROOT
 
@@ -167,3 +168,50 @@ def test_a_person_uses_every_tab(app_url, browser):
     ]  # fmt: skip
     assert len(charts) >= 5
     shot(browser, "4-insights")
+
+
+def test_text_from_the_url_and_from_data_stays_text(app_url, browser):
+    """A crafted ?user= puts no link or image on the page; titles full of Markdown syntax
+    (real MovieLens ones) appear exactly as written, on cards and in the caption."""
+    from urllib.parse import quote, urlparse
+
+    url, _ = app_url
+    for crafted in (
+        "[Your session expired](https://evil.example/login)",
+        "![x](https://evil.example/t.png)",
+    ):
+        browser.get(f"{url}/?user={quote(crafted)}")
+        settled(browser)
+        assert "is not a user id" in browser.page_source
+        # Streamlit's own "skip to content" link repeats the page's URL: what matters is
+        # that no link or image leads to the attacker's host.
+        for tag in ("a", "img"):
+            for element in browser.find_elements("css selector", tag):
+                target = element.get_attribute("href") or element.get_attribute("src") or ""
+                assert urlparse(target).hostname != "evil.example", element.get_attribute(
+                    "outerHTML"
+                )
+        assert "evil.example" not in browser.find_element("css selector", "body").text
+    shot(browser, "5-crafted-url")
+
+    open_tab(browser, "New here")
+    for title in MARKDOWN_TITLES:
+        query = title.split(" (")[0]
+        type_into(browser, "Find a movie you have seen", query)
+        rate = next(
+            b for b in browser.find_elements("css selector", "button") if b.text == "Rate it"
+        )
+        rate.click()
+        settled(browser)
+    body = browser.find_element("css selector", "body").text
+    caption = next(line for line in body.splitlines() if line.startswith("Your ratings:"))
+    for title in MARKDOWN_TITLES:
+        assert title.split(" (")[0] in caption, caption
+    assert not browser.find_elements("css selector", '[data-testid="stMarkdown"] em, .katex')
+    shot(browser, "6-markdown-titles")
+
+    open_tab(browser, "Search")
+    for title in MARKDOWN_TITLES:
+        type_into(browser, "Title", title.split(" (")[0])
+        shown = [card.text for card in visible_cards(browser)]
+        assert any(title.split(" (")[0] in text for text in shown), (title, shown)

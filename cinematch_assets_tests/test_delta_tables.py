@@ -199,6 +199,39 @@ def test_orphans_of_live_writers_are_kept(tmp_path):
     assert (table / "part-live").is_dir()
 
 
+def test_an_unreadable_marker_is_not_taken_for_a_dead_writer(tmp_path):
+    """Half a marker (or one in another format) may belong to a live writer: its folder
+    stays until the marker is older than a foreign writer's timeout."""
+    table = tmp_path / "t"
+    (table / PENDING_DIR).mkdir(parents=True)
+    (table / "part-half").mkdir()
+    marker = table / PENDING_DIR / "part-half.json"
+    marker.write_text('{"host": "some')
+    assert remove_orphans(table) == []
+    assert (table / "part-half").is_dir() and marker.exists()
+    old = time.time() - 25 * 3600
+    os.utime(marker, (old, old))
+    assert remove_orphans(table) == ["part-half"]
+    assert not (table / "part-half").exists() and not marker.exists()
+
+
+def test_a_writers_marker_appears_whole(spark, tmp_path, monkeypatch):
+    """The marker is written under a temporary name and renamed: never half a file."""
+    from cinematch_assets.resources import delta_tables
+
+    written = []
+    real = delta_tables.write_atomic
+
+    def spy(path, data):
+        written.append((Path(path).parent.name, json.loads(data)))
+        return real(path, data)
+
+    monkeypatch.setattr(delta_tables, "write_atomic", spy)
+    write_table(spark.range(3), tmp_path / "t")
+    assert [folder for folder, _ in written] == [PENDING_DIR]
+    assert written[0][1]["pid"] == os.getpid()
+
+
 KILLED_WRITER = textwrap.dedent(
     """
     import sys, time

@@ -786,12 +786,35 @@ def test_preflight_offline_with_a_verified_copy_needs_no_network(dead_url, tmp_p
 
 def test_preflight_of_local_sources(tmp_path):
     good = write(tmp_path / f"{VARIANT}.zip", GOOD_ZIP)
-    assert check(tmp_path, local_path=good) == f"the local archive {good}"
+    assert check(tmp_path, local_path=good) == f"the local archive {good} ({VARIANT})"
     folder = tmp_path / "extracted"
     with zipfile.ZipFile(good) as zf:
         zf.extractall(folder)
-    assert check(tmp_path, local_path=folder) == f"the extracted folder {folder / VARIANT}"
+    assert (
+        check(tmp_path, local_path=folder) == f"the extracted folder {folder / VARIANT} ({VARIANT})"
+    )
     assert entries(tmp_path) == ["extracted", f"{VARIANT}.zip"]  # nothing extracted by it
+
+
+def crc_broken_zip() -> bytes:
+    data = bytearray(make_zip(compression=zipfile.ZIP_STORED))
+    data[bytes(data).index(b"964982703")] = ord("0")  # same size, wrong CRC
+    return bytes(data)
+
+
+def zip_of_zeros(megabytes: int) -> bytes:
+    """A zip whose ratings.csv is `megabytes` MB of one repeated line: ~1,000 to 1."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{VARIANT}/movies.csv", MOVIES)
+        with zf.open(f"{VARIANT}/ratings.csv", "w") as member:
+            line = b"1,1,4.0,964982703\n" * (2**20 // 18)
+            for _ in range(megabytes):
+                member.write(line)
+    return buffer.getvalue()
+
+
+SPLIT = make_zip({"a/ratings.csv": RATINGS, "b/movies.csv": MOVIES}, top="")
 
 
 @pytest.mark.parametrize(
@@ -799,21 +822,49 @@ def test_preflight_of_local_sources(tmp_path):
     [
         (None, "does not exist"),
         (b"userId,movieId\n", "not a zip archive"),
-        (GOOD_ZIP[: len(GOOD_ZIP) // 2], "corrupt or truncated"),
-        ("crc", "corrupt: .*ratings.csv fails its CRC check"),
-        (make_zip({"movies.csv": MOVIES}), "not a MovieLens release: it has no ratings.csv"),
+        (GOOD_ZIP[: len(GOOD_ZIP) // 2], "corrupt archive"),
+        (crc_broken_zip(), "ratings.csv fails its CRC check"),
+        (make_zip({"movies.csv": MOVIES}), "no folder in it contains ratings.csv and movies.csv"),
+        (SPLIT, "no folder in it contains ratings.csv and movies.csv side by side"),
+        (zip_of_zeros(40), "compressed .* to 1 .* zip bomb"),
     ],
+    ids=["missing", "not-a-zip", "truncated", "crc", "no-ratings", "split-folders", "zip-bomb"],
 )
-def test_preflight_refuses_a_bad_local_archive(tmp_path, content, message):
+def test_preflight_and_the_raw_asset_refuse_a_bad_archive_alike(tmp_path, content, message):
+    """The same checks, the same message, and nothing extracted by either."""
     path = tmp_path / f"{VARIANT}.zip"
-    if content == "crc":
-        data = bytearray(make_zip(compression=zipfile.ZIP_STORED))
-        data[bytes(data).index(b"964982703")] = ord("0")  # same size, wrong CRC
-        content = bytes(data)
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(MovieLensError, match=message):
+    with pytest.raises(MovieLensError, match=message) as preflight:
         check(tmp_path / "raw", local_path=path)
+    with pytest.raises(MovieLensError) as raw:
+        use_local_movielens(path, tmp_path / "raw", log=lambda _: None)
+    assert str(raw.value) == str(preflight.value)
+    assert not (tmp_path / "raw" / VARIANT).exists()
+
+
+def test_a_zip_that_expands_beyond_the_bound_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(movielens, "MAX_EXTRACTED_BYTES", 100)
+    path = write(tmp_path / f"{VARIANT}.zip", GOOD_ZIP)
+    for attempt in (
+        lambda: check(tmp_path / "raw", local_path=path),
+        lambda: use_local_movielens(path, tmp_path / "raw", log=lambda _: None),
+    ):
+        with pytest.raises(MovieLensError, match="would expand to .* refusing to extract"):
+            attempt()
+
+
+def test_preflight_and_the_raw_asset_accept_awkward_names_alike(tmp_path):
+    """A folder or a zip whose name has a space is used by both, under a safe label."""
+    zipped = write(tmp_path / "my movies.zip", make_zip(top="my movies"))
+    folder = tmp_path / "my movie folder"
+    with zipfile.ZipFile(zipped) as zf:
+        zf.extractall(folder)
+    assert check(tmp_path / "raw", local_path=zipped) == f"the local archive {zipped} (my-movies)"
+    release = use_local_movielens(zipped, tmp_path / "raw", log=lambda _: None)
+    assert release.variant == "my-movies" and release.path == tmp_path / "raw" / "my-movies"
+    assert check(tmp_path / "raw", local_path=folder).endswith("(my-movies)")
+    assert use_local_movielens(folder, tmp_path / "raw", log=lambda _: None).variant == "my-movies"
 
 
 def test_make_preflight_ends_with_the_message_not_a_traceback(tmp_path):

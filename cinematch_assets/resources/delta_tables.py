@@ -40,6 +40,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
+from cinematch_assets.atomic_files import write_atomic
 from cinematch_assets.processes import process_alive
 from cinematch_assets.resources.delta_reader import arrow_schema, plain_snapshot
 
@@ -172,10 +173,21 @@ def parquet_file_stats(metadata: pq.FileMetaData) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- orphans
 
 
-def _writer_gone(marker: dict[str, Any]) -> bool:
-    if marker.get("host") == socket.gethostname():
-        return not process_alive(int(marker.get("pid", -1)))
-    return time.time() - float(marker.get("started", 0)) > FOREIGN_WRITER_TIMEOUT_S
+def _writer_gone(marker_file: Path) -> bool:
+    """Has the writer that left this marker died? A marker that cannot be read (written
+    by another tool, or damaged) proves nothing: its writer counts as alive until the
+    marker is older than FOREIGN_WRITER_TIMEOUT_S."""
+    try:
+        marker = json.loads(marker_file.read_text())
+        host, pid, started = marker["host"], int(marker["pid"]), float(marker["started"])
+    except (OSError, ValueError, TypeError, KeyError):
+        try:
+            return time.time() - marker_file.stat().st_mtime > FOREIGN_WRITER_TIMEOUT_S
+        except FileNotFoundError:
+            return True
+    if host == socket.gethostname():
+        return not process_alive(pid)
+    return time.time() - started > FOREIGN_WRITER_TIMEOUT_S
 
 
 def remove_orphans(path: str | os.PathLike[str]) -> list[str]:
@@ -195,12 +207,8 @@ def remove_orphans(path: str | os.PathLike[str]) -> list[str]:
         committed = {Path(uri).parent.name for uri in DeltaTable(str(table)).file_uris()}
     removed = []
     for marker_file in sorted(pending.glob("*.json")):
-        try:
-            marker = json.loads(marker_file.read_text())
-        except (OSError, ValueError):
-            marker = {}
         folder = marker_file.stem
-        if folder not in committed and not _writer_gone(marker):
+        if folder not in committed and not _writer_gone(marker_file):
             continue  # a live writer, perhaps another process: leave it alone
         if folder not in committed:
             shutil.rmtree(table / folder, ignore_errors=True)
@@ -313,9 +321,10 @@ def _write_with_delta_rs(
     remove_orphans(table_root)
     folder = f"part-{uuid.uuid4().hex}"
     marker = table_root / PENDING_DIR / f"{folder}.json"
-    marker.parent.mkdir(exist_ok=True)
-    marker.write_text(
-        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+    # Atomic: a reader never finds half a marker.
+    write_atomic(
+        marker,
+        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}),
     )
     try:
         df.write.parquet(str(table_root / folder))

@@ -83,6 +83,12 @@ TMP_PREFIX = ".cinematch-tmp-"
 CHUNK_BYTES = 64 << 10
 # Progress cadence when the server sends no Content-Length.
 PROGRESS_EVERY_BYTES = 10 << 20
+# A zip is refused when it would expand beyond this (ML-33M, the largest release, expands
+# to 1.3 GB) or when a member over RATIO_CHECKED_FROM_BYTES is compressed beyond this
+# ratio (MovieLens CSVs compress about 3-8 to 1; a zip bomb, hundreds or thousands to 1).
+MAX_EXTRACTED_BYTES = 32 << 30
+MAX_COMPRESSION_RATIO = 100
+RATIO_CHECKED_FROM_BYTES = 1 << 20
 # Leftovers of a killed run older than this are swept; younger ones may belong to a live run.
 STALE_TEMP_SECONDS = 24 * 3600
 _MAX_MD5_BYTES = 64 << 10
@@ -217,10 +223,15 @@ def check_movielens_source(
         source = Path(local_path).expanduser()
         if not source.exists():
             raise MovieLensError(_missing_local_message(source))
-        if source.is_dir():
-            return f"the extracted folder {_find_data_dir(source, f'The folder {source}')}"
-        _check_zip(source)
-        return f"the local archive {source}"
+        # The very checks use_local_movielens makes, short of extracting.
+        with _errors_as_movielens(f"Checking the local MovieLens copy {source}"):
+            if source.is_dir():
+                data_dir = _find_data_dir(source, f"The folder {source}")
+                name = _folder_variant(source, data_dir, None)
+                return f"the extracted folder {data_dir} ({name})"
+            name = _zip_variant(source, None)
+            inspect_zip(source, f"The archive {source}")
+            return f"the local archive {source} ({name})"
     variant = _check_variant_name(variant)
     dest = Path(dest_root).expanduser().resolve() / variant
     if _read_marker(dest, variant, log=lambda _: None) is not None:
@@ -228,28 +239,6 @@ def check_movielens_source(
     zip_url = _join_url(base_url, f"{variant}.zip")
     _fetch_md5(zip_url, variant, timeout=timeout, retries=0, backoff=0.0, log=lambda _: None)
     return f"{zip_url} (reachable)"
-
-
-def _check_zip(source: Path) -> None:
-    """A readable zip, CRCs intact, with the required CSVs (an unreadable one says so)."""
-    _require_zip(source)
-    try:
-        with zipfile.ZipFile(source) as zf:
-            broken = zf.testzip()
-            names = {PurePosixPath(n.replace("\\", "/")).name for n in zf.namelist()}
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise MovieLensError(
-            f"{source} is corrupt or truncated ({exc}). Download it again (GroupLens publishes "
-            "an .md5 beside each zip) or point at the extracted folder."
-        ) from None
-    if broken is not None:
-        raise MovieLensError(
-            f"{source} is corrupt: {broken} fails its CRC check. Download the zip again."
-        )
-    if missing := [name for name in REQUIRED_FILES if name not in names]:
-        raise MovieLensError(
-            f"{source} is not a MovieLens release: it has no {' or '.join(missing)}."
-        )
 
 
 def parse_md5_file(text: str, zip_name: str) -> str:
@@ -298,10 +287,10 @@ def _missing_local_message(source: Path) -> str:
 def _use_folder(source: Path, variant: str | None, log: Log) -> MovieLensRelease:
     """An extracted folder, used in place."""
     data_dir = _find_data_dir(source, f"The folder {source}")
-    name = variant or _infer_variant([source.name, data_dir.name]) or data_dir.name
+    name = _folder_variant(source, data_dir, variant)
     log(f"MovieLens {name}: using the extracted folder {data_dir} in place")
     return MovieLensRelease(
-        variant=_check_variant_name(name),
+        variant=name,
         path=data_dir.resolve(),
         source=str(source.resolve()),
         md5=None,
@@ -311,8 +300,7 @@ def _use_folder(source: Path, variant: str | None, log: Log) -> MovieLensRelease
 
 def _use_zip(source: Path, root: Path, variant: str | None, log: Log) -> MovieLensRelease:
     """A local zip: extracted like a download, reused when the same zip is already there."""
-    _require_zip(source)
-    name = _check_variant_name(variant or _infer_zip_variant(source))
+    name = _zip_variant(source, variant)
     md5 = _md5_file(source)
     dest = root / name
     cached = _read_marker(dest, name, log)
@@ -339,19 +327,33 @@ def _looks_like_zip(path: Path) -> bool:
         return fh.read(2) == b"PK" or zipfile.is_zipfile(path)
 
 
-def _infer_zip_variant(source: Path) -> str:
-    """Variant from the zip name, else from its top folder, else the zip name itself."""
+def _folder_variant(source: Path, data_dir: Path, variant: str | None) -> str:
+    """The variant a folder is: `variant` if given, else the known one its name (or the
+    data folder's) starts with, else a label made of the data folder's name."""
+    if variant:
+        return _check_variant_name(variant)
+    return _infer_variant([source.name, data_dir.name]) or _label(data_dir.name)
+
+
+def _zip_variant(source: Path, variant: str | None) -> str:
+    """The variant a zip is: `variant` if given, else the known one its name or its top
+    folder starts with, else a label made of the zip's name (it names the extraction
+    folder, so it is made safe: `my movies.zip` -> `my-movies`)."""
+    _require_zip(source)
+    if variant:
+        return _check_variant_name(variant)
     found = _infer_variant([source.stem])
     if found is None:
         # A corrupt zip has no readable names; the extraction reports that clearly later.
         with contextlib.suppress(zipfile.BadZipFile, OSError), zipfile.ZipFile(source) as zf:
             tops = {PurePosixPath(n.replace("\\", "/")).parts[0] for n in zf.namelist() if n}
             found = _infer_variant(sorted(tops))
-    if found is None and not _SAFE_NAME.match(source.stem):
-        raise MovieLensError(
-            f"Cannot infer the MovieLens variant from {source.name}; pass variant= explicitly."
-        )
-    return found or source.stem
+    return found or _label(source.stem)
+
+
+def _label(name: str) -> str:
+    """`name` as a safe folder name: runs of other characters become one dash."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._") or "movielens"
 
 
 def _infer_variant(names: list[str]) -> str | None:
@@ -589,17 +591,66 @@ def _install_zip(
     return MovieLensRelease(variant=variant, path=dest, source=source, md5=md5, files=files)
 
 
-def _extract_zip(zip_path: Path, target: Path, what: str) -> None:
-    """Reject unsafe member names, CRC-check every member, then extract into ``target``."""
+def inspect_zip(zip_path: Path, what: str) -> str:
+    """Everything that can be known of a zip before extracting it, checked: readable, no
+    unsafe member path, a bounded size and compression ratio (no zip bomb), every CRC
+    intact, and ratings.csv and movies.csv in one folder that `_find_data_dir` will find
+    once extracted. Returns that folder inside the zip ("" for the top)."""
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            _reject_unsafe_members(zf.namelist(), what)
+            members = zf.infolist()
+            _reject_unsafe_members([m.filename for m in members], what)
+            _bound_extracted_size(members, what)
             bad = zf.testzip()
-            if bad is not None:
-                raise MovieLensError(
-                    f"{what} is a corrupt archive: member {bad} fails its CRC check. Delete "
-                    "it and download it again."
-                )
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise MovieLensError(
+            f"{what} is a corrupt archive (truncated or damaged: {exc}). Delete it and "
+            "download it again."
+        ) from exc
+    if bad is not None:
+        raise MovieLensError(
+            f"{what} is a corrupt archive: member {bad} fails its CRC check. Delete it and "
+            "download it again."
+        )
+    files = {PurePosixPath(m.filename.replace("\\", "/")) for m in members if not m.is_dir()}
+
+    def holds_both(folder: PurePosixPath) -> bool:
+        return all(folder / name in files for name in REQUIRED_FILES)
+
+    tops = sorted({f.parts[0] for f in files if len(f.parts) > 1})
+    found = _choose_data_dir(
+        holds_both(PurePosixPath(".")), [t for t in tops if holds_both(PurePosixPath(t))], what
+    )
+    return "" if found is None else found
+
+
+def _bound_extracted_size(members: list[zipfile.ZipInfo], what: str) -> None:
+    """Refuse a zip that would expand beyond MAX_EXTRACTED_BYTES or whose members are
+    compressed beyond MAX_COMPRESSION_RATIO. zipfile never writes more than a member's
+    declared size, so the declared sizes bound what extraction writes."""
+    total = sum(m.file_size for m in members)
+    if total > MAX_EXTRACTED_BYTES:
+        raise MovieLensError(
+            f"{what} would expand to {total / 2**30:.1f} GiB, more than the "
+            f"{MAX_EXTRACTED_BYTES / 2**30:.0f} GiB any MovieLens release needs; refusing to "
+            "extract it."
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > RATIO_CHECKED_FROM_BYTES and ratio > MAX_COMPRESSION_RATIO:
+            raise MovieLensError(
+                f"{what}: {member.filename} is compressed {ratio:,.0f} to 1 "
+                f"({member.compress_size:,} bytes expanding to {member.file_size:,}); CSVs "
+                f"compress less than {MAX_COMPRESSION_RATIO} to 1, so this looks like a zip "
+                "bomb. Refusing to extract it."
+            )
+
+
+def _extract_zip(zip_path: Path, target: Path, what: str) -> None:
+    """`inspect_zip`, then extract into ``target``."""
+    inspect_zip(zip_path, what)
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(target)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise MovieLensError(
@@ -621,19 +672,29 @@ def _reject_unsafe_members(names: list[str], what: str) -> None:
 
 def _find_data_dir(root: Path, what: str) -> Path:
     """``root`` if it holds ratings.csv and movies.csv, else its only subfolder that does."""
-    if _has_required(root):
-        return root
-    found = [d for d in sorted(root.iterdir()) if d.is_dir() and _has_required(d)]
-    if len(found) == 1:
-        return found[0]
+    found = _choose_data_dir(
+        _has_required(root),
+        [d.name for d in sorted(root.iterdir()) if d.is_dir() and _has_required(d)],
+        what,
+    )
+    return root if found is None else root / found
+
+
+def _choose_data_dir(at_top: bool, subfolders: list[str], what: str) -> str | None:
+    """The rule for where the CSVs are, for a folder and a zip alike: the top (None) when
+    it holds both, else the only subfolder that does."""
+    if at_top:
+        return None
+    if len(subfolders) == 1:
+        return subfolders[0]
     needed = " and ".join(REQUIRED_FILES)
-    if not found:
+    if not subfolders:
         raise MovieLensError(
-            f"{what} is not a MovieLens release: no folder in it contains {needed}."
+            f"{what} is not a MovieLens release: no folder in it contains {needed} side by side."
         )
     raise MovieLensError(
-        f"{what} contains several MovieLens folders ({', '.join(d.name for d in found)}); "
-        "point at one of them."
+        f"{what} contains several MovieLens folders ({', '.join(subfolders)}); point at one "
+        "of them."
     )
 
 

@@ -107,17 +107,36 @@ class BronzeFormatError(ValueError):
     """The file is not the MovieLens CSV it claims to be (wrong header)."""
 
 
-def read_header(path: Path) -> str:
+# A MovieLens header is a few dozen bytes; reading more than this for it means the file
+# has no line break where one belongs.
+HEADER_BYTES = 4096
+
+
+def read_header(path: Path) -> str | None:
+    """The first line, ended by LF, CRLF or a bare CR (Spark's text reader splits on all
+    three); None when the first HEADER_BYTES bytes hold no line end at all."""
     with path.open("rb") as handle:
-        first = handle.readline()
-    return first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+        start = handle.read(HEADER_BYTES)
+    text = start.decode("utf-8", errors="replace").lstrip("\ufeff")
+    ends = [at for at in (text.find("\n"), text.find("\r")) if at >= 0]
+    if not ends:
+        return text if len(start) < HEADER_BYTES else None
+    return text[: min(ends)]
 
 
 def check_header(path: Path, table: CsvTable) -> None:
     header = read_header(path)
-    if header != table.header:
+    if header is None:
+        with path.open("rb") as handle:
+            start = handle.read(60)
         raise BronzeFormatError(
-            f"{path.name}: header is {header!r}, expected {table.header!r}. "
+            f"{path.name}: no line break in its first {HEADER_BYTES:,} bytes, so no header "
+            f"line (it starts {start!r}); expected {table.header!r}."
+        )
+    if header != table.header:
+        shown = header if len(header) <= 200 else header[:200] + "..."
+        raise BronzeFormatError(
+            f"{path.name}: header is {shown!r}, expected {table.header!r}. "
             "Is this a MovieLens export? Columns must be in this order."
         )
 
