@@ -320,7 +320,10 @@ def test_folding_a_training_user_back_in_gives_their_list(synthetic_models_run):
     for user, rows in list(train.groupby("userId"))[:200]:
         positions = foldin.positions(rows["movieId"].tolist())
         positions = positions[positions >= 0]
-        factors = np.stack([trained[user], foldin.ranking_factor(positions)])
+        # The trained model took every rating as a preference: so do these (any stars >= 3).
+        factors = np.stack(
+            [trained[user], foldin.ranking_factor(positions, np.full(len(positions), 5.0))]
+        )
         lists, _ = top_n(factors, foldin.ranking_items, 10, exclude=[positions, positions])
         overlaps.append(len(set(lists[0]) & set(lists[1])) / 10)
     print(f"fold-in top-10 overlap with the trained factors: mean {np.mean(overlaps):.3f}")
