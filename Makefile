@@ -22,7 +22,7 @@ $(INSTALLED): pyproject.toml requirements.lock
 install: $(INSTALLED)  ## create .venv with the pinned stack
 
 java: $(INSTALLED)  ## find Java >= 17, or fetch a Temurin JRE 21 into the user cache
-	@$(BIN)/python -m cinematch_assets.resources.java
+	@$(BIN)/python -m cinematch_assets.java
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
@@ -41,7 +41,7 @@ ui: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI on http://127.0.0.1:3000
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 APP_PORT ?= 8501
-STREAMLIT := $(BIN)/streamlit run app/app.py --server.address 127.0.0.1 --server.port $(APP_PORT)
+STREAMLIT := $(BIN)/streamlit run app/streamlit_app.py --server.address 127.0.0.1 --server.port $(APP_PORT)
 
 app: install  ## the CineMatch app on http://127.0.0.1:8501, on the last materialization
 	$(STREAMLIT)
@@ -60,7 +60,7 @@ bench: install java  ## time the whole graph (MovieLens copy, synthetic data) an
 	$(if $(BENCH_LOCAL),$(BIN)/python -m cinematch_assets.benchmark --local $(BENCH_LOCAL))
 	for variant in $(BENCH_VARIANTS); do \
 	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
-	$(BIN)/python -m cinematch_assets.benchmark_serving $(BENCH_SERVING_ARGS)
+	$(BIN)/python -m app.benchmark $(BENCH_SERVING_ARGS)
 
 cluster-up: install  ## Spark standalone master + 2 workers on 127.0.0.1; prints the exports to use it
 	@$(BIN)/python -m cinematch_assets.cluster up

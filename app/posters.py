@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 import urllib.error
@@ -20,6 +19,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+
+from cinematch_assets import settings
 
 TMDB_API = "https://api.themoviedb.org/3"
 IMAGE_BASE = "https://image.tmdb.org/t/p/w342"
@@ -29,7 +30,7 @@ TTL_SECONDS = 3600.0
 
 def api_base() -> str:
     """TMDB's API, or a mirror / local stand-in from CINEMATCH_TMDB_API."""
-    return os.environ.get("CINEMATCH_TMDB_API", TMDB_API).rstrip("/")
+    return settings.tmdb_api_base(TMDB_API)
 
 
 def tmdb_id_of(value: object) -> int | None:

@@ -1,5 +1,5 @@
 """Everything the app answers, without Streamlit, Spark or a JVM: it loads the serving
-artifacts (`cinematch_assets.resources.serving_files` has the layout) and answers user
+artifacts (`cinematch_assets.storage.serving_files` has the layout) and answers user
 lookups, title search, new-user fold-in and "why". The Streamlit pages in `app.py` only
 draw what this returns, so all of it is tested directly.
 
@@ -27,16 +27,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from cinematch_assets.conventions import ARTICLES
-from cinematch_assets.ml.foldin import (
-    RatingTerms,
-    implicit_gram,
-    liked,
-    preference_values,
-    reasons,
-    solve_implicit,
-)
-from cinematch_assets.ml.scoring import position_of, top_n
-from cinematch_assets.resources import serving_files as files
+from cinematch_assets.ml.foldin import implicit_gram, preference_values, solve_implicit
+from cinematch_assets.ml.lists import FactorRanker, ModelItems, UserBlock, build_lists
+from cinematch_assets.ml.top_n import ScoreRows, position_of
+from cinematch_assets.storage import serving_files as files
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -263,46 +257,33 @@ def user_favourites(profiles: pd.DataFrame, user_id: int) -> pd.DataFrame:
 # ------------------------------------------------------------------------- new users
 
 
-FOLD_IN_KEYS = {
-    "movie_ids", "ranking_items", "rating_items", "rating_item_bias", "rating_global_mean",
-    "rating_reg_param", "rating_variant", "rating_bias_damping", "rating_nonnegative",
-    "ranking_reg_param", "ranking_alpha",
-}  # fmt: skip
+@dataclass(frozen=True, eq=False)
+class PrecomputedRanker(FactorRanker):
+    """The ranker of a folded-in user: their scores, computed already (one row for a block
+    of one); reasons from the ranking model's factors, as for every served list."""
+
+    score: np.ndarray | None = None
+
+    def scores(self, block: UserBlock) -> ScoreRows:
+        def score(start: int, stop: int, out: np.ndarray) -> None:
+            out[:] = self.score
+
+        return score
 
 
 @dataclass(frozen=True)
 class FoldIn:
-    """Both models' item factors (aligned on `movie_ids`), ready to place a new user."""
+    """Both models' movie side (`ModelItems`), ready to place a new user."""
 
-    movie_ids: np.ndarray
-    ranking_items: np.ndarray
+    items: ModelItems
     gram: np.ndarray
-    ranking_reg_param: float
-    ranking_alpha: float
-    rating: RatingTerms
     popularity: np.ndarray  # z-scored log rating count, aligned on movie_ids
     genres: dict[str, np.ndarray]  # genre -> which of movie_ids have it
 
     @classmethod
     def load(cls, path: Path, catalog: Catalog) -> FoldIn:
-        with np.load(path) as npz:
-            if missing := FOLD_IN_KEYS - set(npz.files):
-                raise ValueError(f"no {', '.join(sorted(missing))}")
-            ids = npz["movie_ids"].astype(np.int64)
-            ranking_items = npz["ranking_items"].astype(np.float64)
-            rating = RatingTerms(
-                global_mean=float(npz["rating_global_mean"]),
-                item_bias=npz["rating_item_bias"].astype(np.float64),
-                item_factors=npz["rating_items"].astype(np.float64),
-                reg_param=float(npz["rating_reg_param"]),
-                variant=str(npz["rating_variant"]),
-                bias_damping=float(npz["rating_bias_damping"]),
-                nonnegative=bool(npz["rating_nonnegative"]),
-            )
-            reg, alpha = float(npz["ranking_reg_param"]), float(npz["ranking_alpha"])
-        rows = {len(ids), len(ranking_items), len(rating.item_factors), len(rating.item_bias)}
-        if len(rows) != 1 or np.any(np.diff(ids) <= 0):
-            raise ValueError("the factor arrays do not match the sorted movie ids")
+        items = ModelItems.load(path)
+        ids = items.movie_ids
         counts = catalog.movies["rating_count"].reindex(ids).fillna(0).to_numpy(np.float64)
         movie_genres = [
             g if isinstance(g, list) else [] for g in catalog.movies["genres"].reindex(ids)
@@ -311,10 +292,11 @@ class FoldIn:
             genre: np.array([genre in g for g in movie_genres], dtype=bool)
             for genre in catalog.genres
         }
-        return cls(
-            ids, ranking_items, implicit_gram(ranking_items), reg, alpha, rating,
-            _zscore(np.log1p(counts)), genres,
-        )  # fmt: skip
+        return cls(items, implicit_gram(items.ranking_items), _zscore(np.log1p(counts)), genres)
+
+    @property
+    def movie_ids(self) -> np.ndarray:
+        return self.items.movie_ids
 
     def positions(self, movie_ids: list[int]) -> np.ndarray:
         """Positions of the ids the models know (-1 for the others)."""
@@ -326,11 +308,11 @@ class FoldIn:
         (`preference_values`); confidence 1 + alpha (a new user's ratings are recent, so
         their decay weight is 1)."""
         return solve_implicit(
-            self.ranking_items[positions],
+            self.items.ranking_items[positions],
             preference_values(stars),
             self.gram,
-            self.ranking_reg_param,
-            self.ranking_alpha,
+            self.items.ranking_reg_param,
+            self.items.ranking_alpha,
         )
 
     def recommend(
@@ -343,7 +325,8 @@ class FoldIn:
         """Top-n for a brand-new user from their `ratings` (movieId -> stars) and/or
         favourite `genres` (only movies of those): ranking-model fold-in blended toward
         popularity while there are few ratings, never a movie they rated; stars from the
-        rating model's fold-in; the reason, as for known users."""
+        rating model's fold-in; the reason: the list builder of every served list, on a
+        block of one user."""
         known = {m: s for m, s in ratings.items() if self.positions([m])[0] >= 0}
         positions = self.positions(list(known))
         stars = np.asarray(list(known.values()), dtype=np.float64)
@@ -353,19 +336,25 @@ class FoldIn:
         score = (1.0 - weight) * self.popularity
         if wanted:
             factor = self.ranking_factor(positions, stars)
-            score = score + weight * _zscore(self.ranking_items @ factor)
-        excluded = positions
+            score = score + weight * _zscore(self.items.ranking_items @ factor)
         if genres:
             of_genres = np.zeros(len(self.movie_ids), dtype=bool)
             for genre in genres:
                 of_genres |= self.genres.get(genre, of_genres)
-            excluded = np.union1d(positions, np.flatnonzero(~of_genres))
-        # top_n of one "user" with factor [1] against the scores as 1-d item factors.
-        best, best_scores = top_n(np.ones((1, 1)), score[:, None], n, exclude=[excluded])
-        chosen = best[0][best[0] >= 0]
-        bias, factor = self.rating.fold_in(positions, stars)
-        predicted = self.rating.predict(bias, factor, chosen)
-        why = reasons(self.ranking_items, chosen, liked(positions, stars))
+            score = np.where(of_genres, score, -np.inf)
+        bias, star_factor = self.items.rating.fold_in(positions, stars)
+        block = UserBlock(
+            user_ids=np.zeros(1, dtype=np.int64),
+            factors=np.zeros((1, 0), dtype=np.float32),
+            rated_at=positions,
+            rated_stars=stars,
+            rated_by=np.zeros(len(positions), dtype=np.int64),
+            star_bias=np.array([bias]),
+            star_factors=star_factor[None, :],
+        )
+        ranker = PrecomputedRanker(self.movie_ids, self.items.ranking_items, score=score)
+        lists = build_lists(block, ranker, n, stars=self.items.rating)
+        found = lists.positions[0] >= 0
         return [
             {
                 "movieId": int(self.movie_ids[p]),
@@ -373,7 +362,13 @@ class FoldIn:
                 "score": round(float(v), 4),
                 "reason": int(self.movie_ids[r]) if r >= 0 else None,
             }
-            for p, s, v, r in zip(chosen, predicted, best_scores[0], why, strict=False)
+            for p, s, v, r in zip(
+                lists.positions[0][found],
+                lists.stars[0][found],
+                lists.scores[0][found],
+                lists.reasons[0][found],
+                strict=True,
+            )
         ]
 
 

@@ -23,13 +23,11 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
 
-ROW_TABLES = [
-    ["bronze", "ratings"],
-    ["silver", "ratings_clean"],
-    ["gold", "ratings_filtered"],
-    ["gold", "train_features_ml"],
-    ["gold", "test_features_ml"],
-]
+from cinematch_assets import keys
+from cinematch_assets.definitions import all_assets, build_definitions, build_resources
+from cinematch_assets.resources.data_root import DataRoot
+
+ROW_TABLES = [keys.BRONZE_RATINGS, keys.RATINGS_CLEAN, keys.RATINGS_FILTERED, keys.TRAIN, keys.TEST]
 
 
 def _peak_rss_mb(pid: int) -> float | None:
@@ -63,11 +61,7 @@ def _descendants(pid: int) -> list[int]:
 
 def run_benchmark(raw_config: dict, home: Path, groups: list[str] | None = None) -> dict:
     """Materialize every asset (or those of `groups`) into `home` and measure the run."""
-    os.environ["CINEMATCH_HOME"] = str(home)
-    # Imported here so that CINEMATCH_HOME is set before the definitions read it.
-    from cinematch_assets.definitions import all_assets, build_definitions, build_resources
-
-    resources = build_resources()
+    resources = build_resources(DataRoot(home=str(home)))
     job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
     selection = (
         [
@@ -104,7 +98,7 @@ def run_benchmark(raw_config: dict, home: Path, groups: list[str] | None = None)
         "success": result.success,
         "wall_seconds": round(wall, 1),
         "step_seconds": dict(sorted(steps.items(), key=lambda kv: -kv[1])),
-        "rows": {"/".join(k): lakehouse.describe(k).num_rows for k in ROW_TABLES},
+        "rows": {keys.label(k): lakehouse.describe(k).num_rows for k in ROW_TABLES},
         "peak_rss_mb": {
             "python_driver": round(_peak_rss_mb(os.getpid()) or 0.0),
             "spark_jvm": round(max(jvm_peaks, default=0.0)),
@@ -120,22 +114,25 @@ def run_benchmark(raw_config: dict, home: Path, groups: list[str] | None = None)
 def als_seconds_per_iteration(lakehouse, iterations: tuple[int, int] = (2, 12)) -> dict:
     """Seconds per ALS iteration of both models' chosen settings on the Gold training
     table: two fits that differ only in maxIter, so start-up and factor output cancel."""
+    from cinematch_assets.ml import artifacts
     from cinematch_assets.ml.als import fit_als
 
-    train = lakehouse.read(["gold", "train_features_ml"]).cache()
+    train = lakehouse.read(keys.TRAIN).cache()
     train.count()
-    settings = {
-        "rating": ({"rating_col": "rating", "rank": 50, "reg_param": 0.15}, "als_rating_model"),
-        "ranking": (
-            {"rating_col": "weight", "implicit": True, "alpha": 2.0, "rank": 20, "reg_param": 0.1},
-            "als_ranking_model",
-        ),
+    rating = artifacts.read_rating_model(lakehouse.read).model.params
+    ranking = artifacts.read_ranking_model(lakehouse.read).model.params
+    settings_ = {
+        "rating": {"rating_col": "rating", "rank": rating.rank, "reg_param": rating.reg_param},
+        "ranking": {
+            "rating_col": "weight",
+            "implicit": True,
+            "alpha": ranking.alpha,
+            "rank": ranking.rank,
+            "reg_param": ranking.reg_param,
+        },
     }
     result = {}
-    for name, (params, table) in settings.items():
-        if lakehouse.table_path(["ml", table]).exists():
-            chosen = lakehouse.read(["ml", table]).first()
-            params = params | {"rank": chosen["rank"], "reg_param": chosen["reg_param"]}
+    for name, params in settings_.items():
         seconds = []
         for max_iter in iterations:
             started = time.perf_counter()
@@ -163,13 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     raw_config = (
         {"local_path": str(Path(args.local).resolve())} if args.local else {"variant": args.variant}
     )
-    out_dir = Path(os.environ.get("CINEMATCH_HOME", "data")).resolve() / "benchmarks"
+    out_dir = DataRoot().benchmarks
     with tempfile.TemporaryDirectory(prefix="cinematch-bench-") as scratch:
-        report = run_benchmark(raw_config, Path(args.home or scratch).resolve(), args.groups)
+        home = Path(args.home or scratch).resolve()
+        report = run_benchmark(raw_config, home, args.groups)
         if args.als_iterations and report["success"]:
-            from cinematch_assets.definitions import build_resources
-
-            report["als"] = als_seconds_per_iteration(build_resources()["lakehouse"])
+            lakehouse = build_resources(DataRoot(home=str(home)))["lakehouse"]
+            report["als"] = als_seconds_per_iteration(lakehouse)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = (args.variant or Path(args.local).stem) + f"-{int(time.time())}.json"
     (out_dir / name).write_text(json.dumps(report, indent=2) + "\n")

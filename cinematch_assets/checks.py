@@ -17,9 +17,12 @@ from dagster import (
 )
 from pyspark.sql import functions as F
 
-from cinematch_assets.assets.bronze import quarantine_name
+from cinematch_assets import keys
+from cinematch_assets.keys import Key
+from cinematch_assets.ml import artifacts
+from cinematch_assets.ml.artifacts import ModelTables
 from cinematch_assets.resources.lakehouse import Lakehouse
-from cinematch_assets.transforms.bronze import BRONZE_TABLES, CsvTable
+from cinematch_assets.transforms.bronze import BRONZE_TABLES, QUARANTINED, CsvTable
 from cinematch_assets.transforms.quality import (
     duplicate_key_count,
     missing_reference_count,
@@ -28,19 +31,8 @@ from cinematch_assets.transforms.quality import (
 )
 from cinematch_assets.transforms.titles import MIN_YEAR
 
-RATINGS_CLEAN = ["silver", "ratings_clean"]
-MOVIES_CLEAN = ["silver", "movies_clean"]
-RATINGS_FILTERED = ["gold", "ratings_filtered"]
-TRAIN = ["gold", "train_features_ml"]
-TEST = ["gold", "test_features_ml"]
-RATING_MODEL = ["ml", "als_rating_model"]
-RANKING_MODEL = ["ml", "als_ranking_model"]
-TEST_PREDICTIONS = ["ml", "test_predictions"]
-RECOMMENDATIONS = ["serving", "recommendations"]
-CATALOG = ["serving", "movie_catalog"]
 
-
-def latest_metadata(context: AssetCheckExecutionContext, key: Sequence[str]) -> dict[str, Any]:
+def latest_metadata(context: AssetCheckExecutionContext, key: Key) -> dict[str, Any]:
     """The metadata values of the asset's latest materialization."""
     event = context.instance.get_latest_materialization_event(AssetKey(key))
     if event is None or event.asset_materialization is None:
@@ -51,9 +43,9 @@ def latest_metadata(context: AssetCheckExecutionContext, key: Sequence[str]) -> 
 # ---------------------------------------------------------------------------- factories
 
 
-def keys_not_null(key: list[str], columns: Sequence[str]) -> AssetChecksDefinition:
+def keys_not_null(key: Key, columns: Sequence[str]) -> AssetChecksDefinition:
     @asset_check(
-        asset=key,
+        asset=AssetKey(key),
         name="keys_not_null",
         blocking=True,
         description=f"No null {', '.join(columns)}.",
@@ -65,9 +57,9 @@ def keys_not_null(key: list[str], columns: Sequence[str]) -> AssetChecksDefiniti
     return check
 
 
-def key_unique(key: list[str], columns: Sequence[str]) -> AssetChecksDefinition:
+def key_unique(key: Key, columns: Sequence[str]) -> AssetChecksDefinition:
     @asset_check(
-        asset=key,
+        asset=AssetKey(key),
         name="key_unique",
         blocking=True,
         description=f"({', '.join(columns)}) identifies one row.",
@@ -79,14 +71,14 @@ def key_unique(key: list[str], columns: Sequence[str]) -> AssetChecksDefinition:
     return check
 
 
-def rows_reconcile(key: list[str], upstream: list[str]) -> AssetChecksDefinition:
+def rows_reconcile(key: Key, upstream: Key) -> AssetChecksDefinition:
     """Upstream rows = rows kept here + rows dropped (per reason, in the asset's metadata)."""
 
     @asset_check(
-        asset=key,
+        asset=AssetKey(key),
         name="rows_reconcile",
         blocking=True,
-        description=f"Rows of {'/'.join(upstream)} = rows kept here + rows dropped with a "
+        description=f"Rows of {keys.label(upstream)} = rows kept here + rows dropped with a "
         "reason: nothing vanishes.",
     )
     def check(context: AssetCheckExecutionContext, lakehouse: Lakehouse) -> AssetCheckResult:
@@ -112,31 +104,33 @@ def rows_reconcile(key: list[str], upstream: list[str]) -> AssetChecksDefinition
 # ---------------------------------------------------------------------------- bronze
 
 
-def bronze_lines_reconcile(table: CsvTable) -> AssetChecksDefinition:
-    key = ["bronze", table.name]
+def bronze_rows_reconcile(table: CsvTable) -> AssetChecksDefinition:
+    key = keys.bronze(table.name)
 
     @asset_check(
-        asset=key,
-        name="lines_reconcile",
+        asset=AssetKey(key),
+        name="rows_reconcile",
         blocking=True,
-        description="Input lines = header + blank lines + loaded rows + quarantined rows, "
+        description="Input lines = rows kept here + lines dropped with a reason (the header, "
+        "blank lines, and the quarantined ones, which must be the quarantine table's rows), "
         "counted on the CSV and on the committed Delta tables: nothing vanishes.",
     )
     def check(context: AssetCheckExecutionContext, lakehouse: Lakehouse) -> AssetCheckResult:
-        counted = latest_metadata(context, key)
-        outcomes = counted.get("line_outcomes") or {}
-        loaded = lakehouse.describe(key).num_rows
-        quarantined = lakehouse.describe(["bronze", quarantine_name(table)]).num_rows
-        accounted = outcomes.get("header", 0) + outcomes.get("blank", 0) + loaded + quarantined
-        input_lines = counted.get("input_lines", -1)
+        recorded = latest_metadata(context, key)
+        dropped = recorded.get("dropped_by_reason") or {}
+        kept = lakehouse.describe(key).num_rows
+        quarantined = lakehouse.describe(keys.quarantine(table.name)).num_rows
+        reported = sum(n for why, n in dropped.items() if why.startswith(QUARANTINED))
+        unaccounted = recorded.get("input_rows", -1) - kept - sum(dropped.values())
         return AssetCheckResult(
-            passed=accounted == input_lines,
+            passed=unaccounted == 0 and reported == quarantined,
             metadata={
-                "input_lines": input_lines,
-                "loaded_rows": loaded,
-                "quarantined_rows": quarantined,
-                "header_and_blank_lines": accounted - loaded - quarantined,
-                "unaccounted": input_lines - accounted,
+                "input_rows": recorded.get("input_rows", -1),
+                "kept_rows": kept,
+                "dropped_rows": sum(dropped.values()),
+                "dropped_by_reason": dropped,
+                "quarantine_rows": quarantined,
+                "unaccounted": unaccounted,
             },
         )
 
@@ -144,13 +138,13 @@ def bronze_lines_reconcile(table: CsvTable) -> AssetChecksDefinition:
 
 
 @asset_check(
-    asset=["bronze", "ratings"],
+    asset=AssetKey(keys.BRONZE_RATINGS),
     name="rating_on_half_star_grid",
     description="Ratings lie in [0.5, 5.0] on the half-star grid. Bronze keeps data as-is, "
     "so this only warns; Silver sets off-grid ratings aside.",
 )
 def bronze_rating_on_grid(lakehouse: Lakehouse) -> AssetCheckResult:
-    off_grid = off_grid_count(lakehouse.read(["bronze", "ratings"]))
+    off_grid = off_grid_count(lakehouse.read(keys.BRONZE_RATINGS))
     return AssetCheckResult(
         passed=off_grid == 0,
         severity=AssetCheckSeverity.WARN,
@@ -159,8 +153,8 @@ def bronze_rating_on_grid(lakehouse: Lakehouse) -> AssetCheckResult:
 
 
 bronze_checks = [
-    *(keys_not_null(["bronze", t.name], t.keys) for t in BRONZE_TABLES.values()),
-    *(bronze_lines_reconcile(t) for t in BRONZE_TABLES.values()),
+    *(keys_not_null(keys.bronze(t.name), t.keys) for t in BRONZE_TABLES.values()),
+    *(bronze_rows_reconcile(t) for t in BRONZE_TABLES.values()),
     bronze_rating_on_grid,
 ]
 
@@ -169,31 +163,31 @@ bronze_checks = [
 
 
 @asset_check(
-    asset=RATINGS_CLEAN,
+    asset=AssetKey(keys.RATINGS_CLEAN),
     name="rating_on_half_star_grid",
     blocking=True,
     description="Every rating is one of 0.5, 1.0, ..., 5.0.",
 )
 def silver_rating_on_grid(lakehouse: Lakehouse) -> AssetCheckResult:
-    off_grid = off_grid_count(lakehouse.read(RATINGS_CLEAN))
+    off_grid = off_grid_count(lakehouse.read(keys.RATINGS_CLEAN))
     return AssetCheckResult(passed=off_grid == 0, metadata={"off_grid_ratings": off_grid})
 
 
 @asset_check(
-    asset=RATINGS_CLEAN,
+    asset=AssetKey(keys.RATINGS_CLEAN),
     name="movies_exist",
     blocking=True,
     description="Every rating's movieId exists in movies_clean.",
 )
 def ratings_reference_movies(lakehouse: Lakehouse) -> AssetCheckResult:
     missing = missing_reference_count(
-        lakehouse.read(RATINGS_CLEAN), lakehouse.read(MOVIES_CLEAN), "movieId"
+        lakehouse.read(keys.RATINGS_CLEAN), lakehouse.read(keys.MOVIES_CLEAN), "movieId"
     )
     return AssetCheckResult(passed=missing == 0, metadata={"ratings_of_unknown_movies": missing})
 
 
 @asset_check(
-    asset=MOVIES_CLEAN,
+    asset=AssetKey(keys.MOVIES_CLEAN),
     name="release_year_plausible",
     blocking=True,
     description=f"Release years are null or between {MIN_YEAR} and next year.",
@@ -201,7 +195,7 @@ def ratings_reference_movies(lakehouse: Lakehouse) -> AssetCheckResult:
 def release_year_plausible(lakehouse: Lakehouse) -> AssetCheckResult:
     latest = date.today().year + 1
     years = (
-        lakehouse.read(MOVIES_CLEAN)
+        lakehouse.read(keys.MOVIES_CLEAN)
         .agg(
             F.count_if(~F.col("release_year").between(MIN_YEAR, latest)).alias("implausible"),
             F.count_if(F.col("release_year").isNull()).alias("without_year"),
@@ -217,16 +211,16 @@ def release_year_plausible(lakehouse: Lakehouse) -> AssetCheckResult:
 
 
 silver_checks = [
-    keys_not_null(RATINGS_CLEAN, ["userId", "movieId"]),
-    key_unique(RATINGS_CLEAN, ["userId", "movieId"]),
+    keys_not_null(keys.RATINGS_CLEAN, ["userId", "movieId"]),
+    key_unique(keys.RATINGS_CLEAN, ["userId", "movieId"]),
     silver_rating_on_grid,
     ratings_reference_movies,
-    rows_reconcile(RATINGS_CLEAN, ["bronze", "ratings"]),
-    keys_not_null(MOVIES_CLEAN, ["movieId"]),
-    key_unique(MOVIES_CLEAN, ["movieId"]),
+    rows_reconcile(keys.RATINGS_CLEAN, keys.BRONZE_RATINGS),
+    keys_not_null(keys.MOVIES_CLEAN, ["movieId"]),
+    key_unique(keys.MOVIES_CLEAN, ["movieId"]),
     release_year_plausible,
-    rows_reconcile(["silver", "tags_clean"], ["bronze", "tags"]),
-    key_unique(["silver", "links_clean"], ["movieId"]),
+    rows_reconcile(keys.TAGS_CLEAN, keys.bronze("tags")),
+    key_unique(keys.LINKS_CLEAN, ["movieId"]),
 ]
 
 
@@ -234,26 +228,26 @@ silver_checks = [
 
 
 @asset_check(
-    asset=TEST,
+    asset=AssetKey(keys.TEST),
     name="split_partitions_filtered_ratings",
     blocking=True,
     description="Train and test share no (userId, movieId) and together are exactly the "
     "filtered ratings.",
-    additional_deps=[TRAIN, RATINGS_FILTERED],
+    additional_deps=[AssetKey(keys.TRAIN), AssetKey(keys.RATINGS_FILTERED)],
 )
 def split_partitions_filtered(lakehouse: Lakehouse) -> AssetCheckResult:
-    keys = ["userId", "movieId"]
-    train = lakehouse.read(TRAIN).select(*keys)
-    test = lakehouse.read(TEST).select(*keys)
-    filtered = lakehouse.read(RATINGS_FILTERED).select(*keys)
+    pair = ["userId", "movieId"]
+    train = lakehouse.read(keys.TRAIN).select(*pair)
+    test = lakehouse.read(keys.TEST).select(*pair)
+    filtered = lakehouse.read(keys.RATINGS_FILTERED).select(*pair)
     both = train.unionByName(test)
     metadata = {
         "train_rows": train.count(),
         "test_rows": test.count(),
         "filtered_rows": filtered.count(),
-        "in_train_and_test": train.join(test, keys, "left_semi").count(),
-        "filtered_but_missing": filtered.join(both, keys, "left_anti").count(),
-        "not_in_filtered": both.join(filtered, keys, "left_anti").count(),
+        "in_train_and_test": train.join(test, pair, "left_semi").count(),
+        "filtered_but_missing": filtered.join(both, pair, "left_anti").count(),
+        "not_in_filtered": both.join(filtered, pair, "left_anti").count(),
     }
     passed = (
         metadata["train_rows"] + metadata["test_rows"] == metadata["filtered_rows"]
@@ -265,69 +259,56 @@ def split_partitions_filtered(lakehouse: Lakehouse) -> AssetCheckResult:
 
 
 gold_checks = [
-    rows_reconcile(RATINGS_FILTERED, RATINGS_CLEAN),
-    keys_not_null(TRAIN, ["userId", "movieId", "rating_norm", "weight"]),
+    rows_reconcile(keys.RATINGS_FILTERED, keys.RATINGS_CLEAN),
+    keys_not_null(keys.TRAIN, ["userId", "movieId", "rating_norm", "weight"]),
     split_partitions_filtered,
 ]
 
 # ---------------------------------------------------------------------------- ml
 
 
-@asset_check(
-    asset=RATING_MODEL,
-    name="beats_bias_baseline_on_validation",
-    blocking=True,
-    description="The tuned rating model's validation RMSE is below the damped bias "
-    "baseline's on the same validation data (plain ALS often is not).",
-)
-def rating_model_beats_bias_baseline(lakehouse: Lakehouse) -> AssetCheckResult:
-    row = lakehouse.read(RATING_MODEL).first()
-    return AssetCheckResult(
-        passed=row["validation_rmse"] < row["baseline_validation_rmse"],
-        metadata={
-            "validation_rmse": row["validation_rmse"],
-            "bias_baseline_validation_rmse": row["baseline_validation_rmse"],
-            "tuning": row["tuning_plan"],
-        },
+def beats_baseline_on_validation(tables: ModelTables, read_model) -> AssetChecksDefinition:
+    """The tuned model scores better than its baseline on the same validation data (plain
+    ALS often does not)."""
+
+    @asset_check(
+        asset=AssetKey(tables.model),
+        name="beats_baseline_on_validation",
+        blocking=True,
+        description="The tuned model's validation score is better than its baseline's on "
+        "the same validation data.",
     )
+    def check(lakehouse: Lakehouse) -> AssetCheckResult:
+        training = read_model(lakehouse.read).training
+        return AssetCheckResult(
+            passed=training.beats_baseline,
+            metadata={
+                f"validation_{training.metric}": training.validation,
+                f"{training.baseline}_validation_{training.metric}": training.baseline_validation,
+                "tuning": training.tuning_plan,
+            },
+        )
+
+    return check
 
 
 @asset_check(
-    asset=RANKING_MODEL,
-    name="beats_most_popular_on_validation",
-    blocking=True,
-    description="The tuned ranking model's validation NDCG is above the most-popular "
-    "lists' on the same validation users.",
-)
-def ranking_model_beats_most_popular(lakehouse: Lakehouse) -> AssetCheckResult:
-    row = lakehouse.read(RANKING_MODEL).first()
-    return AssetCheckResult(
-        passed=row["validation_ndcg"] > row["most_popular_validation_ndcg"],
-        metadata={
-            f"validation_ndcg@{row['k']}": row["validation_ndcg"],
-            f"most_popular_validation_ndcg@{row['k']}": row["most_popular_validation_ndcg"],
-            "tuning": row["tuning_plan"],
-        },
-    )
-
-
-@asset_check(
-    asset=TEST_PREDICTIONS,
+    asset=AssetKey(keys.TEST_PREDICTIONS),
     name="every_test_row_per_model",
     blocking=True,
     description="Every Gold test row has exactly one prediction in [0.5, 5] from every model.",
-    additional_deps=[TEST],
+    additional_deps=[AssetKey(keys.TEST)],
 )
 def every_test_row_per_model(lakehouse: Lakehouse) -> AssetCheckResult:
-    keys = ["userId", "movieId"]
-    test = lakehouse.read(TEST).select(*keys)
-    predictions = lakehouse.read(TEST_PREDICTIONS)
+    pair = ["userId", "movieId"]
+    test = lakehouse.read(keys.TEST).select(*pair)
+    predictions = lakehouse.read(keys.TEST_PREDICTIONS)
     test_rows = test.count()
     per_model = {
         row["model"]: row["count"] for row in predictions.groupBy("model").count().collect()
     }
     missing = {
-        name: test.join(predictions.filter(F.col("model") == name), keys, "left_anti").count()
+        name: test.join(predictions.filter(F.col("model") == name), pair, "left_anti").count()
         for name in per_model
     }
     out_of_range = predictions.filter(
@@ -351,8 +332,8 @@ def every_test_row_per_model(lakehouse: Lakehouse) -> AssetCheckResult:
 
 
 ml_checks = [
-    rating_model_beats_bias_baseline,
-    ranking_model_beats_most_popular,
+    beats_baseline_on_validation(artifacts.RATING, artifacts.read_rating_model),
+    beats_baseline_on_validation(artifacts.RANKING, artifacts.read_ranking_model),
     every_test_row_per_model,
 ]
 
@@ -361,26 +342,32 @@ ml_checks = [
 
 
 @asset_check(
-    asset=RECOMMENDATIONS,
+    asset=AssetKey(keys.RECOMMENDATIONS),
     name="every_user_gets_unrated_catalog_movies",
     blocking=True,
     description="Every user of the models has a list; no list holds a movie its user rated, "
     "a movie twice or one missing from the catalog; stars are in [0.5, 5]. The JSON export "
     "waits for this.",
-    additional_deps=[RATINGS_CLEAN, CATALOG, ["ml", "ranking_user_factors"]],
+    additional_deps=[
+        AssetKey(keys.RATINGS_CLEAN),
+        AssetKey(keys.MOVIE_CATALOG),
+        AssetKey(keys.RANKING_USER_FACTORS),
+    ],
 )
 def every_user_gets_unrated_catalog_movies(lakehouse: Lakehouse) -> AssetCheckResult:
-    recs = lakehouse.read(RECOMMENDATIONS)
-    users = lakehouse.read(["ml", "ranking_user_factors"]).select("userId")
+    recs = lakehouse.read(keys.RECOMMENDATIONS)
+    users = lakehouse.read(keys.RANKING_USER_FACTORS).select("userId")
     per_user = recs.groupBy("userId").agg(
         F.count("*").alias("n"), F.countDistinct("movieId").alias("movies")
     )
     problems = {
         "users_without_a_list": users.join(recs, "userId", "left_anti").count(),
         "rated_movies_recommended": recs.join(
-            lakehouse.read(RATINGS_CLEAN), ["userId", "movieId"], "left_semi"
+            lakehouse.read(keys.RATINGS_CLEAN), ["userId", "movieId"], "left_semi"
         ).count(),
-        "movies_not_in_catalog": recs.join(lakehouse.read(CATALOG), "movieId", "left_anti").count(),
+        "movies_not_in_catalog": recs.join(
+            lakehouse.read(keys.MOVIE_CATALOG), "movieId", "left_anti"
+        ).count(),
         "stars_out_of_range": recs.filter(
             F.col("pred_rating").isNull() | ~F.col("pred_rating").between(0.5, 5.0)
         ).count(),

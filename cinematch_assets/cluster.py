@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cinematch_assets.resources.java import ensure_java
+from cinematch_assets.java import ensure_java
 from cinematch_assets.settings import cinematch_home
 
 HOST = "127.0.0.1"

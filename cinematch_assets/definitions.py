@@ -6,7 +6,6 @@ from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     Definitions,
-    FilesystemIOManager,
     ScheduleDefinition,
     define_asset_job,
     in_process_executor,
@@ -20,10 +19,10 @@ from cinematch_assets.assets.raw import movielens_archive
 from cinematch_assets.assets.serving import serving_assets
 from cinematch_assets.assets.silver import links_clean, movies_clean, ratings_clean, tags_clean
 from cinematch_assets.checks import all_checks
-from cinematch_assets.resources.io_manager import DeltaLakeIOManager
+from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.resources.io_manager import DeltaLakeIOManager, PickleIOManager
 from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.resources.spark import SparkResource
-from cinematch_assets.settings import cinematch_home
 
 all_assets = [
     movielens_archive,
@@ -58,16 +57,19 @@ weekly_refresh = ScheduleDefinition(
 )
 
 
-def build_resources(spark: SparkResource | None = None) -> dict:
-    """Resources rooted at $CINEMATCH_HOME as it is when called."""
-    spark = spark or SparkResource()
-    lakehouse = Lakehouse(spark=spark)
+def build_resources(data_root: DataRoot | None = None, spark: SparkResource | None = None) -> dict:
+    """Every resource, all rooted at one data root (default: $CINEMATCH_HOME as it is when
+    called)."""
+    data_root = data_root or DataRoot()
+    spark = spark or SparkResource(data_root=data_root)
+    lakehouse = Lakehouse(spark=spark, data_root=data_root)
     return {
+        "data_root": data_root,
         "spark": spark,
         "lakehouse": lakehouse,
         "io_manager": DeltaLakeIOManager(lakehouse=lakehouse),
         # The raw asset's output is a small descriptor of the files on disk, not a table.
-        "raw_io_manager": FilesystemIOManager(base_dir=str(cinematch_home() / "dagster_io")),
+        "raw_io_manager": PickleIOManager(data_root=data_root),
     }
 
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+APP = REPO_ROOT / "app" / "streamlit_app.py"
 LOOPBACK = "127.0.0.1"
 # What the servers get to stop on their own before they are killed.
 GRACE_SECONDS = 5.0
@@ -29,7 +30,7 @@ def server_commands(dagster_port: int, app_port: int) -> dict[str, list[str]]:
     return {
         "Dagster UI": [python, "-m", "dagster", "dev", "-h", LOOPBACK, "-p", str(dagster_port),
                        "-w", str(REPO_ROOT / "workspace.yaml")],
-        "CineMatch app": [python, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "app.py"),
+        "CineMatch app": [python, "-m", "streamlit", "run", str(APP),
                           "--server.address", LOOPBACK, "--server.port", str(app_port)],
     }  # fmt: skip
 

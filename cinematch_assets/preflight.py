@@ -14,12 +14,13 @@ from __future__ import annotations
 import sys
 
 from cinematch_assets.assets.raw import MovieLensConfig, check_source
+from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.sources.movielens import MovieLensError
 
 
 def main() -> int:
     try:
-        source = check_source(MovieLensConfig())
+        source = check_source(MovieLensConfig(), DataRoot().raw)
     except (MovieLensError, ValueError) as exc:
         print(f"\nCannot start: the MovieLens data is not available.\n{exc}\n", file=sys.stderr)
         return 1

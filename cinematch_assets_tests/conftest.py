@@ -8,6 +8,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from cinematch_assets.definitions import build_definitions, build_resources
+from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.spark import SparkResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,16 +54,16 @@ def run_pipeline(
 ):
     """Materialize every asset (or `selection`) into `home` with the definitions' own job
     (`ops`: run config of other assets); return (result, instance, lakehouse)."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CINEMATCH_HOME", str(home))
-        resources = build_resources(SparkResource(**TEST_SPARK))
-        job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
-        instance = DagsterInstance.ephemeral()
-        result = job.execute_in_process(
-            run_config={"ops": {RAW_OP: {"config": raw_config}, **(ops or {})}},
-            instance=instance,
-            asset_selection=[AssetKey(key) for key in selection] if selection else None,
-        )
+    # Rooted at `home` through the data root resource alone (CINEMATCH_HOME stays as it
+    # is): every path of the run must follow it.
+    resources = build_resources(DataRoot(home=str(home)), SparkResource(**TEST_SPARK))
+    job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
+    instance = DagsterInstance.ephemeral()
+    result = job.execute_in_process(
+        run_config={"ops": {RAW_OP: {"config": raw_config}, **(ops or {})}},
+        instance=instance,
+        asset_selection=[AssetKey(key) for key in selection] if selection else None,
+    )
     return result, instance, resources["lakehouse"]
 
 

@@ -11,7 +11,11 @@ import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cinematch_assets.resources import serving_files as files
+from cinematch_assets.ml.foldin import RatingTerms
+from cinematch_assets.ml.lists import ModelItems
+from cinematch_assets.reports.charts import write_report
+from cinematch_assets.storage import report_files
+from cinematch_assets.storage import serving_files as files
 
 HOSTILE_TITLE = "<img src=x onerror=alert(1)>"
 MARKDOWN_TITLES = [
@@ -69,21 +73,21 @@ def write_serving_artifacts(home: Path) -> dict:
     files.serving_root(home).mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(catalog, preserve_index=False), files.catalog_path(home))
     ids = catalog["movieId"].to_numpy(np.int64)[:-2]  # the last two movies: not in the models
-    items = rng.normal(size=(len(ids), RANK))
-    files.write_model_factors(
-        home,
+    ModelItems(
         movie_ids=ids,
-        ranking_items=items,
-        rating_items=rng.normal(scale=0.3, size=(len(ids), RANK)),
-        rating_item_bias=rng.normal(scale=0.2, size=len(ids)),
-        rating_global_mean=3.5,
-        rating_reg_param=0.1,
-        rating_variant="bias_residual",
-        rating_bias_damping=3.0,
-        rating_nonnegative=False,
+        ranking_items=rng.normal(size=(len(ids), RANK)).astype(np.float32),
         ranking_reg_param=0.1,
         ranking_alpha=2.0,
-    )
+        rating=RatingTerms(
+            global_mean=3.5,
+            item_bias=rng.normal(scale=0.2, size=len(ids)).astype(np.float32),
+            item_factors=rng.normal(scale=0.3, size=(len(ids), RANK)).astype(np.float32),
+            reg_param=0.1,
+            variant="bias_residual",
+            bias_damping=3.0,
+            nonnegative=False,
+        ),
+    ).save(files.factors_path(home))
     rated = {user: [int(m) for m in rng.choice(ids, 5, replace=False)] for user in USERS}
     lists = {}
     for user in USERS:
@@ -115,12 +119,16 @@ def write_serving_artifacts(home: Path) -> dict:
         ]
     )
     pq.write_table(pa.Table.from_pandas(profiles, preserve_index=False), files.profiles_path(home))
-    reports = home / "reports"
-    (reports / "ml").mkdir(parents=True, exist_ok=True)
-    (reports / "eda").mkdir(parents=True, exist_ok=True)
-    go.Figure(go.Bar(x=["a", "b"], y=[1, 2])).write_json(reports / "ml" / "model_metrics.json")
-    go.Figure(go.Bar(x=["x"], y=[3])).write_json(reports / "eda" / "rating_distribution.json")
-    (reports / "ml" / "model_card.md").write_text(
-        "# Model card\n\n| model | rmse |\n| --- | --- |\n"
+    # One chart per report, written as the pipeline writes its reports.
+    write_report(
+        report_files.models_dir(home),
+        title="CineMatch models",
+        figures={"model_metrics": go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))},
+        data_files={"model_card.md": "# Model card\n\n| model | rmse |\n| --- | --- |\n"},
+    )
+    write_report(
+        report_files.eda_dir(home),
+        title="CineMatch EDA",
+        figures={"rating_distribution": go.Figure(go.Bar(x=["x"], y=[3]))},
     )
     return {"catalog": catalog, "lists": lists, "rated": rated}

@@ -21,7 +21,7 @@ import streamlit as st
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from cinematch_assets.resources import serving_files as files
+from cinematch_assets.storage import serving_files as files
 
 from .conftest import REPO_ROOT
 from .serving_artifacts import (
@@ -32,7 +32,7 @@ from .serving_artifacts import (
     write_serving_artifacts,
 )
 
-APP = str(REPO_ROOT / "app" / "app.py")
+APP = str(REPO_ROOT / "app" / "streamlit_app.py")
 KEY = "sekrit-tmdb-key-123"
 
 
@@ -45,12 +45,8 @@ def home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_module(home):
-    """The app's pure module (app/ is not a package: Streamlit runs app.py as a script)."""
-    import sys
-
-    sys.path.insert(0, str(REPO_ROOT / "app"))
-    import posters
-    import recommender
+    """The app's pure modules."""
+    from app import posters, recommender
 
     return recommender, posters
 
@@ -138,7 +134,7 @@ def test_a_low_rating_counts_against_similar_movies_and_is_never_a_reason(app_mo
     assert [r["movieId"] for r in loved] != [r["movieId"] for r in hated]
     # Beside two liked movies, the same third movie liked or disliked: its nearest
     # neighbour (by the ranking factors) scores lower when it was disliked.
-    items = foldin.ranking_items
+    items = foldin.items.ranking_items
     third = foldin.positions([7])[0]
     unit = items / np.linalg.norm(items, axis=1, keepdims=True)
     similar = [p for p in np.argsort(-(unit @ unit[third])) if p != third][0]

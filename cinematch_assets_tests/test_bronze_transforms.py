@@ -50,7 +50,7 @@ def test_good_lines_load_with_types_and_ingest_columns(spark, tmp_path):
     ]
     assert all(r.ingest_time is not None for r in parsed.rows.collect())
     assert parsed.quarantine.count() == 0
-    assert parsed.counts == {"header": 1, "blank": 0, "loaded": 2}
+    assert parsed.counts == {"header": 1, "blank": 0, "kept": 2}
     assert parsed.input_lines == 3
 
 
@@ -82,12 +82,12 @@ def test_malformed_lines_are_quarantined_with_reasons(spark, tmp_path):
     assert {r.source_file for r in parsed.quarantine.collect()} == {"ratings.csv"}
 
     counts = parsed.counts
-    assert counts["loaded"] == 2 and counts["header"] == 1 and counts["blank"] == 1
+    assert counts["kept"] == 2 and counts["header"] == 1 and counts["blank"] == 1
     assert counts["quarantined: rating is not double"] == 1
     assert counts["quarantined: invalid UTF-8"] == 1
     # Every input line is accounted for.
     assert parsed.input_lines == content.count(b"\n")
-    assert counts["loaded"] + parsed.quarantine.count() + 2 == parsed.input_lines
+    assert counts["kept"] + parsed.quarantine.count() + 2 == parsed.input_lines
 
 
 NOT_EXACTLY_NUMBERS = {
@@ -117,7 +117,7 @@ def test_numbers_are_taken_only_as_written_never_repaired(spark, tmp_path):
     # then sets an off-scale rating aside with its reason).
     loaded = sorted((r.userId, r.rating, r.timestamp) for r in parsed.rows.collect())
     assert loaded == [(1, 4.0, 100), (2, -1.0, 100), (3, 4.5, 100), (4, 0.5, 100), (5, 4.0, 7)]
-    assert parsed.counts["loaded"] + len(reasons) + 1 == parsed.input_lines
+    assert parsed.counts["kept"] + len(reasons) + 1 == parsed.input_lines
 
 
 def test_quoted_titles_with_commas_and_non_ascii(spark, tmp_path):
@@ -170,7 +170,7 @@ def test_byte_order_mark_and_crlf_are_tolerated(spark, tmp_path):
         tmp_path, "ratings.csv", b"\xef\xbb\xbfuserId,movieId,rating,timestamp\r\n1,2,3.0,4\r\n"
     )
     parsed = parse_csv(spark, path, RATINGS, batch_id="b")
-    assert parsed.counts == {"header": 1, "blank": 0, "loaded": 1}
+    assert parsed.counts == {"header": 1, "blank": 0, "kept": 1}
     assert parsed.rows.first().timestamp == 4
 
 
@@ -189,7 +189,7 @@ def test_lines_ended_by_a_bare_carriage_return_load(spark, tmp_path):
     ]
     path = write(tmp_path, "ratings.csv", b"\r".join(lines) + b"\r")
     parsed = parse_csv(spark, path, RATINGS, batch_id="b")
-    assert parsed.counts == {"header": 1, "blank": 0, "loaded": len(lines) - 1}
+    assert parsed.counts == {"header": 1, "blank": 0, "kept": len(lines) - 1}
 
 
 def test_a_file_without_line_breaks_gets_a_short_error(spark, tmp_path):

@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
-from cinematch_assets.resources import serving_files as files
 from cinematch_assets.sources.synthetic import MARKDOWN_TITLES
+from cinematch_assets.storage import serving_files as files
 
 from .conftest import REPO_ROOT
 
@@ -45,7 +45,7 @@ def app_url(synthetic_models_run):
     env = {**os.environ, "CINEMATCH_HOME": str(home)}
     env.pop("TMDB_API_KEY", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "app.py"),
+        [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "streamlit_app.py"),
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from cinematch_assets.resources.delta_reader import UnsupportedTableError, read_delta
-from cinematch_assets.resources.delta_tables import read_table, write_table
+from cinematch_assets.storage.delta_reader import UnsupportedTableError, read_delta
+from cinematch_assets.storage.delta_tables import read_table, write_table
 
 from .conftest import REPO_ROOT
 
@@ -89,7 +89,7 @@ def test_tables_a_file_list_cannot_honour_are_refused(spark, tmp_path, options, 
 
 
 README_READ = (
-    "from cinematch_assets.resources.delta_reader import read_delta; "
+    "from cinematch_assets.storage.delta_reader import read_delta; "
     "print(read_delta({path!r}).num_rows)"
 )
 

@@ -18,8 +18,8 @@ from deltalake import DeltaTable
 from pyspark.sql import Row
 from pyspark.sql import types as T
 
-from cinematch_assets.resources.delta_reader import read_delta
-from cinematch_assets.resources.delta_tables import (
+from cinematch_assets.storage.delta_reader import read_delta
+from cinematch_assets.storage.delta_tables import (
     PENDING_DIR,
     SchemaMismatchError,
     describe_table,
@@ -217,7 +217,7 @@ def test_an_unreadable_marker_is_not_taken_for_a_dead_writer(tmp_path):
 
 def test_a_writers_marker_appears_whole(spark, tmp_path, monkeypatch):
     """The marker is written under a temporary name and renamed: never half a file."""
-    from cinematch_assets.resources import delta_tables
+    from cinematch_assets.storage import delta_tables
 
     written = []
     real = delta_tables.write_atomic
@@ -236,7 +236,7 @@ KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from cinematch_assets.resources import delta_tables
+    from cinematch_assets.storage import delta_tables
     from cinematch_assets.resources.spark import SparkResource
 
     spark = SparkResource(

@@ -13,9 +13,9 @@ import pytest
 from plotly.offline import get_plotlyjs
 from pyspark.sql import functions as F
 
-from cinematch_assets import atomic_files
 from cinematch_assets.reports import charts
 from cinematch_assets.reports.eda import eda_figures, eda_markdown, write_eda_report
+from cinematch_assets.storage import atomic_files, report_files
 from cinematch_assets.transforms.eda import CountDistribution, EdaStats, compute_eda
 
 RATINGS_SCHEMA = (
@@ -254,8 +254,9 @@ def test_write_eda_report(tmp_path, figures, stats):
     paths = write_eda_report(figures, stats, out, user_threshold=USER_T, movie_threshold=MOVIE_T)
     charts = list(figures)
     expected = {f"{n}.{ext}" for n in charts for ext in ("html", "json")}
-    expected |= {"index.html", "eda_stats.json", "plotly.min.js"}
+    expected |= {"index.html", "eda_stats.json", "plotly.min.js", report_files.CHART_MANIFEST}
     assert set(paths) == expected
+    assert report_files.chart_names(out) == charts  # what the app shows, in this order
     assert {p.name for p in out.iterdir()} == expected  # and no temp files left behind
     assert all(paths[name] == out / name for name in expected)
 

@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 
 from cinematch_assets.ml.als import factor_tables, fit_als
+from cinematch_assets.ml.explain import reasons_by_similarity
 from cinematch_assets.ml.foldin import (
     RatingTerms,
-    cosine_similarity,
     implicit_gram,
     nonnegative_solve,
-    reasons,
     solve_explicit,
     solve_implicit,
 )
@@ -103,7 +102,7 @@ def test_rating_terms_fold_in_the_bias_then_the_residual():
         items[:2].T @ items[:2] + 0.1 * 2 * np.eye(2), items[:2].T @ residual
     )
     np.testing.assert_allclose(factor, expected)
-    predicted = terms.predict(bias, factor, np.array([0, 1, 2]))
+    predicted = terms.predict_block(np.array([bias]), factor[None, :], np.array([[0, 1, 2]]))[0]
     assert predicted.min() >= 0.5 and predicted.max() <= 5.0
     assert predicted[0] > predicted[1]  # the 5-star movie stays above the 3-star one
     user_mean = RatingTerms(3.5, np.zeros(3), items, 0.1, "user_mean", 0.0, True)
@@ -112,14 +111,15 @@ def test_rating_terms_fold_in_the_bias_then_the_residual():
 
 def test_reason_is_the_most_similar_liked_movie():
     items = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
-    assert reasons(items, np.array([2, 3]), np.array([0, 1])).tolist() == [0, 1]
-    assert reasons(items, np.array([2]), np.array([], dtype=np.int64)).tolist() == [-1]
-    np.testing.assert_allclose(cosine_similarity(items[:1], items[:1]), [[1.0]])
+    one = np.zeros(2, dtype=np.int64)
+    assert reasons_by_similarity(items, np.array([[2, 3]]), np.array([0, 1]), one).tolist() == [
+        [0, 1]
+    ]
+    none = np.zeros(0, dtype=np.int64)
+    assert reasons_by_similarity(items, np.array([[2]]), none, none).tolist() == [[-1]]
 
 
-def test_block_reasons_match_the_per_user_reasons():
-    from cinematch_assets.ml.serving import reasons_for
-
+def test_block_reasons_match_a_brute_force_per_user():
     rng = np.random.default_rng(5)
     items = rng.normal(size=(200, 6))
     recommended = rng.integers(0, 200, (30, 10))
@@ -127,9 +127,14 @@ def test_block_reasons_match_the_per_user_reasons():
     liked_lists = [rng.choice(200, rng.integers(0, 12), replace=False) for _ in range(30)]
     liked_at = np.concatenate(liked_lists)
     liked_by = np.repeat(np.arange(30), [len(x) for x in liked_lists])
-    why = reasons_for(items, recommended, liked_at, liked_by)
+    why = reasons_by_similarity(items, recommended, liked_at, liked_by)
+    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
     for user in range(30):
         shown = recommended[user] >= 0
-        expected = reasons(items, recommended[user, shown], liked_lists[user])
-        assert why[user, shown].tolist() == expected.tolist()
         assert (why[user, ~shown] == -1).all()
+        if not len(liked_lists[user]):
+            assert (why[user] == -1).all()
+            continue
+        similarity = unit[recommended[user, shown]] @ unit[liked_lists[user]].T
+        expected = liked_lists[user][np.argmax(similarity, axis=1)]
+        assert why[user, shown].tolist() == expected.tolist()

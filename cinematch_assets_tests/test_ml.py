@@ -11,16 +11,23 @@ import pytest
 from pyspark.sql import functions as F
 
 from cinematch_assets.ml.als import FACTORS, dot
+from cinematch_assets.ml.lists import FactorRanker
 from cinematch_assets.ml.metrics import (
     catalog_coverage,
     ranking_metrics,
     regression_metrics,
     relevant_rows,
 )
-from cinematch_assets.ml.ranking import fit_ranking_model, most_popular
-from cinematch_assets.ml.rating import RatingModel, fit_biases, fit_rating_model, predict
-from cinematch_assets.ml.scoring import positions_in, top_n
-from cinematch_assets.ml.topn import recommend
+from cinematch_assets.ml.ranking import fit_ranking_model
+from cinematch_assets.ml.rating import (
+    RatingModel,
+    RatingParams,
+    fit_biases,
+    fit_rating_model,
+    predict,
+)
+from cinematch_assets.ml.recommend import factor_ranker, most_popular, recommend
+from cinematch_assets.ml.top_n import dot_scores, positions_in, top_n
 from cinematch_assets.ml.tuning import (
     TuningResult,
     grid_search,
@@ -101,7 +108,9 @@ def test_top_n_matches_a_full_sort_with_exclusions(n_items):
     users, items = rng.integers(-3, 4, (600, 8)), rng.integers(-3, 4, (n_items, 8))
     bias = rng.integers(-2, 3, n_items)
     exclude = [rng.choice(n_items, size=rng.integers(0, 40), replace=False) for _ in range(600)]
-    positions, scores = top_n(users, items, 10, item_bias=bias, exclude=exclude, block_users=64)
+    positions, scores = top_n(
+        dot_scores(users, items, bias), 600, n_items, 10, exclude=exclude, block_users=64
+    )
     full = users.astype(np.float32) @ items.astype(np.float32).T + bias.astype(np.float32)
     for u in range(600):
         full[u, exclude[u]] = -np.inf
@@ -112,10 +121,10 @@ def test_top_n_matches_a_full_sort_with_exclusions(n_items):
 
 
 def test_top_n_ties_and_short_lists():
-    items = np.zeros((5, 1))
-    positions, scores = top_n(np.ones((1, 1)), items, 3, exclude=[np.array([1])])
+    score = dot_scores(np.ones((1, 1)), np.zeros((5, 1)))
+    positions, scores = top_n(score, 1, 5, 3, exclude=[np.array([1])])
     assert list(positions[0]) == [0, 2, 3]  # equal scores: lowest positions first
-    positions, scores = top_n(np.ones((1, 1)), items, 4, exclude=[np.array([0, 1, 2])])
+    positions, scores = top_n(score, 1, 5, 4, exclude=[np.array([0, 1, 2])])
     assert list(positions[0]) == [3, 4, -1, -1]
     assert np.isneginf(scores[0, 2:]).all()
 
@@ -134,8 +143,12 @@ def test_recommend_excludes_seen_and_matches_numpy(spark):
         [(10, [3.0, 0.0]), (20, [2.0, 1.0]), (30, [0.0, 3.0]), (40, [1.0, 2.0])],
         f"movieId int, {FACTORS} array<float>",
     )
-    seen = spark.createDataFrame([(1, 10), (2, 30)], "userId int, movieId int")
-    got = recommend(users, items, 2, exclude=seen).orderBy("userId", "rank").collect()
+    seen = spark.createDataFrame(
+        [(1, 10, 5.0), (2, 30, 2.0)], "userId int, movieId int, rating double"
+    )
+    ranker = factor_ranker(items)
+    assert isinstance(ranker, FactorRanker) and list(ranker.movie_ids) == [10, 20, 30, 40]
+    got = recommend(ranker, users, seen, 2).orderBy("userId", "rank").collect()
     assert [(r.userId, r.rank, r.movieId) for r in got] == [
         (1, 1, 20),
         (1, 2, 40),
@@ -143,11 +156,15 @@ def test_recommend_excludes_seen_and_matches_numpy(spark):
         (2, 2, 20),
     ]
     assert [r.score for r in got] == [2.0, 1.0, 2.0, 1.0]
+    # User 1 liked movie 10: it is the reason; user 2 liked nothing (2 stars): no reason.
+    assert [r.reason for r in got] == [10, 10, None, None]
+    assert all(r.pred_rating is None for r in got)  # no rating model given
 
 
 def test_most_popular_lists_by_training_count(spark):
     train = spark.createDataFrame(
-        [(1, 10), (2, 10), (3, 10), (1, 20), (2, 20), (3, 30)], "userId int, movieId int"
+        [(1, 10, 4.0), (2, 10, 4.0), (3, 10, 4.0), (1, 20, 4.0), (2, 20, 4.0), (3, 30, 4.0)],
+        "userId int, movieId int, rating double",
     )
     users = spark.createDataFrame([(1,), (4,)], "userId int")
     got = most_popular(train, users, train, 2).orderBy("userId", "rank").collect()
@@ -209,7 +226,7 @@ def test_cold_rows_fall_back_to_the_baseline_and_stars_are_clipped(spark, small_
         items=spark.createDataFrame(
             [(10, 0.0, [1.0])], f"movieId int, bias double, {FACTORS} array<float>"
         ),
-        params={"rank": 1},
+        params=RatingParams(rank=1),
     )
     rows = spark.createDataFrame([(1, 10), (2, 10), (9, 99)], "userId int, movieId int")
     got = {(r.userId, r.movieId): r for r in predict(model, rows, fallback=baseline).collect()}

@@ -17,10 +17,13 @@ import pytest
 from dagster import AssetKey
 from deltalake import DeltaTable
 
+from cinematch_assets import keys, settings
 from cinematch_assets.definitions import all_assets
-from cinematch_assets.ml.scoring import top_n
-from cinematch_assets.resources import serving_files as files
-from cinematch_assets.resources.delta_reader import read_delta
+from cinematch_assets.ml import artifacts
+from cinematch_assets.ml.recommend import model_items, served_lists
+from cinematch_assets.ml.top_n import dot_scores, top_n
+from cinematch_assets.storage import serving_files as files
+from cinematch_assets.storage.delta_reader import read_delta
 
 from .conftest import REPO_ROOT, run_pipeline
 
@@ -161,13 +164,14 @@ def test_malformed_lines_are_quarantined_and_reconciled(spark, synthetic_run, tm
     assert {key for key, e in checks.items() if not e.passed} == {
         ("bronze/ratings", "rating_on_half_star_grid")
     }
-    assert checks[("bronze/ratings", "lines_reconcile")].metadata["unaccounted"].value == 0
+    assert checks[("bronze/ratings", "rows_reconcile")].metadata["unaccounted"].value == 0
 
     good = lakehouse.describe(["bronze", "ratings"]).num_rows
     bronze = metadata(instance, "bronze", "ratings")
     assert bronze["quarantined_rows"] == 4
     assert bronze["dagster/row_count"] == good + 1
-    assert bronze["line_outcomes"]["blank"] == 1
+    assert bronze["dropped_by_reason"]["blank"] == 1
+    assert bronze["input_rows"] == bronze["kept_rows"] + bronze["dropped_rows"]
     quarantine = {
         r.line: r.reason for r in bad_lake.read(["bronze", "ratings_quarantine"]).collect()
     }
@@ -235,8 +239,8 @@ def test_models_recover_the_planted_structure(synthetic_models_run):
     evaluation = metadata(instance, "ml", "model_evaluation")
     assert evaluation["rmse_below_bias_baseline"] > 0.08
     assert evaluation["ndcg_vs_most_popular"] > 1.2
-    rating = lakehouse.read(["ml", "als_rating_model"]).first()
-    assert rating["validation_rmse"] < rating["baseline_validation_rmse"]
+    rating = artifacts.read_rating_model(lakehouse.read).training
+    assert rating.metric == "rmse" and rating.validation < rating.baseline_validation
 
 
 def test_model_tables_and_artifacts(spark, synthetic_models_run):
@@ -257,7 +261,7 @@ def test_model_tables_and_artifacts(spark, synthetic_models_run):
     for name in ("rating", "ranking"):
         model = metadata(instance, "ml", f"als_{name}_model")
         assert model["param/fit_seconds"] > 0 and "tuning" in model
-        factors = lakehouse.read(["ml", f"{name}_item_factors"]).first()
+        factors = lakehouse.read(("ml", f"{name}_item_factors")).first()
         assert len(factors["features"]) == model["param/rank"]
     from pyspark.ml.recommendation import ALSModel
 
@@ -266,6 +270,42 @@ def test_model_tables_and_artifacts(spark, synthetic_models_run):
     card = (home / "reports" / "ml" / "model_card.md").read_text()
     assert "| rating model | model | stars |" in card
     assert "gold/train_features_ml`: Delta version 0" in card
+
+
+def test_the_evaluation_scores_the_served_lists(synthetic_models_run):
+    """The serving asset's call, with the training ratings left out instead of every
+    known one, gives exactly the lists the held-out evaluation scored."""
+    _, _, lakehouse, _ = synthetic_models_run
+    rating = artifacts.read_rating_model(lakehouse.read).model
+    ranking = artifacts.read_ranking_model(lakehouse.read).model
+    test_users = lakehouse.read(keys.TEST).select("userId").distinct()
+    train = lakehouse.read(keys.TRAIN).select("userId", "movieId", "rating")
+    served = served_lists(
+        model_items(ranking, rating),
+        ranking.users.join(test_users, "userId"),
+        rating.users,
+        train,
+        10,
+    ).toPandas()
+    evaluated = lakehouse.read(keys.TEST_RECOMMENDATIONS).toPandas()
+    order = ["userId", "rank"]
+    pd.testing.assert_frame_equal(
+        served.sort_values(order).reset_index(drop=True),
+        evaluated[served.columns].sort_values(order).reset_index(drop=True),
+    )
+    assert len(evaluated) == 10 * test_users.count()
+
+
+def test_every_path_follows_the_data_root(synthetic_models_run):
+    """The run was rooted through the data root resource only (CINEMATCH_HOME points
+    elsewhere): lake, raw files, reports, models, serving files all landed below it."""
+    _, _, lakehouse, home = synthetic_models_run
+    assert settings.cinematch_home() != home
+    assert lakehouse.root == home / "lake"
+    for below in ("raw", "reports/ml/charts.json", "reports/eda/charts.json",
+                  "models/als_rating_model", "serving/model_factors.npz",
+                  "dagster_io/raw/movielens_archive"):  # fmt: skip
+        assert (home / below).exists(), below
 
 
 def test_serving_json_has_every_user_and_only_unrated_movies(synthetic_models_run):
@@ -306,8 +346,7 @@ def test_serving_json_has_every_user_and_only_unrated_movies(synthetic_models_ru
 def test_folding_a_training_user_back_in_gives_their_list(synthetic_models_run):
     """A user folded in from their own training ratings, as the app folds in a new user,
     gets nearly the list the trained model gives them (top-10 overlap)."""
-    sys.path.insert(0, str(REPO_ROOT / "app"))
-    from recommender import Catalog, FoldIn
+    from app.recommender import Catalog, FoldIn
 
     _, _, lakehouse, home = synthetic_models_run
     foldin = FoldIn.load(files.factors_path(home), Catalog.load(files.catalog_path(home)))
@@ -324,7 +363,10 @@ def test_folding_a_training_user_back_in_gives_their_list(synthetic_models_run):
         factors = np.stack(
             [trained[user], foldin.ranking_factor(positions, np.full(len(positions), 5.0))]
         )
-        lists, _ = top_n(factors, foldin.ranking_items, 10, exclude=[positions, positions])
+        items = foldin.items.ranking_items
+        lists, _ = top_n(
+            dot_scores(factors, items), 2, len(items), 10, exclude=[positions, positions]
+        )
         overlaps.append(len(set(lists[0]) & set(lists[1])) / 10)
     print(f"fold-in top-10 overlap with the trained factors: mean {np.mean(overlaps):.3f}")
     assert np.mean(overlaps) >= 0.8

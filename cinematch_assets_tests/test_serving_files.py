@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from cinematch_assets import atomic_files
-from cinematch_assets.resources import serving_files as files
+from cinematch_assets.storage import atomic_files
+from cinematch_assets.storage import serving_files as files
 
 SHARDS = 3
 
@@ -90,7 +90,7 @@ def test_overlapping_publishes_never_remove_the_published_version(tmp_path):
 WRITER_THAT_DIES = """
 import os, sys
 from pathlib import Path
-from cinematch_assets.resources import serving_files as files
+from cinematch_assets.storage import serving_files as files
 with files.new_version(Path(sys.argv[1])) as (version, folder):
     files.write_json_shard(folder, 0, {"1": []})
     print(version, flush=True)

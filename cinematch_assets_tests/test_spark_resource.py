@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.spark import (
     DELTA_SQL_CONF,
     SparkResource,
-    default_driver_memory,
     delta_maven_package,
     parse_conf,
     session_conf,
@@ -42,6 +42,7 @@ def test_local_sessions_stay_on_loopback_and_extra_conf_wins():
         shuffle_partitions=8,
         ui_enabled=False,
         extra_conf={"spark.sql.shuffle.partitions": "16"},
+        checkpoint_dir="/data/spark-checkpoints",
     )
     assert conf["spark.driver.host"] == "127.0.0.1"
     assert conf["spark.sql.session.timeZone"] == "UTC"
@@ -54,6 +55,7 @@ def test_local_sessions_stay_on_loopback_and_extra_conf_wins():
         shuffle_partitions=8,
         ui_enabled=True,
         extra_conf={},
+        checkpoint_dir="/data/spark-checkpoints",
         delta_jars=True,
     )
     assert "spark.driver.host" not in cluster
@@ -97,7 +99,12 @@ def test_resource_reads_its_defaults_from_the_environment(monkeypatch):
     assert resource.conf == {"spark.executor.memory": "4g"}
     assert resource.shuffle_partitions == 64
     assert resource.delta_jars is True
-    assert default_driver_memory().endswith("g")
+    assert resource.driver_memory.endswith("g")  # 40% of this machine's memory
+
+
+def test_checkpoints_follow_the_data_root(tmp_path):
+    resource = SparkResource(remote="", data_root=DataRoot(home=str(tmp_path)))
+    assert resource.spark_config["spark.checkpoint.dir"] == str(tmp_path / "spark-checkpoints")
 
 
 def test_shared_session_has_the_project_settings(spark):
@@ -226,8 +233,8 @@ def _delta_jars() -> list[str]:
 SPARK_ENGINE_INTEROP = textwrap.dedent(
     """
     import sys
-    from cinematch_assets.resources.delta_reader import read_delta
-    from cinematch_assets.resources.delta_tables import read_table, write_table
+    from cinematch_assets.storage.delta_reader import read_delta
+    from cinematch_assets.storage.delta_tables import read_table, write_table
     from cinematch_assets.resources.spark import SparkResource
 
     root, jars = sys.argv[1], sys.argv[2]

@@ -33,6 +33,7 @@ from cinematch_assets.sources.synthetic import (
     planted_model,
     scaled_spec,
 )
+from cinematch_assets.storage.leftovers import temp_prefix
 
 from .conftest import REPO_ROOT
 
@@ -417,10 +418,10 @@ def test_next_run_removes_the_temp_folder_of_a_killed_run(tmp_path: Path) -> Non
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()
     leftovers = [p.name for p in tmp_path.iterdir() if "synthetic-tmp" in p.name]
-    assert leftovers and leftovers[0].startswith(f".data.synthetic-tmp-{writer.pid}-")
+    assert leftovers and leftovers[0].startswith(f".data.synthetic-tmp-{writer.pid}@")
 
     # A temp folder of a live writer (this process) is left alone.
-    live = tmp_path / f".data.synthetic-tmp-{os.getpid()}-live"
+    live = tmp_path / (temp_prefix("data.synthetic-tmp") + "live")
     live.mkdir()
     summary = generate_movielens(TINY, out)
     assert summary["reused"] is False and (out / MANIFEST_NAME).is_file()

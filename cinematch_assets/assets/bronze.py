@@ -10,31 +10,27 @@ from dagster import (
     multi_asset,
 )
 
+from cinematch_assets import keys
 from cinematch_assets.resources.spark import SparkResource
 from cinematch_assets.sources.movielens import MovieLensRelease
 from cinematch_assets.transforms.bronze import BRONZE_TABLES, CsvTable, empty_bronze, parse_csv
-
-RAW_KEY = ["raw", "movielens_archive"]
-
-
-def quarantine_name(table: CsvTable) -> str:
-    return f"{table.name}_quarantine"
+from cinematch_assets.transforms.reconcile import reconciliation_metadata
 
 
 def build_bronze_asset(table: CsvTable) -> AssetsDefinition:
     @multi_asset(
         name=f"bronze_{table.name}",
         group_name="bronze",
-        ins={"archive": AssetIn(key=RAW_KEY)},
+        ins={"archive": AssetIn(key=keys.MOVIELENS_ARCHIVE)},
         outs={
             "table": AssetOut(
-                key=["bronze", table.name],
+                key=keys.bronze(table.name),
                 description=f"{table.file_name} as-is with explicit types "
                 f"({table.header}) plus ingest_time, source_file and batch_id (the run id).",
                 kinds={"spark", "delta"},
             ),
             "quarantine": AssetOut(
-                key=["bronze", quarantine_name(table)],
+                key=keys.quarantine(table.name),
                 description=f"Lines of {table.file_name} that could not be loaded: the raw line, "
                 "the reason, source file and batch.",
                 kinds={"spark", "delta"},
@@ -50,19 +46,15 @@ def build_bronze_asset(table: CsvTable) -> AssetsDefinition:
         else:
             context.log.info(f"{archive.variant} ships no {table.file_name}: empty table")
             parsed = empty_bronze(session, table)
-        quarantined = parsed.input_lines - sum(
-            parsed.counts[k] for k in ("header", "blank", "loaded")
-        )
+        # Input lines = kept + dropped per reason (header, blank, each quarantine reason).
         lines = {
             "source": MetadataValue.path(str(source)),
             "source_present": present,
-            "input_lines": parsed.input_lines,
-            "loaded_rows": parsed.counts["loaded"],
-            "quarantined_rows": quarantined,
-            "line_outcomes": MetadataValue.json(parsed.counts),
+            **reconciliation_metadata(parsed.counts),
+            "quarantined_rows": parsed.quarantined,
         }
-        if quarantined:
-            context.log.warning(f"{table.file_name}: {quarantined} lines quarantined")
+        if parsed.quarantined:
+            context.log.warning(f"{table.file_name}: {parsed.quarantined} lines quarantined")
         yield Output(parsed.rows, output_name="table", metadata=lines)
         yield Output(parsed.quarantine, output_name="quarantine", metadata=lines)
         parsed.release()  # both outputs are written by now

@@ -4,8 +4,10 @@ from dagster import AssetExecutionContext, AssetIn, Config, MaterializeResult, M
 from pydantic import Field
 from pyspark.sql import DataFrame
 
+from cinematch_assets import keys
 from cinematch_assets.reports.eda import eda_figures, eda_markdown, write_eda_report
-from cinematch_assets.settings import reports_root
+from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.storage import report_files
 from cinematch_assets.transforms.eda import compute_eda
 
 
@@ -15,11 +17,8 @@ class EdaConfig(Config):
 
 
 @asset(
-    key=["silver", "eda_report"],
-    ins={
-        "ratings": AssetIn(["silver", "ratings_clean"]),
-        "movies": AssetIn(["silver", "movies_clean"]),
-    },
+    key=keys.EDA_REPORT,
+    ins={"ratings": AssetIn(keys.RATINGS_CLEAN), "movies": AssetIn(keys.MOVIES_CLEAN)},
     group_name="silver",
     kinds={"spark", "plotly"},
     description="Exploratory analysis of Silver ratings: rating histogram, long tails per user "
@@ -27,7 +26,11 @@ class EdaConfig(Config):
     "time, genres. Standalone HTML (offline) and JSON charts under $CINEMATCH_HOME/reports/eda.",
 )
 def eda_report(
-    context: AssetExecutionContext, config: EdaConfig, ratings: DataFrame, movies: DataFrame
+    context: AssetExecutionContext,
+    config: EdaConfig,
+    data_root: DataRoot,
+    ratings: DataFrame,
+    movies: DataFrame,
 ) -> MaterializeResult:
     thresholds = {
         "user_threshold": config.user_threshold,
@@ -35,7 +38,10 @@ def eda_report(
     }
     stats = compute_eda(ratings, movies)
     paths = write_eda_report(
-        eda_figures(stats, **thresholds), stats, reports_root() / "eda", **thresholds
+        eda_figures(stats, **thresholds),
+        stats,
+        report_files.eda_dir(data_root.path),
+        **thresholds,
     )
     context.log.info(f"EDA report: {paths['index.html'].as_uri()}")
     charts = {

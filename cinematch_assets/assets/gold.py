@@ -6,6 +6,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cinematch_assets import keys
 from cinematch_assets.transforms.gold import (
     TEST,
     TRAIN,
@@ -58,8 +59,8 @@ class FeatureConfig(Config):
 
 
 @asset(
-    key=["gold", "ratings_filtered"],
-    ins={"ratings": AssetIn(["silver", "ratings_clean"])},
+    key=keys.RATINGS_FILTERED,
+    ins={"ratings": AssetIn(keys.RATINGS_CLEAN)},
     description="Silver ratings of active users and movies, each with its `split` "
     "('train'/'test'), fixed here so every later asset uses the same split.",
     **GOLD,
@@ -97,22 +98,22 @@ def ratings_filtered(
 
 @multi_asset(
     name="gold_features",
-    ins={"ratings": AssetIn(["gold", "ratings_filtered"])},
+    ins={"ratings": AssetIn(keys.RATINGS_FILTERED)},
     outs={
         "train": AssetOut(
-            key=["gold", "train_features_ml"],
+            key=keys.TRAIN,
             description="Training ratings with user_mean, rating_norm = rating - user_mean "
             "(user-bias normalization) and the time-decay weight.",
             **GOLD,
         ),
         "test": AssetOut(
-            key=["gold", "test_features_ml"],
+            key=keys.TEST,
             description="Held-out ratings with the training user_mean (null for users unseen "
             "in training) and rating_norm. Never used for fitting or tuning.",
             **GOLD,
         ),
         "users": AssetOut(
-            key=["gold", "user_stats"],
+            key=keys.USER_STATS,
             description="Per user, from training ratings only: user_mean (maps normalized "
             "predictions back to stars), train_ratings, last_train_timestamp.",
             **GOLD,

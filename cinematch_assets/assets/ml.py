@@ -1,13 +1,15 @@
 """ML: the rating model (stars) and the ranking model (what to show), tuned on the Gold
-training split only, then evaluated on the held-out test split against baselines."""
+training split only, then evaluated on the held-out test split against baselines. Each
+model is one typed artifact (`ml.artifacts`): a parameter row and two factor tables."""
 
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from dagster import (
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
     AssetOut,
     AutomationCondition,
     Config,
@@ -18,17 +20,18 @@ from dagster import (
 from pydantic import Field
 from pyspark.sql import DataFrame
 
+from cinematch_assets import keys
+from cinematch_assets.ml import artifacts
+from cinematch_assets.ml.artifacts import ModelTables, Trained, Training
 from cinematch_assets.ml.evaluation import (
+    BIAS_BASELINE,
     METRICS_SCHEMA,
+    MOST_POPULAR,
     evaluate_models,
     headline_metrics,
     prediction_analysis,
 )
-from cinematch_assets.ml.ranking import (
-    RankingModel,
-    fit_ranking_model,
-    tune_ranking_model,
-)
+from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model, tune_ranking_model
 from cinematch_assets.ml.rating import (
     RatingModel,
     RatingVariant,
@@ -37,10 +40,10 @@ from cinematch_assets.ml.rating import (
     tune_biases,
     tune_rating_model,
 )
+from cinematch_assets.ml.recommend import model_items
 from cinematch_assets.ml.tuning import (
     Method,
     Split,
-    TuningPlan,
     TuningResult,
     parameter_grid,
     plan_tuning,
@@ -51,8 +54,9 @@ from cinematch_assets.reports.evaluation import (
     model_card,
     write_evaluation_report,
 )
+from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.lakehouse import Lakehouse
-from cinematch_assets.settings import models_root, reports_root
+from cinematch_assets.storage import report_files
 
 # Models follow new Gold data on their own once the automation sensor is switched on.
 ML = {
@@ -60,10 +64,8 @@ ML = {
     "kinds": {"spark", "delta"},
     "automation_condition": AutomationCondition.eager(),
 }
-TRAIN = AssetIn(["gold", "train_features_ml"])
-TEST = AssetIn(["gold", "test_features_ml"])
-RATING_MODEL = ["ml", "als_rating_model"]
-RANKING_MODEL = ["ml", "als_ranking_model"]
+# What reads both models depends on all their tables.
+MODEL_TABLES = [AssetKey(key) for key in (*artifacts.RATING.keys(), *artifacts.RANKING.keys())]
 
 
 class TuningConfig(Config):
@@ -138,16 +140,34 @@ class EvaluationConfig(Config):
     parallel_fits: int = Field(default=3, description="Fits and scorings in flight at once.")
 
 
-def _tuning_splits(
+@dataclass(frozen=True)
+class Tuned:
+    """What tuning chose, and how it scored on validation against the baseline."""
+
+    searches: dict[str, TuningResult]
+    metric: str
+    validation: float
+    baseline: str
+    baseline_validation: float
+    lower_is_better: bool
+
+
+def _train(
     context: AssetExecutionContext,
     config: TuningConfig,
+    data_root: DataRoot,
     train: DataFrame,
     *,
     method: Method,
+    tune: Callable[[list[Split]], Tuned],
+    fit: Callable[[DataFrame, Tuned], RatingModel | RankingModel],
     folds: int = 0,
     cv_max_rows: int = 0,
-) -> tuple[int, TuningPlan, list[Split]]:
-    """(training rows, the plan, its splits) for `train`, which should be cached."""
+) -> Iterator[Output]:
+    """Tune on splits of the training data, fit on all of it, save the Spark model and
+    yield the model's three tables (ModelTables' fields are the output names)."""
+    name = context.op_def.name
+    train = train.cache()
     rows = train.count()
     plan = plan_tuning(
         rows,
@@ -157,209 +177,190 @@ def _tuning_splits(
         cv_max_rows=cv_max_rows,
         max_rows=config.tuning_max_rows,
     )
-    context.log.info(f"{context.op_def.name}: tuning by {plan.describe()} of {rows:,} rows")
-    return rows, plan, tuning_splits(train, plan, config.seed)
-
-
-def _model_outputs(
-    context: AssetExecutionContext,
-    model: RatingModel | RankingModel,
-    params: dict[str, Any],
-    searches: dict[str, TuningResult],
-    *,
-    config: TuningConfig,
-    plan: TuningPlan,
-    rows: int,
-    tuning_seconds: float,
-    fit_seconds: float,
-) -> Iterator[Output]:
-    """The model's parameter row (with what every model records: how it was tuned, the
-    searches as JSON, sizes, seconds, where Spark ML saved it), then its factor tables."""
-    name = context.op_def.name
-    path = models_root() / name
+    context.log.info(f"{name}: tuning by {plan.describe()} of {rows:,} rows")
+    started = time.perf_counter()
+    tuned = tune(tuning_splits(train, plan, config.seed))
+    tuning_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    model = fit(train, tuned)
+    fit_seconds = time.perf_counter() - started
+    path = data_root.models / name
     model.als.write().overwrite().save(str(path))
-    params = {
-        **model.params,
-        **params,
-        "seed": config.seed,
-        "tuning_plan": plan.describe(),
-        **{key: search.to_json() for key, search in searches.items()},
-        "train_rows": rows,
-        "tuning_seconds": round(tuning_seconds, 1),
-        "fit_seconds": round(fit_seconds, 1),
-        "path": str(path),
-    }
-    summary = {k: v for k, v in params.items() if k not in searches}
+    training = Training(
+        seed=config.seed,
+        tuning_plan=plan.describe(),
+        searches=tuned.searches,
+        train_rows=rows,
+        tuning_seconds=round(tuning_seconds, 1),
+        fit_seconds=round(fit_seconds, 1),
+        saved_to=str(path),
+        metric=tuned.metric,
+        validation=tuned.validation,
+        baseline=tuned.baseline,
+        baseline_validation=tuned.baseline_validation,
+        lower_is_better=tuned.lower_is_better,
+    )
+    trained = Trained(model, training)
+    summary = trained.parameters() | training.summary()
     context.log.info(f"{name}: {summary}")
-    tables = "\n".join(search.markdown() for search in searches.values())
+    tables = trained.tables()
     yield Output(
-        model.users.sparkSession.createDataFrame([params]),
+        tables.pop("model"),
         output_name="model",
         metadata={
-            "tuning": MetadataValue.md(tables),
+            "tuning": MetadataValue.md("\n".join(s.markdown() for s in tuned.searches.values())),
             **{f"param/{k}": v for k, v in summary.items()},
         },
     )
-    yield Output(model.users, output_name="users")
-    yield Output(model.items, output_name="items")
+    for output, table in tables.items():
+        yield Output(table, output_name=output)
+    train.unpersist()
 
 
-def _model_outs(name: str, description: str) -> dict[str, AssetOut]:
+def _model_outs(tables: ModelTables, description: str) -> dict[str, AssetOut]:
     return {
-        "model": AssetOut(key=["ml", f"als_{name}_model"], description=description, **ML),
+        "model": AssetOut(key=tables.model, description=description, **ML),
         "users": AssetOut(
-            key=["ml", f"{name}_user_factors"],
+            key=tables.users,
             description="Per user: ALS factors (`features`); the rating model's also `bias`.",
             **ML,
         ),
         "items": AssetOut(
-            key=["ml", f"{name}_item_factors"],
+            key=tables.items,
             description="Per movie: ALS factors (`features`); the rating model's also `bias`.",
             **ML,
         ),
     }
 
 
+TRAIN = AssetIn(keys.TRAIN)
+
+
 @multi_asset(
     name="als_rating_model",
     ins={"train": TRAIN},
     outs=_model_outs(
-        "rating",
+        artifacts.RATING,
         "Explicit ALS predicting stars: global mean + user bias + movie bias + u.v, clipped "
         "to [0.5, 5]. One row: the parameters tuning chose, the global mean, validation "
         "RMSE of the model and of the bias baseline, the tuning table and fit seconds.",
     ),
 )
-def als_rating_model(context: AssetExecutionContext, config: RatingModelConfig, train: DataFrame):
-    train = train.cache()
-    rows, plan, splits = _tuning_splits(
+def als_rating_model(
+    context: AssetExecutionContext, config: RatingModelConfig, data_root: DataRoot, train: DataFrame
+):
+    tuning = {"parallelism": config.parallel_fits, "log": context.log.info}
+
+    def tune(splits: list[Split]) -> Tuned:
+        biases = tune_biases(
+            splits,
+            parameter_grid(
+                damping=config.bias_dampings, decay_weighted=config.bias_decay_weighting
+            ),
+            **tuning,
+        )
+        als = tune_rating_model(
+            splits,
+            parameter_grid(
+                rank=config.ranks, reg_param=config.reg_params, max_iter=config.max_iters
+            ),
+            variant=config.variant,
+            bias_params=biases.best_params,
+            seed=config.seed,
+            **tuning,
+        )
+        searches = {"bias_search": biases, "als_search": als}
+        return Tuned(searches, "rmse", als.best_value, BIAS_BASELINE, biases.best_value, True)
+
+    def fit(train: DataFrame, tuned: Tuned) -> RatingModel:
+        biases = fit_biases(train, **tuned.searches["bias_search"].best_params)
+        return fit_rating_model(
+            train,
+            variant=config.variant,
+            seed=config.seed,
+            biases=biases,
+            **tuned.searches["als_search"].best_params,
+        )
+
+    yield from _train(
         context,
         config,
+        data_root,
         train,
         method=config.tuning,
         folds=config.folds,
         cv_max_rows=config.cv_max_rows,
+        tune=tune,
+        fit=fit,
     )
-    tuning = {"parallelism": config.parallel_fits, "log": context.log.info}
-    started = time.perf_counter()
-    bias_search = tune_biases(
-        splits,
-        parameter_grid(damping=config.bias_dampings, decay_weighted=config.bias_decay_weighting),
-        **tuning,
-    )
-    als_search = tune_rating_model(
-        splits,
-        parameter_grid(rank=config.ranks, reg_param=config.reg_params, max_iter=config.max_iters),
-        variant=config.variant,
-        bias_params=bias_search.best_params,
-        seed=config.seed,
-        **tuning,
-    )
-    tuning_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    biases = fit_biases(train, **bias_search.best_params)
-    model = fit_rating_model(
-        train, variant=config.variant, seed=config.seed, biases=biases, **als_search.best_params
-    )
-    fit_seconds = time.perf_counter() - started
-    yield from _model_outputs(
-        context,
-        model,
-        {
-            "global_mean": model.global_mean,
-            "bias_damping": bias_search.best_params["damping"],
-            "bias_decay_weighted": bias_search.best_params["decay_weighted"],
-            "validation_rmse": als_search.best_value,
-            "baseline_validation_rmse": bias_search.best_value,
-        },
-        {"bias_search": bias_search, "als_search": als_search},
-        config=config,
-        plan=plan,
-        rows=rows,
-        tuning_seconds=tuning_seconds,
-        fit_seconds=fit_seconds,
-    )
-    train.unpersist()
 
 
 @multi_asset(
     name="als_ranking_model",
     ins={"train": TRAIN},
     outs=_model_outs(
-        "ranking",
+        artifacts.RANKING,
         "Implicit-feedback ALS (implicitPrefs) over who rated what, confidence from the "
         "time-decay weight: chooses what to show. One row: the parameters tuning chose, "
         "validation NDCG of the model and of most-popular, the tuning table, fit seconds.",
     ),
 )
-def als_ranking_model(context: AssetExecutionContext, config: RankingModelConfig, train: DataFrame):
-    train = train.cache()
-    rows, plan, (split,) = _tuning_splits(context, config, train, method="validation")
-    started = time.perf_counter()
-    search, popular_ndcg = tune_ranking_model(
-        split,
-        parameter_grid(
-            rank=config.ranks,
-            reg_param=config.reg_params,
-            alpha=config.alphas,
-            max_iter=config.max_iters,
-            confidence=config.confidences,
-        ),
-        k=config.k,
-        seed=config.seed,
-        parallelism=config.parallel_fits,
-        log=context.log.info,
-    )
-    tuning_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    model = fit_ranking_model(train, seed=config.seed, **search.best_params)
-    fit_seconds = time.perf_counter() - started
-    yield from _model_outputs(
-        context,
-        model,
-        {
-            "k": config.k,
-            "validation_ndcg": search.best_value,
-            "most_popular_validation_ndcg": popular_ndcg,
-        },
-        {"als_search": search},
-        config=config,
-        plan=plan,
-        rows=rows,
-        tuning_seconds=tuning_seconds,
-        fit_seconds=fit_seconds,
-    )
-    train.unpersist()
+def als_ranking_model(
+    context: AssetExecutionContext,
+    config: RankingModelConfig,
+    data_root: DataRoot,
+    train: DataFrame,
+):
+    def tune(splits: list[Split]) -> Tuned:
+        (split,) = splits
+        search, popular = tune_ranking_model(
+            split,
+            parameter_grid(
+                rank=config.ranks,
+                reg_param=config.reg_params,
+                alpha=config.alphas,
+                max_iter=config.max_iters,
+                confidence=config.confidences,
+            ),
+            k=config.k,
+            seed=config.seed,
+            parallelism=config.parallel_fits,
+            log=context.log.info,
+        )
+        metric = f"ndcg@{config.k}"
+        return Tuned(
+            {"als_search": search}, metric, search.best_value, MOST_POPULAR, popular, False
+        )
+
+    def fit(train: DataFrame, tuned: Tuned) -> RankingModel:
+        return fit_ranking_model(
+            train, seed=config.seed, **tuned.searches["als_search"].best_params
+        )
+
+    yield from _train(context, config, data_root, train, method="validation", tune=tune, fit=fit)
 
 
 @multi_asset(
     name="model_evaluation",
-    ins={
-        "train": TRAIN,
-        "test": TEST,
-        "rating_params": AssetIn(RATING_MODEL),
-        "rating_users": AssetIn(["ml", "rating_user_factors"]),
-        "rating_items": AssetIn(["ml", "rating_item_factors"]),
-        "ranking_params": AssetIn(RANKING_MODEL),
-        "ranking_users": AssetIn(["ml", "ranking_user_factors"]),
-        "ranking_items": AssetIn(["ml", "ranking_item_factors"]),
-    },
+    ins={"train": TRAIN, "test": AssetIn(keys.TEST)},
+    deps=MODEL_TABLES,
     outs={
         "predictions": AssetOut(
-            key=["ml", "test_predictions"],
+            key=keys.TEST_PREDICTIONS,
             description="Every Gold test row once per rating model and baseline: model, "
             "userId, movieId, rating, prediction, cold (user or movie unseen in training: "
             "the bias baseline predicted).",
             **ML,
         ),
         "recommendations": AssetOut(
-            key=["ml", "test_recommendations"],
-            description="The ranking model's top-k for every test user among the movies "
-            "they did not rate in training: userId, rank, movieId, score.",
+            key=keys.TEST_RECOMMENDATIONS,
+            description="The served lists of every test user, built by the same code as "
+            "serving/recommendations with their training ratings left out: userId, rank, "
+            "movieId, score, pred_rating, reason.",
             **ML,
         ),
         "metrics": AssetOut(
-            key=["ml", "model_evaluation"],
+            key=keys.MODEL_EVALUATION,
             description="Held-out metrics per model, baseline and ablation: RMSE/MSE/MAE "
             "for stars, precision/recall/NDCG/MAP@k and coverage for lists.",
             **ML,
@@ -369,31 +370,28 @@ def als_ranking_model(context: AssetExecutionContext, config: RankingModelConfig
 def model_evaluation(
     context: AssetExecutionContext,
     config: EvaluationConfig,
+    data_root: DataRoot,
     lakehouse: Lakehouse,
     train: DataFrame,
     test: DataFrame,
-    rating_params: DataFrame,
-    rating_users: DataFrame,
-    rating_items: DataFrame,
-    ranking_params: DataFrame,
-    ranking_users: DataFrame,
-    ranking_items: DataFrame,
 ):
-    rating_row = rating_params.first().asDict()
-    ranking_row = ranking_params.first().asDict()
+    rating = artifacts.read_rating_model(lakehouse.read)
+    ranking = artifacts.read_ranking_model(lakehouse.read)
     started = time.perf_counter()
     train, test = train.cache(), test.cache()
-    ablation = config.ablation and rating_row["train_rows"] <= config.ablation_max_rows
+    rows = rating.training.train_rows
+    ablation = config.ablation and rows <= config.ablation_max_rows
     if config.ablation and not ablation:
         context.log.info(
-            f"Ablation skipped: {rating_row['train_rows']:,} training rows is above "
+            f"Ablation skipped: {rows:,} training rows is above "
             f"ablation_max_rows={config.ablation_max_rows:,}"
         )
     evaluation = evaluate_models(
         train,
         test,
-        rating=RatingModel(rating_row["global_mean"], rating_users, rating_items, rating_row),
-        ranking=RankingModel(ranking_users, ranking_items, ranking_row),
+        rating=rating,
+        ranking=ranking,
+        items=model_items(ranking.model, rating.model),
         k=config.k,
         seed=config.seed,
         ablation=ablation,
@@ -401,19 +399,14 @@ def model_evaluation(
     )
     table = evaluation.table()
     versions = {
-        "/".join(key): lakehouse.describe(key).version
-        for key in (
-            ["gold", "train_features_ml"],
-            ["gold", "test_features_ml"],
-            RATING_MODEL,
-            RANKING_MODEL,
-        )
+        keys.label(key): lakehouse.describe(key).version
+        for key in (keys.TRAIN, keys.TEST, keys.RATING_MODEL, keys.RANKING_MODEL)
     }
-    card = model_card(rating_row, ranking_row, table, versions, k=config.k)
+    card = model_card(rating, ranking, table, versions, k=config.k)
     figures = evaluation_figures(
-        prediction_analysis(evaluation.predictions), rating_row, ranking_row, table, k=config.k
+        prediction_analysis(evaluation.predictions), rating, ranking, table, k=config.k
     )
-    paths = write_evaluation_report(reports_root() / "ml", figures, card, table)
+    paths = write_evaluation_report(report_files.models_dir(data_root.path), figures, card, table)
     context.log.info(f"Model report: {paths['index.html'].as_uri()}")
     spark = train.sparkSession
     yield Output(evaluation.predictions, output_name="predictions")

@@ -1,6 +1,6 @@
 """Serving: what the app reads. Lake tables for lineage and queries, and beside each the
 compact file the app loads (no Spark, no JVM), written atomically under
-$CINEMATCH_HOME/serving (layout in `resources.serving_files`)."""
+$CINEMATCH_HOME/serving (layout in `storage.serving_files`)."""
 
 import time
 from datetime import UTC, datetime
@@ -20,22 +20,26 @@ from dagster import (
 from pydantic import Field
 from pyspark.sql import DataFrame
 
-from cinematch_assets.atomic_files import atomic_path
-from cinematch_assets.ml.ranking import RankingModel
-from cinematch_assets.ml.rating import RatingModel
-from cinematch_assets.ml.serving import aligned, recommend_for_serving, write_json_shards
-from cinematch_assets.ml.topn import item_matrix
-from cinematch_assets.resources import serving_files as files
-from cinematch_assets.settings import cinematch_home
-from cinematch_assets.transforms.serving import PROFILE_SIZE, movie_catalog, user_profiles
+from cinematch_assets import keys
+from cinematch_assets.assets.ml import MODEL_TABLES
+from cinematch_assets.ml import artifacts
+from cinematch_assets.ml.recommend import model_items, served_lists
+from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.resources.lakehouse import Lakehouse
+from cinematch_assets.storage import serving_files as files
+from cinematch_assets.storage.atomic_files import atomic_path
+from cinematch_assets.transforms.serving import (
+    PROFILE_SIZE,
+    movie_catalog,
+    user_profiles,
+    write_json_shards,
+)
 
 # Serving follows new models on its own once the automation sensor is switched on.
 SERVING = {"group_name": "serving", "automation_condition": AutomationCondition.eager()}
-RATINGS_CLEAN = AssetIn(["silver", "ratings_clean"])
-RATING_MODEL = AssetIn(["ml", "als_rating_model"])
-RANKING_MODEL = AssetIn(["ml", "als_ranking_model"])
-RATING_ITEMS = AssetIn(["ml", "rating_item_factors"])
-RANKING_ITEMS = AssetIn(["ml", "ranking_item_factors"])
+RATINGS_CLEAN = AssetIn(keys.RATINGS_CLEAN)
+# Served only once the held-out evaluation (and its blocking check) has passed.
+EVALUATED_MODELS = [*MODEL_TABLES, AssetKey(keys.TEST_PREDICTIONS)]
 
 
 class RecommendationsConfig(Config):
@@ -51,12 +55,12 @@ def _write_parquet(df: DataFrame, target) -> dict:
 
 
 @asset(
-    key=["serving", "movie_catalog"],
+    key=keys.MOVIE_CATALOG,
     ins={
-        "movies": AssetIn(["silver", "movies_clean"]),
-        "links": AssetIn(["silver", "links_clean"]),
+        "movies": AssetIn(keys.MOVIES_CLEAN),
+        "links": AssetIn(keys.LINKS_CLEAN),
         "ratings": RATINGS_CLEAN,
-        "tags": AssetIn(["silver", "tags_clean"]),
+        "tags": AssetIn(keys.TAGS_CLEAN),
     },
     kinds={"spark", "delta", "parquet"},
     description="Every movie: display title, year, genres, tmdbId/imdbId, top tags, rating "
@@ -65,66 +69,54 @@ def _write_parquet(df: DataFrame, target) -> dict:
     **SERVING,
 )
 def serving_movie_catalog(
-    movies: DataFrame, links: DataFrame, ratings: DataFrame, tags: DataFrame
+    data_root: DataRoot, movies: DataFrame, links: DataFrame, ratings: DataFrame, tags: DataFrame
 ) -> Output:
     catalog, prior = movie_catalog(movies, links, ratings, tags)
     catalog = catalog.cache()
-    metadata = _write_parquet(catalog.orderBy("movieId"), files.catalog_path(cinematch_home()))
+    metadata = _write_parquet(catalog.orderBy("movieId"), files.catalog_path(data_root.path))
     return Output(catalog, metadata={**metadata, **{k: round(v, 4) for k, v in prior.items()}})
 
 
 @asset(
-    key=["serving", "user_profiles"],
+    key=keys.USER_PROFILES,
     ins={"ratings": RATINGS_CLEAN},
     kinds={"spark", "delta", "parquet"},
     description=f"Each user's {PROFILE_SIZE} highest-rated movies (latest first among equal "
     "stars): what the app shows as their taste. Also as user_profiles.parquet.",
     **SERVING,
 )
-def serving_user_profiles(ratings: DataFrame) -> Output:
+def serving_user_profiles(data_root: DataRoot, ratings: DataFrame) -> Output:
     profiles = user_profiles(ratings).cache()
     metadata = _write_parquet(
-        profiles.orderBy("userId", "rank"), files.profiles_path(cinematch_home())
+        profiles.orderBy("userId", "rank"), files.profiles_path(data_root.path)
     )
     return Output(profiles, metadata=metadata)
 
 
 @asset(
-    key=["serving", "recommendations"],
-    ins={
-        "ratings": RATINGS_CLEAN,
-        "rating_params": RATING_MODEL,
-        "rating_users": AssetIn(["ml", "rating_user_factors"]),
-        "rating_items": RATING_ITEMS,
-        "ranking_params": RANKING_MODEL,
-        "ranking_users": AssetIn(["ml", "ranking_user_factors"]),
-        "ranking_items": RANKING_ITEMS,
-    },
-    # Served only once the held-out evaluation (and its blocking check) has passed.
-    deps=[AssetKey(["ml", "test_predictions"])],
+    key=keys.RECOMMENDATIONS,
+    ins={"ratings": RATINGS_CLEAN},
+    deps=EVALUATED_MODELS,
     kinds={"spark", "delta"},
     description="For every user of the models: the ranking model's top-n among the movies "
     "they never rated (userId, rank, movieId, score), the rating model's stars "
     "(pred_rating, in [0.5, 5]) and the reason: the movie they rated highly whose factor "
-    "is most similar.",
+    "is most similar. The evaluation scores exactly these lists on held-out ratings.",
     **SERVING,
 )
 def serving_recommendations(
     context: AssetExecutionContext,
     config: RecommendationsConfig,
+    lakehouse: Lakehouse,
     ratings: DataFrame,
-    rating_params: DataFrame,
-    rating_users: DataFrame,
-    rating_items: DataFrame,
-    ranking_params: DataFrame,
-    ranking_users: DataFrame,
-    ranking_items: DataFrame,
 ) -> Output:
-    rating_row = rating_params.first().asDict()
+    rating = artifacts.read_rating_model(lakehouse.read).model
+    ranking = artifacts.read_ranking_model(lakehouse.read).model
     started = time.perf_counter()
-    recommendations = recommend_for_serving(
-        RankingModel(ranking_users, ranking_items, ranking_params.first().asDict()),
-        RatingModel(rating_row["global_mean"], rating_users, rating_items, rating_row),
+    recommendations = served_lists(
+        model_items(ranking, rating),
+        ranking.users,
+        rating.users,
         ratings.select("userId", "movieId", "rating"),
         config.n,
     ).cache()
@@ -135,8 +127,8 @@ def serving_recommendations(
 
 
 @asset(
-    key=["serving", "recommendations_json"],
-    ins={"recommendations": AssetIn(["serving", "recommendations"])},
+    key=keys.RECOMMENDATIONS_JSON,
+    ins={"recommendations": AssetIn(keys.RECOMMENDATIONS)},
     kinds={"spark", "json"},
     description="The serving JSON (user id -> ordered [{movieId, pred_rating, score, "
     "reason}]), sharded by userId modulo the shard count so a lookup parses one small "
@@ -144,9 +136,9 @@ def serving_recommendations(
     **SERVING,
 )
 def serving_recommendations_json(
-    context: AssetExecutionContext, recommendations: DataFrame
+    context: AssetExecutionContext, data_root: DataRoot, recommendations: DataFrame
 ) -> MaterializeResult:
-    home = cinematch_home()
+    home = data_root.path
     users = recommendations.select("userId").distinct().count()
     shards = files.shard_count(users)
     started = time.perf_counter()
@@ -179,53 +171,28 @@ def serving_recommendations_json(
 
 
 @asset(
-    key=["serving", "model_factors"],
-    ins={
-        "rating_params": RATING_MODEL,
-        "rating_items": RATING_ITEMS,
-        "ranking_params": RANKING_MODEL,
-        "ranking_items": RANKING_ITEMS,
-    },
-    deps=[AssetKey(["ml", "test_predictions"])],
+    key=keys.MODEL_FACTORS,
+    deps=EVALUATED_MODELS,
     kinds={"spark", "numpy"},
-    description="What folding a new user in needs, as model_factors.npz: both models' item "
-    "factors on the same movie ids, the rating model's movie biases, global mean, "
-    "regularization and bias settings, the ranking model's regularization and alpha.",
+    description="What a new user's list is built from, as model_factors.npz: both models' "
+    "movie side on the same movie ids (ranking factors, the rating model's movie biases "
+    "and factors), their regularization, alpha, global mean and bias settings.",
     **SERVING,
 )
-def serving_model_factors(
-    rating_params: DataFrame,
-    rating_items: DataFrame,
-    ranking_params: DataFrame,
-    ranking_items: DataFrame,
-) -> MaterializeResult:
-    rating = rating_params.first().asDict()
-    ranking = ranking_params.first().asDict()
-    ids, items, _ = item_matrix(ranking_items)
-    rating_ids, rating_factors, rating_bias = item_matrix(rating_items, bias="bias")
-    settings = files.write_model_factors(
-        cinematch_home(),
-        movie_ids=ids,
-        ranking_items=items,
-        rating_items=aligned(ids, rating_ids, rating_factors),
-        rating_item_bias=aligned(ids, rating_ids, rating_bias),
-        rating_global_mean=rating["global_mean"],
-        rating_reg_param=rating["reg_param"],
-        rating_variant=rating["variant"],
-        rating_bias_damping=rating.get("bias_damping") or 0.0,
-        rating_nonnegative=rating["nonnegative"],
-        ranking_reg_param=ranking["reg_param"],
-        ranking_alpha=ranking["alpha"],
+def serving_model_factors(data_root: DataRoot, lakehouse: Lakehouse) -> MaterializeResult:
+    items = model_items(
+        artifacts.read_ranking_model(lakehouse.read).model,
+        artifacts.read_rating_model(lakehouse.read).model,
     )
-    target = files.factors_path(cinematch_home())
+    target = items.save(files.factors_path(data_root.path))
     return MaterializeResult(
         metadata={
             "file": MetadataValue.path(str(target)),
             "file_bytes": target.stat().st_size,
-            "movies": len(ids),
-            "ranking_rank": int(items.shape[1]),
-            "rating_rank": int(rating_factors.shape[1]),
-            "parameters": MetadataValue.json(settings),
+            "movies": len(items.movie_ids),
+            "ranking_rank": int(items.ranking_items.shape[1]),
+            "rating_rank": int(items.rating.item_factors.shape[1]),
+            "parameters": MetadataValue.json(items.settings()),
         }
     )
 

@@ -4,6 +4,7 @@ from dagster import AssetExecutionContext, AssetIn, asset
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cinematch_assets import keys
 from cinematch_assets.transforms.reconcile import (
     kept_rows,
     reason_counts,
@@ -20,8 +21,8 @@ SILVER = {"group_name": "silver", "kinds": {"spark", "delta"}}
 
 
 @asset(
-    key=["silver", "movies_clean"],
-    ins={"movies": AssetIn(["bronze", "movies"])},
+    key=keys.MOVIES_CLEAN,
+    ins={"movies": AssetIn(keys.bronze("movies"))},
     description="Movies with title_clean, display_title ('The Big Bang Theory') and "
     "release_year parsed from the title (null when absent), genres as an array.",
     **SILVER,
@@ -40,8 +41,8 @@ def movies_clean(context: AssetExecutionContext, movies: DataFrame) -> DataFrame
 
 
 @asset(
-    key=["silver", "ratings_clean"],
-    ins={"ratings": AssetIn(["bronze", "ratings"]), "movies": AssetIn(["silver", "movies_clean"])},
+    key=keys.RATINGS_CLEAN,
+    ins={"ratings": AssetIn(keys.BRONZE_RATINGS), "movies": AssetIn(keys.MOVIES_CLEAN)},
     description="One rating per (userId, movieId), the most recent (ties: the higher rating), "
     "on the half-star grid, of a known movie, with rated_at as a UTC timestamp.",
     **SILVER,
@@ -55,8 +56,8 @@ def ratings_clean(
 
 
 @asset(
-    key=["silver", "tags_clean"],
-    ins={"tags": AssetIn(["bronze", "tags"])},
+    key=keys.TAGS_CLEAN,
+    ins={"tags": AssetIn(keys.bronze("tags"))},
     description="Tags trimmed (original case kept) with tag_key (lower case, single spaces) "
     "for grouping, and tagged_at as a UTC timestamp. Empty tags are dropped and counted.",
     **SILVER,
@@ -68,8 +69,8 @@ def tags_clean(context: AssetExecutionContext, tags: DataFrame) -> DataFrame:
 
 
 @asset(
-    key=["silver", "links_clean"],
-    ins={"links": AssetIn(["bronze", "links"])},
+    key=keys.LINKS_CLEAN,
+    ins={"links": AssetIn(keys.bronze("links"))},
     description="movieId -> imdbId (IMDb's zero-padded string) and tmdbId (nullable integer, "
     "used for posters).",
     **SILVER,

@@ -3,9 +3,11 @@ no fit and no tuning has seen.
 
 - Stars: every test row gets a prediction from every rating model and baseline; a row
   whose user or movie is not in a model gets the bias baseline's prediction (`cold`).
-- Lists: top-k over the movies each test user did not rate in training, from the
-  ranking model, the most-popular baseline and the rating model ranked by its stars,
-  scored against the test ratings >= 4 on the same users.
+- Lists: top-k over the movies each test user did not rate in training, scored against
+  the test ratings of 4 stars or more on the same users. The ranking model's are the
+  served lists themselves (`recommend.served_lists`, training ratings left out instead
+  of every known one); beside them the most-popular baseline and the rating models
+  ranked by their stars.
 - Ablation: the chosen models refitted with one choice flipped (decay weights,
   normalization), scored the same way.
 """
@@ -13,39 +15,43 @@ no fit and no tuning has seen.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cinematch_assets.ml.als import FACTORS, empty_factors
+from cinematch_assets.ml.artifacts import Trained
+from cinematch_assets.ml.lists import ModelItems
 from cinematch_assets.ml.metrics import (
     catalog_coverage,
     ranking_metrics,
     regression_metrics_by,
     relevant_rows,
 )
-from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model, most_popular
+from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model
 from cinematch_assets.ml.rating import (
     RatingModel,
+    RatingParams,
     cached,
     fit_biases,
     fit_rating_model,
     predict,
 )
-from cinematch_assets.ml.topn import recommend_unseen
+from cinematch_assets.ml.recommend import most_popular, served_lists, unseen_lists
 from cinematch_assets.ml.tuning import concurrently
 
+Role = Literal["model", "baseline", "ablation"]
 GLOBAL_MEAN = "global mean"
 BIAS_BASELINE = "damped bias baseline"
 RATING_MODEL = "rating model"
 ARTICLE_VARIANT = "article's variant"
 RANKING_MODEL = "ranking model"
 MOST_POPULAR = "most popular"
-BY_STARS = "rating model by predicted stars"
+BY_STARS = "by predicted stars"
 # The article's tuned model: user-mean normalized, nonnegative, rank 20, reg 0.05, 15 iterations.
 ARTICLE_PARAMS = {"rank": 20, "reg_param": 0.05, "max_iter": 15}
 PREDICTION_COLUMNS = ["model", "userId", "movieId", "rating", "prediction", "cold"]
@@ -58,6 +64,22 @@ METRICS_SCHEMA = (
 METRIC_NAMES = [column.split()[0] for column in METRICS_SCHEMA.split(", ")]
 # Prediction errors are binned this finely for the error-distribution chart.
 ERROR_BIN = 0.25
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the evaluation table: a model, baseline or ablation (`role`), judged by
+    its predicted stars (`stars`: a rating model), by its lists (`lists`), or both (an
+    ablated rating model, whose lists rank by its stars)."""
+
+    name: str
+    role: Role
+    stars: RatingModel | None = None
+    lists: Callable[[], DataFrame] | None = field(default=None, compare=False)
+
+    @property
+    def task(self) -> str:
+        return "stars" if self.stars is not None else "lists"
 
 
 def global_mean_model(train: DataFrame) -> RatingModel:
@@ -73,7 +95,7 @@ def global_mean_model(train: DataFrame) -> RatingModel:
             .withColumn(FACTORS, empty_factors())
         )
 
-    return RatingModel(float(mean), zero("userId"), zero("movieId"), {"variant": "global_mean"})
+    return RatingModel(float(mean), zero("userId"), zero("movieId"), RatingParams(variant="none"))
 
 
 def test_predictions(
@@ -93,12 +115,6 @@ def rating_metrics(predictions: DataFrame) -> dict[str, dict[str, float]]:
     return regression_metrics_by(
         predictions, "model", extra={"cold_share": F.avg(F.col("cold").cast("double"))}
     )
-
-
-def by_stars(model: RatingModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
-    """A rating model's top-k by predicted stars (the user's own terms do not change the
-    order: movie bias + u.v does)."""
-    return recommend_unseen(model, users, seen, k, item_bias="bias")
 
 
 def list_metrics(
@@ -156,64 +172,71 @@ def evaluate_models(
     train: DataFrame,
     test: DataFrame,
     *,
-    rating: RatingModel,
-    ranking: RankingModel,
+    rating: Trained[RatingModel],
+    ranking: Trained[RankingModel],
+    items: ModelItems,
     k: int,
     seed: int,
     ablation: bool = True,
     parallelism: int = 3,
 ) -> Evaluation:
-    """Score the models and baselines on `test`; `rating.params` and `ranking.params`
-    (their tables' columns) say how to refit them for the baselines and the ablation.
-    Independent fits and scorings run `parallelism` at a time."""
-    params = rating.params
-    bias_params = {
-        "damping": params["bias_damping"],
-        "decay_weighted": params["bias_decay_weighted"],
-    }
-    als_params = {name: params[name] for name in ("rank", "reg_param", "max_iter")}
+    """Score the models and baselines on `test`: the models' parameters say how to refit
+    the baselines and the ablation; `items` is their movie side as served. Independent
+    fits and scorings run `parallelism` at a time."""
+    params = rating.model.params
+    bias_params = {"damping": params.bias_damping, "decay_weighted": params.bias_decay_weighted}
     biases = cached(fit_biases(train, **bias_params))  # every model's fallback
-    fits = {
+    refits = {
         ARTICLE_VARIANT: lambda: fit_rating_model(
             train, variant="user_mean", seed=seed, **ARTICLE_PARAMS
-        )
+        ),
+        **(ablation_fits(train, rating.model, ranking.model, seed) if ablation else {}),
     }
-    if ablation:
-        fits |= ablation_fits(train, bias_params, als_params, ranking.params, seed)
-    fitted = concurrently(fits, parallelism)
+    fitted = concurrently(refits, parallelism)
 
-    predictions = test_predictions(
-        test,
-        {
-            GLOBAL_MEAN: global_mean_model(train),
-            BIAS_BASELINE: biases,
-            RATING_MODEL: rating,
-            ARTICLE_VARIANT: fitted[ARTICLE_VARIANT],
-        },
-        fallback=biases,
-    ).cache()  # read by the metrics, the charts and the table write
-    ablated_stars = {name: m for name, m in fitted.items() if name.startswith("rating model,")}
-
-    seen = train.select("userId", "movieId").cache()
+    seen = train.select("userId", "movieId", "rating").cache()
     users = test.select("userId").distinct().cache()
     relevant = relevant_rows(test).cache()
     catalog_size = train.select("movieId").distinct().count()
-    recommendations = recommend_unseen(ranking, users, seen, k).cache()
-    lists = {
-        RANKING_MODEL: recommendations,
-        MOST_POPULAR: most_popular(train, users, seen, k),
-        BY_STARS: by_stars(rating, users, seen, k),
-        f"{ARTICLE_VARIANT} by predicted stars": by_stars(fitted[ARTICLE_VARIANT], users, seen, k),
-        **{name: by_stars(m, users, seen, k) for name, m in ablated_stars.items()},
-        **{
-            name: recommend_unseen(m, users, seen, k)
-            for name, m in fitted.items()
-            if name.startswith("ranking model,")
-        },
+    # What users are shown, with the training ratings left out: the list the app serves.
+    recommendations = served_lists(
+        items, ranking.model.users.join(users, "userId"), rating.model.users, seen, k
+    ).cache()
+
+    def by_stars(model: RatingModel) -> Callable[[], DataFrame]:
+        return lambda: unseen_lists(model, users, seen, k, bias="bias")
+
+    article = fitted.pop(ARTICLE_VARIANT)
+    entries = [
+        Entry(GLOBAL_MEAN, "baseline", stars=global_mean_model(train)),
+        Entry(BIAS_BASELINE, "baseline", stars=biases),
+        Entry(RATING_MODEL, "model", stars=rating.model),
+        Entry(ARTICLE_VARIANT, "baseline", stars=article),
+        Entry(RANKING_MODEL, "model", lists=lambda: recommendations),
+        Entry(MOST_POPULAR, "baseline", lists=lambda: most_popular(train, users, seen, k)),
+        Entry(f"{RATING_MODEL} {BY_STARS}", "baseline", lists=by_stars(rating.model)),
+        Entry(f"{ARTICLE_VARIANT} {BY_STARS}", "baseline", lists=by_stars(article)),
+        *[
+            Entry(name, "ablation", stars=model, lists=by_stars(model))
+            if isinstance(model, RatingModel)
+            else Entry(name, "ablation", lists=lambda m=model: unseen_lists(m, users, seen, k))
+            for name, model in fitted.items()
+        ],
+    ]
+    served_stars = {
+        e.name: e.stars for e in entries if e.stars is not None and e.role != "ablation"
     }
+    ablated_stars = {
+        e.name: e.stars for e in entries if e.stars is not None and e.role == "ablation"
+    }
+    predictions = test_predictions(test, served_stars, fallback=biases).cache()
+
     scorings: dict[str, Callable[[], dict[str, Any]]] = {
-        name: (lambda recs=recs: list_metrics(recs, relevant, k=k, catalog_size=catalog_size))
-        for name, recs in lists.items()
+        e.name: (
+            lambda lists=e.lists: list_metrics(lists(), relevant, k=k, catalog_size=catalog_size)
+        )
+        for e in entries
+        if e.lists is not None
     }
     scorings["stars"] = lambda: rating_metrics(predictions)
     if ablated_stars:
@@ -221,63 +244,45 @@ def evaluate_models(
             test_predictions(test, ablated_stars, fallback=biases)
         )
     scores = concurrently(scorings, parallelism)
-    stars = scores["stars"] | scores.get("ablated stars", {})
-
-    def row(name: str, role: str) -> dict[str, Any]:
-        task = "stars" if name in stars else "lists"
-        return {
-            "name": name,
-            "role": role,
-            "task": task,
-            **stars.get(name, {}),
-            **scores.get(name, {}),
-        }
-
+    stars = scores.pop("stars") | scores.pop("ablated stars", {})
     rows = [
-        row(GLOBAL_MEAN, "baseline"),
-        row(BIAS_BASELINE, "baseline"),
-        row(RATING_MODEL, "model"),
-        row(ARTICLE_VARIANT, "baseline"),
-        row(RANKING_MODEL, "model"),
-        row(MOST_POPULAR, "baseline"),
-        row(BY_STARS, "baseline"),
-        row(f"{ARTICLE_VARIANT} by predicted stars", "baseline"),
-        *[row(name, "ablation") for name in fitted if name != ARTICLE_VARIANT],
-    ]
+        {"name": e.name, "role": e.role, "task": e.task, **stars.get(e.name, {}),
+         **scores.get(e.name, {})}
+        for e in entries
+    ]  # fmt: skip
     return Evaluation(predictions=predictions, recommendations=recommendations, rows=rows)
 
 
 def ablation_fits(
-    train: DataFrame,
-    bias_params: dict[str, Any],
-    als_params: dict[str, Any],
-    ranking_params: dict[str, Any],
-    seed: int,
+    train: DataFrame, rating: RatingModel, ranking: RankingModel, seed: int
 ) -> dict[str, Callable[[], RatingModel | RankingModel]]:
     """The chosen models with one choice flipped each, same hyperparameters otherwise."""
-    decay = bias_params["decay_weighted"]
-    confidence = ranking_params["confidence"]
-    other = "binary" if confidence == "decay_weight" else "decay_weight"
-    ranking_als = {
-        name: ranking_params[name] for name in ("rank", "reg_param", "alpha", "max_iter")
-    }
+    params = rating.params
+    decay = params.bias_decay_weighted
+    als = {"rank": params.rank, "reg_param": params.reg_param, "max_iter": params.max_iter}
+    chosen = ranking.params
+    other = "binary" if chosen.confidence == "decay_weight" else "decay_weight"
 
     def flipped_biases() -> RatingModel:
-        biases = fit_biases(train, **(bias_params | {"decay_weighted": not decay}))
-        return fit_rating_model(
-            train, variant="bias_residual", seed=seed, biases=biases, **als_params
-        )
+        biases = fit_biases(train, damping=params.bias_damping, decay_weighted=not decay)
+        return fit_rating_model(train, variant="bias_residual", seed=seed, biases=biases, **als)
 
     return {
         f"rating model, biases {'without' if decay else 'with'} decay weights": flipped_biases,
         "rating model, user-mean normalization instead of biases": lambda: fit_rating_model(
-            train, variant="user_mean", seed=seed, nonnegative=False, **als_params
+            train, variant="user_mean", seed=seed, nonnegative=False, **als
         ),
         "rating model, no normalization": lambda: fit_rating_model(
-            train, variant="none", seed=seed, **als_params
+            train, variant="none", seed=seed, **als
         ),
         f"ranking model, {other} confidence": lambda: fit_ranking_model(
-            train, confidence=other, seed=seed, **ranking_als
+            train,
+            confidence=other,
+            seed=seed,
+            rank=chosen.rank,
+            reg_param=chosen.reg_param,
+            alpha=chosen.alpha,
+            max_iter=chosen.max_iter,
         ),
     }
 

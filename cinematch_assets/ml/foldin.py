@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cinematch_assets.conventions import DISLIKED_BELOW_STARS, LIKED_STARS, MAX_RATING, MIN_RATING
+from cinematch_assets.conventions import DISLIKED_BELOW_STARS, MAX_RATING, MIN_RATING
 
 # Sweeps of the nonnegative solver; it converges in far fewer at the ranks used here.
 NNLS_SWEEPS = 500
@@ -119,32 +119,23 @@ class RatingTerms:
         )
         return bias, factor
 
-    def predict(self, bias: float, factor: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Stars in [0.5, 5] for the movies at `positions`."""
-        raw = (
+    def predict_block(
+        self, user_bias: np.ndarray | None, user_factors: np.ndarray | None, positions: np.ndarray
+    ) -> np.ndarray:
+        """Stars in [0.5, 5] (float32) for each user of a block (a bias, NaN or None for
+        none, and factors, zeros for none) and each of their movies at `positions` (users
+        x n; -1 where a list is short: any star there is meaningless)."""
+        users, rank = positions.shape[0], self.item_factors.shape[1]
+        bias = np.zeros(users) if user_bias is None else np.nan_to_num(user_bias.astype(np.float64))
+        factors = np.zeros((users, rank), np.float32) if user_factors is None else user_factors
+        safe = positions.clip(0)
+        stars = (
             self.global_mean
-            + bias
-            + self.item_bias[positions]
-            + self.item_factors[positions] @ factor
+            + bias[:, None]
+            + self.item_bias[safe]
+            + np.einsum("uk,unk->un", factors, self.item_factors[safe])
         )
-        return np.clip(raw, MIN_RATING, MAX_RATING)
-
-
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """len(a) x len(b) cosine similarities of factor rows (0 where a row is all zeros)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    norm_a = np.linalg.norm(a, axis=1, keepdims=True)
-    norm_b = np.linalg.norm(b, axis=1, keepdims=True)
-    norm_a[norm_a == 0] = 1.0
-    norm_b[norm_b == 0] = 1.0
-    return (a / norm_a) @ (b / norm_b).T
-
-
-def liked(movies: np.ndarray, stars: np.ndarray) -> np.ndarray:
-    """The `movies` a user rated highly (LIKED_STARS or more); none when they liked none."""
-    movies, stars = np.asarray(movies), np.asarray(stars, dtype=np.float64)
-    return movies[stars >= LIKED_STARS]
+        return stars.clip(MIN_RATING, MAX_RATING).astype(np.float32)
 
 
 def preference_values(stars: np.ndarray) -> np.ndarray:
@@ -152,15 +143,3 @@ def preference_values(stars: np.ndarray) -> np.ndarray:
     1 + alpha) from DISLIKED_BELOW_STARS up, -1 below it (no preference, held with the
     same confidence), so a movie rated 0.5 pushes similar movies down, never up."""
     return np.where(np.asarray(stars, dtype=np.float64) >= DISLIKED_BELOW_STARS, 1.0, -1.0)
-
-
-def reasons(items: np.ndarray, recommended: np.ndarray, liked: np.ndarray) -> np.ndarray:
-    """For each recommended movie position, the position among `liked` (the movies the
-    user rated highly) whose factor is most similar to it; -1 when nothing is liked.
-    "Because you rated X highly"."""
-    recommended = np.asarray(recommended, dtype=np.int64)
-    liked = np.asarray(liked, dtype=np.int64)
-    if len(liked) == 0:
-        return np.full(len(recommended), -1, dtype=np.int64)
-    similarity = cosine_similarity(items[recommended], items[liked])
-    return liked[np.argmax(similarity, axis=1)]

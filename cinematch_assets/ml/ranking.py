@@ -6,20 +6,31 @@ count more) or 1 (`binary`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cinematch_assets.ml.als import FACTORS, empty_factors, factor_tables, fit_als
+from cinematch_assets.ml.als import factor_tables, fit_als
 from cinematch_assets.ml.metrics import ranking_metrics, relevant_rows
-from cinematch_assets.ml.topn import recommend, recommend_unseen
+from cinematch_assets.ml.recommend import most_popular, unseen_lists
 from cinematch_assets.ml.tuning import Split, TuningResult, grid_search
 
 Confidence = Literal["decay_weight", "binary"]
 CONFIDENCES: tuple[str, ...] = ("decay_weight", "binary")
+
+
+@dataclass(frozen=True)
+class RankingParams:
+    """The implicit ALS settings: confidence c = 1 + alpha * value (`confidence`)."""
+
+    rank: int
+    reg_param: float
+    alpha: float
+    max_iter: int
+    confidence: Confidence
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,7 @@ class RankingModel:
 
     users: DataFrame
     items: DataFrame
-    params: dict[str, Any] = field(default_factory=dict)
+    params: RankingParams
     als: ALSModel | None = None
 
 
@@ -61,26 +72,8 @@ def fit_ranking_model(
         alpha=alpha,
     )
     users, items = factor_tables(model)
-    params = {
-        "rank": rank,
-        "reg_param": reg_param,
-        "alpha": alpha,
-        "max_iter": max_iter,
-        "confidence": confidence,
-    }
+    params = RankingParams(rank, reg_param, alpha, max_iter, confidence)
     return RankingModel(users=users, items=items, params=params, als=model)
-
-
-def most_popular(train: DataFrame, users: DataFrame, seen: DataFrame, n: int) -> DataFrame:
-    """The baseline lists: the movies rated most often in `train`, minus what each user
-    has `seen` (ties go to the lower movieId)."""
-    popularity = (
-        train.groupBy("movieId")
-        .agg(F.count("*").cast("float").alias("popularity"))
-        .withColumn(FACTORS, empty_factors())
-    )
-    anyone = users.select("userId").withColumn(FACTORS, empty_factors())
-    return recommend(anyone, popularity, n, exclude=seen, item_bias="popularity")
 
 
 def tune_ranking_model(
@@ -96,13 +89,13 @@ def tune_ranking_model(
     over the movies each user did not rate in the training part. Also returns the
     most-popular baseline's NDCG@k on the same users."""
     train, validation = split
-    seen = train.select("userId", "movieId")
+    seen = train.select("userId", "movieId", "rating")
     relevant = relevant_rows(validation)
     users = relevant.select("userId").distinct()
 
     def evaluate(params: dict[str, Any], split: Split) -> float:
         model = fit_ranking_model(split[0], seed=seed, **params)
-        return ranking_metrics(recommend_unseen(model, users, seen, k), relevant, k=k)["ndcg"]
+        return ranking_metrics(unseen_lists(model, users, seen, k), relevant, k=k)["ndcg"]
 
     result = grid_search(
         grid,

@@ -16,7 +16,7 @@ So predicting, serving and folding in a new user work the same for all of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pyspark.ml.recommendation import ALSModel
@@ -33,19 +33,34 @@ RATING_VARIANTS: tuple[str, ...] = ("bias_residual", "user_mean", "none")
 
 
 @dataclass(frozen=True)
+class RatingParams:
+    """How a rating model was made: its normalization, the ALS settings (rank 0: biases
+    alone, a baseline) and how its biases were learned."""
+
+    variant: RatingVariant = "bias_residual"
+    rank: int = 0
+    reg_param: float = 0.0
+    max_iter: int = 0
+    nonnegative: bool = False
+    bias_damping: float = 0.0
+    bias_decay_weighted: bool = False
+
+
+@dataclass(frozen=True)
 class RatingModel:
-    """`users` (userId, bias, features) and `items` (movieId, bias, features)."""
+    """`users` (userId, bias, features) and `items` (movieId, bias, features), with the
+    global mean they add to."""
 
     global_mean: float
     users: DataFrame
     items: DataFrame
-    params: dict[str, Any] = field(default_factory=dict)
+    params: RatingParams
     als: ALSModel | None = None
 
     @property
     def rank(self) -> int:
         """Length of the factors: 0 for the baselines (biases alone)."""
-        return int(self.params.get("rank", 0))
+        return self.params.rank
 
 
 def clip_stars(stars: Column) -> Column:
@@ -81,7 +96,7 @@ def fit_biases(train: DataFrame, *, damping: float, decay_weighted: bool = False
         global_mean=float(global_mean),
         users=users.withColumn(FACTORS, empty_factors()),
         items=items.withColumn(FACTORS, empty_factors()),
-        params={"damping": damping, "decay_weighted": decay_weighted},
+        params=RatingParams(bias_damping=damping, bias_decay_weighted=decay_weighted),
     )
 
 
@@ -102,7 +117,7 @@ def fit_rating_model(
     interpret")."""
     if nonnegative is None:
         nonnegative = variant == "user_mean"
-    params = {"variant": variant, "rank": rank, "reg_param": reg_param, "max_iter": max_iter}
+    params = RatingParams(variant, rank, reg_param, max_iter, nonnegative)
     if variant == "bias_residual":
         if biases is None:
             raise ValueError("the bias_residual variant needs the damped biases to build on")
@@ -116,7 +131,11 @@ def fit_rating_model(
                 "target", F.col("rating") - F.lit(global_mean) - F.col("_ub") - F.col("_ib")
             )
         )
-        params |= {f"bias_{k}": v for k, v in biases.params.items()}
+        params = replace(
+            params,
+            bias_damping=biases.params.bias_damping,
+            bias_decay_weighted=biases.params.bias_decay_weighted,
+        )
     elif variant == "user_mean":
         global_mean = 0.0
         user_bias = train.groupBy("userId").agg(F.first("user_mean").alias("bias"))
@@ -143,7 +162,7 @@ def fit_rating_model(
         global_mean=global_mean,
         users=user_bias.join(user_factors, "userId"),
         items=item_bias.join(item_factors, "movieId"),
-        params=params | {"nonnegative": nonnegative},
+        params=params,
         als=model,
     )
 

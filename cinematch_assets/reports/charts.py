@@ -1,9 +1,10 @@
 """What every CineMatch report shares: the dark chart style and the files a report is.
 
-A report is a folder: one standalone HTML page and one plotly JSON per chart (the app
-re-renders the JSON), an `index.html` with every chart, data files, and the
-`plotly.min.js` they all load, so the pages render offline. Every file is written
-atomically: a reader sees the old file or the new one, never half.
+A report is a folder (layout in `storage.report_files`): one standalone HTML page and one
+plotly JSON per chart (the app re-renders the JSON), the manifest naming the charts in
+order, an `index.html` with every chart, data files, and the `plotly.min.js` they all
+load, so the pages render offline. Every file is written atomically: a reader sees the
+old file or the new one, never half.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from cinematch_assets.atomic_files import write_atomic
+from cinematch_assets.storage import report_files
+from cinematch_assets.storage.atomic_files import write_atomic
 
 TEMPLATE = "plotly_dark"
 BACKGROUND = "#111111"  # plotly_dark's paper colour, so the HTML pages blend in
@@ -91,12 +93,13 @@ def write_report(
     written = [write_atomic(out_dir / PLOTLY_JS, get_plotlyjs())]
     charts = []
     for name, fig in figures.items():
-        written.append(write_atomic(out_dir / f"{name}.json", fig.to_json()))
+        written.append(write_atomic(report_files.chart_json(out_dir, name), fig.to_json()))
         # A fixed div id keeps the HTML byte-for-byte reproducible (plotly's default is random).
         chart = fig.to_html(full_html=False, include_plotlyjs="directory", div_id=name)
         written.append(
             write_atomic(
-                out_dir / f"{name}.html", page(f"{title}: {name.replace('_', ' ')}", chart)
+                report_files.chart_html(out_dir, name),
+                page(f"{title}: {name.replace('_', ' ')}", chart),
             )
         )
         charts.append(
@@ -105,6 +108,7 @@ def write_report(
         )
     for name, text in (data_files or {}).items():
         written.append(write_atomic(out_dir / name, text))
+    written.append(report_files.write_chart_manifest(out_dir, title, list(figures)))
     body = (
         f'<script charset="utf-8" src="{PLOTLY_JS}"></script>\n'
         f"<h1>{html.escape(title)}</h1>\n{intro_html}\n" + "\n".join(charts)

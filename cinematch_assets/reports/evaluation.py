@@ -12,24 +12,33 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cinematch_assets.ml.tuning import TuningResult
+from cinematch_assets.ml.artifacts import Trained
+from cinematch_assets.ml.evaluation import BIAS_BASELINE, GLOBAL_MEAN
+from cinematch_assets.ml.ranking import RankingModel
+from cinematch_assets.ml.rating import RatingModel
 from cinematch_assets.reports.charts import BLUE, GREEN, GREY, ORANGE, PURPLE, style, write_report
 
-# Models shown in the prediction charts, with their colours.
-STARS_COLORS = {
-    "rating model": BLUE,
-    "damped bias baseline": GREEN,
-    "article's variant": ORANGE,
-    "global mean": GREY,
-}
 ROLE_COLORS = {"model": BLUE, "baseline": GREY, "ablation": PURPLE}
+BASELINE_COLORS = (GREY, GREEN, ORANGE, PURPLE)
 
 
-def _error_figure(errors: pd.DataFrame) -> go.Figure:
+def stars_colors(table: pd.DataFrame) -> dict[str, str]:
+    """A colour per model of the prediction charts (the stars models of the evaluation
+    table, not ablations): blue for the model, the baselines in the table's order."""
+    stars = table[(table["task"] == "stars") & (table["role"] != "ablation")]
+    baselines = iter(BASELINE_COLORS)
+    return {
+        name: BLUE if role == "model" else next(baselines, GREY)
+        for name, role in zip(stars["name"], stars["role"], strict=True)
+    }
+
+
+def _error_figure(errors: pd.DataFrame, colors: dict[str, str]) -> go.Figure:
     fig = go.Figure()
-    for name, color in STARS_COLORS.items():
+    for name, color in colors.items():
         mine = errors[errors["model"] == name]
-        if mine.empty or name == "global mean":
+        # The global mean's "error" is just the spread of the ratings.
+        if mine.empty or name == GLOBAL_MEAN:
             continue
         share = mine["rows"] / mine["rows"].sum()
         fig.add_scatter(
@@ -42,9 +51,10 @@ def _error_figure(errors: pd.DataFrame) -> go.Figure:
     )
 
 
-def _actual_vs_predicted_figure(by_rating: pd.DataFrame) -> go.Figure:
+def _actual_vs_predicted_figure(by_rating: pd.DataFrame, colors: dict[str, str]) -> go.Figure:
     fig = go.Figure()
-    for name in ("rating model", "damped bias baseline"):
+    model = next(name for name, color in colors.items() if color == BLUE)
+    for name in (model, BIAS_BASELINE):
         mine = by_rating[by_rating["model"] == name]
         if mine.empty:
             continue
@@ -58,7 +68,7 @@ def _actual_vs_predicted_figure(by_rating: pd.DataFrame) -> go.Figure:
                 lowerfence=mine["p10"],
                 upperfence=mine["p90"],
                 name=name,
-                marker_color=STARS_COLORS[name],
+                marker_color=colors[name],
             )
         )
     fig.add_scatter(
@@ -79,9 +89,9 @@ def _actual_vs_predicted_figure(by_rating: pd.DataFrame) -> go.Figure:
     )
 
 
-def _mae_figure(by_rating: pd.DataFrame) -> go.Figure:
+def _mae_figure(by_rating: pd.DataFrame, colors: dict[str, str]) -> go.Figure:
     fig = go.Figure()
-    for name, color in STARS_COLORS.items():
+    for name, color in colors.items():
         mine = by_rating[by_rating["model"] == name]
         if not mine.empty:
             fig.add_bar(x=mine["rating"], y=mine["mae"], name=name, marker_color=color)
@@ -100,20 +110,19 @@ def _tuning_label(row: Mapping[str, Any], parameters: tuple[str, ...]) -> str:
     return ", ".join(f"{name} {row[name]}" for name in parameters)
 
 
-def _tuning_figure(rating_row: Mapping[str, Any], ranking_row: Mapping[str, Any]) -> go.Figure:
-    rating = TuningResult.from_json(rating_row["als_search"])
-    bias = TuningResult.from_json(rating_row["bias_search"])
-    ranking = TuningResult.from_json(ranking_row["als_search"])
+def _tuning_figure(rating: Trained[RatingModel], ranking: Trained[RankingModel]) -> go.Figure:
+    rating_als = rating.training.searches["als_search"]
+    ranking_als = ranking.training.searches["als_search"]
     fig = make_subplots(
         rows=2,
         cols=1,
         subplot_titles=(
-            f"rating model: mean validation {rating.metric} (lower is better)",
-            f"ranking model: validation {ranking.metric} (higher is better)",
+            f"rating model: mean validation {rating_als.metric} (lower is better)",
+            f"ranking model: validation {ranking_als.metric} (higher is better)",
         ),
         vertical_spacing=0.18,
     )
-    for row_number, result in ((1, rating), (2, ranking)):
+    for row_number, result in ((1, rating_als), (2, ranking_als)):
         key = f"mean {result.metric}"
         fig.add_bar(
             y=[_tuning_label(row, result.parameters) for row in result.rows],
@@ -125,21 +134,22 @@ def _tuning_figure(rating_row: Mapping[str, Any], ranking_row: Mapping[str, Any]
             col=1,
         )
     # The baselines on the same validation data.
-    fig.add_vline(x=bias.best_value, line={"dash": "dot", "color": GREEN}, row=1, col=1)
-    fig.add_vline(
-        x=ranking_row["most_popular_validation_ndcg"],
-        line={"dash": "dot", "color": GREEN},
-        row=2,
-        col=1,
-    )
-    values = [row[f"mean {rating.metric}"] for row in rating.rows] + [bias.best_value]
+    for row_number, trained in ((1, rating), (2, ranking)):
+        fig.add_vline(
+            x=trained.training.baseline_validation,
+            line={"dash": "dot", "color": GREEN},
+            row=row_number,
+            col=1,
+        )
+    values = [row[f"mean {rating_als.metric}"] for row in rating_als.rows]
+    values.append(rating.training.baseline_validation)
     fig.update_xaxes(range=[min(values) * 0.99, max(values) * 1.01], row=1, col=1)
     return style(
         fig,
         "Tuning results",
-        f"{rating_row['tuning_plan']} (rating) · {ranking_row['tuning_plan']} (ranking); "
+        f"{rating.training.tuning_plan} (rating) · {ranking.training.tuning_plan} (ranking); "
         "dotted: bias baseline / most popular on the same data; blue: chosen",
-        200 + 36 * (len(rating.rows) + len(ranking.rows)) + 160,
+        200 + 36 * (len(rating_als.rows) + len(ranking_als.rows)) + 160,
     )
 
 
@@ -181,18 +191,20 @@ def _metrics_figure(table: pd.DataFrame, k: int) -> go.Figure:
 
 def evaluation_figures(
     analysis: Mapping[str, pd.DataFrame],
-    rating_row: Mapping[str, Any],
-    ranking_row: Mapping[str, Any],
+    rating: Trained[RatingModel],
+    ranking: Trained[RankingModel],
     table: pd.DataFrame,
     *,
     k: int,
 ) -> dict[str, go.Figure]:
+    """The report's charts, in display order."""
+    colors = stars_colors(table)
     return {
         "model_metrics": _metrics_figure(table, k),
-        "error_distribution": _error_figure(analysis["errors"]),
-        "actual_vs_predicted": _actual_vs_predicted_figure(analysis["by_rating"]),
-        "mae_by_rating": _mae_figure(analysis["by_rating"]),
-        "tuning_results": _tuning_figure(rating_row, ranking_row),
+        "tuning_results": _tuning_figure(rating, ranking),
+        "error_distribution": _error_figure(analysis["errors"], colors),
+        "actual_vs_predicted": _actual_vs_predicted_figure(analysis["by_rating"], colors),
+        "mae_by_rating": _mae_figure(analysis["by_rating"], colors),
     }
 
 
@@ -213,39 +225,38 @@ def metrics_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _params_markdown(row: Mapping[str, Any], skip: set[str]) -> str:
-    return "\n".join(
-        f"- {name}: `{_fmt(value)}`" for name, value in row.items() if name not in skip
-    )
+def _params_markdown(trained: Trained) -> str:
+    values = trained.parameters() | trained.training.summary()
+    return "\n".join(f"- {name}: `{_fmt(value)}`" for name, value in values.items())
 
 
 def model_card(
-    rating_row: Mapping[str, Any],
-    ranking_row: Mapping[str, Any],
+    rating: Trained[RatingModel],
+    ranking: Trained[RankingModel],
     table: pd.DataFrame,
     versions: Mapping[str, int | None],
     *,
     k: int,
 ) -> str:
     """Markdown: what was fitted on what, how it was tuned, and how it scored on test."""
-    searches = {"bias_search", "als_search"}
-    rating_bias = TuningResult.from_json(rating_row["bias_search"])
-    rating_als = TuningResult.from_json(rating_row["als_search"])
-    ranking_als = TuningResult.from_json(ranking_row["als_search"])
+    rating_bias = rating.training.searches["bias_search"]
+    rating_als = rating.training.searches["als_search"]
+    ranking_als = ranking.training.searches["als_search"]
     inputs = "\n".join(f"- `{key}`: Delta version {version}" for key, version in versions.items())
+    stars_model = table[(table["role"] == "model") & (table["task"] == "stars")]
     return f"""# CineMatch model card
 
 ## Data
 {inputs}
-- training rows: {rating_row["train_rows"]:,}; test rows per model: \
-{int(table.loc[table["name"] == "rating model", "rows"].iloc[0]):,}
+- training rows: {rating.training.train_rows:,}; test rows per model: \
+{int(stars_model["rows"].iloc[0]):,}
 
 ## Rating model (`ml/als_rating_model`): stars
 Explicit ALS, predicted stars = global mean + user bias + movie bias + u.v, clipped to [0.5, 5].
 
-{_params_markdown(rating_row, searches)}
+{_params_markdown(rating)}
 
-Bias baseline tuning ({rating_bias.metric}, {rating_row["tuning_plan"]}):
+Bias baseline tuning ({rating_bias.metric}, {rating.training.tuning_plan}):
 
 {rating_bias.markdown()}
 ALS tuning ({rating_als.metric}, rows the model cannot score get the bias baseline):
@@ -254,14 +265,15 @@ ALS tuning ({rating_als.metric}, rows the model cannot score get the bias baseli
 ## Ranking model (`ml/als_ranking_model`): what to show
 Implicit-feedback ALS over who rated what; confidence 1 + alpha x value.
 
-{_params_markdown(ranking_row, searches)}
+{_params_markdown(ranking)}
 
-Tuning ({ranking_als.metric}, {ranking_row["tuning_plan"]}):
+Tuning ({ranking_als.metric}, {ranking.training.tuning_plan}):
 
 {ranking_als.markdown()}
 ## Held-out evaluation (Gold test split, never used for fitting or tuning)
 Stars: every test row, cold rows predicted by the bias baseline. Lists: top-{k} among the \
-movies a user did not rate in training, relevant = test rating >= 4.
+movies a user did not rate in training, relevant = test rating >= 4; the ranking model's \
+are the served lists, built by the same code.
 
 {metrics_markdown(table)}"""
 

@@ -1,9 +1,12 @@
-"""The lakehouse as a Dagster IO manager: assets return Spark DataFrames, the manager
-commits them as Delta tables under `<lake>/<layer>/<table>` (the asset key's path) and
-hands them to downstream assets as DataFrames."""
+"""IO managers. The lakehouse: assets return Spark DataFrames, the manager commits them as
+Delta tables under `<lake>/<layer>/<table>` (the asset key's path) and hands them to
+downstream assets as DataFrames. Small Python values (the raw asset's descriptor of the
+files on disk) are pickled under the data root."""
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -16,8 +19,10 @@ from dagster import (
 )
 from pyspark.sql import DataFrame
 
-from cinematch_assets.resources.delta_tables import TableWrite
+from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.lakehouse import Lakehouse
+from cinematch_assets.storage.atomic_files import write_atomic
+from cinematch_assets.storage.delta_tables import TableWrite
 
 # Asset (output) metadata that lets an asset replace its table's schema.
 ALLOW_SCHEMA_EVOLUTION = "cinematch/allow_schema_evolution"
@@ -76,3 +81,18 @@ class DeltaLakeIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> DataFrame:
         return self.lakehouse.read(context.asset_key.path)
+
+
+class PickleIOManager(ConfigurableIOManager):
+    """Small Python values, pickled to `<data root>/dagster_io/<asset key path>`."""
+
+    data_root: DataRoot
+
+    def _path(self, context: InputContext | OutputContext) -> Path:
+        return self.data_root.dagster_io.joinpath(*context.asset_key.path)
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        write_atomic(self._path(context), pickle.dumps(obj))
+
+    def load_input(self, context: InputContext) -> Any:
+        return pickle.loads(self._path(context).read_bytes())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,14 +10,15 @@ from dagster import ConfigurableResource
 from pydantic import Field
 from pyspark.sql import DataFrame
 
-from cinematch_assets.resources.delta_tables import (
+from cinematch_assets import settings
+from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.resources.spark import SparkResource
+from cinematch_assets.storage.delta_tables import (
     TableWrite,
     describe_table,
     read_table,
     write_table,
 )
-from cinematch_assets.resources.spark import SparkResource
-from cinematch_assets.settings import lake_root
 
 
 class Lakehouse(ConfigurableResource):
@@ -28,18 +28,20 @@ class Lakehouse(ConfigurableResource):
     """
 
     spark: SparkResource
-    root: str = Field(
-        default_factory=lambda: str(lake_root()),
-        description="Lake root (default $CINEMATCH_HOME/lake).",
-    )
+    data_root: DataRoot
     engine: str = Field(
-        default_factory=lambda: os.environ.get("CINEMATCH_DELTA_ENGINE", "delta-rs"),
+        default_factory=settings.delta_engine,
         description="'delta-rs' (default: Spark writes Parquet, delta-rs commits) or 'spark' "
         "(Spark's format('delta'); needs the Delta JARs) (env CINEMATCH_DELTA_ENGINE).",
     )
 
+    @property
+    def root(self) -> Path:
+        """The lake: `<data root>/lake`."""
+        return self.data_root.lake
+
     def table_path(self, key_path: Sequence[str]) -> Path:
-        return Path(self.root, *key_path)
+        return self.root.joinpath(*key_path)
 
     def read(self, key_path: Sequence[str], version: int | None = None) -> DataFrame:
         return read_table(

@@ -17,8 +17,9 @@ from dagster_pyspark import LazyPySparkResource
 from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
-from cinematch_assets.resources.java import ensure_java
-from cinematch_assets.settings import cinematch_home
+from cinematch_assets import settings
+from cinematch_assets.java import ensure_java
+from cinematch_assets.resources.data_root import DataRoot
 
 LOOPBACK = "127.0.0.1"
 # SQL settings every session gets, whatever the deployment (Spark Connect included).
@@ -50,21 +51,6 @@ DELTA_SQL_CONF: dict[str, str] = {
 }
 
 
-def default_driver_memory() -> str:
-    """Local mode runs everything in the driver JVM: give it about 40% of RAM (1 to 32 GB)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return "2g"
-    gigabytes = int(total * 0.4 / 2**30)
-    return f"{min(max(gigabytes, 1), 32)}g"
-
-
-def default_shuffle_partitions() -> int:
-    """Spark's 200 is meant for clusters; locally a few per core avoids thousands of tiny tasks."""
-    return max(4, 2 * (os.cpu_count() or 2))
-
-
 def parse_conf(text: str | None) -> dict[str, str]:
     """Parse `key=value` pairs separated by whitespace or commas (CINEMATCH_SPARK_CONF)."""
     conf: dict[str, str] = {}
@@ -86,6 +72,7 @@ def session_conf(
     shuffle_partitions: int,
     ui_enabled: bool,
     extra_conf: dict[str, str],
+    checkpoint_dir: str,
     delta_jars: bool = False,
 ) -> dict[str, str]:
     """The full `spark.*` configuration for a classic (non-Connect) session."""
@@ -98,7 +85,7 @@ def session_conf(
         "spark.ui.enabled": str(ui_enabled).lower(),
         # ALS checkpoints its factors every 10 iterations; without a directory the lineage
         # grows until task serialization overflows the stack (maxIter 20 fails).
-        "spark.checkpoint.dir": str(cinematch_home() / "spark-checkpoints"),
+        "spark.checkpoint.dir": checkpoint_dir,
     }
     if master.startswith("local"):
         # Local mode needs no network: skip hostname resolution and stay on loopback.
@@ -125,6 +112,7 @@ def spark_config(
     shuffle_partitions: int,
     ui_enabled: bool,
     extra_conf: dict[str, str],
+    checkpoint_dir: str,
     delta_jars: bool = False,
 ) -> dict[str, str]:
     """The complete `spark.*` configuration of the session: a Spark Connect client's when
@@ -137,6 +125,7 @@ def spark_config(
         shuffle_partitions=shuffle_partitions,
         ui_enabled=ui_enabled,
         extra_conf=extra_conf,
+        checkpoint_dir=checkpoint_dir,
         delta_jars=delta_jars,
     )
     if delta_jars and not {"spark.jars", "spark.jars.packages"} & conf.keys():
@@ -156,39 +145,40 @@ class SparkResource(ConfigurableResource):
     """
 
     master: str = Field(
-        default_factory=lambda: os.environ.get("CINEMATCH_SPARK_MASTER", "local[*]"),
+        default_factory=settings.spark_master,
         description="Spark master: local[*], spark://host:7077, yarn, k8s://... "
         "(env CINEMATCH_SPARK_MASTER).",
     )
     remote: str = Field(
-        default_factory=lambda: os.environ.get("CINEMATCH_SPARK_REMOTE", ""),
+        default_factory=settings.spark_remote,
         description="Spark Connect URL such as sc://host:15002; when set, `master` and the "
         "local JVM are not used (env CINEMATCH_SPARK_REMOTE).",
     )
     driver_memory: str = Field(
-        default_factory=lambda: os.environ.get(
-            "CINEMATCH_SPARK_DRIVER_MEMORY", default_driver_memory()
-        ),
-        description="spark.driver.memory (env CINEMATCH_SPARK_DRIVER_MEMORY).",
+        default_factory=settings.spark_driver_memory,
+        description="spark.driver.memory (env CINEMATCH_SPARK_DRIVER_MEMORY; default 40% of "
+        "RAM, 1 to 32 GB).",
     )
     shuffle_partitions: int = Field(
-        default_factory=lambda: int(
-            os.environ.get("CINEMATCH_SPARK_SHUFFLE_PARTITIONS", default_shuffle_partitions())
-        ),
-        description="spark.sql.shuffle.partitions (env CINEMATCH_SPARK_SHUFFLE_PARTITIONS).",
+        default_factory=settings.spark_shuffle_partitions,
+        description="spark.sql.shuffle.partitions (env CINEMATCH_SPARK_SHUFFLE_PARTITIONS; "
+        "default 2 x cores, at least 4).",
     )
     ui_enabled: bool = Field(
-        default_factory=lambda: os.environ.get("CINEMATCH_SPARK_UI", "true").lower() == "true",
+        default_factory=settings.spark_ui,
         description="Serve the Spark UI on :4040 (env CINEMATCH_SPARK_UI=false to turn off).",
     )
     conf: dict[str, str] = Field(
-        default_factory=lambda: parse_conf(os.environ.get("CINEMATCH_SPARK_CONF")),
+        default_factory=lambda: parse_conf(settings.spark_conf()),
         description="Extra spark.* settings (env CINEMATCH_SPARK_CONF='k=v k2=v2').",
     )
     delta_jars: bool = Field(
-        default_factory=lambda: os.environ.get("CINEMATCH_DELTA_ENGINE") == "spark",
+        default_factory=lambda: settings.delta_engine() == "spark",
         description="Load Spark's Delta Lake extension (for CINEMATCH_DELTA_ENGINE=spark); "
         "JARs from spark.jars(.packages) in `conf`, else downloaded from Maven.",
+    )
+    data_root: DataRoot = Field(
+        default_factory=DataRoot, description="Where the checkpoints go (spark.checkpoint.dir)."
     )
     _pyspark: LazyPySparkResource | None = PrivateAttr(default=None)
 
@@ -201,6 +191,7 @@ class SparkResource(ConfigurableResource):
             shuffle_partitions=self.shuffle_partitions,
             ui_enabled=self.ui_enabled,
             extra_conf={key: str(value) for key, value in self.conf.items()},
+            checkpoint_dir=str(self.data_root.checkpoints),
             delta_jars=self.delta_jars,
         )
 

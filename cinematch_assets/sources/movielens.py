@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar
 
+from cinematch_assets.storage.leftovers import sweep, temp_prefix
+
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_VARIANT",
@@ -79,7 +81,8 @@ MOVIELENS_VARIANTS: dict[str, str] = {
 
 REQUIRED_FILES = ("ratings.csv", "movies.csv")
 MARKER_NAME = ".cinematch-movielens.json"
-TMP_PREFIX = ".cinematch-tmp-"
+# Temporary files and folders in dest_root are `.cinematch-tmp-<writer>...`.
+TMP_KIND = "cinematch-tmp"
 CHUNK_BYTES = 64 << 10
 # Progress cadence when the server sends no Content-Length.
 PROGRESS_EVERY_BYTES = 10 << 20
@@ -89,8 +92,6 @@ PROGRESS_EVERY_BYTES = 10 << 20
 MAX_EXTRACTED_BYTES = 32 << 30
 MAX_COMPRESSION_RATIO = 100
 RATIO_CHECKED_FROM_BYTES = 1 << 20
-# Leftovers of a killed run older than this are swept; younger ones may belong to a live run.
-STALE_TEMP_SECONDS = 24 * 3600
 _MAX_MD5_BYTES = 64 << 10
 _USER_AGENT = "cinematch (python urllib)"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -765,26 +766,14 @@ def _prepare_root(dest_root: str | os.PathLike[str]) -> Path:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MovieLensError(f"Cannot create the MovieLens folder {root}: {exc}") from exc
-    _sweep_stale_temps(root)
+    sweep(root, TMP_KIND)  # what killed runs left (a clean failure removes its own at once)
     return root
-
-
-def _sweep_stale_temps(root: Path) -> None:
-    """Remove leftovers of killed runs (a clean failure removes its own temps at once)."""
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    for leftover in root.glob(TMP_PREFIX + "*"):
-        with contextlib.suppress(OSError):
-            if leftover.lstat().st_mtime < cutoff:
-                if leftover.is_dir() and not leftover.is_symlink():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink()
 
 
 @contextlib.contextmanager
 def _temp_dir(parent: Path) -> Iterator[Path]:
     """A temp dir in ``parent`` (same filesystem, so the final rename is atomic)."""
-    path = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
+    path = Path(tempfile.mkdtemp(prefix=temp_prefix(TMP_KIND), dir=parent))
     try:
         yield path
     finally:
@@ -794,7 +783,7 @@ def _temp_dir(parent: Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def _temp_file(parent: Path, suffix: str) -> Iterator[Path]:
     """A temp file in ``parent``: downloads never use the final name."""
-    fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=parent)
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(TMP_KIND), suffix=suffix, dir=parent)
     os.close(fd)
     try:
         yield Path(name)
@@ -810,7 +799,7 @@ def _swap_into_place(new: Path, dest: Path) -> None:
     """
     aside: Path | None = None
     if dest.exists() or dest.is_symlink():
-        aside = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "old-", dir=dest.parent))
+        aside = Path(tempfile.mkdtemp(prefix=temp_prefix(TMP_KIND) + "old-", dir=dest.parent))
         os.replace(dest, aside / dest.name)
     try:
         os.replace(new, dest)

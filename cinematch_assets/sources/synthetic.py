@@ -47,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cinematch_assets.processes import process_alive
+from cinematch_assets.storage.leftovers import sweep, temp_prefix
 
 __all__ = [
     "BLOCK_USERS",
@@ -69,7 +69,6 @@ __all__ = [
 GENERATOR_VERSION = 2
 MANIFEST_NAME = ".cinematch-synthetic.json"
 # A temp folder whose writer cannot be checked (another host) is abandoned after this long.
-STALE_TEMP_SECONDS = 24 * 3600
 BLOCK_USERS = 1000
 
 GENRES = (
@@ -432,8 +431,8 @@ def _sample_items(
     rng: np.random.Generator, model: PlantedModel, counts: np.ndarray, first: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """``counts[u]`` distinct movies per user (user ``first + u``), drawn by popularity
-    without replacement, each draw kept with the user's taste-dependent probability
-    (``selection_taste``).
+    without replacement, each draw kept with the probability the user's genre affinity
+    gives it (``genre_selection``).
 
     Draw with replacement and keep each user's first distinct kept draws (which is exactly
     sequential sampling without replacement); users left short draw again, with a growing
@@ -460,12 +459,6 @@ def _sample_items(
         kept = np.concatenate([kept, fresh[take]])
         short -= np.bincount(owner[take], minlength=len(counts))
     raise RuntimeError("movie sampling did not converge; is min_ratings_per_user too large?")
-
-
-def _selection_probability(model: PlantedModel, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    taste = np.einsum("ij,ij->i", model.user_factors[users], model.item_factors[items])
-    strength = model.params.selection_taste / model.params.interaction_sd
-    return 1.0 / (1.0 + np.exp(-strength * taste))
 
 
 def _selection_probability(model: PlantedModel, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -830,8 +823,9 @@ def generate_movielens(
     if out_dir.exists() and not (out_dir / MANIFEST_NAME).is_file() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty and holds no synthetic MovieLens data")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_temps(out_dir)
-    tmp = out_dir.with_name(f"{_temp_prefix(out_dir)}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    # A run removes its own temp folder even when it fails; only a killed one leaves it.
+    sweep(out_dir.parent, _temp_kind(out_dir))
+    tmp = out_dir.with_name(temp_prefix(_temp_kind(out_dir)) + uuid.uuid4().hex[:8])
     tmp.mkdir()
     try:
         summary = _write_dataset(spec, tmp, chunk_users)
@@ -844,31 +838,10 @@ def generate_movielens(
     return {**summary, "reused": False}
 
 
-def _temp_prefix(out_dir: Path) -> str:
-    """Temp folders of ``out_dir`` are ``.<name>.synthetic-tmp-<pid>-<random>`` siblings."""
-    return f".{out_dir.name}.synthetic-tmp-"
-
-
-def _remove_abandoned_temps(out_dir: Path) -> list[Path]:
-    """Delete the temp folders (and their ``.old`` asides) of runs that were killed.
-
-    A run removes its own temp folder even when it fails; only a killed one leaves it.
-    Its writer is gone when its pid no longer runs here, or (a folder shared with another
-    host) after STALE_TEMP_SECONDS.
-    """
-    prefix = _temp_prefix(out_dir)
-    removed = []
-    for leftover in sorted(out_dir.parent.glob(prefix + "*")):
-        pid_text = leftover.name[len(prefix) :].split("-", 1)[0]
-        pid = int(pid_text) if pid_text.isdigit() else -1
-        try:
-            age = time.time() - leftover.lstat().st_mtime
-        except OSError:
-            continue
-        if pid != os.getpid() and (not process_alive(pid) or age > STALE_TEMP_SECONDS):
-            shutil.rmtree(leftover, ignore_errors=True)
-            removed.append(leftover)
-    return removed
+def _temp_kind(out_dir: Path) -> str:
+    """Temp folders of ``out_dir`` are ``.<name>.synthetic-tmp-<writer>`` siblings (their
+    ``.old`` asides too)."""
+    return f"{out_dir.name}.synthetic-tmp"
 
 
 def _read_manifest(folder: Path, spec: SyntheticSpec) -> dict[str, Any] | None:

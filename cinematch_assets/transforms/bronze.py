@@ -4,7 +4,8 @@ Each line is parsed by Spark's CSV parser (`from_csv`) against an all-string sch
 then cast to the explicit types. A line that does not parse, has the wrong number of
 fields, carries a value that is not exactly of its type (`NUMBER_SYNTAX`), lacks a key or
 is not valid UTF-8 goes to the quarantine with the raw line and the reason.
-Input lines = loaded rows + quarantined rows + header and blank lines: nothing vanishes.
+Input lines = kept rows + dropped lines per reason (the header, blank lines, and each
+quarantine reason), in the vocabulary of `reconcile`: nothing vanishes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from cinematch_assets.transforms.reconcile import KEPT
 
 CORRUPT = "_corrupt_record"
 CSV_OPTIONS = {
@@ -103,6 +106,10 @@ def bronze_schema(table: CsvTable) -> T.StructType:
     return T.StructType(table.schema.fields + INGEST_FIELDS.fields)
 
 
+# A quarantined line's outcome: this prefix and the reason.
+QUARANTINED = "quarantined: "
+
+
 class BronzeFormatError(ValueError):
     """The file is not the MovieLens CSV it claims to be (wrong header)."""
 
@@ -157,6 +164,10 @@ class BronzeParse:
     @property
     def input_lines(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(n for outcome, n in self.counts.items() if outcome.startswith(QUARANTINED))
 
     def release(self) -> None:
         if self.cached is not None:
@@ -234,11 +245,12 @@ def parse_csv(spark: SparkSession, path: Path, table: CsvTable, *, batch_id: str
 
 
 def _line_counts(parsed: DataFrame) -> dict[str, int]:
-    """Lines per outcome: header, blank, loaded, and one entry per quarantine reason."""
+    """Lines per outcome (`reconcile.reason_counts`' shape): kept, and dropped as header,
+    blank, or one entry per quarantine reason (`QUARANTINED` + the reason)."""
     outcome = (
         F.when(F.col("kind") != "data", F.col("kind"))
-        .when(F.col("reason").isNull(), F.lit("loaded"))
-        .otherwise(F.concat(F.lit("quarantined: "), F.col("reason")))
+        .when(F.col("reason").isNull(), F.lit(KEPT))
+        .otherwise(F.concat(F.lit(QUARANTINED), F.col("reason")))
     )
     # Type errors quote the offending value: group them by column so counts stay readable.
     grouped = F.regexp_replace(outcome, r"^(quarantined: \S+ is not \S+):.*$", "$1")
@@ -246,7 +258,7 @@ def _line_counts(parsed: DataFrame) -> dict[str, int]:
         row["outcome"]: row["count"]
         for row in parsed.groupBy(grouped.alias("outcome")).count().collect()
     }
-    return {"header": 0, "blank": 0, "loaded": 0, **counts}
+    return {"header": 0, "blank": 0, KEPT: 0, **counts}
 
 
 def empty_bronze(spark: SparkSession, table: CsvTable) -> BronzeParse:
@@ -254,5 +266,5 @@ def empty_bronze(spark: SparkSession, table: CsvTable) -> BronzeParse:
     return BronzeParse(
         rows=spark.createDataFrame([], bronze_schema(table)),
         quarantine=spark.createDataFrame([], QUARANTINE_SCHEMA),
-        counts={"header": 0, "blank": 0, "loaded": 0},
+        counts={"header": 0, "blank": 0, KEPT: 0},
     )

@@ -24,11 +24,6 @@ DEFAULT_USER_THRESHOLD = 15
 DEFAULT_MOVIE_THRESHOLD = 10
 HALF_STARS = tuple(k / 2 for k in range(1, 11))
 
-TEMPLATE = "plotly_dark"
-BACKGROUND = "#111111"  # plotly_dark's paper colour, so the HTML pages blend in
-BLUE, GREEN, ORANGE, GREY = "#636efa", "#00cc96", "#ffa15a", "#8c8c8c"
-PLOTLY_JS = "plotly.min.js"
-
 
 # --------------------------------------------------------------------------- statistics
 

@@ -1,13 +1,25 @@
 """Serving tables built from Silver: the movie catalog the app shows and searches, and each
-user's highest-rated movies (what explanations point at)."""
+user's highest-rated movies; and the served lists exported as the app's JSON shards."""
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, Row, Window
 from pyspark.sql import functions as F
+
+from cinematch_assets.storage.serving_files import write_json_shard
 
 CATALOG_TAGS = 3
 PROFILE_SIZE = 10
+SHARD_INPUT = pa.schema(
+    [("shard", pa.int32()), ("userId", pa.int32()), ("rank", pa.int32()), ("movieId", pa.int32()),
+     ("score", pa.float32()), ("pred_rating", pa.float32()), ("reason", pa.int32())]
+)  # fmt: skip
 
 
 def bayesian_prior(ratings: DataFrame) -> tuple[float, float]:
@@ -80,4 +92,54 @@ def user_profiles(ratings: DataFrame, size: int = PROFILE_SIZE) -> DataFrame:
         ratings.withColumn("rank", F.row_number().over(order))
         .filter(F.col("rank") <= size)
         .select("userId", "rank", "movieId", "rating", "rated_at")
+    )
+
+
+def write_json_shards(recommendations: DataFrame, directory: Path, shards: int) -> list[Row]:
+    """The serving JSON of `recommendations` (userId, rank, movieId, pred_rating, score,
+    reason), one file per shard (userId modulo `shards`), written by the executors into
+    `directory` (a path every executor sees, as the lake is). Returns (shard, users,
+    bytes) per file."""
+    target = str(directory)
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        # A shard may span several Arrow batches of its partition: gather them first.
+        table = pa.Table.from_batches(list(batches), schema=SHARD_INPUT)
+        table = table.sort_by(
+            [("shard", "ascending"), ("userId", "ascending"), ("rank", "ascending")]
+        )
+        shards = table.column("shard").to_numpy()
+        written = []
+        for shard in np.unique(shards):
+            start, stop = np.searchsorted(shards, [shard, shard + 1])
+            rows = table.slice(start, stop - start)
+            lists: dict[str, list[dict]] = {}
+            for user, movie, stars, score, reason in zip(
+                rows.column("userId").to_pylist(),
+                rows.column("movieId").to_pylist(),
+                pc.round(rows.column("pred_rating").cast(pa.float64()), 2).to_pylist(),
+                pc.round(rows.column("score").cast(pa.float64()), 4).to_pylist(),
+                rows.column("reason").to_pylist(),
+                strict=True,
+            ):
+                lists.setdefault(str(user), []).append(
+                    {"movieId": movie, "pred_rating": stars, "score": score, "reason": reason}
+                )
+            size = write_json_shard(Path(target), int(shard), lists)
+            written.append((int(shard), len(lists), size))
+        yield pa.RecordBatch.from_pylist(
+            [dict(zip(("shard", "users", "bytes"), w, strict=True)) for w in written],
+            schema=pa.schema([("shard", pa.int32()), ("users", pa.int32()), ("bytes", pa.int64())]),
+        )
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    keyed = recommendations.select(
+        (F.col("userId") % F.lit(shards)).cast("int").alias("shard"),
+        "userId", "rank", "movieId", "score", "pred_rating", "reason",
+    )  # fmt: skip
+    # Every row of a shard in one partition, so exactly one task writes each file.
+    return (
+        keyed.repartition(shards, "shard")
+        .mapInArrow(write, "shard int, users int, bytes long")
+        .collect()
     )

@@ -1,12 +1,13 @@
-"""Top-N by dot product, in numpy: the scoring step behind every recommendation list.
+"""Top-N in numpy: the n best movies of each user of a block, scores computed a few users
+at a time into one buffer, what a user rated left out, ties broken by position.
 
-No Spark here: Spark calls `top_n` on blocks of users inside `mapInPandas` (see `topn`),
-and the app calls it for a new user folded into the item factors.
+No Spark: the list builder (`lists`) calls it for blocks of users, on the executors and in
+the app alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -15,42 +16,39 @@ import numpy as np
 BLOCK_USERS = 32
 # Slices of a row whose maxima bound its top-n from below (see _candidates).
 CHUNKS = 512
+# score(start, stop, out): the scores of users start..stop-1 into `out` (users x items).
+ScoreRows = Callable[[int, int, np.ndarray], object]
 
 
 def top_n(
-    users: np.ndarray,
-    items: np.ndarray,
+    score: ScoreRows,
+    n_users: int,
+    n_items: int,
     n: int,
     *,
-    item_bias: np.ndarray | None = None,
     exclude: Sequence[np.ndarray] | None = None,
     block_users: int = BLOCK_USERS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The `n` best items of each user by `users @ items.T + item_bias`.
+    """The `n` best items of each of `n_users` users by the scores `score` writes.
 
     `exclude[u]` lists the item positions user `u` must not get (what they already
-    rated). Returns `(positions, scores)`, both `len(users) x n`, best first; a user with
-    fewer than `n` candidates gets position -1 and score -inf in the remaining places.
-    Ties are broken by item position, so the result never depends on the block size.
+    rated); a score of -inf excludes an item too. Returns `(positions, scores)`, both
+    `n_users x n`, best first; a user with fewer than `n` candidates gets position -1
+    and score -inf in the remaining places. Ties are broken by item position, so the
+    result never depends on the block size.
     """
-    users = np.asarray(users, dtype=np.float32)
-    items = np.asarray(items, dtype=np.float32)
-    n_users, n_items = users.shape[0], items.shape[0]
     positions = np.full((n_users, n), -1, dtype=np.int64)
     scores = np.full((n_users, n), -np.inf, dtype=np.float32)
-    if n_items == 0 or n <= 0:
+    if n_items == 0 or n <= 0 or n_users == 0:
         return positions, scores
-    bias = None if item_bias is None else np.asarray(item_bias, dtype=np.float32)
     take = min(n, n_items)
     # One score buffer for every block: a fresh 11 MB array per block costs as much as
     # the product itself (page faults).
-    items_t = np.ascontiguousarray(items.T)
     buffer = np.empty((min(block_users, n_users), n_items), dtype=np.float32)
     for start in range(0, n_users, block_users):
         stop = min(start + block_users, n_users)
-        block = np.matmul(users[start:stop], items_t, out=buffer[: stop - start])
-        if bias is not None:
-            block += bias
+        block = buffer[: stop - start]
+        score(start, stop, block)
         if exclude is not None:
             rows = [np.full(len(exclude[u]), u - start) for u in range(start, stop)]
             cols = [np.asarray(exclude[u], dtype=np.int64) for u in range(start, stop)]
@@ -60,6 +58,22 @@ def top_n(
         positions[start + rows, _rank_within_rows(rows)] = np.where(np.isfinite(values), cols, -1)
         scores[start + rows, _rank_within_rows(rows)] = values
     return positions, scores
+
+
+def dot_scores(
+    users: np.ndarray, items: np.ndarray, item_bias: np.ndarray | None = None
+) -> ScoreRows:
+    """Scores `users @ items.T + item_bias` (float32), for `top_n`."""
+    users = np.asarray(users, dtype=np.float32)
+    items_t = np.ascontiguousarray(np.asarray(items, dtype=np.float32).T)
+    bias = None if item_bias is None else np.asarray(item_bias, dtype=np.float32)
+
+    def score(start: int, stop: int, out: np.ndarray) -> None:
+        np.matmul(users[start:stop], items_t, out=out)
+        if bias is not None:
+            out += bias
+
+    return score
 
 
 def _best_in_block(block: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

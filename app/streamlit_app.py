@@ -1,23 +1,26 @@
 """CineMatch: recommendations for every MovieLens user, and for you.
 
-Run with `make app` (or `streamlit run app/app.py`). Reads only the serving artifacts
-under $CINEMATCH_HOME/serving and the reports beside them: no Spark, no JVM. Every answer
-comes from `recommender`; this file only draws.
+Run with `make app` (or `streamlit run app/streamlit_app.py`). Reads only the serving
+artifacts under $CINEMATCH_HOME/serving and the reports beside them: no Spark, no JVM.
+Every answer comes from `app.recommender`; this file only draws.
+
+(Not app/app.py: Streamlit puts the script's folder first on sys.path, where an `app.py`
+would hide the `app` package from its own pages.)
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import plotly.io as pio
 import streamlit as st
-from posters import PosterCache
-from recommender import (
+
+from app.posters import PosterCache
+from app.recommender import (
     ArtifactProblem,
     Catalog,
     FoldIn,
@@ -29,30 +32,15 @@ from recommender import (
     plain,
     user_favourites,
 )
-
-from cinematch_assets.resources import serving_files as files
-from cinematch_assets.settings import cinematch_home, reports_root
+from cinematch_assets import settings
+from cinematch_assets.storage import report_files
+from cinematch_assets.storage import serving_files as files
 
 log = logging.getLogger("cinematch.app")
 T = TypeVar("T")
 
 COLUMNS = 5
 STAR_CHOICES = [x / 2 for x in range(1, 11)]
-EDA_CHARTS = [
-    "rating_distribution",
-    "ratings_per_user",
-    "ratings_per_movie",
-    "sparsity",
-    "ratings_over_time",
-    "genres",
-]
-MODEL_CHARTS = [
-    "model_metrics",
-    "tuning_results",
-    "error_distribution",
-    "actual_vs_predicted",
-    "mae_by_rating",
-]
 # The placeholder poster: a film frame drawn inline (no emoji font or image file needed).
 FILM_ICON = (
     '<svg width="56" height="56" viewBox="0 0 24 24" fill="none" stroke="#e50914" '
@@ -94,7 +82,7 @@ def load_text(path: str, version: int) -> str:
 
 def api_key() -> str | None:
     """TMDB key from TMDB_API_KEY or st.secrets; never shown or logged."""
-    if key := os.environ.get("TMDB_API_KEY"):
+    if key := settings.tmdb_api_key():
         return key
     try:
         return st.secrets.get("TMDB_API_KEY")
@@ -268,23 +256,21 @@ def search(catalog: Catalog) -> None:
     show_cards(catalog, found.to_dict("records"), recommended=False)
 
 
-def insights() -> None:
-    for title, folder, names in (
-        ("Models", reports_root() / "ml", MODEL_CHARTS),
-        ("The data", reports_root() / "eda", EDA_CHARTS),
+def insights(home: Path) -> None:
+    for title, folder in (
+        ("Models", report_files.models_dir(home)),
+        ("The data", report_files.eda_dir(home)),
     ):
         st.header(title)
-        shown = 0
+        names = report_files.chart_names(folder)
         for name in names:
-            path = folder / f"{name}.json"
-            if path.exists():
-                figure = pio.from_json(load_text(str(path), mtime(path)))
-                figure.update_layout(template="plotly_dark")
-                st.plotly_chart(figure, width="stretch", key=f"chart_{name}")
-                shown += 1
-        if not shown:
+            path = report_files.chart_json(folder, name)
+            figure = pio.from_json(load_text(str(path), mtime(path)))
+            figure.update_layout(template="plotly_dark")
+            st.plotly_chart(figure, width="stretch", key=f"chart_{name}")
+        if not names:
             st.info(f"No charts in {plain(folder)} yet: materialize the pipeline first.")
-    card_path = reports_root() / "ml" / "model_card.md"
+    card_path = report_files.model_card_path(home)
     if card_path.exists():
         with st.expander("Model card"):
             st.markdown(load_text(str(card_path), mtime(card_path)))
@@ -318,7 +304,7 @@ def main() -> None:
     st.set_page_config(page_title="CineMatch", page_icon="🎬", layout="wide")
     st.markdown(STYLE, unsafe_allow_html=True)
     st.title("CineMatch")
-    home = cinematch_home()
+    home = settings.cinematch_home()
     if not files.serving_root(home).is_dir():
         st.error(
             f"No serving artifacts under `{files.serving_root(home)}` yet. Materialize the "
@@ -341,7 +327,7 @@ def main() -> None:
     with tabs[2]:
         show(search, catalog)
     with tabs[3]:
-        show(insights)
+        show(insights, (home, None))
 
 
 main()

@@ -7,7 +7,8 @@ the app reads through the same layout the serving assets write.
                                                     "score", "reason"}, ...], ...}
       movie_catalog.parquet                one row per movie (title, year, genres, ids, stats)
       user_profiles.parquet                each user's highest-rated movies
-      model_factors.npz                    what fold-in needs (item factors of both models)
+      model_factors.npz                    both models' movie side (`ml.lists.ModelItems`):
+                                           what new users' lists are built from
 
 Every file is written to a temporary name beside its target, flushed and renamed into
 place, so a reader sees the old file or the new one, never half of one. The
@@ -36,9 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from cinematch_assets.atomic_files import atomic_path, exclusive_lock, write_atomic
+from cinematch_assets.storage.atomic_files import exclusive_lock, write_atomic
 
 # A shard's JSON parses in about 15 ms at this many users, so a lookup never waits for
 # more than one small file, however many users there are.
@@ -176,40 +175,3 @@ def publish_recommendations(home: Path, version: str, manifest: dict[str, Any]) 
             ):
                 shutil.rmtree(old, ignore_errors=True)
     return path
-
-
-def write_model_factors(
-    home: Path,
-    *,
-    movie_ids: np.ndarray,
-    ranking_items: np.ndarray,
-    rating_items: np.ndarray,
-    rating_item_bias: np.ndarray,
-    rating_global_mean: float,
-    rating_reg_param: float,
-    rating_variant: str,
-    rating_bias_damping: float,
-    rating_nonnegative: bool,
-    ranking_reg_param: float,
-    ranking_alpha: float,
-) -> dict[str, Any]:
-    """model_factors.npz, what fold-in needs: both models' item factors and the rating
-    model's movie biases, all aligned on `movie_ids`, and each model's settings. Returns
-    the settings (the scalars written)."""
-    arrays = {
-        "movie_ids": movie_ids,
-        "ranking_items": ranking_items,
-        "rating_items": rating_items,
-        "rating_item_bias": rating_item_bias,
-        "rating_global_mean": np.float64(rating_global_mean),
-        "rating_reg_param": np.float64(rating_reg_param),
-        "rating_variant": np.str_(rating_variant),
-        "rating_bias_damping": np.float64(rating_bias_damping),
-        "rating_nonnegative": np.bool_(rating_nonnegative),
-        "ranking_reg_param": np.float64(ranking_reg_param),
-        "ranking_alpha": np.float64(ranking_alpha),
-    }
-    # A file object: given a path, np.savez would append ".npz" to the temporary name.
-    with atomic_path(factors_path(home)) as temp, temp.open("wb") as out:
-        np.savez(out, **arrays)
-    return {key: value.item() for key, value in arrays.items() if np.ndim(value) == 0}

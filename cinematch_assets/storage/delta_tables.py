@@ -40,9 +40,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from cinematch_assets.atomic_files import write_atomic
-from cinematch_assets.processes import process_alive
-from cinematch_assets.resources.delta_reader import arrow_schema, plain_snapshot
+from cinematch_assets.storage.atomic_files import write_atomic
+from cinematch_assets.storage.delta_reader import arrow_schema, plain_snapshot
+from cinematch_assets.storage.leftovers import writer_gone
 
 Engine = Literal["delta-rs", "spark"]
 WriteMode = Literal["overwrite", "append"]
@@ -52,8 +52,6 @@ ENGINES: tuple[str, ...] = ("delta-rs", "spark")
 PENDING_DIR = "_pending_writes"
 # Delta truncates string statistics; we skip longer strings rather than store a wrong max.
 MAX_STRING_STAT = 32
-# A marker from another host is only treated as abandoned after this long.
-FOREIGN_WRITER_TIMEOUT_S = 24 * 3600
 
 
 class SchemaMismatchError(ValueError):
@@ -174,20 +172,15 @@ def parquet_file_stats(metadata: pq.FileMetaData) -> dict[str, Any]:
 
 
 def _writer_gone(marker_file: Path) -> bool:
-    """Has the writer that left this marker died? A marker that cannot be read (written
-    by another tool, or damaged) proves nothing: its writer counts as alive until the
-    marker is older than FOREIGN_WRITER_TIMEOUT_S."""
+    """Has the writer that left this marker died (`leftovers.writer_gone`)? A marker that
+    cannot be read (written by another tool, or damaged) names no writer."""
     try:
         marker = json.loads(marker_file.read_text())
-        host, pid, started = marker["host"], int(marker["pid"]), float(marker["started"])
-    except (OSError, ValueError, TypeError, KeyError):
-        try:
-            return time.time() - marker_file.stat().st_mtime > FOREIGN_WRITER_TIMEOUT_S
-        except FileNotFoundError:
-            return True
-    if host == socket.gethostname():
-        return not process_alive(pid)
-    return time.time() - started > FOREIGN_WRITER_TIMEOUT_S
+        return writer_gone(marker["host"], int(marker["pid"]), float(marker["started"]))
+    except (ValueError, TypeError, KeyError):
+        return writer_gone(None, None, marker_file.stat().st_mtime)
+    except FileNotFoundError:
+        return True
 
 
 def remove_orphans(path: str | os.PathLike[str]) -> list[str]:

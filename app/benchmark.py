@@ -1,17 +1,18 @@
-"""`make bench` (serving): every user's top-n and the app, at ML-33M's shape.
+"""`make bench` (serving): every user's top-n and the app, at ML-33M's shape. It lives
+beside the app because it measures both: the library never imports the app.
 
 Synthetic factors of the models' shape (both rank `--rank`) for `--users` users and
 `--movies` movies, with `--rated` ratings per user as the already-rated set. Measured:
 
-- the serving scoring (`recommend_for_serving`: top-n with rated movies excluded, the
-  rating model's stars and the reason) against Spark's `ALSModel.recommendForAllUsers` on
+- the serving scoring (`served_lists`: top-n with rated movies excluded, the rating
+  model's stars and the reason) against Spark's `ALSModel.recommendForAllUsers` on
   the same factors (which excludes nothing), both written to Spark's no-op sink;
 - the JSON export of the lists (`write_json_shards`);
 - the app, in a fresh process: cold start (imports, artifact loads and a first render
   through Streamlit's AppTest), user lookup and new-user fold-in latencies, peak memory.
 
-    python -m cinematch_assets.benchmark_serving                  # 330k users x 86k movies
-    python -m cinematch_assets.benchmark_serving --users 30000 --movies 10000
+    python -m app.benchmark                  # 330k users x 86k movies
+    python -m app.benchmark --users 30000 --movies 10000
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-APP_DIR = Path(__file__).resolve().parents[1] / "app"
+from cinematch_assets import settings
+
+APP = Path(__file__).resolve().parent / "streamlit_app.py"
 
 
 def synthetic_factors(spark, rows: int, rank: int, seed: int, id_name: str):
@@ -82,16 +85,15 @@ def timed(action) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-def write_app_artifacts(spark, home: Path, ranking_items, rating_items, rated, movies: int):
+def write_app_artifacts(spark, home: Path, ranking, rating, rated, movies: int):
     """The catalog, profiles and fold-in file the app loads, as the serving assets write
     them (the recommendations are written by the caller)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
 
-    from cinematch_assets.ml.serving import aligned
-    from cinematch_assets.ml.topn import item_matrix
-    from cinematch_assets.resources import serving_files as files
+    from cinematch_assets.ml.recommend import model_items
+    from cinematch_assets.storage import serving_files as files
     from cinematch_assets.transforms.serving import user_profiles
 
     genres = np.array(["Action", "Comedy", "Drama", "Romance", "Sci-Fi", "Thriller"])
@@ -116,22 +118,7 @@ def write_app_artifacts(spark, home: Path, ranking_items, rating_items, rated, m
     files.serving_root(home).mkdir(parents=True, exist_ok=True)
     pq.write_table(catalog, files.catalog_path(home))
     pq.write_table(user_profiles(rated).toArrow(), files.profiles_path(home))
-    movie_ids, factors, _ = item_matrix(ranking_items)
-    rating_ids, rating_factors, rating_bias = item_matrix(rating_items, bias="bias")
-    files.write_model_factors(
-        home,
-        movie_ids=movie_ids,
-        ranking_items=factors,
-        rating_items=aligned(movie_ids, rating_ids, rating_factors),
-        rating_item_bias=aligned(movie_ids, rating_ids, rating_bias),
-        rating_global_mean=3.5,
-        rating_reg_param=0.15,
-        rating_variant="bias_residual",
-        rating_bias_damping=3.0,
-        rating_nonnegative=False,
-        ranking_reg_param=0.1,
-        ranking_alpha=2.0,
-    )
+    model_items(ranking, rating).save(files.factors_path(home))
 
 
 def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
@@ -140,17 +127,15 @@ def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
 
     started = time.perf_counter()
     os.environ["CINEMATCH_HOME"] = str(home)
-    sys.path.insert(0, str(APP_DIR))
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(APP_DIR / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
     first_render = time.perf_counter() - started
     rendered_at = time.time()
     if at.exception:
         raise RuntimeError(f"the app failed: {at.exception}")
-    from recommender import Catalog, FoldIn, Recommendations, load_shard
-
-    from cinematch_assets.resources import serving_files as files
+    from app.recommender import Catalog, FoldIn, Recommendations, load_shard
+    from cinematch_assets.storage import serving_files as files
 
     rng = np.random.default_rng(1)
     users = rng.integers(1, Recommendations.load(home).users + 1, lookups)
@@ -182,11 +167,12 @@ def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
 
 
 def run(args) -> dict:
-    from cinematch_assets.ml.ranking import RankingModel
-    from cinematch_assets.ml.rating import RatingModel
-    from cinematch_assets.ml.serving import recommend_for_serving, write_json_shards
-    from cinematch_assets.resources import serving_files as files
+    from cinematch_assets.ml.ranking import RankingModel, RankingParams
+    from cinematch_assets.ml.rating import RatingModel, RatingParams
+    from cinematch_assets.ml.recommend import model_items, served_lists
     from cinematch_assets.resources.spark import SparkResource
+    from cinematch_assets.storage import serving_files as files
+    from cinematch_assets.transforms.serving import write_json_shards
 
     resource = SparkResource()
     spark = resource.spark_session
@@ -198,9 +184,21 @@ def run(args) -> dict:
     rated = synthetic_rated(spark, args.users, args.movies, args.rated)
     for table in (users, items, rating_users, rating_items):
         table.count()
-    serving = recommend_for_serving(
-        RankingModel(users.drop("bias"), items.drop("bias")),
-        RatingModel(3.5, rating_users, rating_items),
+    ranking = RankingModel(
+        users.drop("bias"),
+        items.drop("bias"),
+        RankingParams(args.rank, 0.1, 2.0, 10, "decay_weight"),
+    )
+    rating = RatingModel(
+        3.5,
+        rating_users,
+        rating_items,
+        RatingParams(rank=args.rank, reg_param=0.15, bias_damping=3.0),
+    )
+    serving = served_lists(
+        model_items(ranking, rating),
+        ranking.users,
+        rating.users,
         rated.select("userId", "movieId", "rating"),
         args.n,
     )
@@ -241,11 +239,11 @@ def run(args) -> dict:
     files.publish_recommendations(
         home, "v1", {"shards": shards, "users": args.users, "n": args.n, "created": "bench"}
     )
-    write_app_artifacts(spark, home, items.drop("bias"), rating_items, rated, args.movies)
+    write_app_artifacts(spark, home, ranking, rating, rated, args.movies)
     spark.stop()
     spawned_at = time.time()
     measured = subprocess.run(
-        [sys.executable, "-m", "cinematch_assets.benchmark_serving", "--app-only", str(home)],
+        [sys.executable, "-m", "app.benchmark", "--app-only", str(home)],
         check=True,
         capture_output=True,
         text=True,
@@ -279,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(app_metrics(Path(args.app_only))))
         return 0
     report = run(args)
-    out_dir = Path(os.environ.get("CINEMATCH_HOME", "data")).resolve() / "benchmarks"
+    out_dir = settings.cinematch_home() / "benchmarks"
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"serving-{args.users}x{args.movies}-{int(time.time())}.json"
     (out_dir / name).write_text(json.dumps(report, indent=2) + "\n")

@@ -7,7 +7,7 @@ the process at exit about one run in two ("terminate called without an active
 exception", delta-rs issue 2184), which a shell pipeline, a scheduler or CI reads as a
 failure. This module imports no Spark, so the app and scripts can use it.
 
-    from cinematch_assets.resources.delta_reader import read_delta
+    from cinematch_assets.storage.delta_reader import read_delta
     ratings = read_delta("data/lake/silver/ratings_clean")             # latest version
     first = read_delta("data/lake/silver/ratings_clean", version=0)    # time travel
 

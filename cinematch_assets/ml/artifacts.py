@@ -1,0 +1,127 @@
+"""A model as one typed artifact: its parameters, its factor tables and how it was
+trained, with one way to write it to the lake and one to read it back, used by the model
+assets, the checks, the evaluation, serving and the benchmark.
+
+In the lake a model is three Delta tables (`ModelTables`): one row of parameters and
+training record, the users' and the movies' factors (and biases).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Generic, TypeVar
+
+from pyspark.sql import DataFrame
+
+from cinematch_assets import keys
+from cinematch_assets.keys import Key
+from cinematch_assets.ml.ranking import RankingModel, RankingParams
+from cinematch_assets.ml.rating import RatingModel, RatingParams
+from cinematch_assets.ml.tuning import TuningResult
+
+M = TypeVar("M", RatingModel, RankingModel)
+
+
+@dataclass(frozen=True)
+class ModelTables:
+    """Where a model lives: its parameter row, its user table, its movie table."""
+
+    model: Key
+    users: Key
+    items: Key
+
+    def keys(self) -> list[Key]:
+        return [self.model, self.users, self.items]
+
+
+RATING = ModelTables(keys.RATING_MODEL, keys.RATING_USER_FACTORS, keys.RATING_ITEM_FACTORS)
+RANKING = ModelTables(keys.RANKING_MODEL, keys.RANKING_USER_FACTORS, keys.RANKING_ITEM_FACTORS)
+
+
+@dataclass(frozen=True)
+class Training:
+    """How a model was chosen and fitted: the searches on validation data (never the
+    test split), its validation score against its baseline's, sizes and seconds."""
+
+    seed: int
+    tuning_plan: str
+    searches: dict[str, TuningResult]
+    train_rows: int
+    tuning_seconds: float
+    fit_seconds: float
+    saved_to: str  # the Spark ML save (ALSModel.load)
+    metric: str
+    validation: float
+    baseline: str
+    baseline_validation: float
+    lower_is_better: bool
+
+    @property
+    def beats_baseline(self) -> bool:
+        if self.lower_is_better:
+            return self.validation < self.baseline_validation
+        return self.validation > self.baseline_validation
+
+    def to_row(self) -> dict[str, Any]:
+        searches = {name: json.loads(search.to_json()) for name, search in self.searches.items()}
+        return self.summary() | {"searches": json.dumps(searches)}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Training:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["searches"] = {
+            name: TuningResult.from_json(json.dumps(search))
+            for name, search in json.loads(row["searches"]).items()
+        }
+        return cls(**values)
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the searches (Dagster metadata, the log)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "searches"}
+
+
+@dataclass(frozen=True)
+class Trained(Generic[M]):
+    """A fitted model and how it was trained."""
+
+    model: M
+    training: Training
+
+    def parameters(self) -> dict[str, Any]:
+        """The model's own numbers: its parameters (and a rating model's global mean)."""
+        params = asdict(self.model.params)
+        if isinstance(self.model, RatingModel):
+            params["global_mean"] = self.model.global_mean
+        return params
+
+    def tables(self) -> dict[str, DataFrame]:
+        """The three tables to write, by ModelTables field."""
+        model = self.model
+        row = self.parameters() | self.training.to_row()
+        return {
+            "model": model.users.sparkSession.createDataFrame([row]),
+            "users": model.users,
+            "items": model.items,
+        }
+
+
+Read = Callable[[Key], DataFrame]
+
+
+def read_rating_model(read: Read) -> Trained[RatingModel]:
+    """The rating model from the lake, through `read` (a key -> DataFrame reader)."""
+    row = read(RATING.model).first().asDict()
+    params = RatingParams(**{f.name: row[f.name] for f in fields(RatingParams)})
+    model = RatingModel(row["global_mean"], read(RATING.users), read(RATING.items), params)
+    return Trained(model, Training.from_row(row))
+
+
+def read_ranking_model(read: Read) -> Trained[RankingModel]:
+    """The ranking model from the lake, through `read`."""
+    row = read(RANKING.model).first().asDict()
+    params = RankingParams(**{f.name: row[f.name] for f in fields(RankingParams)})
+    return Trained(
+        RankingModel(read(RANKING.users), read(RANKING.items), params), Training.from_row(row)
+    )

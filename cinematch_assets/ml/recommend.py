@@ -1,0 +1,221 @@
+"""The list builder on Spark: blocks of users scored on the executors with `lists`, against
+movie arrays collected to the driver once and shipped with the function (Spark broadcasts
+a large function itself: 22 MB for 86k movies at rank 64); users never leave the
+executors. `mapInArrow` hands each block over as flat Arrow arrays, so nothing is joined
+per (user, movie) pair and no Python object is made per rating.
+
+`served_lists` is what users see and what the held-out evaluation scores: the same call,
+with every known rating left out for serving and the training ratings for the evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cinematch_assets.ml.als import FACTORS, empty_factors
+from cinematch_assets.ml.foldin import RatingTerms
+from cinematch_assets.ml.lists import FactorRanker, ModelItems, UserBlock, build_lists
+from cinematch_assets.ml.top_n import position_of
+
+if TYPE_CHECKING:  # the ranking model tunes on these lists: no import cycle at run time
+    from cinematch_assets.ml.ranking import RankingModel
+    from cinematch_assets.ml.rating import RatingModel
+
+LIST_SCHEMA = "userId int, rank int, movieId int, score float, pred_rating float, reason int"
+
+
+def item_matrix(
+    items: DataFrame, *, bias: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """`items` (movieId, features[, bias]) on the driver: sorted ids, factor matrix, bias."""
+    columns = ["movieId", "features", *([bias] if bias else [])]
+    rows = items.select(*columns).orderBy("movieId").toPandas()
+    ids = rows["movieId"].to_numpy(dtype=np.int64)
+    rank = len(rows["features"].iloc[0]) if len(rows) else 0
+    matrix = (
+        np.stack(rows["features"].to_numpy()).astype(np.float32)
+        if len(rows)
+        else np.zeros((0, rank), np.float32)
+    )
+    return ids, matrix, rows[bias].to_numpy(dtype=np.float32) if bias else None
+
+
+def aligned(ids: np.ndarray, other_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` (rows for `other_ids`, sorted) reordered to `ids`; zeros where missing."""
+    out = np.zeros((len(ids), *values.shape[1:]), dtype=np.float32)
+    at = position_of(other_ids, ids)
+    out[at >= 0] = values[at[at >= 0]]
+    return out
+
+
+def factor_ranker(items: DataFrame, *, bias: str | None = None) -> FactorRanker:
+    """A ranker by `items`' factors (and the `bias` column, when named)."""
+    ids, matrix, item_bias = item_matrix(items, bias=bias)
+    return FactorRanker(ids, matrix, item_bias)
+
+
+def model_items(ranking: RankingModel, rating: RatingModel) -> ModelItems:
+    """Both models' movie side on the ranking model's movies, on the driver."""
+    ids, items, _ = item_matrix(ranking.items)
+    rating_ids, rating_factors, rating_bias = item_matrix(rating.items, bias="bias")
+    params = rating.params
+    return ModelItems(
+        movie_ids=ids,
+        ranking_items=items,
+        ranking_reg_param=ranking.params.reg_param,
+        ranking_alpha=ranking.params.alpha,
+        rating=RatingTerms(
+            global_mean=rating.global_mean,
+            item_bias=aligned(ids, rating_ids, rating_bias),
+            item_factors=aligned(ids, rating_ids, rating_factors),
+            reg_param=params.reg_param,
+            variant=params.variant,
+            bias_damping=params.bias_damping,
+            nonnegative=params.nonnegative,
+        ),
+    )
+
+
+def recommend(
+    ranker: FactorRanker,
+    users: DataFrame,
+    history: DataFrame,
+    n: int,
+    *,
+    stars: RatingTerms | None = None,
+    star_users: DataFrame | None = None,
+) -> DataFrame:
+    """`build_lists` for every user of `users` (userId, features: the ranker's user side):
+    LIST_SCHEMA rows, rank 1..n (fewer for a user with fewer candidates). `history`
+    (userId, movieId, rating) is what each user rated: left out of their list, and what
+    they liked gives the reasons. With `stars` (aligned on the ranker's movies) and
+    `star_users` (userId, bias, features), each movie carries the predicted stars."""
+    ids = ranker.movie_ids
+    rank = ranker.items.shape[1]
+    star_rank = 0 if stars is None else stars.item_factors.shape[1]
+    # Two lists filled row by row in the same aggregation, so their orders match.
+    rated = history.groupBy("userId").agg(
+        F.collect_list("movieId").alias("_movies"), F.collect_list("rating").alias("_stars")
+    )
+    if star_users is not None:
+        users = users.join(
+            star_users.select(
+                "userId", F.col("bias").alias("_bias"), F.col("features").alias("_factors")
+            ),
+            "userId",
+            "left",
+        )
+    else:
+        users = users.withColumn("_bias", F.lit(None).cast("double")).withColumn(
+            "_factors", F.lit(None).cast("array<float>")
+        )
+    users = users.join(rated, "userId", "left").select(
+        "userId", "features", "_bias", "_factors", "_movies", "_stars"
+    )
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            movies, owners = _flat(batch.column("_movies"))
+            given, _ = _flat(batch.column("_stars"))
+            at = position_of(ids, movies)
+            known = at >= 0
+            block = UserBlock(
+                user_ids=batch.column("userId").to_numpy(),
+                factors=_matrix(batch.column("features"), rank),
+                rated_at=at[known],
+                rated_stars=given[known].astype(np.float64),
+                rated_by=owners[known],
+                star_bias=batch.column("_bias").to_numpy(zero_copy_only=False),
+                star_factors=_matrix(batch.column("_factors"), star_rank),
+            )
+            yield _rows(block, build_lists(block, ranker, n, stars), ids, n)
+
+    return users.mapInArrow(score, LIST_SCHEMA)
+
+
+def served_lists(
+    items: ModelItems,
+    ranking_users: DataFrame,
+    rating_users: DataFrame,
+    history: DataFrame,
+    n: int,
+) -> DataFrame:
+    """What users are shown: the ranking model's top-n among the movies not in `history`,
+    the rating model's stars and the reason, for every user of `ranking_users`."""
+    return recommend(
+        items.ranker(), ranking_users, history, n, stars=items.rating, star_users=rating_users
+    )
+
+
+def unseen_lists(
+    model: RankingModel | RatingModel,
+    users: DataFrame,
+    history: DataFrame,
+    n: int,
+    *,
+    bias: str | None = None,
+) -> DataFrame:
+    """A model's top-n for `users` (userId) by its factors (plus its movie `bias` column,
+    when named: a rating model by its stars), among the movies not in `history`."""
+    return recommend(
+        factor_ranker(model.items, bias=bias),
+        model.users.join(users.select("userId"), "userId"),
+        history,
+        n,
+    )
+
+
+def most_popular(train: DataFrame, users: DataFrame, history: DataFrame, n: int) -> DataFrame:
+    """The baseline lists: the movies rated most often in `train`, minus what each user
+    rated in `history` (ties go to the lower movieId)."""
+    popularity = (
+        train.groupBy("movieId")
+        .agg(F.count("*").cast("float").alias("popularity"))
+        .withColumn(FACTORS, empty_factors())
+    )
+    anyone = users.select("userId").withColumn(FACTORS, empty_factors())
+    return recommend(factor_ranker(popularity, bias="popularity"), anyone, history, n)
+
+
+def _rows(block: UserBlock, lists, ids: np.ndarray, n: int) -> pa.RecordBatch:
+    found = (lists.positions >= 0).ravel()
+    chosen = lists.positions.ravel()[found]
+    because = lists.reasons.ravel()[found]
+    stars = (
+        pa.nulls(len(chosen), pa.float32())
+        if lists.stars is None
+        else pa.array(lists.stars.ravel()[found])
+    )
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(np.repeat(block.user_ids, n)[found].astype(np.int32)),
+            pa.array(np.tile(np.arange(1, n + 1, dtype=np.int32), len(block))[found]),
+            pa.array(ids[chosen].astype(np.int32)),
+            pa.array(lists.scores.ravel()[found]),
+            stars,
+            pa.array(ids[because.clip(0)].astype(np.int32), mask=because < 0),
+        ],
+        names=["userId", "rank", "movieId", "score", "pred_rating", "reason"],
+    )
+
+
+def _flat(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    """A list column's values and, for each value, the row it belongs to (null = empty)."""
+    lengths = column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return values, np.repeat(np.arange(len(column)), lengths)
+
+
+def _matrix(column: pa.ListArray, rank: int) -> np.ndarray:
+    """Factor arrays as a users x rank matrix; a null (user not in that model) is zeros."""
+    out = np.zeros((len(column), rank), dtype=np.float32)
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    if rank and present.any():
+        out[present] = column.filter(column.is_valid()).flatten().to_numpy().reshape(-1, rank)
+    return out
