@@ -1,6 +1,7 @@
 """The data root: every path the pipeline reads or writes derives from it, so moving it in
 run config (or with CINEMATCH_HOME) moves the lake, the reports, the models, the serving
-files and the checkpoints together."""
+files and the checkpoints together. The reports' and the serving files' layouts take the
+root (`path`) in `storage.report_files` and `storage.serving_files`, which the app shares."""
 
 from __future__ import annotations
 
@@ -33,19 +34,9 @@ class DataRoot(ConfigurableResource):
         return self.path / "raw"
 
     @property
-    def reports(self) -> Path:
-        """Charts, model card and metrics (layout: `storage.report_files`)."""
-        return self.path / "reports"
-
-    @property
     def models(self) -> Path:
         """Spark ML `save` of the fitted models (their factors are lake tables too)."""
         return self.path / "models"
-
-    @property
-    def serving(self) -> Path:
-        """Where `storage.serving_files` puts what the app reads (it takes the home)."""
-        return self.path / "serving"
 
     @property
     def checkpoints(self) -> Path:
