@@ -17,7 +17,7 @@ import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from cinematch_assets.conventions import ARTICLES
 from cinematch_assets.ml.foldin import implicit_gram, preference_values, solve_implicit
-from cinematch_assets.ml.lists import FactorRanker, ModelItems, UserBlock, build_lists
+from cinematch_assets.ml.lists import ModelItems, Ranker, UserBlock, build_lists
 from cinematch_assets.ml.top_n import ScoreRows, position_of
 from cinematch_assets.storage import serving_files as files
 
@@ -258,41 +258,71 @@ def user_favourites(profiles: pd.DataFrame, user_id: int) -> pd.DataFrame:
 
 
 @dataclass(frozen=True, eq=False)
-class PrecomputedRanker(FactorRanker):
-    """The ranker of a folded-in user: their scores, computed already (one row for a block
-    of one); reasons from the ranking model's factors, as for every served list."""
+class OnlyMovies:
+    """A ranker that leaves out every movie but the `allowed` ones (favourite genres)."""
 
-    score: np.ndarray | None = None
+    ranker: Ranker
+    allowed: np.ndarray
+
+    @property
+    def movie_ids(self) -> np.ndarray:
+        return self.ranker.movie_ids
+
+    @property
+    def rank(self) -> int:
+        return self.ranker.rank
 
     def scores(self, block: UserBlock) -> ScoreRows:
+        base = self.ranker.scores(block)
+
         def score(start: int, stop: int, out: np.ndarray) -> None:
-            out[:] = self.score
+            base(start, stop, out)
+            out[:, ~self.allowed] = -np.inf
 
         return score
+
+    def explain(self, block: UserBlock, positions: np.ndarray) -> np.ndarray:
+        return self.ranker.explain(block, positions)
+
+
+def with_discovery(
+    items: ModelItems, entries: list[dict[str, Any]], discovery: float, n: int
+) -> list[dict[str, Any]]:
+    """A served list (best first, with scores) as the served order ranks it with
+    `discovery` more popularity penalty: the score is linear in the penalty, so each entry
+    moves by -discovery x its movie's popularity; the best n."""
+    if not discovery:
+        return entries[:n]
+    at = position_of(items.movie_ids, [int(e["movieId"]) for e in entries])
+    popularity = np.where(at >= 0, items.popularity[at.clip(0)], 0.0)
+    moved = [
+        {**entry, "score": round(float(entry["score"]) - discovery * float(pop), 4)}
+        for entry, pop in zip(entries, popularity, strict=True)
+    ]
+    return sorted(moved, key=lambda e: -e["score"])[:n]
 
 
 @dataclass(frozen=True)
 class FoldIn:
-    """Both models' movie side (`ModelItems`), ready to place a new user."""
+    """Every model's movie side (`ModelItems`, with the served order), ready to place a
+    new user."""
 
     items: ModelItems
     gram: np.ndarray
-    popularity: np.ndarray  # z-scored log rating count, aligned on movie_ids
     genres: dict[str, np.ndarray]  # genre -> which of movie_ids have it
 
     @classmethod
     def load(cls, path: Path, catalog: Catalog) -> FoldIn:
         items = ModelItems.load(path)
-        ids = items.movie_ids
-        counts = catalog.movies["rating_count"].reindex(ids).fillna(0).to_numpy(np.float64)
         movie_genres = [
-            g if isinstance(g, list) else [] for g in catalog.movies["genres"].reindex(ids)
+            g if isinstance(g, list) else []
+            for g in catalog.movies["genres"].reindex(items.movie_ids)
         ]
         genres = {
             genre: np.array([genre in g for g in movie_genres], dtype=bool)
             for genre in catalog.genres
         }
-        return cls(items, implicit_gram(items.ranking_items), _zscore(np.log1p(counts)), genres)
+        return cls(items, implicit_gram(items.ranking_items), genres)
 
     @property
     def movie_ids(self) -> np.ndarray:
@@ -321,38 +351,41 @@ class FoldIn:
         *,
         genres: list[str] | None = None,
         n: int = 10,
+        discovery: float = 0.0,
     ) -> list[dict[str, Any]]:
         """Top-n for a brand-new user from their `ratings` (movieId -> stars) and/or
-        favourite `genres` (only movies of those): ranking-model fold-in blended toward
-        popularity while there are few ratings, never a movie they rated; stars from the
-        rating model's fold-in; the reason: the list builder of every served list, on a
-        block of one user."""
+        favourite `genres` (only movies of those), in the served order (`discovery` adds
+        to its popularity penalty): the models folded in (the ranking model's factor, the
+        rating model's bias and factor), leaning on popularity while there are few
+        ratings; the list builder of every served list, on a block of one user."""
         known = {m: s for m, s in ratings.items() if self.positions([m])[0] >= 0}
         positions = self.positions(list(known))
         stars = np.asarray(list(known.values()), dtype=np.float64)
-        # Only movies the user wanted more of make the list personal.
+        # Only movies the user wanted more of make the list personal; its share is
+        # wanted / (wanted + BLEND_PRIOR). On the z-scored personal score, that is a
+        # popularity bonus of (1 - share) / share; with none, popularity alone.
         wanted = int((preference_values(stars) > 0).sum())
-        weight = wanted / (wanted + BLEND_PRIOR)
-        score = (1.0 - weight) * self.popularity
-        if wanted:
-            factor = self.ranking_factor(positions, stars)
-            score = score + weight * _zscore(self.items.ranking_items @ factor)
+        rank = self.items.ranking_items.shape[1]
+        factor = self.ranking_factor(positions, stars) if wanted else np.zeros(rank)
+        bonus = BLEND_PRIOR / wanted if wanted else 1.0
+        policy = self.items.policy
+        policy = replace(policy, popularity_penalty=policy.popularity_penalty + discovery - bonus)
+        ranker: Ranker = self.items.ranker(policy)
         if genres:
             of_genres = np.zeros(len(self.movie_ids), dtype=bool)
             for genre in genres:
                 of_genres |= self.genres.get(genre, of_genres)
-            score = np.where(of_genres, score, -np.inf)
+            ranker = OnlyMovies(ranker, of_genres)
         bias, star_factor = self.items.rating.fold_in(positions, stars)
         block = UserBlock(
             user_ids=np.zeros(1, dtype=np.int64),
-            factors=np.zeros((1, 0), dtype=np.float32),
+            factors=factor[None, :].astype(np.float32),
             rated_at=positions,
             rated_stars=stars,
             rated_by=np.zeros(len(positions), dtype=np.int64),
             star_bias=np.array([bias]),
             star_factors=star_factor[None, :],
         )
-        ranker = PrecomputedRanker(self.movie_ids, self.items.ranking_items, score=score)
         lists = build_lists(block, ranker, n, stars=self.items.rating)
         found = lists.positions[0] >= 0
         return [
@@ -370,11 +403,6 @@ class FoldIn:
                 strict=True,
             )
         ]
-
-
-def _zscore(values: np.ndarray) -> np.ndarray:
-    spread = values.std()
-    return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
 
 
 # ------------------------------------------------------------------------------ opening

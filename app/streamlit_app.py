@@ -31,6 +31,7 @@ from app.recommender import (
     parse_user_id,
     plain,
     user_favourites,
+    with_discovery,
 )
 from cinematch_assets import settings
 from cinematch_assets.storage import report_files
@@ -40,6 +41,8 @@ log = logging.getLogger("cinematch.app")
 T = TypeVar("T")
 
 COLUMNS = 5
+# Movies shown per list (the served lists hold more, re-ranked for discovery).
+SHOWN = 10
 STAR_CHOICES = [x / 2 for x in range(1, 11)]
 # The placeholder poster: a film frame drawn inline (no emoji font or image file needed).
 FILM_ICON = (
@@ -167,12 +170,32 @@ def with_genres(catalog: Catalog, items: list[dict], genres: list[str]) -> list[
 # ------------------------------------------------------------------------------- pages
 
 
-def for_you(home: Path, catalog: Catalog, recommendations: Recommendations) -> None:
-    left, right = st.columns([1, 3])
+def discovery_control(key: str, *, disabled: bool = False) -> float:
+    """How much more the list should favour less-watched movies (the popularity penalty
+    added to the served order's)."""
+    return st.slider(
+        "More discovery",
+        min_value=0.0,
+        max_value=1.0,
+        value=0.0,
+        step=0.05,
+        key=key,
+        disabled=disabled,
+        help="Pushes the most-watched movies down, so lesser-known ones you may like come up.",
+    )
+
+
+def for_you(
+    home: Path, catalog: Catalog, recommendations: Recommendations, foldin: FoldIn | None
+) -> None:
+    left, middle, right = st.columns([1, 2, 1])
     typed = left.text_input(
         "Your user id", value=st.query_params.get("user", ""), key="user_id", placeholder="510"
     )
-    genres = right.multiselect("Only these genres", catalog.genres, key="you_genres")
+    genres = middle.multiselect("Only these genres", catalog.genres, key="you_genres")
+    with right:
+        # Re-ranking needs the movies' popularity, which comes with the model factors.
+        discovery = discovery_control("you_discovery", disabled=foldin is None)
     user, problem = parse_user_id(typed)
     if problem:
         st.info(plain(problem))
@@ -185,7 +208,9 @@ def for_you(home: Path, catalog: Catalog, recommendations: Recommendations) -> N
         )
         return
     st.query_params["user"] = str(user)
-    shown = with_genres(catalog, recs, genres)
+    if foldin is not None:
+        recs = with_discovery(foldin.items, recs, discovery, len(recs))
+    shown = with_genres(catalog, recs, genres)[:SHOWN]
     st.subheader(f"Top {len(shown)} for user {user}")
     if not shown:
         st.info("None of this user's recommendations has those genres.")
@@ -221,7 +246,10 @@ def new_here(catalog: Catalog, foldin: FoldIn) -> None:
             rated[int(choice)] = float(stars)
     elif query:
         st.info("No movie the models know matches that title.")
-    genres = st.multiselect("Favourite genres (optional)", catalog.genres, key="new_genres")
+    left, right = st.columns([3, 1])
+    genres = left.multiselect("Favourite genres (optional)", catalog.genres, key="new_genres")
+    with right:
+        discovery = discovery_control("new_discovery")
     # A re-materialization may have dropped a movie rated earlier in this session.
     known = {m: s for m, s in rated.items() if m in catalog.movies.index}
     if rated:
@@ -236,7 +264,7 @@ def new_here(catalog: Catalog, foldin: FoldIn) -> None:
             st.rerun()
     if not known and not genres:
         return
-    recs = foldin.recommend(known, genres=genres)
+    recs = foldin.recommend(known, genres=genres, n=SHOWN, discovery=discovery)
     st.subheader("Recommended for you")
     show_cards(catalog, recs, recommended=True)
 
@@ -321,7 +349,7 @@ def main() -> None:
         )
     tabs = st.tabs(["For you", "New here", "Search", "Insights"])
     with tabs[0]:
-        show(for_you, (home, None), catalog, recommendations)
+        show(for_you, (home, None), catalog, recommendations, (foldin[0], None))
     with tabs[1]:
         show(new_here, catalog, foldin)
     with tabs[2]:

@@ -15,6 +15,7 @@ from dagster import (
     AssetKey,
     asset_check,
 )
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from cinematch_assets import keys
@@ -30,6 +31,9 @@ from cinematch_assets.transforms.quality import (
     off_grid_count,
 )
 from cinematch_assets.transforms.titles import MIN_YEAR
+
+# The list length the app shows.
+SHOWN = 10
 
 
 def latest_metadata(context: AssetCheckExecutionContext, key: Key) -> dict[str, Any]:
@@ -334,6 +338,7 @@ def every_test_row_per_model(lakehouse: Lakehouse) -> AssetCheckResult:
 ml_checks = [
     beats_baseline_on_validation(artifacts.RATING, artifacts.read_rating_model),
     beats_baseline_on_validation(artifacts.RANKING, artifacts.read_ranking_model),
+    beats_baseline_on_validation(artifacts.EASE, artifacts.read_ease_model),
     every_test_row_per_model,
 ]
 
@@ -346,12 +351,14 @@ ml_checks = [
     name="every_user_gets_unrated_catalog_movies",
     blocking=True,
     description="Every user of the models has a list; no list holds a movie its user rated, "
-    "a movie twice or one missing from the catalog; stars are in [0.5, 5]. The JSON export "
-    "waits for this.",
+    "a movie twice or one missing from the catalog; stars are in [0.5, 5]; no movie above "
+    "the star floor comes after one below it, and at most 1% of the shown top 10 is below "
+    "it. The JSON export waits for this.",
     additional_deps=[
         AssetKey(keys.RATINGS_CLEAN),
         AssetKey(keys.MOVIE_CATALOG),
         AssetKey(keys.RANKING_USER_FACTORS),
+        AssetKey(keys.RANKING_CHAMPION),
     ],
 )
 def every_user_gets_unrated_catalog_movies(lakehouse: Lakehouse) -> AssetCheckResult:
@@ -373,11 +380,30 @@ def every_user_gets_unrated_catalog_movies(lakehouse: Lakehouse) -> AssetCheckRe
         ).count(),
         "repeated_movies": per_user.filter(F.col("n") != F.col("movies")).count(),
     }
+    # The star floor: a movie predicted below it comes after every movie above it, so it
+    # reaches the shown top 10 only for a user with fewer than 10 movies above the floor.
+    _, champion = artifacts.read_candidates(lakehouse.read)
+    floor = champion.star_floor
+    shown = recs.filter(F.col("rank") <= SHOWN)
+    below = F.col("pred_rating") < F.lit(floor)
+    after = Window.partitionBy("userId").orderBy("rank")
+    problems["above_floor_after_below_floor"] = (
+        recs.withColumn("_below_before", F.max(below.cast("int")).over(after))
+        .filter(~below & (F.col("_below_before") == 1))
+        .count()
+        if floor
+        else 0
+    )
+    shown_below = shown.filter(below).count() if floor else 0
+    shown_rows = shown.count()
     sizes = per_user.agg(F.min("n").alias("min"), F.max("n").alias("max")).first()
     return AssetCheckResult(
-        passed=not any(problems.values()),
+        passed=not any(problems.values()) and shown_below <= 0.01 * shown_rows,
         metadata={
             **problems,
+            "star_floor": floor,
+            "shown_below_floor": shown_below,
+            "shown_below_floor_share": round(shown_below / max(shown_rows, 1), 5),
             "shortest_list": sizes["min"] or 0,
             "longest_list": sizes["max"] or 0,
         },

@@ -14,7 +14,13 @@ from dagster import (
 from cinematch_assets.assets.bronze import bronze_assets
 from cinematch_assets.assets.eda import eda_report
 from cinematch_assets.assets.gold import gold_features, ratings_filtered
-from cinematch_assets.assets.ml import als_ranking_model, als_rating_model, model_evaluation
+from cinematch_assets.assets.ml import (
+    als_ranking_model,
+    als_rating_model,
+    ease_ranking_model,
+    model_evaluation,
+    ranking_champion,
+)
 from cinematch_assets.assets.raw import movielens_archive
 from cinematch_assets.assets.serving import serving_assets
 from cinematch_assets.assets.silver import links_clean, movies_clean, ratings_clean, tags_clean
@@ -36,6 +42,8 @@ all_assets = [
     gold_features,
     als_rating_model,
     als_ranking_model,
+    ease_ranking_model,
+    ranking_champion,
     model_evaluation,
     *serving_assets,
 ]

@@ -65,6 +65,11 @@ def catalog_frame() -> pd.DataFrame:
     return frame
 
 
+def popularity(counts: np.ndarray) -> np.ndarray:
+    logged = np.log1p(counts.astype(np.float64))
+    return ((logged - logged.mean()) / logged.std()).astype(np.float32)
+
+
 def write_serving_artifacts(home: Path) -> dict:
     """Every serving file the app reads, plus one chart and a model card; returns the
     catalog and the lists for assertions."""
@@ -78,6 +83,7 @@ def write_serving_artifacts(home: Path) -> dict:
         ranking_items=rng.normal(size=(len(ids), RANK)).astype(np.float32),
         ranking_reg_param=0.1,
         ranking_alpha=2.0,
+        popularity=popularity(catalog["rating_count"].to_numpy()[:-2]),
         rating=RatingTerms(
             global_mean=3.5,
             item_bias=rng.normal(scale=0.2, size=len(ids)).astype(np.float32),

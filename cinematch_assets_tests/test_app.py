@@ -545,3 +545,18 @@ def test_no_stranger_sees_a_stack_trace_and_secrets_stay_out_of_git():
     assert config["client"]["showErrorDetails"] == "none"
     ignored = (REPO_ROOT / ".gitignore").read_text().split()
     assert "/.streamlit/secrets.toml" in ignored
+
+
+def test_more_discovery_reorders_a_known_users_list_and_a_new_users(app_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["user"] = "510"
+    at.run()
+    before = cards(at, "For you")
+    at.slider(key="you_discovery").set_value(1.0).run()
+    assert not at.exception and not at.error
+    after = cards(at, "For you")
+    assert len(before) == len(after) == N and before != after
+    at.multiselect(key="new_genres").select("Comedy").run()
+    plain_list = cards(at, "New here")
+    at.slider(key="new_discovery").set_value(1.0).run()
+    assert not at.exception and cards(at, "New here") != plain_list

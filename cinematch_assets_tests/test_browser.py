@@ -111,6 +111,19 @@ def type_into(driver, label: str, text: str) -> None:
     settled(driver)
 
 
+def slide_to_the_end(driver, label: str) -> None:
+    """Move the visible slider called `label` to its maximum, as a keyboard user would."""
+    from selenium.webdriver.common.keys import Keys
+
+    thumb = next(
+        t for t in driver.find_elements("css selector", '[role="slider"]')
+        if t.is_displayed() and label in (t.get_attribute("aria-label") or label)
+    )  # fmt: skip
+    thumb.click()
+    thumb.send_keys(Keys.END)
+    settled(driver)
+
+
 def open_tab(driver, name: str) -> None:
     tab = next(t for t in driver.find_elements("css selector", '[role="tab"]') if t.text == name)
     tab.click()
@@ -137,6 +150,13 @@ def test_a_person_uses_every_tab(app_url, browser):
     assert len(visible_cards(browser)) == 10
     assert f"Top 10 for user {user}" in browser.page_source
     shot(browser, "1-for-you")
+
+    # More discovery: the same user's list re-ranked toward lesser-known movies.
+    first = [c.text for c in visible_cards(browser)]
+    slide_to_the_end(browser, "More discovery")
+    assert len(visible_cards(browser)) == 10
+    assert [c.text for c in visible_cards(browser)] != first
+    shot(browser, "1b-more-discovery")
 
     type_into(browser, "Your user id", "not-a-number")
     assert "is not a user id" in browser.page_source

@@ -18,9 +18,10 @@ from dagster import AssetKey
 from deltalake import DeltaTable
 
 from cinematch_assets import keys, settings
+from cinematch_assets.assets.serving import served_items
 from cinematch_assets.definitions import all_assets
 from cinematch_assets.ml import artifacts
-from cinematch_assets.ml.recommend import model_items, served_lists
+from cinematch_assets.ml.recommend import served_lists
 from cinematch_assets.ml.top_n import dot_scores, top_n
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.delta_reader import read_delta
@@ -241,6 +242,16 @@ def test_models_recover_the_planted_structure(synthetic_models_run):
     assert evaluation["ndcg_vs_most_popular"] > 1.2
     rating = artifacts.read_rating_model(lakehouse.read).training
     assert rating.metric == "rmse" and rating.validation < rating.baseline_validation
+    # Every candidate served order (ALS and EASE, blended or not) finds the planted tastes.
+    table = {r["name"]: r for r in lakehouse.read(keys.MODEL_EVALUATION).collect()}
+    popular = table["most popular"]["ndcg"]
+    candidates = [r for r in table.values() if r["role"] == "candidate"]
+    assert len(candidates) == 2 * 2 * 2  # the test grid: rankers x stars weights x penalties
+    assert all(r["ndcg"] > 1.2 * popular for r in candidates), [
+        (r["name"], r["ndcg"]) for r in candidates
+    ]
+    policies, champion = artifacts.read_candidates(lakehouse.read)
+    assert champion in policies and table["served ranking"]["ndcg"] > 1.2 * popular
 
 
 def test_model_tables_and_artifacts(spark, synthetic_models_run):
@@ -276,12 +287,11 @@ def test_the_evaluation_scores_the_served_lists(synthetic_models_run):
     """The serving asset's call, with the training ratings left out instead of every
     known one, gives exactly the lists the held-out evaluation scored."""
     _, _, lakehouse, _ = synthetic_models_run
-    rating = artifacts.read_rating_model(lakehouse.read).model
-    ranking = artifacts.read_ranking_model(lakehouse.read).model
+    items, ranking, rating = served_items(lakehouse)  # what serving builds its lists from
     test_users = lakehouse.read(keys.TEST).select("userId").distinct()
     train = lakehouse.read(keys.TRAIN).select("userId", "movieId", "rating")
     served = served_lists(
-        model_items(ranking, rating),
+        items,
         ranking.users.join(test_users, "userId"),
         rating.users,
         train,
@@ -326,8 +336,8 @@ def test_serving_json_has_every_user_and_only_unrated_movies(synthetic_models_ru
     )
     catalog = set(pq.read_table(files.catalog_path(home)).column("movieId").to_pylist())
     for user, recs in lists.items():
-        assert len(recs) == manifest["n"] == 10
-        assert len({r["movieId"] for r in recs}) == 10
+        assert len(recs) == manifest["n"] == 30  # the app shows 10, re-ranked for discovery
+        assert len({r["movieId"] for r in recs}) == 30
         assert all((int(user), r["movieId"]) not in rated_pairs for r in recs)
         assert all(0.5 <= r["pred_rating"] <= 5.0 for r in recs)
         assert all(r["movieId"] in catalog for r in recs)
@@ -336,7 +346,7 @@ def test_serving_json_has_every_user_and_only_unrated_movies(synthetic_models_ru
         assert scores == sorted(scores, reverse=True)
     assert (
         sum(r["reason"] is not None for recs in lists.values() for r in recs)
-        > 0.9 * len(lists) * 10
+        > 0.9 * len(lists) * 30
     )
     factors = np.load(files.factors_path(home))
     assert factors["ranking_items"].shape[0] == factors["rating_items"].shape[0]

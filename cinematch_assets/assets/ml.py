@@ -4,8 +4,9 @@ model is one typed artifact (`ml.artifacts`): a parameter row and two factor tab
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetIn,
@@ -15,6 +16,7 @@ from dagster import (
     Config,
     MetadataValue,
     Output,
+    asset,
     multi_asset,
 )
 from pydantic import Field
@@ -22,7 +24,9 @@ from pyspark.sql import DataFrame
 
 from cinematch_assets import keys
 from cinematch_assets.ml import artifacts
-from cinematch_assets.ml.artifacts import ModelTables, Trained, Training
+from cinematch_assets.ml.artifacts import CHAMPION_COLUMNS, ModelTables, Trained, Training
+from cinematch_assets.ml.champion import candidate_policies, choose, score_policies
+from cinematch_assets.ml.ease import EaseModel, fit_ease_model, tune_ease
 from cinematch_assets.ml.evaluation import (
     BIAS_BASELINE,
     METRICS_SCHEMA,
@@ -31,6 +35,7 @@ from cinematch_assets.ml.evaluation import (
     headline_metrics,
     prediction_analysis,
 )
+from cinematch_assets.ml.metrics import relevant_rows
 from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model, tune_ranking_model
 from cinematch_assets.ml.rating import (
     RatingModel,
@@ -45,6 +50,7 @@ from cinematch_assets.ml.tuning import (
     Method,
     Split,
     TuningResult,
+    concurrently,
     parameter_grid,
     plan_tuning,
     tuning_splits,
@@ -64,8 +70,12 @@ ML = {
     "kinds": {"spark", "delta"},
     "automation_condition": AutomationCondition.eager(),
 }
-# What reads both models depends on all their tables.
-MODEL_TABLES = [AssetKey(key) for key in (*artifacts.RATING.keys(), *artifacts.RANKING.keys())]
+# What reads the models depends on all their tables.
+MODEL_TABLES = [
+    AssetKey(key)
+    for tables in (artifacts.RATING, artifacts.RANKING, artifacts.EASE)
+    for key in tables.asset_keys()
+]
 
 
 class TuningConfig(Config):
@@ -126,6 +136,46 @@ class RankingModelConfig(TuningConfig):
     k: int = Field(default=10, description="Tuned for NDCG at this list length.")
 
 
+class EaseConfig(TuningConfig):
+    """Tuned on one validation split, like the ranking model."""
+
+    regs: list[float] = Field(
+        default=[100.0, 300.0, 1000.0], description="Regularization lambdas to try."
+    )
+    max_items: int = Field(
+        default=10_000,
+        description="Above this many movies EASE keeps the most-rated ones (its movies x "
+        "movies inverse takes 3 x 8 n^2 bytes: 2.4 GB at 10k, 9.6 GB at 20k); the ALS "
+        "ranking covers the rest.",
+    )
+    k: int = Field(default=10, description="Tuned for NDCG at this list length.")
+
+
+class ChampionConfig(TuningConfig):
+    """The served order: every combination below is scored on one validation split,
+    with the models refitted on its training part."""
+
+    rankers: list[str] = Field(default=["als", "ease"], description="Ranking models.")
+    stars_weights: list[float] = Field(
+        default=[0.0, 0.5, 1.0, 2.0],
+        description="Weights of the rating model's stars added to the z-scored ranking score.",
+    )
+    popularity_penalties: list[float] = Field(
+        default=[0.0, 0.1, 0.25, 0.5],
+        description="Weights of the z-scored log popularity subtracted (more discovery).",
+    )
+    star_floor: float = Field(
+        default=3.0,
+        description="A movie predicted below this many stars goes after every other (0: off).",
+    )
+    min_coverage: float = Field(
+        default=0.25,
+        description="The champion is the best validation NDCG among the candidates whose "
+        "lists show at least this share of the catalog.",
+    )
+    k: int = Field(default=10, description="Chosen by NDCG at this list length.")
+
+
 class EvaluationConfig(Config):
     k: int = Field(default=10, description="List length of the ranking metrics.")
     ablation: bool = Field(
@@ -160,7 +210,7 @@ def _train(
     *,
     method: Method,
     tune: Callable[[list[Split]], Tuned],
-    fit: Callable[[DataFrame, Tuned], RatingModel | RankingModel],
+    fit: Callable[[DataFrame, Tuned], RatingModel | RankingModel | EaseModel],
     folds: int = 0,
     cv_max_rows: int = 0,
 ) -> Iterator[Output]:
@@ -184,8 +234,10 @@ def _train(
     started = time.perf_counter()
     model = fit(train, tuned)
     fit_seconds = time.perf_counter() - started
-    path = data_root.models / name
-    model.als.write().overwrite().save(str(path))
+    path = ""
+    if getattr(model, "als", None) is not None:  # Spark ML's own save, for ALSModel.load
+        path = str(data_root.models / name)
+        model.als.write().overwrite().save(path)
     training = Training(
         seed=config.seed,
         tuning_plan=plan.describe(),
@@ -193,7 +245,7 @@ def _train(
         train_rows=rows,
         tuning_seconds=round(tuning_seconds, 1),
         fit_seconds=round(fit_seconds, 1),
-        saved_to=str(path),
+        saved_to=path,
         metric=tuned.metric,
         validation=tuned.validation,
         baseline=tuned.baseline,
@@ -217,20 +269,19 @@ def _train(
     train.unpersist()
 
 
-def _model_outs(tables: ModelTables, description: str) -> dict[str, AssetOut]:
-    return {
-        "model": AssetOut(key=tables.model, description=description, **ML),
-        "users": AssetOut(
+def _model_outs(
+    tables: ModelTables,
+    description: str,
+    items: str = "Per movie: ALS factors (`features`); the rating model's also `bias`.",
+) -> dict[str, AssetOut]:
+    outs = {"model": AssetOut(key=tables.model, description=description, **ML)}
+    if tables.users is not None:
+        outs["users"] = AssetOut(
             key=tables.users,
             description="Per user: ALS factors (`features`); the rating model's also `bias`.",
             **ML,
-        ),
-        "items": AssetOut(
-            key=tables.items,
-            description="Per movie: ALS factors (`features`); the rating model's also `bias`.",
-            **ML,
-        ),
-    }
+        )
+    return outs | {"items": AssetOut(key=tables.items, description=items, **ML)}
 
 
 TRAIN = AssetIn(keys.TRAIN)
@@ -341,9 +392,124 @@ def als_ranking_model(
 
 
 @multi_asset(
+    name="ease_ranking_model",
+    ins={"train": TRAIN},
+    outs=_model_outs(
+        artifacts.EASE,
+        "EASE (Steck 2019), the ranking challenger: closed-form item-item weights over who "
+        "rated what. One row: lambda chosen on validation, validation NDCG of EASE and of "
+        "most-popular, fit seconds.",
+        items="Per kept movie: its row of EASE's weights B over the kept movies (movieId order).",
+    ),
+)
+def ease_ranking_model(
+    context: AssetExecutionContext, config: EaseConfig, data_root: DataRoot, train: DataFrame
+):
+    def tune(splits: list[Split]) -> Tuned:
+        (split,) = splits
+        search, popular = tune_ease(
+            split, config.regs, max_items=config.max_items, k=config.k, log=context.log.info
+        )
+        metric = f"ndcg@{config.k}"
+        return Tuned({"search": search}, metric, search.best_value, MOST_POPULAR, popular, False)
+
+    def fit(train: DataFrame, tuned: Tuned) -> EaseModel:
+        reg = tuned.searches["search"].best_params["reg"]
+        return fit_ease_model(train, reg=reg, max_items=config.max_items, log=context.log.info)
+
+    yield from _train(context, config, data_root, train, method="validation", tune=tune, fit=fit)
+
+
+@asset(
+    key=keys.RANKING_CHAMPION,
+    ins={"train": TRAIN},
+    deps=MODEL_TABLES,
+    description="The served order, chosen on validation: every candidate (ranking model x "
+    "weight of the rating model's stars x popularity penalty, with the star floor) and its "
+    "validation NDCG@k, coverage, novelty, Gini and share below the floor, the models "
+    "refitted on the validation split's training part; `chosen` marks the champion.",
+    **ML,
+)
+def ranking_champion(
+    context: AssetExecutionContext,
+    config: ChampionConfig,
+    lakehouse: Lakehouse,
+    train: DataFrame,
+) -> Output:
+    rating = artifacts.read_rating_model(lakehouse.read).model.params
+    ranking = artifacts.read_ranking_model(lakehouse.read).model.params
+    ease = artifacts.read_ease_model(lakehouse.read).model.params
+    train = train.cache()
+    rows = train.count()
+    plan = plan_tuning(
+        rows,
+        method="validation",
+        folds=0,
+        validation_fraction=config.validation_fraction,
+        cv_max_rows=0,
+        max_rows=config.tuning_max_rows,
+    )
+    ((fit_on, validation),) = tuning_splits(train, plan, config.seed)
+    fit_on = fit_on.cache()
+    started = time.perf_counter()
+    # The chosen models, refitted on the validation split's training part.
+    biases = fit_biases(
+        fit_on, damping=rating.bias_damping, decay_weighted=rating.bias_decay_weighted
+    )
+    refitted = {
+        "rating": lambda: fit_rating_model(
+            fit_on, variant=rating.variant, rank=rating.rank, reg_param=rating.reg_param,
+            max_iter=rating.max_iter, seed=config.seed, biases=biases,
+            nonnegative=rating.nonnegative,
+        ),
+        "ranking": lambda: fit_ranking_model(fit_on, seed=config.seed, **asdict(ranking)),
+        "ease": lambda: fit_ease_model(
+            fit_on, reg=ease.reg, max_items=ease.max_items, log=context.log.info
+        ),
+    }  # fmt: skip
+    models = concurrently(refitted, config.parallel_fits)
+    policies = candidate_policies(
+        config.rankers, config.stars_weights, config.popularity_penalties, config.star_floor
+    )
+    scores = score_policies(
+        policies,
+        ranking=models["ranking"],
+        rating=models["rating"],
+        ease=models["ease"],
+        history=fit_on.select("userId", "movieId", "rating"),
+        users=validation,
+        relevant=relevant_rows(validation),
+        k=config.k,
+    )
+    choice = choose(policies, scores, config.min_coverage)
+    seconds = time.perf_counter() - started
+    context.log.info(f"Served order: {choice.policy.name}, {choice.why} ({seconds:.1f} s)")
+    table = pd.DataFrame(
+        [
+            {"name": p.name, **asdict(p), **scores[p.name], "chosen": p == choice.policy}
+            for p in policies
+        ]
+    )
+    fit_on.unpersist()
+    train.unpersist()
+    return Output(
+        train.sparkSession.createDataFrame(table),
+        metadata={
+            "chosen": choice.policy.name,
+            "why": choice.why,
+            "tuning": plan.describe(),
+            "seconds": round(seconds, 1),
+            "candidates": MetadataValue.md(
+                table.drop(columns=CHAMPION_COLUMNS).to_markdown(index=False)
+            ),
+        },
+    )
+
+
+@multi_asset(
     name="model_evaluation",
     ins={"train": TRAIN, "test": AssetIn(keys.TEST)},
-    deps=MODEL_TABLES,
+    deps=[*MODEL_TABLES, AssetKey(keys.RANKING_CHAMPION)],
     outs={
         "predictions": AssetOut(
             key=keys.TEST_PREDICTIONS,
@@ -377,6 +543,8 @@ def model_evaluation(
 ):
     rating = artifacts.read_rating_model(lakehouse.read)
     ranking = artifacts.read_ranking_model(lakehouse.read)
+    ease = artifacts.read_ease_model(lakehouse.read)
+    candidates, champion = artifacts.read_candidates(lakehouse.read)
     started = time.perf_counter()
     train, test = train.cache(), test.cache()
     rows = rating.training.train_rows
@@ -391,7 +559,15 @@ def model_evaluation(
         test,
         rating=rating,
         ranking=ranking,
-        items=model_items(ranking.model, rating.model),
+        ease=ease.model,
+        items=model_items(
+            ranking.model,
+            rating.model,
+            train,
+            policy=champion,
+            ease=ease.model if champion.ranker == "ease" else None,
+        ),
+        candidates=candidates,
         k=config.k,
         seed=config.seed,
         ablation=ablation,
@@ -402,9 +578,16 @@ def model_evaluation(
         keys.label(key): lakehouse.describe(key).version
         for key in (keys.TRAIN, keys.TEST, keys.RATING_MODEL, keys.RANKING_MODEL)
     }
-    card = model_card(rating, ranking, table, versions, k=config.k)
+    validation = lakehouse.read(keys.RANKING_CHAMPION).toPandas().drop(columns=CHAMPION_COLUMNS)
+    card = model_card(rating, ranking, ease, champion, validation, table, versions, k=config.k)
     figures = evaluation_figures(
-        prediction_analysis(evaluation.predictions), rating, ranking, table, k=config.k
+        prediction_analysis(evaluation.predictions),
+        rating,
+        ranking,
+        table,
+        candidates=candidates,
+        champion=champion,
+        k=config.k,
     )
     paths = write_evaluation_report(report_files.models_dir(data_root.path), figures, card, table)
     context.log.info(f"Model report: {paths['index.html'].as_uri()}")

@@ -39,11 +39,32 @@ from cinematch_assets.transforms.serving import (
 SERVING = {"group_name": "serving", "automation_condition": AutomationCondition.eager()}
 RATINGS_CLEAN = AssetIn(keys.RATINGS_CLEAN)
 # Served only once the held-out evaluation (and its blocking check) has passed.
-EVALUATED_MODELS = [*MODEL_TABLES, AssetKey(keys.TEST_PREDICTIONS)]
+EVALUATED_MODELS = [
+    *MODEL_TABLES,
+    AssetKey(keys.RANKING_CHAMPION),
+    AssetKey(keys.TRAIN),
+    AssetKey(keys.TEST_PREDICTIONS),
+]
+
+
+def served_items(lakehouse: Lakehouse):
+    """The models' movie side with the served order chosen on validation (EASE's weights
+    only when it ranks)."""
+    rating = artifacts.read_rating_model(lakehouse.read).model
+    ranking = artifacts.read_ranking_model(lakehouse.read).model
+    _, champion = artifacts.read_candidates(lakehouse.read)
+    ease = artifacts.read_ease_model(lakehouse.read).model if champion.ranker == "ease" else None
+    train = lakehouse.read(keys.TRAIN)
+    items = model_items(ranking, rating, train, policy=champion, ease=ease)
+    return items, ranking, rating
 
 
 class RecommendationsConfig(Config):
-    n: int = Field(default=10, description="Movies per user.")
+    n: int = Field(
+        default=30,
+        description="Movies per user: the app shows the best 10, and re-ranks these when "
+        "a user asks for more discovery.",
+    )
 
 
 def _write_parquet(df: DataFrame, target) -> dict:
@@ -98,10 +119,11 @@ def serving_user_profiles(data_root: DataRoot, ratings: DataFrame) -> Output:
     ins={"ratings": RATINGS_CLEAN},
     deps=EVALUATED_MODELS,
     kinds={"spark", "delta"},
-    description="For every user of the models: the ranking model's top-n among the movies "
+    description="For every user of the models: the served order's top-n among the movies "
     "they never rated (userId, rank, movieId, score), the rating model's stars "
-    "(pred_rating, in [0.5, 5]) and the reason: the movie they rated highly whose factor "
-    "is most similar. The evaluation scores exactly these lists on held-out ratings.",
+    "(pred_rating, in [0.5, 5]) and the reason: the movie they rated highly that the "
+    "ranking model finds closest. The evaluation scores exactly these lists on held-out "
+    "ratings.",
     **SERVING,
 )
 def serving_recommendations(
@@ -110,11 +132,11 @@ def serving_recommendations(
     lakehouse: Lakehouse,
     ratings: DataFrame,
 ) -> Output:
-    rating = artifacts.read_rating_model(lakehouse.read).model
-    ranking = artifacts.read_ranking_model(lakehouse.read).model
+    items, ranking, rating = served_items(lakehouse)
+    context.log.info(f"Served order: {items.policy.name}")
     started = time.perf_counter()
     recommendations = served_lists(
-        model_items(ranking, rating),
+        items,
         ranking.users,
         rating.users,
         ratings.select("userId", "movieId", "rating"),
@@ -123,7 +145,14 @@ def serving_recommendations(
     rows = recommendations.count()
     seconds = time.perf_counter() - started
     context.log.info(f"Top-{config.n} of every user: {rows:,} rows in {seconds:.1f} s")
-    return Output(recommendations, metadata={"n": config.n, "scoring_seconds": round(seconds, 1)})
+    return Output(
+        recommendations,
+        metadata={
+            "n": config.n,
+            "served_order": items.policy.name,
+            "scoring_seconds": round(seconds, 1),
+        },
+    )
 
 
 @asset(
@@ -174,16 +203,14 @@ def serving_recommendations_json(
     key=keys.MODEL_FACTORS,
     deps=EVALUATED_MODELS,
     kinds={"spark", "numpy"},
-    description="What a new user's list is built from, as model_factors.npz: both models' "
+    description="What a new user's list is built from, as model_factors.npz: the models' "
     "movie side on the same movie ids (ranking factors, the rating model's movie biases "
-    "and factors), their regularization, alpha, global mean and bias settings.",
+    "and factors, EASE's weights when it ranks), their settings, the movies' popularity "
+    "and the served order.",
     **SERVING,
 )
 def serving_model_factors(data_root: DataRoot, lakehouse: Lakehouse) -> MaterializeResult:
-    items = model_items(
-        artifacts.read_ranking_model(lakehouse.read).model,
-        artifacts.read_rating_model(lakehouse.read).model,
-    )
+    items, _, _ = served_items(lakehouse)
     target = items.save(files.factors_path(data_root.path))
     return MaterializeResult(
         metadata={

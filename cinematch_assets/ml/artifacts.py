@@ -17,11 +17,13 @@ from pyspark.sql import DataFrame
 
 from cinematch_assets import keys
 from cinematch_assets.keys import Key
+from cinematch_assets.ml.ease import EaseModel, EaseParams
+from cinematch_assets.ml.lists import ListPolicy
 from cinematch_assets.ml.ranking import RankingModel, RankingParams
 from cinematch_assets.ml.rating import RatingModel, RatingParams
 from cinematch_assets.ml.tuning import TuningResult
 
-M = TypeVar("M", RatingModel, RankingModel)
+M = TypeVar("M", RatingModel, RankingModel, EaseModel)
 
 
 @dataclass(frozen=True)
@@ -29,15 +31,17 @@ class ModelTables:
     """Where a model lives: its parameter row, its user table, its movie table."""
 
     model: Key
-    users: Key
+    users: Key | None
     items: Key
 
-    def keys(self) -> list[Key]:
-        return [self.model, self.users, self.items]
+    def asset_keys(self) -> list[Key]:
+        return [key for key in (self.model, self.users, self.items) if key is not None]
 
 
 RATING = ModelTables(keys.RATING_MODEL, keys.RATING_USER_FACTORS, keys.RATING_ITEM_FACTORS)
 RANKING = ModelTables(keys.RANKING_MODEL, keys.RANKING_USER_FACTORS, keys.RANKING_ITEM_FACTORS)
+# EASE has no user side: a user is their history.
+EASE = ModelTables(keys.EASE_MODEL, None, keys.EASE_ITEM_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,10 @@ class Trained(Generic[M]):
         """The three tables to write, by ModelTables field."""
         model = self.model
         row = self.parameters() | self.training.to_row()
-        return {
-            "model": model.users.sparkSession.createDataFrame([row]),
-            "users": model.users,
-            "items": model.items,
-        }
+        tables = {"model": model.items.sparkSession.createDataFrame([row])}
+        if not isinstance(model, EaseModel):
+            tables["users"] = model.users
+        return tables | {"items": model.items}
 
 
 Read = Callable[[Key], DataFrame]
@@ -125,3 +128,26 @@ def read_ranking_model(read: Read) -> Trained[RankingModel]:
     return Trained(
         RankingModel(read(RANKING.users), read(RANKING.items), params), Training.from_row(row)
     )
+
+
+def read_ease_model(read: Read) -> Trained[EaseModel]:
+    """The EASE challenger from the lake, through `read`."""
+    row = read(EASE.model).first().asDict()
+    params = EaseParams(**{f.name: row[f.name] for f in fields(EaseParams)})
+    return Trained(EaseModel(read(EASE.items), params), Training.from_row(row))
+
+
+CHAMPION_COLUMNS = [f.name for f in fields(ListPolicy)]
+
+
+def read_candidates(read: Read) -> tuple[list[ListPolicy], ListPolicy]:
+    """Every candidate served order and the one chosen on validation
+    (`ml/ranking_champion`), in the order they were tried."""
+    rows = read(keys.RANKING_CHAMPION).toPandas()
+    policies = [
+        ListPolicy(**{name: row[name] for name in CHAMPION_COLUMNS}) for _, row in rows.iterrows()
+    ]
+    chosen = rows["chosen"].to_numpy().nonzero()[0]
+    if len(chosen) != 1:
+        raise ValueError(f"ml/ranking_champion marks {len(chosen)} rows chosen, not one")
+    return policies, policies[chosen[0]]

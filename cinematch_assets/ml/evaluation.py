@@ -15,7 +15,7 @@ no fit and no tuning has seen.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any, Literal
 
@@ -25,9 +25,11 @@ from pyspark.sql import functions as F
 
 from cinematch_assets.ml.als import FACTORS, empty_factors
 from cinematch_assets.ml.artifacts import Trained
-from cinematch_assets.ml.lists import ModelItems
+from cinematch_assets.ml.champion import score_policies
+from cinematch_assets.ml.ease import EaseModel
+from cinematch_assets.ml.lists import ListPolicy, ModelItems
 from cinematch_assets.ml.metrics import (
-    catalog_coverage,
+    exposure_metrics_by,
     ranking_metrics,
     regression_metrics_by,
     relevant_rows,
@@ -44,12 +46,12 @@ from cinematch_assets.ml.rating import (
 from cinematch_assets.ml.recommend import most_popular, served_lists, unseen_lists
 from cinematch_assets.ml.tuning import concurrently
 
-Role = Literal["model", "baseline", "ablation"]
+Role = Literal["model", "baseline", "ablation", "candidate", "discovery"]
 GLOBAL_MEAN = "global mean"
 BIAS_BASELINE = "damped bias baseline"
 RATING_MODEL = "rating model"
 ARTICLE_VARIANT = "article's variant"
-RANKING_MODEL = "ranking model"
+SERVED = "served ranking"
 MOST_POPULAR = "most popular"
 BY_STARS = "by predicted stars"
 # The article's tuned model: user-mean normalized, nonnegative, rank 20, reg 0.05, 15 iterations.
@@ -59,8 +61,11 @@ PREDICTION_COLUMNS = ["model", "userId", "movieId", "rating", "prediction", "col
 METRICS_SCHEMA = (
     "name string, role string, task string, rmse double, mse double, mae double, "
     "cold_share double, rows long, k int, precision double, recall double, ndcg double, "
-    "map double, coverage double, users long"
+    "map double, coverage double, novelty double, gini double, below_floor double, "
+    "users long"
 )
+# The popularity penalties of the discovery curve (the champion with each).
+DISCOVERY_PENALTIES = (0.0, 0.1, 0.25, 0.5, 1.0)
 METRIC_NAMES = [column.split()[0] for column in METRICS_SCHEMA.split(", ")]
 # Prediction errors are binned this finely for the error-distribution chart.
 ERROR_BIN = 0.25
@@ -118,10 +123,13 @@ def rating_metrics(predictions: DataFrame) -> dict[str, dict[str, float]]:
 
 
 def list_metrics(
-    recommendations: DataFrame, relevant: DataFrame, *, k: int, catalog_size: int
+    recommendations: DataFrame, relevant: DataFrame, train: DataFrame, *, k: int
 ) -> dict[str, float]:
+    """Accuracy (ranking_metrics) and exposure (coverage, novelty, Gini, share below the
+    star floor) of top-k lists."""
+    keyed = recommendations.withColumn("_list", F.lit(""))
     metrics = ranking_metrics(recommendations, relevant, k=k)
-    return metrics | {"k": k, "coverage": catalog_coverage(recommendations, catalog_size)}
+    return metrics | exposure_metrics_by(keyed, train, k=k, by="_list").get("", {}) | {"k": k}
 
 
 @dataclass(frozen=True)
@@ -174,15 +182,18 @@ def evaluate_models(
     *,
     rating: Trained[RatingModel],
     ranking: Trained[RankingModel],
+    ease: EaseModel,
     items: ModelItems,
+    candidates: list[ListPolicy],
     k: int,
     seed: int,
     ablation: bool = True,
     parallelism: int = 3,
 ) -> Evaluation:
     """Score the models and baselines on `test`: the models' parameters say how to refit
-    the baselines and the ablation; `items` is their movie side as served. Independent
-    fits and scorings run `parallelism` at a time."""
+    the baselines and the ablation; `items` is their movie side as served (its policy is
+    the champion); every candidate served order is scored too, and the champion with the
+    DISCOVERY_PENALTIES. Independent fits and scorings run `parallelism` at a time."""
     params = rating.model.params
     bias_params = {"damping": params.bias_damping, "decay_weighted": params.bias_decay_weighted}
     biases = cached(fit_biases(train, **bias_params))  # every model's fallback
@@ -197,7 +208,6 @@ def evaluate_models(
     seen = train.select("userId", "movieId", "rating").cache()
     users = test.select("userId").distinct().cache()
     relevant = relevant_rows(test).cache()
-    catalog_size = train.select("movieId").distinct().count()
     # What users are shown, with the training ratings left out: the list the app serves.
     recommendations = served_lists(
         items, ranking.model.users.join(users, "userId"), rating.model.users, seen, k
@@ -212,7 +222,7 @@ def evaluate_models(
         Entry(BIAS_BASELINE, "baseline", stars=biases),
         Entry(RATING_MODEL, "model", stars=rating.model),
         Entry(ARTICLE_VARIANT, "baseline", stars=article),
-        Entry(RANKING_MODEL, "model", lists=lambda: recommendations),
+        Entry(SERVED, "model", lists=lambda: recommendations),
         Entry(MOST_POPULAR, "baseline", lists=lambda: most_popular(train, users, seen, k)),
         Entry(f"{RATING_MODEL} {BY_STARS}", "baseline", lists=by_stars(rating.model)),
         Entry(f"{ARTICLE_VARIANT} {BY_STARS}", "baseline", lists=by_stars(article)),
@@ -231,13 +241,27 @@ def evaluate_models(
     }
     predictions = test_predictions(test, served_stars, fallback=biases).cache()
 
+    champion = items.policy
+    curve = [replace(champion, popularity_penalty=p) for p in DISCOVERY_PENALTIES]
+    policies = {p.name: p for p in [*candidates, *curve]}
+    roles = {p.name: "candidate" for p in candidates} | {
+        p.name: "discovery" for p in curve if p.name not in {c.name for c in candidates}
+    }
     scorings: dict[str, Callable[[], dict[str, Any]]] = {
-        e.name: (
-            lambda lists=e.lists: list_metrics(lists(), relevant, k=k, catalog_size=catalog_size)
-        )
+        e.name: (lambda lists=e.lists: list_metrics(lists(), relevant, seen, k=k))
         for e in entries
         if e.lists is not None
     }
+    scorings["candidates"] = lambda: score_policies(
+        list(policies.values()),
+        ranking=ranking.model,
+        rating=rating.model,
+        ease=ease,
+        history=seen,
+        users=users,
+        relevant=relevant,
+        k=k,
+    )
     scorings["stars"] = lambda: rating_metrics(predictions)
     if ablated_stars:
         scorings["ablated stars"] = lambda: rating_metrics(
@@ -245,10 +269,14 @@ def evaluate_models(
         )
     scores = concurrently(scorings, parallelism)
     stars = scores.pop("stars") | scores.pop("ablated stars", {})
+    candidate_scores = scores.pop("candidates")
     rows = [
         {"name": e.name, "role": e.role, "task": e.task, **stars.get(e.name, {}),
          **scores.get(e.name, {})}
         for e in entries
+    ] + [
+        {"name": name, "role": role, "task": "lists", "k": k, **candidate_scores[name]}
+        for name, role in roles.items()
     ]  # fmt: skip
     return Evaluation(predictions=predictions, recommendations=recommendations, rows=rows)
 
@@ -294,12 +322,14 @@ def headline_metrics(table: pd.DataFrame) -> dict[str, float]:
         return float(table.loc[table["name"] == name, metric].iloc[0])
 
     rmse, baseline_rmse = value(RATING_MODEL, "rmse"), value(BIAS_BASELINE, "rmse")
-    ndcg, popular_ndcg = value(RANKING_MODEL, "ndcg"), value(MOST_POPULAR, "ndcg")
+    ndcg, popular_ndcg = value(SERVED, "ndcg"), value(MOST_POPULAR, "ndcg")
     return {
         "rating_model_rmse": round(rmse, 4),
         "bias_baseline_rmse": round(baseline_rmse, 4),
         "rmse_below_bias_baseline": round(1 - rmse / baseline_rmse, 4),
-        "ranking_model_ndcg": round(ndcg, 4),
+        "served_ranking_ndcg": round(ndcg, 4),
+        "served_coverage": round(value(SERVED, "coverage"), 4),
+        "served_below_floor": round(value(SERVED, "below_floor"), 4),
         "most_popular_ndcg": round(popular_ndcg, 4),
         "ndcg_vs_most_popular": round(ndcg / popular_ndcg, 3) if popular_ndcg else float("nan"),
         "cold_share": round(value(RATING_MODEL, "cold_share"), 4),

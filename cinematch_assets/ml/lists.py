@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cinematch_assets.conventions import LIKED_STARS
+from cinematch_assets.conventions import DISLIKED_BELOW_STARS, LIKED_STARS
 from cinematch_assets.ml.explain import reasons_by_similarity
 from cinematch_assets.ml.foldin import RatingTerms
 from cinematch_assets.ml.top_n import ScoreRows, dot_scores, top_n
@@ -56,6 +56,11 @@ class Ranker(Protocol):
 
     movie_ids: np.ndarray
 
+    @property
+    def rank(self) -> int:
+        """The length of the user factors it reads from a block (0: none)."""
+        ...
+
     def scores(self, block: UserBlock) -> ScoreRows: ...
 
     def explain(self, block: UserBlock, positions: np.ndarray) -> np.ndarray: ...
@@ -71,11 +76,167 @@ class FactorRanker:
     items: np.ndarray
     bias: np.ndarray | None = None
 
+    @property
+    def rank(self) -> int:
+        return self.items.shape[1]
+
     def scores(self, block: UserBlock) -> ScoreRows:
         return dot_scores(block.factors, self.items, self.bias)
 
     def explain(self, block: UserBlock, positions: np.ndarray) -> np.ndarray:
         return reasons_by_similarity(self.items, positions, *block.liked())
+
+
+def zscore_rows(scores: np.ndarray) -> None:
+    """Each row of `scores` (users x movies) to mean 0, deviation 1, in place (0 for a
+    row with no spread; -inf entries, movies left out, stay -inf and count for nothing)."""
+    finite = np.isfinite(scores)
+    counts = finite.sum(axis=1, keepdims=True).clip(1)
+    values = np.where(finite, scores, 0.0)
+    mean = values.sum(axis=1, keepdims=True) / counts
+    spread = np.sqrt(
+        (np.where(finite, scores - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / counts
+    )
+    scores -= mean
+    scores /= np.where(spread > 0, spread, 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class EaseRanker:
+    """EASE (`ml.ease`): score of movie j = sum of B[i, j] over the movies i the user
+    rated 3 stars or more (a lower rating never counts for similar movies). B covers the
+    `kept` positions of `movie_ids`; over the others the ranking model `fallback` ranks
+    (both z-scored per user, so they share a scale). Reasons: the liked movie whose B
+    weight toward the recommended one is largest (the fallback's own for its movies)."""
+
+    movie_ids: np.ndarray
+    kept: np.ndarray  # positions among movie_ids that B covers, ascending
+    weights: np.ndarray  # B, len(kept) x len(kept)
+    fallback: FactorRanker | None = None
+
+    @property
+    def rank(self) -> int:
+        return 0 if self.fallback is None else self.fallback.rank
+
+    def _index(self) -> np.ndarray:
+        """Position among movie_ids -> row of B (-1: not kept)."""
+        index = np.full(len(self.movie_ids), -1, dtype=np.int64)
+        index[self.kept] = np.arange(len(self.kept))
+        return index
+
+    def scores(self, block: UserBlock) -> ScoreRows:
+        index = self._index()
+        keep = block.rated_stars >= DISLIKED_BELOW_STARS
+        rows = index[block.rated_at[keep]]
+        owners = block.rated_by[keep][rows >= 0]
+        rows = rows[rows >= 0]
+        starts = np.searchsorted(owners, np.arange(len(block) + 1))
+        fallback = self.fallback.scores(block) if self.fallback is not None else None
+        every = len(self.kept) == len(self.movie_ids)
+
+        def score(start: int, stop: int, out: np.ndarray) -> None:
+            ease = np.zeros((stop - start, len(self.kept)), dtype=np.float32)
+            for user in range(start, stop):
+                mine = rows[starts[user] : starts[user + 1]]
+                if len(mine):
+                    self.weights[mine].sum(axis=0, out=ease[user - start])
+            if every:
+                out[:] = ease
+                return
+            fallback(start, stop, out)
+            zscore_rows(out)
+            zscore_rows(ease)
+            out[:, self.kept] = ease
+
+        return score
+
+    def explain(self, block: UserBlock, positions: np.ndarray) -> np.ndarray:
+        index = self._index()
+        liked_at, liked_by = block.liked()
+        why = np.full(positions.shape, -1, dtype=np.int64)
+        for user in range(len(block)):
+            mine = liked_at[liked_by == user]
+            mine = mine[index[mine] >= 0]
+            shown = positions[user]
+            covered = (shown >= 0) & (index[shown.clip(0)] >= 0)
+            if len(mine) and covered.any():
+                pull = self.weights[np.ix_(index[mine], index[shown[covered]])]
+                why[user, covered] = mine[np.argmax(pull, axis=0)]
+        if self.fallback is not None:
+            other = (positions >= 0) & (index[positions.clip(0)] < 0)
+            if other.any():
+                why = np.where(other, self.fallback.explain(block, positions), why)
+        return why
+
+
+@dataclass(frozen=True)
+class ListPolicy:
+    """How the served order is made: which ranking model (`ranker`: "als" or "ease"),
+    plus `stars_weight` x the rating model's predicted stars on its z-scored score, minus
+    `popularity_penalty` x the movie's z-scored log popularity; a movie predicted below
+    `star_floor` stars goes after every other."""
+
+    ranker: str = "als"
+    stars_weight: float = 0.0
+    popularity_penalty: float = 0.0
+    star_floor: float = 0.0
+
+    @property
+    def name(self) -> str:
+        parts = [{"als": "implicit ALS", "ease": "EASE"}[self.ranker]]
+        if self.stars_weight:
+            parts.append(f"+ {self.stars_weight:g} x stars")
+        if self.popularity_penalty:
+            parts.append(f"- {self.popularity_penalty:g} x popularity")
+        if self.star_floor:
+            parts.append(f"floor {self.star_floor:g}")
+        return " ".join(parts)
+
+
+# Below the floor: after every movie above it, whatever the scores.
+FLOOR_PENALTY = 1e6
+
+
+@dataclass(frozen=True, eq=False)
+class BlendedRanker:
+    """A ranking model's score, z-scored per user, blended by a `ListPolicy` with the
+    rating model's stars and the movies' popularity (`popularity`: z-scored log rating
+    count, aligned). Reasons are the ranking model's."""
+
+    base: FactorRanker | EaseRanker
+    stars: RatingTerms
+    popularity: np.ndarray
+    policy: ListPolicy
+
+    @property
+    def movie_ids(self) -> np.ndarray:
+        return self.base.movie_ids
+
+    @property
+    def rank(self) -> int:
+        return self.base.rank
+
+    def scores(self, block: UserBlock) -> ScoreRows:
+        base = self.base.scores(block)
+        policy = self.policy
+        penalty = (policy.popularity_penalty * self.popularity).astype(np.float32)
+
+        def score(start: int, stop: int, out: np.ndarray) -> None:
+            base(start, stop, out)
+            zscore_rows(out)
+            if policy.stars_weight or policy.star_floor:
+                bias = None if block.star_bias is None else block.star_bias[start:stop]
+                factors = None if block.star_factors is None else block.star_factors[start:stop]
+                stars = self.stars.predict_all(bias, factors)
+                out += policy.stars_weight * stars
+                out -= FLOOR_PENALTY * (stars < policy.star_floor)
+            if policy.popularity_penalty:
+                out -= penalty
+
+        return score
+
+    def explain(self, block: UserBlock, positions: np.ndarray) -> np.ndarray:
+        return self.base.explain(block, positions)
 
 
 @dataclass(frozen=True)
@@ -105,23 +266,47 @@ def build_lists(
 
 
 @dataclass(frozen=True)
+class EaseItems:
+    """EASE's part of the movie side: the positions it covers and its weights B."""
+
+    kept: np.ndarray
+    weights: np.ndarray
+
+
+@dataclass(frozen=True)
 class ModelItems:
-    """Both models' movie side, aligned on `movie_ids` (sorted): the ranking model's
-    factors (and what folding a new user into it takes), the rating model's terms. What
-    the served lists are built from, and what the app loads (model_factors.npz)."""
+    """Every model's movie side, aligned on `movie_ids` (sorted): the ranking model's
+    factors (and what folding a new user into it takes), the rating model's terms, the
+    movies' popularity, EASE's weights when it is part of the served order, and the
+    `ListPolicy` that makes the served order. What the served lists are built from, and
+    what the app loads (model_factors.npz)."""
 
     movie_ids: np.ndarray
     ranking_items: np.ndarray
     ranking_reg_param: float
     ranking_alpha: float
     rating: RatingTerms
+    popularity: np.ndarray  # z-scored log(1 + training ratings)
+    policy: ListPolicy = ListPolicy()
+    ease: EaseItems | None = None
 
-    def ranker(self) -> FactorRanker:
-        return FactorRanker(self.movie_ids, self.ranking_items)
+    def ranker(self, policy: ListPolicy | None = None) -> BlendedRanker:
+        """The served order (or the one `policy` asks for)."""
+        policy = policy or self.policy
+        als = FactorRanker(self.movie_ids, self.ranking_items)
+        base: FactorRanker | EaseRanker = als
+        if policy.ranker == "ease":
+            if self.ease is None:
+                raise ValueError("this policy ranks with EASE, and there are no EASE weights")
+            everything = len(self.ease.kept) == len(self.movie_ids)
+            base = EaseRanker(
+                self.movie_ids, self.ease.kept, self.ease.weights, None if everything else als
+            )
+        return BlendedRanker(base, self.rating, self.popularity, policy)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        rating = self.rating
-        return {
+        rating, policy = self.rating, self.policy
+        arrays = {
             "movie_ids": self.movie_ids,
             "ranking_items": self.ranking_items,
             "rating_items": rating.item_factors,
@@ -133,7 +318,15 @@ class ModelItems:
             "rating_nonnegative": np.bool_(rating.nonnegative),
             "ranking_reg_param": np.float64(self.ranking_reg_param),
             "ranking_alpha": np.float64(self.ranking_alpha),
+            "popularity": self.popularity,
+            "policy_ranker": np.str_(policy.ranker),
+            "policy_stars_weight": np.float64(policy.stars_weight),
+            "policy_popularity_penalty": np.float64(policy.popularity_penalty),
+            "policy_star_floor": np.float64(policy.star_floor),
         }
+        if self.ease is not None:
+            arrays |= {"ease_kept": self.ease.kept, "ease_weights": self.ease.weights}
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays: Any) -> ModelItems:
@@ -151,13 +344,26 @@ class ModelItems:
             bias_damping=float(arrays["rating_bias_damping"]),
             nonnegative=bool(arrays["rating_nonnegative"]),
         )
+        policy = ListPolicy(
+            ranker=str(arrays["policy_ranker"]),
+            stars_weight=float(arrays["policy_stars_weight"]),
+            popularity_penalty=float(arrays["policy_popularity_penalty"]),
+            star_floor=float(arrays["policy_star_floor"]),
+        )
+        ease = None
+        if "ease_kept" in arrays:
+            ease = EaseItems(np.asarray(arrays["ease_kept"]), np.asarray(arrays["ease_weights"]))
         items = cls(
             ids, np.asarray(arrays["ranking_items"]), float(arrays["ranking_reg_param"]),
-            float(arrays["ranking_alpha"]), rating,
+            float(arrays["ranking_alpha"]), rating, np.asarray(arrays["popularity"]), policy,
+            ease,
         )  # fmt: skip
         lengths = {len(ids), len(items.ranking_items), len(rating.item_factors)}
-        if len(lengths | {len(rating.item_bias)}) != 1 or np.any(np.diff(ids) <= 0):
+        lengths |= {len(rating.item_bias), len(items.popularity)}
+        if len(lengths) != 1 or np.any(np.diff(ids) <= 0):
             raise ValueError("the factor arrays do not match the sorted movie ids")
+        if policy.ranker == "ease" and ease is None:
+            raise ValueError("the served order ranks with EASE, and there are no EASE weights")
         return items
 
     def save(self, path: Path) -> Path:
@@ -180,5 +386,6 @@ class ModelItems:
 ARRAY_KEYS = (
     "movie_ids", "ranking_items", "rating_items", "rating_item_bias", "rating_global_mean",
     "rating_reg_param", "rating_variant", "rating_bias_damping", "rating_nonnegative",
-    "ranking_reg_param", "ranking_alpha",
+    "ranking_reg_param", "ranking_alpha", "popularity", "policy_ranker", "policy_stars_weight",
+    "policy_popularity_penalty", "policy_star_floor",
 )  # fmt: skip

@@ -8,6 +8,7 @@ averaged over every user who has at least one relevant item, lists or not.
 
 from __future__ import annotations
 
+import numpy as np
 from pyspark.sql import Column, DataFrame, Row, Window
 from pyspark.sql import functions as F
 
@@ -79,12 +80,25 @@ def ranking_metrics(
     """precision@k, recall@k, NDCG@k and MAP@k of `recommendations` (user, rank 1..,
     movieId) against `relevant` (user, movieId), averaged over the users of `relevant`;
     a user without a list scores 0. Also `users`: how many were averaged."""
-    per_user_relevant = relevant.groupBy(user).agg(F.count("*").alias("n_relevant"))
+    keyed = recommendations.withColumn("_list", F.lit(""))
+    return ranking_metrics_by(keyed, relevant, k=k, by="_list", user=user)[""]
+
+
+def ranking_metrics_by(
+    recommendations: DataFrame, relevant: DataFrame, *, k: int, by: str, user: str = "userId"
+) -> dict[str, dict[str, float]]:
+    """`ranking_metrics` of each list kind (the `by` column) at once, in one pass."""
+    kinds = recommendations.select(by).distinct()
+    per_user_relevant = (
+        relevant.groupBy(user).agg(F.count("*").alias("n_relevant")).crossJoin(kinds)
+    )
     hits = (
         recommendations.filter(F.col("rank") <= k)
         .join(relevant, [user, "movieId"], "left_semi")
-        .withColumn("hits_so_far", F.row_number().over(Window.partitionBy(user).orderBy("rank")))
-        .groupBy(user)
+        .withColumn(
+            "hits_so_far", F.row_number().over(Window.partitionBy(by, user).orderBy("rank"))
+        )
+        .groupBy(by, user)
         .agg(
             F.count("*").alias("hits"),
             F.sum(_discount(F.col("rank"))).alias("dcg"),
@@ -96,20 +110,69 @@ def ranking_metrics(
         F.sequence(F.lit(1), ideal_hits), F.lit(0.0), lambda acc, r: acc + _discount(r)
     )
     scores = (
-        per_user_relevant.join(hits, user, "left")
+        per_user_relevant.join(hits, [by, user], "left")
         .fillna(0, subset=["hits", "dcg", "precision_sum"])
         .select(
+            by,
             (F.col("hits") / F.lit(k)).alias("precision"),
             (F.col("hits") / F.col("n_relevant")).alias("recall"),
             (F.col("dcg") / ideal_dcg).alias("ndcg"),
             (F.col("precision_sum") / ideal_hits).alias("map"),
         )
     )
-    row = scores.agg(
-        *[F.avg(name).alias(name) for name in RANKING_METRICS], F.count("*").alias("users")
-    ).first()
-    result = {name: float(row[name] or 0.0) for name in RANKING_METRICS}
-    return result | {"users": int(row["users"])}
+    rows = (
+        scores.groupBy(by)
+        .agg(*[F.avg(name).alias(name) for name in RANKING_METRICS], F.count("*").alias("users"))
+        .collect()
+    )
+    return {
+        row[by]: {name: float(row[name] or 0.0) for name in RANKING_METRICS}
+        | {"users": int(row["users"])}
+        for row in rows
+    }
+
+
+def exposure_metrics_by(
+    recommendations: DataFrame, train: DataFrame, *, k: int, by: str, floor: float = 3.0
+) -> dict[str, dict[str, float]]:
+    """How much each list kind (the `by` column) leans on the same movies, over the top-k
+    of its lists: `coverage` (share of the training catalog shown to anyone), `novelty`
+    (mean self-information -log2 of a shown movie's share of training ratings), `gini`
+    (of exposure over the training catalog, unshown movies included: 0 even, 1 one movie
+    for all) and `below_floor` (share of entries predicted below `floor` stars, where the
+    lists carry stars)."""
+    counts = train.groupBy("movieId").agg(F.count("*").alias("ratings"))
+    catalog = counts.count()
+    total = counts.agg(F.sum("ratings")).first()[0] or 1
+    top = recommendations.filter(F.col("rank") <= k)
+    entries = (
+        top.join(counts, "movieId", "left")
+        .groupBy(by)
+        .agg(
+            F.avg(-F.log2(F.coalesce(F.col("ratings"), F.lit(1)) / F.lit(total))).alias("novelty"),
+            F.avg((F.col("pred_rating") < floor).cast("double")).alias("below_floor"),
+        )
+    )
+    exposure = top.groupBy(by, "movieId").count().toPandas()
+    result = {}
+    for row in entries.collect():
+        shown = np.sort(exposure.loc[exposure[by] == row[by], "count"].to_numpy(np.float64))
+        result[row[by]] = {
+            "coverage": len(shown) / catalog if catalog else 0.0,
+            "novelty": float(row["novelty"]),
+            "gini": gini(np.concatenate([np.zeros(max(catalog - len(shown), 0)), shown])),
+            "below_floor": None if row["below_floor"] is None else float(row["below_floor"]),
+        }
+    return result
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini coefficient of non-negative counts (sorted ascending)."""
+    n, total = len(counts), counts.sum()
+    if n == 0 or total == 0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return float(((2 * ranks - n - 1) * counts).sum() / (n * total))
 
 
 def catalog_coverage(recommendations: DataFrame, catalog_size: int) -> float:

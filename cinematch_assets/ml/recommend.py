@@ -11,6 +11,7 @@ with every known rating left out for serving and the training ratings for the ev
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,10 +21,18 @@ from pyspark.sql import functions as F
 
 from cinematch_assets.ml.als import FACTORS, empty_factors
 from cinematch_assets.ml.foldin import RatingTerms
-from cinematch_assets.ml.lists import FactorRanker, ModelItems, UserBlock, build_lists
+from cinematch_assets.ml.lists import (
+    FactorRanker,
+    ListPolicy,
+    ModelItems,
+    Ranker,
+    UserBlock,
+    build_lists,
+)
 from cinematch_assets.ml.top_n import position_of
 
-if TYPE_CHECKING:  # the ranking model tunes on these lists: no import cycle at run time
+if TYPE_CHECKING:  # the models tune on these lists: no import cycle at run time
+    from cinematch_assets.ml.ease import EaseModel
     from cinematch_assets.ml.ranking import RankingModel
     from cinematch_assets.ml.rating import RatingModel
 
@@ -60,8 +69,30 @@ def factor_ranker(items: DataFrame, *, bias: str | None = None) -> FactorRanker:
     return FactorRanker(ids, matrix, item_bias)
 
 
-def model_items(ranking: RankingModel, rating: RatingModel) -> ModelItems:
-    """Both models' movie side on the ranking model's movies, on the driver."""
+def popularity_of(ids: np.ndarray, rows: DataFrame) -> np.ndarray:
+    """z-scored log(1 + ratings in `rows`) of each movie of `ids`: what the popularity
+    penalty subtracts."""
+    counts = rows.groupBy("movieId").count().toPandas()
+    count = np.zeros(len(ids))
+    at = position_of(ids, counts["movieId"].to_numpy())
+    count[at[at >= 0]] = counts["count"].to_numpy()[at >= 0]
+    logged = np.log1p(count)
+    spread = logged.std()
+    return ((logged - logged.mean()) / (spread if spread > 0 else 1.0)).astype(np.float32)
+
+
+def model_items(
+    ranking: RankingModel,
+    rating: RatingModel,
+    train: DataFrame,
+    *,
+    policy: ListPolicy | None = None,
+    ease: EaseModel | None = None,
+) -> ModelItems:
+    """Every model's movie side on the ranking model's movies, on the driver, with the
+    popularity of `train`, the served order `policy` and EASE's weights when `ease` is
+    given (pass it when some policy ranks with it)."""
+    policy = policy or ListPolicy()
     ids, items, _ = item_matrix(ranking.items)
     rating_ids, rating_factors, rating_bias = item_matrix(rating.items, bias="bias")
     params = rating.params
@@ -79,11 +110,14 @@ def model_items(ranking: RankingModel, rating: RatingModel) -> ModelItems:
             bias_damping=params.bias_damping,
             nonnegative=params.nonnegative,
         ),
+        popularity=popularity_of(ids, train),
+        policy=policy,
+        ease=ease.items_on(ids) if ease is not None else None,
     )
 
 
 def recommend(
-    ranker: FactorRanker,
+    ranker: Ranker,
     users: DataFrame,
     history: DataFrame,
     n: int,
@@ -91,13 +125,31 @@ def recommend(
     stars: RatingTerms | None = None,
     star_users: DataFrame | None = None,
 ) -> DataFrame:
-    """`build_lists` for every user of `users` (userId, features: the ranker's user side):
-    LIST_SCHEMA rows, rank 1..n (fewer for a user with fewer candidates). `history`
-    (userId, movieId, rating) is what each user rated: left out of their list, and what
-    they liked gives the reasons. With `stars` (aligned on the ranker's movies) and
-    `star_users` (userId, bias, features), each movie carries the predicted stars."""
-    ids = ranker.movie_ids
-    rank = ranker.items.shape[1]
+    """`build_lists` for every user of `users` (userId, features: the user side of the
+    ranker's factors, if it has any): LIST_SCHEMA rows, rank 1..n (fewer for a user with
+    fewer candidates). `history` (userId, movieId, rating) is what each user rated: left
+    out of their list, and what they liked gives the reasons. With `stars` (aligned on
+    the ranker's movies) and `star_users` (userId, bias, features), each movie carries
+    the predicted stars (and a ranker that blends stars in can read them)."""
+    return recommend_candidates(
+        {"": ranker}, users, history, n, stars=stars, star_users=star_users
+    ).drop("candidate")
+
+
+def recommend_candidates(
+    rankers: dict[str, Ranker],
+    users: DataFrame,
+    history: DataFrame,
+    n: int,
+    *,
+    stars: RatingTerms | None = None,
+    star_users: DataFrame | None = None,
+) -> DataFrame:
+    """`recommend` for several rankers of the same movies at once (one pass over the
+    users): LIST_SCHEMA rows with a `candidate` column naming the ranker."""
+    first = next(iter(rankers.values()))
+    ids = first.movie_ids
+    rank = max(ranker.rank for ranker in rankers.values())
     star_rank = 0 if stars is None else stars.item_factors.shape[1]
     # Two lists filled row by row in the same aggregation, so their orders match.
     rated = history.groupBy("userId").agg(
@@ -134,9 +186,11 @@ def recommend(
                 star_bias=batch.column("_bias").to_numpy(zero_copy_only=False),
                 star_factors=_matrix(batch.column("_factors"), star_rank),
             )
-            yield _rows(block, build_lists(block, ranker, n, stars), ids, n)
+            for name, ranker in rankers.items():
+                part = replace(block, factors=block.factors[:, : ranker.rank])
+                yield _rows(part, build_lists(part, ranker, n, stars), ids, n, name)
 
-    return users.mapInArrow(score, LIST_SCHEMA)
+    return users.mapInArrow(score, f"candidate string, {LIST_SCHEMA}")
 
 
 def served_lists(
@@ -183,7 +237,7 @@ def most_popular(train: DataFrame, users: DataFrame, history: DataFrame, n: int)
     return recommend(factor_ranker(popularity, bias="popularity"), anyone, history, n)
 
 
-def _rows(block: UserBlock, lists, ids: np.ndarray, n: int) -> pa.RecordBatch:
+def _rows(block: UserBlock, lists, ids: np.ndarray, n: int, candidate: str) -> pa.RecordBatch:
     found = (lists.positions >= 0).ravel()
     chosen = lists.positions.ravel()[found]
     because = lists.reasons.ravel()[found]
@@ -194,6 +248,7 @@ def _rows(block: UserBlock, lists, ids: np.ndarray, n: int) -> pa.RecordBatch:
     )
     return pa.RecordBatch.from_arrays(
         [
+            pa.array([candidate] * len(chosen), pa.string()),
             pa.array(np.repeat(block.user_ids, n)[found].astype(np.int32)),
             pa.array(np.tile(np.arange(1, n + 1, dtype=np.int32), len(block))[found]),
             pa.array(ids[chosen].astype(np.int32)),
@@ -201,7 +256,7 @@ def _rows(block: UserBlock, lists, ids: np.ndarray, n: int) -> pa.RecordBatch:
             stars,
             pa.array(ids[because.clip(0)].astype(np.int32), mask=because < 0),
         ],
-        names=["userId", "rank", "movieId", "score", "pred_rating", "reason"],
+        names=["candidate", "userId", "rank", "movieId", "score", "pred_rating", "reason"],
     )
 
 

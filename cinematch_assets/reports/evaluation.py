@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cinematch_assets.ml.artifacts import Trained
-from cinematch_assets.ml.evaluation import BIAS_BASELINE, GLOBAL_MEAN
+from cinematch_assets.ml.ease import EaseModel
+from cinematch_assets.ml.evaluation import BIAS_BASELINE, DISCOVERY_PENALTIES, GLOBAL_MEAN
+from cinematch_assets.ml.lists import ListPolicy
 from cinematch_assets.ml.ranking import RankingModel
 from cinematch_assets.ml.rating import RatingModel
 from cinematch_assets.reports.charts import BLUE, GREEN, GREY, ORANGE, PURPLE, style, write_report
 
 ROLE_COLORS = {"model": BLUE, "baseline": GREY, "ablation": PURPLE}
+RANKER_COLORS = {"als": BLUE, "ease": ORANGE}
 BASELINE_COLORS = (GREY, GREEN, ORANGE, PURPLE)
 
 
@@ -154,6 +158,7 @@ def _tuning_figure(rating: Trained[RatingModel], ranking: Trained[RankingModel])
 
 
 def _metrics_figure(table: pd.DataFrame, k: int) -> go.Figure:
+    table = table[table["role"].isin(["model", "baseline", "ablation"])]
     stars = table[table["task"] == "stars"]
     lists = table[table["task"] == "lists"]
     fig = make_subplots(
@@ -189,18 +194,85 @@ def _metrics_figure(table: pd.DataFrame, k: int) -> go.Figure:
     )
 
 
+def _candidates_figure(
+    table: pd.DataFrame, candidates: list[ListPolicy], champion: ListPolicy, k: int
+) -> go.Figure:
+    """Every candidate served order on the test split: NDCG against coverage."""
+    rows = table.set_index("name")
+    fig = go.Figure()
+    for ranker, color in RANKER_COLORS.items():
+        mine = [p for p in candidates if p.ranker == ranker and p.name in rows.index]
+        if not mine:
+            continue
+        fig.add_scatter(
+            x=[float(rows.loc[p.name, "coverage"]) for p in mine],
+            y=[float(rows.loc[p.name, "ndcg"]) for p in mine],
+            mode="markers",
+            name={"als": "implicit ALS", "ease": "EASE"}[ranker],
+            text=[p.name for p in mine],
+            hovertemplate="%{text}<br>coverage %{x:.3f}, NDCG %{y:.4f}<extra></extra>",
+            marker={"color": color, "size": [16 if p == champion else 9 for p in mine]},
+        )
+    fig.update_xaxes(title="catalog coverage of the top-k lists")
+    fig.update_yaxes(title=f"NDCG@{k} (held-out)")
+    return style(
+        fig,
+        "Candidate served orders",
+        f"Held-out test split; large: the champion chosen on validation ({champion.name})",
+        480,
+    )
+
+
+def _discovery_figure(table: pd.DataFrame, champion: ListPolicy, k: int) -> go.Figure:
+    """The champion with a growing popularity penalty: accuracy against discovery."""
+    rows = table.set_index("name")
+    curve = [replace(champion, popularity_penalty=p) for p in DISCOVERY_PENALTIES]
+    curve = [p for p in curve if p.name in rows.index]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06)
+    labels = [f"penalty {p.popularity_penalty:g}" for p in curve]
+    ndcg = [float(rows.loc[p.name, "ndcg"]) for p in curve]
+    for col, metric, title in (
+        (1, "coverage", "catalog coverage"),
+        (2, "novelty", "novelty (bits)"),
+    ):
+        fig.add_scatter(
+            x=[float(rows.loc[p.name, metric]) for p in curve],
+            y=ndcg,
+            mode="lines+markers+text",
+            text=labels,
+            textposition="top right",
+            line={"color": GREEN},
+            showlegend=False,
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(title=title, row=1, col=col)
+    fig.update_yaxes(title=f"NDCG@{k} (held-out)", row=1, col=1)
+    return style(
+        fig,
+        "More discovery: the popularity penalty's price",
+        "The served order with the popularity penalty raised step by step (what the app's "
+        "'more discovery' control does)",
+        460,
+    )
+
+
 def evaluation_figures(
     analysis: Mapping[str, pd.DataFrame],
     rating: Trained[RatingModel],
     ranking: Trained[RankingModel],
     table: pd.DataFrame,
     *,
+    candidates: list[ListPolicy],
+    champion: ListPolicy,
     k: int,
 ) -> dict[str, go.Figure]:
     """The report's charts, in display order."""
     colors = stars_colors(table)
     return {
         "model_metrics": _metrics_figure(table, k),
+        "candidates": _candidates_figure(table, candidates, champion, k),
+        "discovery": _discovery_figure(table, champion, k),
         "tuning_results": _tuning_figure(rating, ranking),
         "error_distribution": _error_figure(analysis["errors"], colors),
         "actual_vs_predicted": _actual_vs_predicted_figure(analysis["by_rating"], colors),
@@ -233,6 +305,9 @@ def _params_markdown(trained: Trained) -> str:
 def model_card(
     rating: Trained[RatingModel],
     ranking: Trained[RankingModel],
+    ease: Trained[EaseModel],
+    champion: ListPolicy,
+    validation: pd.DataFrame,
     table: pd.DataFrame,
     versions: Mapping[str, int | None],
     *,
@@ -242,6 +317,7 @@ def model_card(
     rating_bias = rating.training.searches["bias_search"]
     rating_als = rating.training.searches["als_search"]
     ranking_als = ranking.training.searches["als_search"]
+    ease_search = ease.training.searches["search"]
     inputs = "\n".join(f"- `{key}`: Delta version {version}" for key, version in versions.items())
     stars_model = table[(table["role"] == "model") & (table["task"] == "stars")]
     return f"""# CineMatch model card
@@ -270,10 +346,27 @@ Implicit-feedback ALS over who rated what; confidence 1 + alpha x value.
 Tuning ({ranking_als.metric}, {ranking.training.tuning_plan}):
 
 {ranking_als.markdown()}
+## EASE (`ml/ease_ranking_model`): the ranking challenger
+Closed-form item-item weights over who rated what (Steck 2019).
+
+{_params_markdown(ease)}
+
+Tuning ({ease_search.metric}, {ease.training.tuning_plan}):
+
+{ease_search.markdown()}
+## The served order (`ml/ranking_champion`)
+**{champion.name}**: chosen on validation (the models refitted on the validation split's \
+training part), the best NDCG@{k} among the candidates whose lists cover enough of the \
+catalog. Every candidate on validation:
+
+{metrics_markdown(validation)}
 ## Held-out evaluation (Gold test split, never used for fitting or tuning)
 Stars: every test row, cold rows predicted by the bias baseline. Lists: top-{k} among the \
-movies a user did not rate in training, relevant = test rating >= 4; the ranking model's \
-are the served lists, built by the same code.
+movies a user did not rate in training, relevant = test rating >= 4; the served ranking's \
+are the served lists, built by the same code; every candidate (role `candidate`) and the \
+champion with a growing popularity penalty (role `discovery`) are scored the same way. \
+Novelty: mean -log2 of a shown movie's share of training ratings; Gini: of exposure over \
+the training catalog; below_floor: share of entries predicted below 3 stars.
 
 {metrics_markdown(table)}"""
 

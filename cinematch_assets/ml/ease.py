@@ -1,0 +1,146 @@
+"""EASE, the ranking challenger (Steck, "Embarrassingly Shallow Autoencoders for Sparse
+Data", WWW 2019): a closed-form item-item model over who rated what.
+
+    P = (X^T X + lambda I)^-1,   B = I - P / diag(P) (column-wise),   diag(B) = 0
+
+A user's score for movie j is the sum of B[i, j] over the movies i in their history. It
+needs a dense movies x movies matrix and its inverse (8 n^2 bytes each in float64), so
+above `max_items` it keeps the most-rated movies (`kept_movies`). The matrix work is
+numpy and scipy on the driver; what Spark holds is the model as a table (movieId, its row
+of B over the kept movies).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from scipy import sparse
+
+from cinematch_assets.ml.lists import EaseItems, EaseRanker
+from cinematch_assets.ml.metrics import ranking_metrics, relevant_rows
+from cinematch_assets.ml.recommend import most_popular, recommend
+from cinematch_assets.ml.top_n import position_of
+from cinematch_assets.ml.tuning import Split, TuningResult, grid_search
+
+
+@dataclass(frozen=True)
+class EaseParams:
+    reg: float
+    max_items: int
+
+
+@dataclass(frozen=True)
+class EaseModel:
+    """`items` (movieId, weights: its row of B over the kept movies, in movieId order)."""
+
+    items: DataFrame
+    params: EaseParams
+
+    def items_on(self, movie_ids: np.ndarray) -> EaseItems:
+        """B on the driver, placed among `movie_ids` (which hold every kept movie)."""
+        rows = self.items.orderBy("movieId").toPandas()
+        kept = position_of(movie_ids, rows["movieId"].to_numpy())
+        if (kept < 0).any():
+            raise ValueError("EASE knows movies the other models do not")
+        weights = np.stack(rows["weights"].to_numpy()).astype(np.float32)
+        return EaseItems(kept, weights)
+
+    def ranker(self) -> EaseRanker:
+        """A ranker over the kept movies only (for tuning and the evaluation's lists)."""
+        rows = self.items.orderBy("movieId").toPandas()
+        ids = rows["movieId"].to_numpy(dtype=np.int64)
+        weights = np.stack(rows["weights"].to_numpy()).astype(np.float32)
+        return EaseRanker(ids, np.arange(len(ids)), weights)
+
+
+def _pairs(train: DataFrame, max_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kept movie ids, user of each pair, position of each pair's movie) on the driver."""
+    counts = train.groupBy("movieId").count().toPandas()
+    kept = kept_movies(counts["movieId"].to_numpy(np.int64), counts["count"].to_numpy(), max_items)
+    pairs = train.select("userId", "movieId").toArrow()
+    users = pairs.column("userId").to_numpy()
+    at = position_of(kept, pairs.column("movieId").to_numpy())
+    return kept, users[at >= 0], at[at >= 0]
+
+
+def fit_ease_model(
+    train: DataFrame, *, reg: float, max_items: int, log: Callable[[str], object] = print
+) -> EaseModel:
+    started = time.perf_counter()
+    kept, users, positions = _pairs(train, max_items)
+    weights = fit_ease(gram(users, positions, len(kept)), reg)
+    log(f"EASE on {len(kept):,} movies, lambda {reg:g}: {time.perf_counter() - started:.1f} s")
+    rows = pd.DataFrame({"movieId": kept.astype(np.int32), "weights": list(weights)})
+    items = train.sparkSession.createDataFrame(rows, "movieId int, weights array<float>")
+    return EaseModel(items, EaseParams(reg, max_items))
+
+
+def tune_ease(
+    split: Split,
+    regs: Sequence[float],
+    *,
+    max_items: int,
+    k: int,
+    log: Callable[[str], object],
+) -> tuple[TuningResult, float]:
+    """lambda by NDCG@k on the validation part (X^T X computed once for every lambda);
+    also the most-popular baseline's NDCG@k on the same users."""
+    train, validation = split
+    kept, users_of, positions = _pairs(train, max_items)
+    matrix = gram(users_of, positions, len(kept))
+    seen = train.select("userId", "movieId", "rating")
+    relevant = relevant_rows(validation)
+    users = (
+        relevant.select("userId").distinct().withColumn("features", F.array().cast("array<float>"))
+    )
+
+    def evaluate(params: dict[str, Any], split: Split) -> float:
+        ranker = EaseRanker(kept, np.arange(len(kept)), fit_ease(matrix, params["reg"]))
+        return ranking_metrics(recommend(ranker, users, seen, k), relevant, k=k)["ndcg"]
+
+    result = grid_search(
+        [{"reg": reg} for reg in regs],
+        [split],
+        evaluate,
+        metric=f"ndcg@{k}",
+        lower_is_better=False,
+        parallelism=1,  # each fit holds a movies x movies inverse
+        log=log,
+    )
+    baseline = ranking_metrics(most_popular(train, users, seen, k), relevant, k=k)["ndcg"]
+    return result, baseline
+
+
+def kept_movies(movie_ids: np.ndarray, counts: np.ndarray, max_items: int) -> np.ndarray:
+    """The ids (sorted) of the `max_items` most-rated movies (ties: lower id)."""
+    order = np.lexsort((movie_ids, -counts))
+    return np.sort(movie_ids[order[:max_items]])
+
+
+def gram(users: np.ndarray, positions: np.ndarray, n_items: int) -> np.ndarray:
+    """X^T X (float64, n_items x n_items) of the binary user x movie matrix given as
+    (user index, movie position) pairs, through a sparse product."""
+    _, rows = np.unique(users, return_inverse=True)
+    x = sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float64), (rows, positions)),
+        shape=(rows.max() + 1 if len(rows) else 0, n_items),
+    )
+    x.data[:] = 1.0  # a pair given twice is still one rating
+    return np.asarray((x.T @ x).todense(), dtype=np.float64)
+
+
+def fit_ease(gram_matrix: np.ndarray, reg: float) -> np.ndarray:
+    """B (float32) from X^T X and the regularization lambda."""
+    p = gram_matrix.copy()
+    p[np.diag_indices_from(p)] += reg
+    p = np.linalg.inv(p)
+    b = p / -np.diag(p)
+    b[np.diag_indices_from(b)] = 0.0
+    return b.astype(np.float32)

@@ -1,0 +1,212 @@
+"""The served order in numpy: EASE against its definition, the blend with stars, the star
+floor, the popularity penalty, the app's re-ranking for discovery, the exposure metrics
+and the champion's choice. No Spark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.recommender import with_discovery
+from cinematch_assets.ml.champion import choose
+from cinematch_assets.ml.ease import fit_ease, gram, kept_movies
+from cinematch_assets.ml.foldin import RatingTerms
+from cinematch_assets.ml.lists import (
+    FLOOR_PENALTY,
+    EaseItems,
+    EaseRanker,
+    FactorRanker,
+    ListPolicy,
+    ModelItems,
+    UserBlock,
+    build_lists,
+    zscore_rows,
+)
+from cinematch_assets.ml.metrics import gini
+
+RNG = np.random.default_rng(11)
+MOVIES, RANK = 60, 4
+
+
+def history(rows: list[list[int]], stars: float = 4.0) -> tuple[np.ndarray, ...]:
+    at = np.concatenate([np.array(r, dtype=np.int64) for r in rows])
+    by = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+    return at, np.full(len(at), stars), by
+
+
+def block(rows: list[list[int]], stars: float = 4.0) -> UserBlock:
+    at, given, by = history(rows, stars)
+    return UserBlock(
+        user_ids=np.arange(len(rows)),
+        factors=RNG.normal(size=(len(rows), RANK)).astype(np.float32),
+        rated_at=at,
+        rated_stars=given,
+        rated_by=by,
+        star_bias=np.zeros(len(rows)),
+        star_factors=RNG.normal(scale=0.3, size=(len(rows), RANK)).astype(np.float32),
+    )
+
+
+def terms() -> RatingTerms:
+    return RatingTerms(
+        global_mean=3.5,
+        item_bias=RNG.normal(scale=0.8, size=MOVIES).astype(np.float32),
+        item_factors=RNG.normal(scale=0.3, size=(MOVIES, RANK)).astype(np.float32),
+        reg_param=0.1,
+        variant="bias_residual",
+        bias_damping=3.0,
+        nonnegative=False,
+    )
+
+
+def test_ease_weights_solve_the_closed_form():
+    users = RNG.integers(0, 40, 600)
+    items = RNG.integers(0, 25, 600)
+    matrix = gram(users, items, 25)
+    x = np.zeros((40, 25))
+    x[users, items] = 1.0
+    np.testing.assert_allclose(matrix, x.T @ x)
+    b = fit_ease(matrix, 10.0).astype(np.float64)
+    assert np.allclose(np.diag(b), 0.0)
+    # The stationarity condition of min ||X - XB||^2 + lambda ||B||^2 s.t. diag(B) = 0:
+    # off the diagonal, (X^T X + lambda I) B = X^T X.
+    residual = (matrix + 10.0 * np.eye(25)) @ b - matrix
+    off = ~np.eye(25, dtype=bool)
+    np.testing.assert_allclose(residual[off], 0.0, atol=1e-4)
+    kept = kept_movies(np.array([5, 3, 9, 7]), np.array([10, 30, 30, 1]), 2)
+    assert list(kept) == [3, 9]  # most rated; a tie keeps the lower id first in line
+
+
+def test_ease_scores_are_the_sum_of_the_liked_movies_rows():
+    weights = RNG.normal(size=(MOVIES, MOVIES)).astype(np.float32)
+    np.fill_diagonal(weights, 0.0)
+    ids = np.arange(MOVIES) + 100
+    ranker = EaseRanker(ids, np.arange(MOVIES), weights)
+    users = block([[1, 2, 3], [4], [5, 6]])
+    low = block([[7]], stars=0.5)  # a 0.5-star rating never counts for similar movies
+    out = np.empty((3, MOVIES), dtype=np.float32)
+    ranker.scores(users)(0, 3, out)
+    np.testing.assert_allclose(out[0], weights[[1, 2, 3]].sum(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(out[1], weights[4], rtol=1e-5)
+    one = np.empty((1, MOVIES), dtype=np.float32)
+    ranker.scores(low)(0, 1, one)
+    assert not one.any()
+    lists = build_lists(users, ranker, 5)
+    for user, rated in enumerate([[1, 2, 3], [4], [5, 6]]):
+        shown = lists.positions[user]
+        assert not set(shown) & set(rated)
+        # The reason: the liked movie with the largest weight toward the shown one.
+        expected = [rated[int(np.argmax(weights[rated, j]))] for j in shown]
+        assert list(lists.reasons[user]) == expected
+
+
+def test_the_blend_puts_movies_below_the_star_floor_last():
+    stars = terms()
+    ranker = FactorRanker(np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32))
+    users = block([[0], [1], [2], [3]])
+    items = ModelItems(
+        np.arange(MOVIES), ranker.items, 0.1, 2.0, stars,
+        popularity=np.linspace(-2, 2, MOVIES).astype(np.float32),
+    )  # fmt: skip
+    plain = build_lists(users, items.ranker(ListPolicy("als")), MOVIES - 1, stars)
+    floored = build_lists(users, items.ranker(ListPolicy("als", star_floor=3.0)), MOVIES - 1, stars)
+    predicted = stars.predict_block(users.star_bias, users.star_factors, floored.positions)
+    for user in range(4):
+        below = predicted[user] < 3.0
+        assert below.any() and not below.all()
+        # Every movie above the floor comes first; each side keeps the plain order.
+        assert not below[: (~below).sum()].any()
+        order = [p for p in plain.positions[user] if p in set(floored.positions[user][~below])]
+        assert list(floored.positions[user][~below]) == order
+    assert FLOOR_PENALTY > 100
+
+
+def test_stars_weight_and_popularity_penalty_move_the_order():
+    stars = terms()
+    items = ModelItems(
+        np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0, stars,
+        popularity=np.linspace(-2, 2, MOVIES).astype(np.float32),
+    )  # fmt: skip
+    users = block([[0, 1], [2], [3, 4, 5]])
+
+    def mean_of(policy: ListPolicy, values: np.ndarray) -> float:
+        return float(values[build_lists(users, items.ranker(policy), 10, stars).positions].mean())
+
+    predicted = stars.predict_all(users.star_bias, users.star_factors).mean(axis=0)
+    assert mean_of(ListPolicy("als", stars_weight=5.0), predicted) > mean_of(
+        ListPolicy("als"), predicted
+    )
+    assert mean_of(ListPolicy("als", popularity_penalty=2.0), items.popularity) < mean_of(
+        ListPolicy("als"), items.popularity
+    )
+
+
+def test_discovery_on_a_served_list_is_the_served_order_with_a_larger_penalty():
+    """The app re-ranks a user's served pool: exactly what the served order gives with the
+    penalty raised, among the same movies."""
+    stars = terms()
+    items = ModelItems(
+        np.arange(MOVIES) + 1, RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0,
+        stars, popularity=RNG.normal(size=MOVIES).astype(np.float32),
+        policy=ListPolicy("als", stars_weight=1.0, popularity_penalty=0.1, star_floor=3.0),
+    )  # fmt: skip
+    users = block([[0, 1, 2]])
+    pool = build_lists(users, items.ranker(), 30, stars)
+    served = [
+        {"movieId": int(items.movie_ids[p]), "score": float(s)}
+        for p, s in zip(pool.positions[0], pool.scores[0], strict=True)
+    ]
+    bolder = ListPolicy("als", stars_weight=1.0, popularity_penalty=0.6, star_floor=3.0)
+    full = build_lists(users, items.ranker(bolder), MOVIES, stars).positions[0]
+    in_pool = [int(items.movie_ids[p]) for p in full if p in set(pool.positions[0])]
+    rerun = [e["movieId"] for e in with_discovery(items, served, 0.5, 10)]
+    assert rerun == in_pool[:10]
+    assert with_discovery(items, served, 0.0, 10) == served[:10]
+
+
+def test_model_items_round_trip_with_ease_and_policy(tmp_path):
+    stars = terms()
+    kept = np.arange(0, MOVIES, 2)
+    items = ModelItems(
+        np.arange(MOVIES) + 1, RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0,
+        stars, popularity=RNG.normal(size=MOVIES).astype(np.float32),
+        policy=ListPolicy("ease", 0.5, 0.25, 3.0),
+        ease=EaseItems(kept, RNG.normal(size=(len(kept), len(kept))).astype(np.float32)),
+    )  # fmt: skip
+    again = ModelItems.load(items.save(tmp_path / "m.npz"))
+    assert again.policy == items.policy
+    np.testing.assert_array_equal(again.ease.weights, items.ease.weights)
+    # EASE over half the movies: the ranking model ranks the rest (the fallback).
+    ranker = again.ranker()
+    assert ranker.base.fallback is not None
+    lists = build_lists(block([[1, 2, 3]]), ranker, 20, stars)
+    assert (lists.positions[0] >= 0).all()
+    with pytest.raises(ValueError, match="EASE"):
+        ModelItems.from_arrays(
+            {k: v for k, v in items.to_arrays().items() if not k.startswith("ease")}
+        )
+
+
+def test_zscore_rows_ignores_left_out_movies():
+    scores = np.array([[1.0, 2.0, 3.0, -np.inf], [5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
+    zscore_rows(scores)
+    np.testing.assert_allclose(scores[0, :3], [-1.2247449, 0.0, 1.2247449], rtol=1e-5)
+    assert np.isneginf(scores[0, 3]) and not scores[1].any()
+
+
+def test_gini_of_exposure():
+    assert gini(np.array([5.0, 5.0, 5.0, 5.0])) == pytest.approx(0.0)
+    assert gini(np.array([0.0, 0.0, 0.0, 8.0])) == pytest.approx(0.75)  # (n-1)/n
+    assert gini(np.zeros(3)) == 0.0
+
+
+def test_the_champion_is_the_best_ndcg_among_the_covering_candidates():
+    a, b, c = ListPolicy("als"), ListPolicy("ease"), ListPolicy("als", popularity_penalty=0.5)
+    scores = {
+        a.name: {"ndcg": 0.30, "coverage": 0.20},
+        b.name: {"ndcg": 0.28, "coverage": 0.26},
+        c.name: {"ndcg": 0.25, "coverage": 0.40},
+    }
+    chosen = choose([a, b, c], scores, 0.25)
+    assert chosen.policy == b and "2 candidates" in chosen.why
+    assert choose([a, b, c], scores, 0.5).policy == a  # none covers enough: best NDCG
