@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -112,16 +113,29 @@ def type_into(driver, label: str, text: str) -> None:
 
 
 def slide_to_the_end(driver, label: str) -> None:
-    """Move the visible slider called `label` to its maximum, as a keyboard user would."""
+    """Move the visible slider called `label` to its maximum, as a keyboard user would:
+    focus its thumb (a visually hidden range input) and press End."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    thumb = next(
-        t for t in driver.find_elements("css selector", '[role="slider"]')
-        if t.is_displayed() and label in (t.get_attribute("aria-label") or label)
+    slider = next(
+        s for s in driver.find_elements("css selector", '[data-testid="stSlider"]')
+        if s.is_displayed() and label in s.text
     )  # fmt: skip
-    thumb.click()
-    thumb.send_keys(Keys.END)
+    driver.execute_script("arguments[0].focus()", slider.find_element("css selector", "input"))
+    ActionChains(driver).send_keys(Keys.END).perform()
     settled(driver)
+
+
+def mean_ratings_count(cards) -> float:
+    """How watched the movies on these cards are, from their "Community 3.4 (181 ratings)"."""
+    counts = [
+        int(m.group(1).replace(",", ""))
+        for c in cards
+        if (m := re.search(r"\(([\d,]+) ratings?\)", c if isinstance(c, str) else c.text))
+    ]
+    assert counts, "no card shows its number of ratings"
+    return sum(counts) / len(counts)
 
 
 def open_tab(driver, name: str) -> None:
@@ -156,6 +170,7 @@ def test_a_person_uses_every_tab(app_url, browser):
     slide_to_the_end(browser, "More discovery")
     assert len(visible_cards(browser)) == 10
     assert [c.text for c in visible_cards(browser)] != first
+    assert mean_ratings_count(visible_cards(browser)) <= mean_ratings_count(first)
     shot(browser, "1b-more-discovery")
 
     type_into(browser, "Your user id", "not-a-number")
@@ -180,6 +195,12 @@ def test_a_person_uses_every_tab(app_url, browser):
     assert "Recommended for you" in browser.page_source
     assert len(visible_cards(browser)) == 10
     shot(browser, "3-new-here")
+    first = [c.text for c in visible_cards(browser)]
+    slide_to_the_end(browser, "More discovery")
+    assert len(visible_cards(browser)) == 10
+    assert [c.text for c in visible_cards(browser)] != first
+    assert mean_ratings_count(visible_cards(browser)) <= mean_ratings_count(first)
+    shot(browser, "3b-new-here-more-discovery")
 
     open_tab(browser, "Insights")
     charts = [

@@ -13,7 +13,8 @@ from pyspark.sql import functions as F
 from cinematch_assets.ml.als import FACTORS, dot
 from cinematch_assets.ml.lists import FactorRanker
 from cinematch_assets.ml.metrics import (
-    catalog_coverage,
+    exposure_metrics_by,
+    gini,
     ranking_metrics,
     regression_metrics,
     relevant_rows,
@@ -87,15 +88,35 @@ def test_ranking_metrics_cut_lists_at_k(spark):
     assert ranking_metrics(recs, relevant, k=2)["precision"] == 0.5
 
 
-def test_relevant_rows_and_coverage(spark):
+def test_relevant_rows(spark):
     rows = spark.createDataFrame(
         [(1, 1, 4.0), (1, 2, 3.5), (2, 1, 5.0)], "userId int, movieId int, rating double"
     )
     assert sorted(map(tuple, relevant_rows(rows).collect())) == [(1, 1), (2, 1)]
-    recs = spark.createDataFrame(
-        [(1, 1, 1), (2, 1, 1), (2, 2, 3)], "userId int, rank int, movieId int"
+
+
+def test_exposure_metrics_of_each_list_kind(spark):
+    # Training shares: movie 1 4/8, movie 2 2/8, movies 3 and 4 1/8 each.
+    train = spark.createDataFrame(
+        [(u, m) for m, n in ((1, 4), (2, 2), (3, 1), (4, 1)) for u in range(n)],
+        "userId int, movieId int",
     )
-    assert catalog_coverage(recs, 4) == 0.5
+    recs = spark.createDataFrame(
+        [
+            ("a", 1, 1, 1, 4.0),
+            ("a", 2, 1, 1, 4.0),
+            ("a", 2, 2, 2, 2.5),
+            ("a", 2, 3, 3, 2.0),  # beyond k: not shown
+            ("b", 1, 1, 4, None),  # a list without stars
+        ],
+        "kind string, userId int, rank int, movieId int, pred_rating double",
+    )
+    got = exposure_metrics_by(recs, train, k=2, by="kind")
+    assert got["a"]["coverage"] == 0.5
+    assert got["a"]["novelty"] == pytest.approx((1 + 1 + 2) / 3)  # -log2 of 4/8, 4/8, 2/8
+    assert got["a"]["gini"] == pytest.approx(gini(np.array([0.0, 0.0, 1.0, 2.0])))
+    assert got["a"]["below_floor"] == pytest.approx(1 / 3)
+    assert got["b"] == {"coverage": 0.25, "novelty": 3.0, "gini": 0.75, "below_floor": None}
 
 
 # ---------------------------------------------------------------------------- top-N

@@ -173,10 +173,3 @@ def gini(counts: np.ndarray) -> float:
         return 0.0
     ranks = np.arange(1, n + 1)
     return float(((2 * ranks - n - 1) * counts).sum() / (n * total))
-
-
-def catalog_coverage(recommendations: DataFrame, catalog_size: int) -> float:
-    """Share of the candidate movies that appear in at least one list."""
-    if catalog_size == 0:
-        return 0.0
-    return recommendations.select("movieId").distinct().count() / catalog_size
