@@ -56,10 +56,11 @@ BENCH_VARIANTS ?= synthetic-1m
 # The serving benchmark's shape (default: ML-33M's 330k users x 86k movies).
 BENCH_SERVING_ARGS ?=
 
-bench: install java  ## time the whole graph (MovieLens copy, synthetic data) and serving at 330k users
+bench: install java  ## time the whole graph (MovieLens copy, synthetic data), content vectors and serving at ML-33M's shape
 	$(if $(BENCH_LOCAL),$(BIN)/python -m cinematch_assets.benchmark --local $(BENCH_LOCAL))
 	for variant in $(BENCH_VARIANTS); do \
 	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
+	$(BIN)/python -m cinematch_assets.content_benchmark
 	$(BIN)/python -m app.benchmark $(BENCH_SERVING_ARGS)
 
 cluster-up: install  ## Spark standalone master + 2 workers on 127.0.0.1; prints the exports to use it

@@ -293,13 +293,17 @@ def with_discovery(
     moves by -discovery x its movie's popularity; the best n."""
     if not discovery:
         return entries[:n]
-    at = position_of(items.movie_ids, [int(e["movieId"]) for e in entries])
+    # New movies keep their places: their scores are on another scale, and no
+    # popularity to penalize.
+    known = [e for e in entries if not e.get("new")]
+    at = position_of(items.movie_ids, [int(e["movieId"]) for e in known])
     popularity = np.where(at >= 0, items.popularity[at.clip(0)], 0.0)
-    moved = [
-        {**entry, "score": round(float(entry["score"]) - discovery * float(pop), 4)}
-        for entry, pop in zip(entries, popularity, strict=True)
-    ]
-    return sorted(moved, key=lambda e: -e["score"])[:n]
+    moved = iter(sorted(
+        ({**entry, "score": round(float(entry["score"]) - discovery * float(pop), 4)}
+         for entry, pop in zip(known, popularity, strict=True)),
+        key=lambda e: -e["score"],
+    ))  # fmt: skip
+    return [entry if entry.get("new") else next(moved) for entry in entries][:n]
 
 
 @dataclass(frozen=True)
@@ -310,19 +314,24 @@ class FoldIn:
     items: ModelItems
     gram: np.ndarray
     genres: dict[str, np.ndarray]  # genre -> which of movie_ids have it
+    new_genres: dict[str, np.ndarray]  # genre -> which of the new movies have it
 
     @classmethod
     def load(cls, path: Path, catalog: Catalog) -> FoldIn:
         items = ModelItems.load(path)
-        movie_genres = [
-            g if isinstance(g, list) else []
-            for g in catalog.movies["genres"].reindex(items.movie_ids)
-        ]
-        genres = {
-            genre: np.array([genre in g for g in movie_genres], dtype=bool)
-            for genre in catalog.genres
-        }
-        return cls(items, implicit_gram(items.ranking_items), genres)
+
+        def masks(ids: np.ndarray) -> dict[str, np.ndarray]:
+            movie_genres = [
+                g if isinstance(g, list) else [] for g in catalog.movies["genres"].reindex(ids)
+            ]
+            return {
+                genre: np.array([genre in g for g in movie_genres], dtype=bool)
+                for genre in catalog.genres
+            }
+
+        new_ids = items.new.movie_ids if items.new is not None else np.zeros(0, np.int64)
+        return cls(items, implicit_gram(items.ranking_items), masks(items.movie_ids),
+                   masks(new_ids))  # fmt: skip
 
     @property
     def movie_ids(self) -> np.ndarray:
@@ -371,11 +380,16 @@ class FoldIn:
         policy = self.items.policy
         policy = replace(policy, popularity_penalty=policy.popularity_penalty + discovery - bonus)
         ranker: Ranker = self.items.ranker(policy)
+        new = self.items.new_slots(n)
         if genres:
             of_genres = np.zeros(len(self.movie_ids), dtype=bool)
+            new_of_genres = np.zeros(len(new.movies.movie_ids) if new else 0, dtype=bool)
             for genre in genres:
                 of_genres |= self.genres.get(genre, of_genres)
+                new_of_genres |= self.new_genres.get(genre, new_of_genres)
             ranker = OnlyMovies(ranker, of_genres)
+            if new is not None:
+                new = replace(new, movies=new.movies.only(new_of_genres))
         bias, star_factor = self.items.rating.fold_in(positions, stars)
         block = UserBlock(
             user_ids=np.zeros(1, dtype=np.int64),
@@ -386,20 +400,30 @@ class FoldIn:
             star_bias=np.array([bias]),
             star_factors=star_factor[None, :],
         )
-        lists = build_lists(block, ranker, n, stars=self.items.rating)
+        # A rated new movie is left out of the new picks (the models cannot use its stars).
+        new_ids = new.movies.movie_ids if new is not None else np.zeros(0, np.int64)
+        rated_new = position_of(new_ids, list(ratings))
+        lists = build_lists(
+            block, ranker, n, stars=self.items.rating, new=new,
+            rated_new=[rated_new[rated_new >= 0]],
+        )  # fmt: skip
+        every_id = np.concatenate([self.movie_ids, new_ids])
+        is_new = lists.new[0] if lists.new is not None else np.zeros(n, dtype=bool)
         found = lists.positions[0] >= 0
         return [
             {
-                "movieId": int(self.movie_ids[p]),
+                "movieId": int(every_id[p]),
                 "pred_rating": round(float(s), 2),
                 "score": round(float(v), 4),
                 "reason": int(self.movie_ids[r]) if r >= 0 else None,
+                **({"new": True} if fresh else {}),
             }
-            for p, s, v, r in zip(
+            for p, s, v, r, fresh in zip(
                 lists.positions[0][found],
                 lists.stars[0][found],
                 lists.scores[0][found],
                 lists.reasons[0][found],
+                is_new[found],
                 strict=True,
             )
         ]

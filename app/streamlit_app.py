@@ -34,6 +34,7 @@ from app.recommender import (
     with_discovery,
 )
 from cinematch_assets import settings
+from cinematch_assets.conventions import SHOWN
 from cinematch_assets.storage import report_files
 from cinematch_assets.storage import serving_files as files
 
@@ -41,8 +42,6 @@ log = logging.getLogger("cinematch.app")
 T = TypeVar("T")
 
 COLUMNS = 5
-# Movies shown per list (the served lists hold more, re-ranked for discovery).
-SHOWN = 10
 STAR_CHOICES = [x / 2 for x in range(1, 11)]
 # The placeholder poster: a film frame drawn inline (no emoji font or image file needed).
 FILM_ICON = (
@@ -64,6 +63,8 @@ STYLE = """
 .cm-tags {color: #7f8296; font-size: 0.75rem; margin-top: 2px}
 .cm-stars {color: #f5c518; font-size: 0.9rem; margin-top: 6px}
 .cm-why {color: #c9cad6; font-size: 0.8rem; font-style: italic; margin-top: 6px}
+.cm-new {background: #2e7d32; color: #fff; border-radius: 4px; font-size: 0.7rem;
+         font-weight: 600; padding: 1px 6px; margin-left: 6px; vertical-align: middle}
 </style>
 """
 
@@ -114,7 +115,9 @@ def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason:
         if poster
         else f'<div class="cm-placeholder" aria-label="no poster">{FILM_ICON}</div>'
     )
-    lines = [f'<div class="cm-title">{title}</div>']
+    new = rec is not None and bool(rec.get("new"))
+    badge = '<span class="cm-new" title="Too new for the ratings to say">New</span>' if new else ""
+    lines = [f'<div class="cm-title">{title}{badge}</div>']
     lines.append(f'<div class="cm-meta">{esc(" · ".join(movie.get("genres") or []))}</div>')
     if tags := list(movie.get("tags") or []):
         lines.append(f'<div class="cm-tags">{esc(" ".join("#" + t for t in tags))}</div>')
@@ -128,7 +131,14 @@ def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason:
     else:
         lines.append('<div class="cm-meta">Not rated yet</div>')
     if rec is not None:
-        why = f"Because you rated {esc(reason)} highly" if reason else "Popular with viewers"
+        if new:
+            why = (
+                f"New, and like {esc(reason)}, which you rated highly"
+                if reason
+                else "New, and like what you watch"
+            )
+        else:
+            why = f"Because you rated {esc(reason)} highly" if reason else "Popular with viewers"
         lines.append(f'<div class="cm-why">{why}</div>')
     return f'<div class="cm-card">{image}<div class="cm-body">{"".join(lines)}</div></div>'
 

@@ -19,6 +19,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from cinematch_assets import keys
+from cinematch_assets.conventions import SHOWN
 from cinematch_assets.keys import Key
 from cinematch_assets.ml import artifacts
 from cinematch_assets.ml.artifacts import ModelTables
@@ -31,9 +32,6 @@ from cinematch_assets.transforms.quality import (
     off_grid_count,
 )
 from cinematch_assets.transforms.titles import MIN_YEAR
-
-# The list length the app shows.
-SHOWN = 10
 
 
 def latest_metadata(context: AssetCheckExecutionContext, key: Key) -> dict[str, Any]:

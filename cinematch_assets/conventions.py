@@ -9,6 +9,8 @@ LIKED_STARS = 4.0
 # Below this a new user's rating counts against similar movies in the ranking fold-in
 # (a preference of 0, held with confidence); from here up, for them.
 DISLIKED_BELOW_STARS = 3.0
+# Movies a list shows (the served lists hold more, re-ranked for discovery in the app).
+SHOWN = 10
 
 # Articles MovieLens moves to the end for sorting ("Matrix, The"), the foreign ones as
 # found in the 2016 movies.csv plus their obvious companions. Case matters: "Good, the

@@ -17,8 +17,10 @@ from cinematch_assets.assets.gold import gold_features, ratings_filtered
 from cinematch_assets.assets.ml import (
     als_ranking_model,
     als_rating_model,
+    content_model,
     ease_ranking_model,
     model_evaluation,
+    movie_content,
     ranking_champion,
 )
 from cinematch_assets.assets.raw import movielens_archive
@@ -44,6 +46,8 @@ all_assets = [
     als_ranking_model,
     ease_ranking_model,
     ranking_champion,
+    movie_content,
+    content_model,
     model_evaluation,
     *serving_assets,
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from dagster import AssetKey, DagsterInstance
 from cinematch_assets.definitions import build_definitions, build_resources
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.spark import SparkResource
+from cinematch_assets.sources.synthetic import SyntheticSpec, generate_movielens
+from cinematch_assets.storage import serving_files as files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "movielens" / "ml-latest-small-2016.zip"
@@ -85,8 +88,36 @@ SMALL_GRIDS = {
 }
 
 
+# A movie added to the release with genres and no rating, as a real catalog grows: a
+# family musical (no synthetic-small movie has exactly these genres).
+NEW_MOVIE_ID = 1_000_000
+NEW_MOVIE_GENRES = ("Animation", "Children", "Musical")
+
+
 @pytest.fixture(scope="session")
-def synthetic_models_run(spark, tmp_path_factory):
-    """The whole graph on synthetic-small, whose ratings and choices have planted structure."""
+def synthetic_release(tmp_path_factory) -> Path:
+    """synthetic-small with NEW_MOVIE appended to movies.csv."""
+    folder = tmp_path_factory.mktemp("release") / "synthetic-small"
+    generate_movielens(SyntheticSpec.from_variant("synthetic-small"), folder)
+    with (folder / "movies.csv").open("a", encoding="utf-8") as movies:
+        movies.write(f"{NEW_MOVIE_ID},Sing Along Sky (2016),{'|'.join(NEW_MOVIE_GENRES)}\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_models_run(spark, synthetic_release, tmp_path_factory):
+    """The whole graph on synthetic-small (ratings and choices with planted structure),
+    plus one movie nobody rated yet."""
     home = tmp_path_factory.mktemp("models")
-    return (*run_pipeline(spark, home, {"variant": "synthetic-small"}, ops=SMALL_GRIDS), home)
+    raw = {"local_path": str(synthetic_release)}
+    return (*run_pipeline(spark, home, raw, ops=SMALL_GRIDS), home)
+
+
+def served_json(home: Path) -> dict[str, list[dict]]:
+    """Every user's served list, from the JSON shards of the published version."""
+    manifest = json.loads(files.manifest_path(home).read_text())
+    lists = {}
+    for shard in range(manifest["shards"]):
+        part = files.recommendations_dir(home) / manifest["version"] / files.shard_name(shard)
+        lists |= json.loads(part.read_text())
+    return lists

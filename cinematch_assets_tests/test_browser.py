@@ -18,7 +18,7 @@ import pytest
 from cinematch_assets.sources.synthetic import MARKDOWN_TITLES
 from cinematch_assets.storage import serving_files as files
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, served_json
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -256,3 +256,25 @@ def test_text_from_the_url_and_from_data_stays_text(app_url, browser):
         type_into(browser, "Title", title.split(" (")[0])
         shown = [card.text for card in visible_cards(browser)]
         assert any(title.split(" (")[0] in text for text in shown), (title, shown)
+
+
+def test_a_new_movie_shows_with_its_badge_and_reason(app_url, browser):
+    """A movie too new for the ratings to say, on a user's list: a New badge and a reason
+    in words; and the movie added to the release with no rating is in Search."""
+    url, home = app_url
+    user, recs = next((u, recs) for u, recs in served_json(home).items()
+                      if any(r.get("new") for r in recs[:10]))  # fmt: skip
+    browser.get(f"{url}/?user={user}")
+    settled(browser)
+    cards = visible_cards(browser)
+    assert len(cards) == 10
+    fresh = [c for c in cards if c.find_elements("css selector", ".cm-new")]
+    assert len(fresh) == sum(bool(r.get("new")) for r in recs[:10])
+    assert all("New, and like" in c.text for c in fresh), [c.text for c in fresh]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", fresh[0])
+    shot(browser, "7-new-movie")
+
+    open_tab(browser, "Search")
+    type_into(browser, "Title", "sing along sky")
+    found = visible_cards(browser)
+    assert any("Sing Along Sky" in c.text and "Not rated yet" in c.text for c in found)

@@ -4,6 +4,8 @@ and the champion's choice. No Spark."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,8 @@ from cinematch_assets.ml.lists import (
     FactorRanker,
     ListPolicy,
     ModelItems,
+    NewMovies,
+    ScoreScale,
     UserBlock,
     build_lists,
     zscore_rows,
@@ -210,3 +214,102 @@ def test_the_champion_is_the_best_ndcg_among_the_covering_candidates():
     chosen = choose([a, b, c], scores, 0.25)
     assert chosen.policy == b and "2 candidates" in chosen.why
     assert choose([a, b, c], scores, 0.5).policy == a  # none covers enough: best NDCG
+
+
+def new_movies(threshold: float, slots: int = 2, count: int = 8) -> NewMovies:
+    return NewMovies(
+        movie_ids=np.arange(count) + 1000,
+        ranking_items=RNG.normal(size=(count, RANK)).astype(np.float32),
+        rating_bias=np.full(count, 0.5, np.float32),
+        rating_items=np.zeros((count, RANK), np.float32),
+        threshold=threshold,
+        slots=slots,
+    )
+
+
+def test_the_score_scale_is_the_users_spread_over_the_known_movies():
+    known = RNG.normal(size=(MOVIES, RANK)).astype(np.float32)
+    users = RNG.normal(size=(3, RANK)).astype(np.float32)
+    raw = users @ known.T
+    expected = (raw - raw.mean(axis=1, keepdims=True)) / raw.std(axis=1, keepdims=True)
+    scale = ScoreScale.of(known)
+    np.testing.assert_allclose(scale.standardize(users, raw), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scale.standardize(users, raw[:, 0]), expected[:, 0], rtol=1e-4)
+    # A user with no factor has no scale: never a number a threshold could pass.
+    assert np.isnan(scale.standardize(np.zeros((1, RANK)), np.zeros((1, 2)))).all()
+
+
+def test_new_movies_take_the_last_shown_places_when_they_clear_the_threshold():
+    stars = terms()
+    items = ModelItems(
+        np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0, stars,
+        popularity=np.zeros(MOVIES, np.float32), policy=ListPolicy("als"),
+    )  # fmt: skip
+    users = block([[0, 1], [2], [3, 4, 5]])
+    plain = build_lists(users, items.ranker(), 12, stars)
+    everyone = replace(items, new=new_movies(threshold=-np.inf))
+    lists = build_lists(
+        users, everyone.ranker(), 12, stars, new=everyone.new_slots(10),
+        rated_new=[np.array([0]), np.array([], np.int64), np.array([], np.int64)],
+    )  # fmt: skip
+    assert lists.new is not None
+    for user in range(3):
+        # Places 9 and 10 of the shown ten; the known ones move down, the length stays.
+        assert lists.new[user].tolist() == [False] * 8 + [True, True] + [False] * 2
+        known = lists.positions[user][~lists.new[user]]
+        assert known.tolist() == plain.positions[user][:10].tolist()
+        picked = lists.positions[user][lists.new[user]] - MOVIES
+        mine = users.factors[user : user + 1]
+        z = ScoreScale.of(items.ranking_items).standardize(
+            mine, mine @ everyone.new.ranking_items.T
+        )[0]
+        if user == 0:
+            z[0] = -np.inf  # user 0 rated the first new movie
+        assert picked.tolist() == np.argsort(-z, kind="stable")[:2].tolist()
+    # The reason of a new movie is one of the user's liked (known) movies.
+    assert lists.reasons[0][8] in (0, 1)
+    # A threshold no movie reaches, or no slots: the plain list.
+    for new in (new_movies(threshold=np.inf), new_movies(threshold=-np.inf, slots=0)):
+        other = replace(items, new=new)
+        same = build_lists(users, other.ranker(), 12, stars, new=other.new_slots(10))
+        assert same.positions.tolist() == plain.positions.tolist()
+        assert same.new is None or not same.new.any()
+
+
+def test_a_new_movie_predicted_below_the_star_floor_never_takes_a_slot():
+    stars = terms()
+    items = ModelItems(
+        np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0, stars,
+        popularity=np.zeros(MOVIES, np.float32), policy=ListPolicy("als", star_floor=3.0),
+        new=replace(new_movies(threshold=-np.inf), rating_bias=np.full(8, -1.5, np.float32)),
+    )  # fmt: skip
+    users = block([[0], [1]])  # star bias 0: 3.5 - 1.5 = 2 stars for every new movie
+    lists = build_lists(users, items.ranker(), 10, stars, new=items.new_slots(10))
+    assert lists.new is None or not lists.new.any()
+
+
+def test_a_short_list_gets_its_new_movies_right_after_the_known_ones():
+    stars = terms()
+    items = ModelItems(
+        np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0, stars,
+        popularity=np.zeros(MOVIES, np.float32), new=new_movies(threshold=-np.inf),
+    )  # fmt: skip
+    users = block([list(range(MOVIES - 3))])  # three unrated known movies left
+    lists = build_lists(users, items.ranker(), 10, stars, new=items.new_slots(10))
+    assert lists.new[0].tolist() == [False] * 3 + [True] * 2 + [False] * 5
+    assert (lists.positions[0][5:] == -1).all()
+
+
+def test_model_items_keep_their_new_movies_through_the_npz(tmp_path):
+    stars = terms()
+    items = ModelItems(
+        np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0, stars,
+        popularity=np.zeros(MOVIES, np.float32), new=new_movies(threshold=1.25, slots=3),
+    )  # fmt: skip
+    loaded = ModelItems.load(items.save(tmp_path / "f.npz"))
+    assert loaded.new is not None
+    assert loaded.new.threshold == 1.25 and loaded.new.slots == 3
+    np.testing.assert_array_equal(loaded.new.ranking_items, items.new.ranking_items)
+    broken = items.to_arrays() | {"new_rating_bias": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match="new movies"):
+        ModelItems.from_arrays(broken)

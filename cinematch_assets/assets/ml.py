@@ -4,7 +4,7 @@ model is one typed artifact (`ml.artifacts`): a parameter row and two factor tab
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 from dagster import (
@@ -26,6 +26,13 @@ from cinematch_assets import keys
 from cinematch_assets.ml import artifacts
 from cinematch_assets.ml.artifacts import CHAMPION_COLUMNS, ModelTables, Trained, Training
 from cinematch_assets.ml.champion import candidate_policies, choose, score_policies
+from cinematch_assets.ml.cold import cold_movie_evaluation, fit_new_movie_model
+from cinematch_assets.ml.content import (
+    content_tables,
+    content_vectors,
+    gather_content,
+    read_content,
+)
 from cinematch_assets.ml.ease import EaseModel, fit_ease_model, tune_ease
 from cinematch_assets.ml.evaluation import (
     BIAS_BASELINE,
@@ -161,7 +168,7 @@ class ChampionConfig(TuningConfig):
         description="Weights of the rating model's stars added to the z-scored ranking score.",
     )
     popularity_penalties: list[float] = Field(
-        default=[0.0, 0.1, 0.25, 0.5],
+        default=[0.0, 0.2, 0.35, 0.5],
         description="Weights of the z-scored log popularity subtracted (more discovery).",
     )
     star_floor: float = Field(
@@ -188,6 +195,21 @@ class EvaluationConfig(Config):
     )
     seed: int = Field(default=42, description="Seed of the baseline and ablation fits.")
     parallel_fits: int = Field(default=3, description="Fits and scorings in flight at once.")
+    cold_fraction: float = Field(
+        default=0.1,
+        description="Share of the Gold movies held out of training entirely (every rating) "
+        "to test what their content alone predicts, with the content model's settings "
+        "(0: off).",
+    )
+
+
+class ContentConfig(Config):
+    vocabulary: int = Field(
+        default=500, description="Tags kept for TF-IDF: those on the most movies."
+    )
+    min_tag_movies: int = Field(
+        default=2, description="A tag counts only when it is on at least this many movies."
+    )
 
 
 @dataclass(frozen=True)
@@ -507,9 +529,184 @@ def ranking_champion(
 
 
 @multi_asset(
+    name="movie_content",
+    ins={
+        "movies": AssetIn(keys.MOVIES_CLEAN),
+        "tags": AssetIn(keys.TAGS_CLEAN),
+        "genome_scores": AssetIn(keys.bronze("genome_scores")),
+        "genome_tags": AssetIn(keys.bronze("genome_tags")),
+    },
+    outs={
+        "vectors": AssetOut(
+            key=keys.MOVIE_CONTENT,
+            description="What every Silver movie is without its ratings (movieId, features): "
+            "genres, release decade, TF-IDF of its tags, the genome's tag relevance where "
+            "the release has one; each part scaled to unit length.",
+            **ML,
+        ),
+        "features": AssetOut(
+            key=keys.CONTENT_FEATURES,
+            description="The name of each position of the content vectors (position, name: "
+            "genre:Comedy, decade:1990s, tag:pixar, genome:pixar animation).",
+            **ML,
+        ),
+    },
+)
+def movie_content(
+    context: AssetExecutionContext,
+    config: ContentConfig,
+    movies: DataFrame,
+    tags: DataFrame,
+    genome_scores: DataFrame,
+    genome_tags: DataFrame,
+):
+    started = time.perf_counter()
+    inputs = gather_content(movies, tags, genome_scores, genome_tags)
+    vectors = content_vectors(
+        inputs.movies,
+        inputs.tags,
+        inputs.genome,
+        vocabulary=config.vocabulary,
+        min_tag_movies=config.min_tag_movies,
+    )
+    table, names = content_tables(movies.sparkSession, vectors)
+    parts = {part: int(vectors.part(part).sum()) for part in ("genre", "decade", "tag", "genome")}
+    covered = {
+        f"movies_with_{part}": int((vectors.matrix[:, vectors.part(part)] != 0).any(1).sum())
+        for part in ("tag", "genome")
+    }
+    seconds = time.perf_counter() - started
+    context.log.info(f"Content vectors: {vectors.matrix.shape} in {seconds:.1f} s, {parts}")
+    yield Output(
+        table,
+        output_name="vectors",
+        metadata={
+            "movies": len(vectors.movie_ids),
+            "features": len(vectors.names),
+            **{f"{part}_features": n for part, n in parts.items()},
+            **covered,
+            "megabytes": round(vectors.matrix.nbytes / 2**20, 1),
+            "seconds": round(seconds, 1),
+        },
+    )
+    yield Output(names, output_name="features")
+
+
+class ContentModelConfig(Config):
+    regs: list[float] = Field(
+        default=[0.3, 3.0, 30.0, 300.0],
+        description="Ridge regularizations from content to the models' movie spaces, tuned "
+        "on known movies held out of the fit.",
+    )
+    tune_fraction: float = Field(
+        default=0.1, description="Share of the known movies held out to tune the ridge."
+    )
+    threshold_quantile: float = Field(
+        default=0.95,
+        description="A new movie takes a slot when its score, on the user's scale, reaches "
+        "this quantile of what held-out movies scored for the users who liked them (0.95: "
+        "as well matched as the best-matched twentieth of the new movies people liked).",
+    )
+    new_slots: int = Field(
+        default=2,
+        description="Places of the shown list a new movie may take (0: no new movies).",
+    )
+    seed: int = Field(default=42, description="Seed of the held-out movies.")
+
+
+@multi_asset(
+    name="content_model",
+    deps=[*MODEL_TABLES, AssetKey(keys.MOVIE_CONTENT), AssetKey(keys.CONTENT_FEATURES)],
+    ins={"train": TRAIN},
+    outs={
+        "model": AssetOut(
+            key=keys.CONTENT_MODEL,
+            description="The hybrid model for new movies: ridge regressions from content "
+            "vectors to the ranking model's movie factors and the rating model's movie bias "
+            "and factors (regularizations tuned on held-out known movies), the score a new "
+            "movie must reach to take a slot, and how many slots.",
+            **ML,
+        ),
+        "items": AssetOut(
+            key=keys.NEW_MOVIE_FACTORS,
+            description="Every movie the models do not know (too few ratings for Gold, or "
+            "none), placed from its content: movieId, ranking_features, rating_bias, "
+            "rating_features.",
+            **ML,
+        ),
+    },
+)
+def content_model(
+    context: AssetExecutionContext,
+    config: ContentModelConfig,
+    lakehouse: Lakehouse,
+    train: DataFrame,
+):
+    started = time.perf_counter()
+    ranking = artifacts.read_ranking_model(lakehouse.read).model
+    rating = artifacts.read_rating_model(lakehouse.read).model
+    model = fit_new_movie_model(
+        train,
+        read_content(lakehouse.read),
+        ranking=ranking,
+        rating=rating,
+        regs=config.regs,
+        tune_fraction=config.tune_fraction,
+        quantile=config.threshold_quantile,
+        seed=config.seed,
+    )
+    searches = model.mapping.searches
+    row = {
+        "regs": [float(r) for r in config.regs],
+        "ranking_reg": searches["ranking"].best,
+        "rating_reg": searches["rating"].best,
+        "threshold": model.threshold,
+        "new_slots": config.new_slots,
+        "ranking_rank": ranking.params.rank,
+        "rating_rank": rating.params.rank,
+        "known_movies": len(model.mapping.movie_ids),
+        "new_movies": len(model.items),
+        "liked_pairs": model.liked_pairs,
+    }
+    seconds = time.perf_counter() - started
+    context.log.info(f"Content model: {row} in {seconds:.1f} s")
+    scalars = {k: v for k, v in row.items() if k != "regs"}
+    spark = train.sparkSession
+    search_table = pd.DataFrame(
+        [{"target": t, "reg": r, "held_out_mse": e} for t, s in searches.items()
+         for r, e in s.errors.items()]
+    )  # fmt: skip
+    yield Output(
+        spark.createDataFrame(pd.DataFrame([row])),
+        output_name="model",
+        metadata={
+            **scalars,
+            "seconds": round(seconds, 1),
+            "ridge_search": MetadataValue.md(search_table.to_markdown(index=False)),
+        },
+    )
+    yield Output(
+        spark.createDataFrame(
+            model.items,
+            "movieId int, ranking_features array<float>, rating_bias float, "
+            "rating_features array<float>",
+        ),
+        output_name="items",
+        metadata={"new_movies": len(model.items)},
+    )
+
+
+@multi_asset(
     name="model_evaluation",
     ins={"train": TRAIN, "test": AssetIn(keys.TEST)},
-    deps=[*MODEL_TABLES, AssetKey(keys.RANKING_CHAMPION)],
+    deps=[
+        *MODEL_TABLES,
+        AssetKey(keys.RANKING_CHAMPION),
+        AssetKey(keys.MOVIE_CONTENT),
+        AssetKey(keys.CONTENT_FEATURES),
+        AssetKey(keys.CONTENT_MODEL),
+        AssetKey(keys.NEW_MOVIE_FACTORS),
+    ],
     outs={
         "predictions": AssetOut(
             key=keys.TEST_PREDICTIONS,
@@ -528,7 +725,8 @@ def ranking_champion(
         "metrics": AssetOut(
             key=keys.MODEL_EVALUATION,
             description="Held-out metrics per model, baseline and ablation: RMSE/MSE/MAE "
-            "for stars, precision/recall/NDCG/MAP@k and coverage for lists.",
+            "for stars, precision/recall/NDCG/MAP@k and coverage for lists; role `cold`: "
+            "movies held out of training entirely, scored from their content alone.",
             **ML,
         ),
     },
@@ -566,6 +764,7 @@ def model_evaluation(
             train,
             policy=champion,
             ease=ease.model if champion.ranker == "ease" else None,
+            new=artifacts.read_new_movies(lakehouse.read),
         ),
         candidates=candidates,
         k=config.k,
@@ -573,13 +772,33 @@ def model_evaluation(
         ablation=ablation,
         parallelism=config.parallel_fits,
     )
-    table = evaluation.table()
+    cold = (
+        cold_movie_evaluation(
+            train,
+            test,
+            read_content(lakehouse.read),
+            rating=rating.model,
+            ranking=ranking.model,
+            fraction=config.cold_fraction,
+            regs=lakehouse.read(keys.CONTENT_MODEL).first()["regs"],
+            k=config.k,
+            seed=config.seed,
+            parallelism=config.parallel_fits,
+            log=context.log.info,
+        )
+        if config.cold_fraction
+        else None
+    )
+    table = replace(evaluation, rows=evaluation.rows + (cold.rows if cold else [])).table()
     versions = {
         keys.label(key): lakehouse.describe(key).version
         for key in (keys.TRAIN, keys.TEST, keys.RATING_MODEL, keys.RANKING_MODEL)
     }
     validation = lakehouse.read(keys.RANKING_CHAMPION).toPandas().drop(columns=CHAMPION_COLUMNS)
-    card = model_card(rating, ranking, ease, champion, validation, table, versions, k=config.k)
+    card = model_card(
+        rating, ranking, ease, champion, validation, table, versions, k=config.k,
+        cold=cold.details if cold else None,
+    )  # fmt: skip
     figures = evaluation_figures(
         prediction_analysis(evaluation.predictions),
         rating,
@@ -601,6 +820,11 @@ def model_evaluation(
             "model_card": MetadataValue.md(card),
             "report": MetadataValue.path(str(paths["index.html"])),
             "evaluation_seconds": round(time.perf_counter() - started, 1),
+            **(
+                {f"cold/{k}": v for k, v in cold.details.items() if k != "ridge_search"}
+                if cold
+                else {}
+            ),
             **headline_metrics(table),
         },
     )

@@ -42,6 +42,8 @@ RATINGS_CLEAN = AssetIn(keys.RATINGS_CLEAN)
 EVALUATED_MODELS = [
     *MODEL_TABLES,
     AssetKey(keys.RANKING_CHAMPION),
+    AssetKey(keys.CONTENT_MODEL),
+    AssetKey(keys.NEW_MOVIE_FACTORS),
     AssetKey(keys.TRAIN),
     AssetKey(keys.TEST_PREDICTIONS),
 ]
@@ -55,7 +57,8 @@ def served_items(lakehouse: Lakehouse):
     _, champion = artifacts.read_candidates(lakehouse.read)
     ease = artifacts.read_ease_model(lakehouse.read).model if champion.ranker == "ease" else None
     train = lakehouse.read(keys.TRAIN)
-    items = model_items(ranking, rating, train, policy=champion, ease=ease)
+    new = artifacts.read_new_movies(lakehouse.read)
+    items = model_items(ranking, rating, train, policy=champion, ease=ease, new=new)
     return items, ranking, rating
 
 

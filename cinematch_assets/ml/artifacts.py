@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 from pyspark.sql import DataFrame
 
 from cinematch_assets import keys
 from cinematch_assets.keys import Key
 from cinematch_assets.ml.ease import EaseModel, EaseParams
-from cinematch_assets.ml.lists import ListPolicy
+from cinematch_assets.ml.lists import ListPolicy, NewMovies
 from cinematch_assets.ml.ranking import RankingModel, RankingParams
 from cinematch_assets.ml.rating import RatingModel, RatingParams
 from cinematch_assets.ml.tuning import TuningResult
@@ -151,3 +152,24 @@ def read_candidates(read: Read) -> tuple[list[ListPolicy], ListPolicy]:
     if len(chosen) != 1:
         raise ValueError(f"ml/ranking_champion marks {len(chosen)} rows chosen, not one")
     return policies, policies[chosen[0]]
+
+
+def read_new_movies(read: Read) -> NewMovies:
+    """The movies the models do not know, placed from their content (`ml/content_model`
+    and `ml/new_movie_factors`), with the slot threshold and count."""
+    row = read(keys.CONTENT_MODEL).first()
+    items = read(keys.NEW_MOVIE_FACTORS).orderBy("movieId").toPandas()
+
+    def stacked(column: str, width: int) -> np.ndarray:
+        if not len(items):
+            return np.zeros((0, width), np.float32)
+        return np.stack(items[column].to_numpy()).astype(np.float32)
+
+    return NewMovies(
+        movie_ids=items["movieId"].to_numpy(np.int64),
+        ranking_items=stacked("ranking_features", row["ranking_rank"]),
+        rating_bias=items["rating_bias"].to_numpy(np.float32),
+        rating_items=stacked("rating_features", row["rating_rank"]),
+        threshold=float(row["threshold"]),
+        slots=int(row["new_slots"]),
+    )

@@ -46,12 +46,13 @@ from cinematch_assets.ml.rating import (
 from cinematch_assets.ml.recommend import most_popular, served_lists, unseen_lists
 from cinematch_assets.ml.tuning import concurrently
 
-Role = Literal["model", "baseline", "ablation", "candidate", "discovery"]
+Role = Literal["model", "baseline", "ablation", "candidate", "discovery", "cold"]
 GLOBAL_MEAN = "global mean"
 BIAS_BASELINE = "damped bias baseline"
 RATING_MODEL = "rating model"
 ARTICLE_VARIANT = "article's variant"
 SERVED = "served ranking"
+SERVED_KNOWN = "served ranking without new movies"
 MOST_POPULAR = "most popular"
 BY_STARS = "by predicted stars"
 # The article's tuned model: user-mean normalized, nonnegative, rank 20, reg 0.05, 15 iterations.
@@ -209,9 +210,8 @@ def evaluate_models(
     users = test.select("userId").distinct().cache()
     relevant = relevant_rows(test).cache()
     # What users are shown, with the training ratings left out: the list the app serves.
-    recommendations = served_lists(
-        items, ranking.model.users.join(users, "userId"), rating.model.users, seen, k
-    ).cache()
+    test_users = ranking.model.users.join(users, "userId")
+    recommendations = served_lists(items, test_users, rating.model.users, seen, k).cache()
 
     def by_stars(model: RatingModel) -> Callable[[], DataFrame]:
         return lambda: unseen_lists(model, users, seen, k, bias="bias")
@@ -223,6 +223,19 @@ def evaluate_models(
         Entry(RATING_MODEL, "model", stars=rating.model),
         Entry(ARTICLE_VARIANT, "baseline", stars=article),
         Entry(SERVED, "model", lists=lambda: recommendations),
+        *(
+            [
+                Entry(
+                    SERVED_KNOWN,
+                    "baseline",
+                    lists=lambda: served_lists(
+                        replace(items, new=None), test_users, rating.model.users, seen, k
+                    ),
+                )
+            ]
+            if items.new_slots(k) is not None
+            else []
+        ),
         Entry(MOST_POPULAR, "baseline", lists=lambda: most_popular(train, users, seen, k)),
         Entry(f"{RATING_MODEL} {BY_STARS}", "baseline", lists=by_stars(rating.model)),
         Entry(f"{ARTICLE_VARIANT} {BY_STARS}", "baseline", lists=by_stars(article)),

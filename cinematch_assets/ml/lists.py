@@ -9,7 +9,7 @@ the rating model's predicted stars for each, and the reason (`explain`). No Spar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -249,20 +249,35 @@ class Lists:
     scores: np.ndarray
     stars: np.ndarray | None
     reasons: np.ndarray
+    new: np.ndarray | None = None  # users x n: a new movie (position - known movies)
 
 
 def build_lists(
-    block: UserBlock, ranker: Ranker, n: int, stars: RatingTerms | None = None
+    block: UserBlock,
+    ranker: Ranker,
+    n: int,
+    stars: RatingTerms | None = None,
+    *,
+    new: NewSlots | None = None,
+    rated_new: list[np.ndarray] | None = None,
 ) -> Lists:
     """Every user's top-n by `ranker` among the movies they have not rated, with the
-    stars `stars` predicts (aligned on the ranker's movies) and the reason."""
+    stars `stars` predicts (aligned on the ranker's movies) and the reason; with `new`
+    (and `stars`), up to its slots of new movies in the last shown places (`rated_new`:
+    each user's rated new movies, left out)."""
+    # The ranker reads the first `rank` user factors; new movies, the ranking model's.
+    ranked = replace(block, factors=block.factors[:, : ranker.rank])
     positions, scores = top_n(
-        ranker.scores(block), len(block), len(ranker.movie_ids), n, exclude=block.rated()
+        ranker.scores(ranked), len(block), len(ranker.movie_ids), n, exclude=block.rated()
     )
     predicted = None
     if stars is not None:
         predicted = stars.predict_block(block.star_bias, block.star_factors, positions)
-    return Lists(positions, scores, predicted, ranker.explain(block, positions))
+    lists = Lists(positions, scores, predicted, ranker.explain(ranked, positions))
+    if new is None or stars is None or new.movies.slots <= 0 or not len(new.movies.movie_ids):
+        return lists
+    picks = pick_new_movies(block, new, stars, rated_new)
+    return with_new_movies(lists, picks, new.shown, len(ranker.movie_ids))
 
 
 @dataclass(frozen=True)
@@ -277,9 +292,10 @@ class EaseItems:
 class ModelItems:
     """Every model's movie side, aligned on `movie_ids` (sorted): the ranking model's
     factors (and what folding a new user into it takes), the rating model's terms, the
-    movies' popularity, EASE's weights when it is part of the served order, and the
-    `ListPolicy` that makes the served order. What the served lists are built from, and
-    what the app loads (model_factors.npz)."""
+    movies' popularity, EASE's weights when it is part of the served order, the
+    `ListPolicy` that makes the served order, and the new movies that lists make room
+    for. What the served lists are built from, and what the app loads
+    (model_factors.npz)."""
 
     movie_ids: np.ndarray
     ranking_items: np.ndarray
@@ -289,6 +305,14 @@ class ModelItems:
     popularity: np.ndarray  # z-scored log(1 + training ratings)
     policy: ListPolicy = ListPolicy()
     ease: EaseItems | None = None
+    new: NewMovies | None = None
+
+    def new_slots(self, shown: int) -> NewSlots | None:
+        """How a list of `shown` movies makes room for the new movies (None: it does not)."""
+        if self.new is None or self.new.slots <= 0 or not len(self.new.movie_ids):
+            return None
+        floor = self.policy.star_floor
+        return NewSlots(self.new, self.ranking_items, floor, shown)
 
     def ranker(self, policy: ListPolicy | None = None) -> BlendedRanker:
         """The served order (or the one `policy` asks for)."""
@@ -326,6 +350,8 @@ class ModelItems:
         }
         if self.ease is not None:
             arrays |= {"ease_kept": self.ease.kept, "ease_weights": self.ease.weights}
+        if self.new is not None:
+            arrays |= self.new.to_arrays()
         return arrays
 
     @classmethod
@@ -353,10 +379,11 @@ class ModelItems:
         ease = None
         if "ease_kept" in arrays:
             ease = EaseItems(np.asarray(arrays["ease_kept"]), np.asarray(arrays["ease_weights"]))
+        new = NewMovies.from_arrays(arrays) if "new_movie_ids" in arrays else None
         items = cls(
             ids, np.asarray(arrays["ranking_items"]), float(arrays["ranking_reg_param"]),
             float(arrays["ranking_alpha"]), rating, np.asarray(arrays["popularity"]), policy,
-            ease,
+            ease, new,
         )  # fmt: skip
         lengths = {len(ids), len(items.ranking_items), len(rating.item_factors)}
         lengths |= {len(rating.item_bias), len(items.popularity)}
@@ -364,6 +391,13 @@ class ModelItems:
             raise ValueError("the factor arrays do not match the sorted movie ids")
         if policy.ranker == "ease" and ease is None:
             raise ValueError("the served order ranks with EASE, and there are no EASE weights")
+        if new is not None and not (
+            len(new.movie_ids) == len(new.ranking_items) == len(new.rating_bias)
+            == len(new.rating_items)
+            and new.ranking_items.shape[1] == items.ranking_items.shape[1]
+            and new.rating_items.shape[1] == rating.item_factors.shape[1]
+        ):  # fmt: skip
+            raise ValueError("the new movies' arrays do not match each other or the models")
         return items
 
     def save(self, path: Path) -> Path:
@@ -389,3 +423,169 @@ ARRAY_KEYS = (
     "ranking_reg_param", "ranking_alpha", "popularity", "policy_ranker", "policy_stars_weight",
     "policy_popularity_penalty", "policy_star_floor",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NewMovies:
+    """Movies the models do not know (too few ratings for Gold, or none), placed in the
+    models' spaces from their content (`ml.cold`): ids (sorted), ranking-model factors,
+    rating-model bias and factors. A user gets up to `slots` of them in the shown list,
+    those whose ranking score, z-scored against the user's scores of the known movies,
+    reaches `threshold` and whose predicted stars reach the star floor."""
+
+    movie_ids: np.ndarray
+    ranking_items: np.ndarray
+    rating_bias: np.ndarray
+    rating_items: np.ndarray
+    threshold: float
+    slots: int
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "new_movie_ids": self.movie_ids,
+            "new_ranking_items": self.ranking_items,
+            "new_rating_bias": self.rating_bias,
+            "new_rating_items": self.rating_items,
+            "new_threshold": np.float64(self.threshold),
+            "new_slots": np.int64(self.slots),
+        }
+
+    def only(self, keep: np.ndarray) -> NewMovies:
+        """The new movies `keep` marks (e.g. those of a user's favourite genres)."""
+        return replace(
+            self,
+            movie_ids=self.movie_ids[keep],
+            ranking_items=self.ranking_items[keep],
+            rating_bias=self.rating_bias[keep],
+            rating_items=self.rating_items[keep],
+        )
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> NewMovies:
+        return cls(
+            np.asarray(arrays["new_movie_ids"], dtype=np.int64),
+            np.asarray(arrays["new_ranking_items"], dtype=np.float32),
+            np.asarray(arrays["new_rating_bias"], dtype=np.float32),
+            np.asarray(arrays["new_rating_items"], dtype=np.float32),
+            float(arrays["new_threshold"]),
+            int(arrays["new_slots"]),
+        )
+
+
+@dataclass(frozen=True)
+class NewSlots:
+    """How a list makes room for new movies: the candidates, the ranking model's factors
+    of the known movies (what a new movie's score is standardized against), the star
+    floor, and how many movies the list shows (the new ones take its last places)."""
+
+    movies: NewMovies
+    known_items: np.ndarray
+    star_floor: float
+    shown: int
+
+
+@dataclass(frozen=True)
+class ScoreScale:
+    """How a ranking model's scores spread for a user over the known movies, in closed
+    form (no users x movies product): mean u . mean(V), variance u^T Cov(V) u. A new
+    movie's score on this scale says how it compares with the user's known ones."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+
+    @classmethod
+    def of(cls, known_items: np.ndarray) -> ScoreScale:
+        mean = known_items.mean(axis=0)
+        cov = np.cov(known_items, rowvar=False, bias=True).reshape(len(mean), len(mean))
+        return cls(mean, cov)
+
+    def standardize(self, user_factors: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """`raw` scores (users x movies, or one per user) z-scored for each user."""
+        centre = user_factors @ self.mean
+        spread = np.sqrt(np.einsum("uk,kl,ul->u", user_factors, self.cov, user_factors))
+        # A user with no factor (nothing liked yet) has no scale: NaN, never a pick.
+        spread = np.where(spread > 0, spread, np.nan)
+        if raw.ndim == 2:
+            return (raw - centre[:, None]) / spread[:, None]
+        return (raw - centre) / spread
+
+
+@dataclass(frozen=True)
+class NewPicks:
+    """For each user of a block, up to `NewMovies.slots` new movies, best first:
+    positions among `NewMovies.movie_ids` (-1: none), z-scores, predicted stars, and the
+    reason (the position among the known movies of a liked one, -1: none)."""
+
+    positions: np.ndarray
+    scores: np.ndarray
+    stars: np.ndarray
+    reasons: np.ndarray
+
+
+def pick_new_movies(
+    block: UserBlock,
+    slots: NewSlots,
+    rating: RatingTerms,
+    rated: list[np.ndarray] | None = None,
+) -> NewPicks:
+    """Each user's best new movies by the ranking model (`block.factors` against the new
+    movies' factors, z-scored against the known movies') that reach the threshold and
+    whose predicted stars (the rating model's user terms with the new movies' terms)
+    reach the star floor; `rated[u]` (positions among the new movies) are left out. The
+    reason: of the user's liked movies, the closest to the new one in the ranking
+    model's space."""
+    new, known = slots.movies, slots.known_items
+    terms = replace(rating, item_bias=new.rating_bias, item_factors=new.rating_items)
+    bias, factors = block.star_bias, block.star_factors
+    scale = ScoreScale.of(known)
+
+    def score(start: int, stop: int, out: np.ndarray) -> None:
+        users = block.factors[start:stop]
+        z = scale.standardize(users, users @ new.ranking_items.T)
+        stars = terms.predict_all(
+            None if bias is None else bias[start:stop],
+            None if factors is None else factors[start:stop],
+        )
+        out[:] = np.where((z >= new.threshold) & (stars >= slots.star_floor), z, -np.inf)
+
+    positions, scores = top_n(
+        score, len(block), len(new.movie_ids), max(new.slots, 0), exclude=rated
+    )
+    stars = terms.predict_block(bias, factors, positions)
+    shifted = np.where(positions >= 0, positions + len(known), -1)
+    reasons = reasons_by_similarity(np.vstack([known, new.ranking_items]), shifted, *block.liked())
+    return NewPicks(positions, scores, stars, reasons)
+
+
+def with_new_movies(lists: Lists, picks: NewPicks, shown: int, known: int) -> Lists:
+    """`lists` with each user's picks in the last places of the `shown` ones (the known
+    movies they displace move down; the list keeps its length). Positions of new movies
+    are `known` + their position among the new ones; `new` marks them."""
+    users, n = lists.positions.shape
+    positions = lists.positions.copy()
+    scores = lists.scores.copy()
+    stars = None if lists.stars is None else lists.stars.copy()
+    reasons = lists.reasons.copy()
+    new = np.zeros((users, n), dtype=bool)
+    for user in range(users):
+        picked = picks.positions[user] >= 0
+        count = min(int(picked.sum()), shown, n)
+        if not count:
+            continue
+        filled = int((lists.positions[user] >= 0).sum())
+        at = min(shown, filled + count) - count  # right after the known movies when short
+        rest = slice(at + count, n)
+        moved = slice(at, n - count)
+        positions[user, rest] = lists.positions[user, moved]
+        scores[user, rest] = lists.scores[user, moved]
+        reasons[user, rest] = lists.reasons[user, moved]
+        if stars is not None:
+            stars[user, rest] = lists.stars[user, moved]
+        place = slice(at, at + count)
+        positions[user, place] = known + picks.positions[user, :count]
+        scores[user, place] = picks.scores[user, :count]
+        reasons[user, place] = picks.reasons[user, :count]
+        if stars is not None:
+            stars[user, place] = picks.stars[user, :count]
+        new[user, place] = True
+    return Lists(positions, scores, stars, reasons, new)

@@ -11,7 +11,6 @@ with every known rating left out for serving and the training ratings for the ev
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,12 +18,15 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cinematch_assets.conventions import SHOWN
 from cinematch_assets.ml.als import FACTORS, empty_factors
 from cinematch_assets.ml.foldin import RatingTerms
 from cinematch_assets.ml.lists import (
     FactorRanker,
     ListPolicy,
     ModelItems,
+    NewMovies,
+    NewSlots,
     Ranker,
     UserBlock,
     build_lists,
@@ -36,7 +38,9 @@ if TYPE_CHECKING:  # the models tune on these lists: no import cycle at run time
     from cinematch_assets.ml.ranking import RankingModel
     from cinematch_assets.ml.rating import RatingModel
 
-LIST_SCHEMA = "userId int, rank int, movieId int, score float, pred_rating float, reason int"
+LIST_SCHEMA = (
+    "userId int, rank int, movieId int, score float, pred_rating float, reason int, new boolean"
+)
 
 
 def item_matrix(
@@ -88,10 +92,12 @@ def model_items(
     *,
     policy: ListPolicy | None = None,
     ease: EaseModel | None = None,
+    new: NewMovies | None = None,
 ) -> ModelItems:
     """Every model's movie side on the ranking model's movies, on the driver, with the
-    popularity of `train`, the served order `policy` and EASE's weights when `ease` is
-    given (pass it when some policy ranks with it)."""
+    popularity of `train`, the served order `policy`, EASE's weights when `ease` is
+    given (pass it when some policy ranks with it) and the `new` movies lists make room
+    for."""
     policy = policy or ListPolicy()
     ids, items, _ = item_matrix(ranking.items)
     rating_ids, rating_factors, rating_bias = item_matrix(rating.items, bias="bias")
@@ -113,6 +119,7 @@ def model_items(
         popularity=popularity_of(ids, train),
         policy=policy,
         ease=ease.items_on(ids) if ease is not None else None,
+        new=new,
     )
 
 
@@ -124,15 +131,17 @@ def recommend(
     *,
     stars: RatingTerms | None = None,
     star_users: DataFrame | None = None,
+    new: NewSlots | None = None,
 ) -> DataFrame:
     """`build_lists` for every user of `users` (userId, features: the user side of the
     ranker's factors, if it has any): LIST_SCHEMA rows, rank 1..n (fewer for a user with
     fewer candidates). `history` (userId, movieId, rating) is what each user rated: left
     out of their list, and what they liked gives the reasons. With `stars` (aligned on
     the ranker's movies) and `star_users` (userId, bias, features), each movie carries
-    the predicted stars (and a ranker that blends stars in can read them)."""
+    the predicted stars (and a ranker that blends stars in can read them); with `new`
+    too, new movies take up to its slots (`new` = true)."""
     return recommend_candidates(
-        {"": ranker}, users, history, n, stars=stars, star_users=star_users
+        {"": ranker}, users, history, n, stars=stars, star_users=star_users, new=new
     ).drop("candidate")
 
 
@@ -144,12 +153,17 @@ def recommend_candidates(
     *,
     stars: RatingTerms | None = None,
     star_users: DataFrame | None = None,
+    new: NewSlots | None = None,
 ) -> DataFrame:
     """`recommend` for several rankers of the same movies at once (one pass over the
     users): LIST_SCHEMA rows with a `candidate` column naming the ranker."""
     first = next(iter(rankers.values()))
     ids = first.movie_ids
+    new_ids = np.zeros(0, np.int64) if new is None else new.movies.movie_ids
+    every_id = np.concatenate([ids, new_ids])
     rank = max(ranker.rank for ranker in rankers.values())
+    if new is not None:
+        rank = max(rank, new.known_items.shape[1])
     star_rank = 0 if stars is None else stars.item_factors.shape[1]
     # Two lists filled row by row in the same aggregation, so their orders match.
     rated = history.groupBy("userId").agg(
@@ -186,9 +200,14 @@ def recommend_candidates(
                 star_bias=batch.column("_bias").to_numpy(zero_copy_only=False),
                 star_factors=_matrix(batch.column("_factors"), star_rank),
             )
+            rated_new = None
+            if len(new_ids):
+                at_new = position_of(new_ids, movies)
+                rated_new = np.split(at_new, np.cumsum(np.bincount(owners, minlength=len(block))))
+                rated_new = [r[r >= 0] for r in rated_new[: len(block)]]
             for name, ranker in rankers.items():
-                part = replace(block, factors=block.factors[:, : ranker.rank])
-                yield _rows(part, build_lists(part, ranker, n, stars), ids, n, name)
+                lists = build_lists(block, ranker, n, stars, new=new, rated_new=rated_new)
+                yield _rows(block, lists, every_id, n, name)
 
     return users.mapInArrow(score, f"candidate string, {LIST_SCHEMA}")
 
@@ -199,11 +218,20 @@ def served_lists(
     rating_users: DataFrame,
     history: DataFrame,
     n: int,
+    *,
+    shown: int = SHOWN,
 ) -> DataFrame:
-    """What users are shown: the ranking model's top-n among the movies not in `history`,
-    the rating model's stars and the reason, for every user of `ranking_users`."""
+    """What users are shown: the served order's top-n among the movies not in `history`,
+    the rating model's stars and the reason, for every user of `ranking_users`, with
+    new movies in up to `items.new`'s slots among the `shown` first."""
     return recommend(
-        items.ranker(), ranking_users, history, n, stars=items.rating, star_users=rating_users
+        items.ranker(),
+        ranking_users,
+        history,
+        n,
+        stars=items.rating,
+        star_users=rating_users,
+        new=items.new_slots(shown),
     )
 
 
@@ -255,8 +283,11 @@ def _rows(block: UserBlock, lists, ids: np.ndarray, n: int, candidate: str) -> p
             pa.array(lists.scores.ravel()[found]),
             stars,
             pa.array(ids[because.clip(0)].astype(np.int32), mask=because < 0),
+            pa.array(
+                np.zeros(len(chosen), bool) if lists.new is None else lists.new.ravel()[found]
+            ),
         ],
-        names=["candidate", "userId", "rank", "movieId", "score", "pred_rating", "reason"],
+        names=["candidate", "userId", "rank", "movieId", "score", "pred_rating", "reason", "new"],
     )
 
 

@@ -312,8 +312,10 @@ def model_card(
     versions: Mapping[str, int | None],
     *,
     k: int,
+    cold: Mapping[str, Any] | None = None,
 ) -> str:
-    """Markdown: what was fitted on what, how it was tuned, and how it scored on test."""
+    """Markdown: what was fitted on what, how it was tuned, and how it scored on test
+    (and, with `cold`, the cold-movie protocol's details)."""
     rating_bias = rating.training.searches["bias_search"]
     rating_als = rating.training.searches["als_search"]
     ranking_als = ranking.training.searches["als_search"]
@@ -368,7 +370,23 @@ champion with a growing popularity penalty (role `discovery`) are scored the sam
 Novelty: mean -log2 of a shown movie's share of training ratings; Gini: of exposure over \
 the training catalog; below_floor: share of entries predicted below 3 stars.
 
-{metrics_markdown(table)}"""
+{metrics_markdown(table[table["role"] != "cold"])}{_cold_markdown(table, cold, k)}"""
+
+
+def _cold_markdown(table: pd.DataFrame, cold: Mapping[str, Any] | None, k: int) -> str:
+    if not cold or "ratings" not in cold:
+        return ""
+    return f"""
+## New movies (role `cold`): content alone
+{cold["held_out_movies"]:,} of the {cold["gold_movies"]:,} Gold movies held out of training \
+entirely (all {cold["ratings"]:,} of their ratings, by {cold["users"]:,} users), the models \
+refitted on the rest, and ridge regressions from content vectors to the ranking model's movie \
+factors (regularization {cold["ranking_reg"]:g}) and to the rating model's movie bias and \
+factors ({cold["rating_reg"]:g}), tuned on warm movies held out of the mapping's fit. Lists: \
+the held-out movies ranked for each user who rated one, relevant = rated >= 4, NDCG@{k} among \
+them; stars: every rating of a held-out movie.
+
+{metrics_markdown(table[table["role"] == "cold"])}"""
 
 
 def write_evaluation_report(

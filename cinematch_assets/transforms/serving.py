@@ -18,7 +18,8 @@ CATALOG_TAGS = 3
 PROFILE_SIZE = 10
 SHARD_INPUT = pa.schema(
     [("shard", pa.int32()), ("userId", pa.int32()), ("rank", pa.int32()), ("movieId", pa.int32()),
-     ("score", pa.float32()), ("pred_rating", pa.float32()), ("reason", pa.int32())]
+     ("score", pa.float32()), ("pred_rating", pa.float32()), ("reason", pa.int32()),
+     ("new", pa.bool_())]
 )  # fmt: skip
 
 
@@ -97,9 +98,9 @@ def user_profiles(ratings: DataFrame, size: int = PROFILE_SIZE) -> DataFrame:
 
 def write_json_shards(recommendations: DataFrame, directory: Path, shards: int) -> list[Row]:
     """The serving JSON of `recommendations` (userId, rank, movieId, pred_rating, score,
-    reason), one file per shard (userId modulo `shards`), written by the executors into
-    `directory` (a path every executor sees, as the lake is). Returns (shard, users,
-    bytes) per file."""
+    reason, new: marked only when true), one file per shard (userId modulo `shards`),
+    written by the executors into `directory` (a path every executor sees, as the lake
+    is). Returns (shard, users, bytes) per file."""
     target = str(directory)
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -114,17 +115,17 @@ def write_json_shards(recommendations: DataFrame, directory: Path, shards: int) 
             start, stop = np.searchsorted(shards, [shard, shard + 1])
             rows = table.slice(start, stop - start)
             lists: dict[str, list[dict]] = {}
-            for user, movie, stars, score, reason in zip(
+            for user, movie, stars, score, reason, new in zip(
                 rows.column("userId").to_pylist(),
                 rows.column("movieId").to_pylist(),
                 pc.round(rows.column("pred_rating").cast(pa.float64()), 2).to_pylist(),
                 pc.round(rows.column("score").cast(pa.float64()), 4).to_pylist(),
                 rows.column("reason").to_pylist(),
+                rows.column("new").fill_null(False).to_pylist(),
                 strict=True,
             ):
-                lists.setdefault(str(user), []).append(
-                    {"movieId": movie, "pred_rating": stars, "score": score, "reason": reason}
-                )
+                entry = {"movieId": movie, "pred_rating": stars, "score": score, "reason": reason}
+                lists.setdefault(str(user), []).append(entry | ({"new": True} if new else {}))
             size = write_json_shard(Path(target), int(shard), lists)
             written.append((int(shard), len(lists), size))
         yield pa.RecordBatch.from_pylist(
@@ -135,7 +136,7 @@ def write_json_shards(recommendations: DataFrame, directory: Path, shards: int) 
     Path(directory).mkdir(parents=True, exist_ok=True)
     keyed = recommendations.select(
         (F.col("userId") % F.lit(shards)).cast("int").alias("shard"),
-        "userId", "rank", "movieId", "score", "pred_rating", "reason",
+        "userId", "rank", "movieId", "score", "pred_rating", "reason", "new",
     )  # fmt: skip
     # Every row of a shard in one partition, so exactly one task writes each file.
     return (

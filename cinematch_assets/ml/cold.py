@@ -1,0 +1,345 @@
+"""New movies: content vectors mapped into the models' movie spaces, and the honest test
+of it. A random share of the Gold movies is held out of training entirely (every rating
+of them), the models are refitted without them, the mapping learns from the movies that
+are left, and the held-out movies are scored from their content alone:
+
+- lists: for every user who rated a held-out movie, the held-out movies ranked for them,
+  NDCG@k against the ones they liked, beside a genre-profile match (the user's genre
+  distribution against the movie's genres) and a random order;
+- stars: RMSE on every rating of a held-out movie, beside global mean + user bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+
+from cinematch_assets.conventions import MAX_RATING, MIN_RATING
+from cinematch_assets.ml.content import (
+    ContentVectors,
+    Ridge,
+    RidgeFit,
+    RidgeSearch,
+    held_out_mask,
+    tune_ridge,
+)
+from cinematch_assets.ml.lists import ScoreScale
+from cinematch_assets.ml.metrics import ranking_metrics_by, regression_metrics_by, relevant_rows
+from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model
+from cinematch_assets.ml.rating import RatingModel, fit_biases, fit_rating_model
+from cinematch_assets.ml.recommend import item_matrix
+from cinematch_assets.ml.tuning import concurrently
+
+CONTENT_MODEL = "content into the ranking model, cold movies"
+CONTENT_STARS = "content into the rating model, cold movies"
+GENRE_PROFILE = "genre profile, cold movies"
+RANDOM = "random, cold movies"
+USER_BIAS = "global mean + user bias, cold movies"
+
+
+@dataclass(frozen=True)
+class ContentMapping:
+    """Ridge regressions from a movie's content vector to its ranking-model factors and
+    to its rating-model bias and factors (`rating` predicts [bias, factors...]), and the
+    ranking one refitted without the movies that tuned it (`ranking_without_tuning`)."""
+
+    ranking: Ridge
+    rating: Ridge
+    searches: dict[str, RidgeSearch]
+    movie_ids: np.ndarray  # the movies it learned from
+    tuning: np.ndarray  # which of them tuned the regularization (held out of that fit)
+    ranking_without_tuning: Ridge
+
+    def ranking_factors(self, content: np.ndarray) -> np.ndarray:
+        return self.ranking.predict(content)
+
+    def rating_terms(self, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(movie bias, movie factors) in the rating model."""
+        out = self.rating.predict(content)
+        return out[:, 0], out[:, 1:]
+
+
+def fit_content_mapping(
+    content: ContentVectors,
+    ranking: RankingModel,
+    rating: RatingModel,
+    *,
+    regs: Sequence[float],
+    tune_fraction: float,
+    seed: int,
+) -> ContentMapping:
+    """Learned on the movies both models know; each regularization tuned on a seeded
+    `tune_fraction` of them held out of the fit (never on test data)."""
+    ranking_ids, ranking_items, _ = item_matrix(ranking.items)
+    rating_ids, rating_items, rating_bias = item_matrix(rating.items, bias="bias")
+    ids = np.intersect1d(np.intersect1d(ranking_ids, rating_ids), content.movie_ids)
+    x = content.rows(ids)
+    targets = {
+        "ranking": ranking_items[np.searchsorted(ranking_ids, ids)],
+        "rating": np.column_stack(
+            [rating_bias[np.searchsorted(rating_ids, ids)],
+             rating_items[np.searchsorted(rating_ids, ids)]]
+        ),
+    }  # fmt: skip
+    held = held_out_mask(ids, tune_fraction, seed)
+    # X^T X once for the tuning fit and once for the final one, shared by both targets.
+    tuning_fit, full_fit = RidgeFit(x[~held]), RidgeFit(x)
+    searches = {name: tune_ridge(x, y, regs, held, fit=tuning_fit) for name, y in targets.items()}
+    ridges = {name: full_fit.solve(y, searches[name].best) for name, y in targets.items()}
+    without = tuning_fit.solve(targets["ranking"][~held], searches["ranking"].best)
+    return ContentMapping(ridges["ranking"], ridges["rating"], searches, ids, held, without)
+
+
+@dataclass(frozen=True)
+class ColdEvaluation:
+    """The evaluation table's rows (role `cold`) and what the protocol did."""
+
+    rows: list[dict[str, Any]]
+    details: dict[str, Any]
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column positions of each row's k best scores, best first."""
+    k = min(k, scores.shape[1])
+    best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(best, order, axis=1)
+
+
+def _lists(name: str, users: np.ndarray, movies: np.ndarray, top: np.ndarray) -> pd.DataFrame:
+    k = top.shape[1]
+    return pd.DataFrame(
+        {
+            "list": name,
+            "userId": np.repeat(users, k).astype(np.int32),
+            "rank": np.tile(np.arange(1, k + 1), len(users)).astype(np.int32),
+            "movieId": movies[top].ravel().astype(np.int32),
+        }
+    )
+
+
+def _user_frame(df: DataFrame, users: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    spark = df.sparkSession
+    wanted = spark.createDataFrame(pd.DataFrame({"userId": users.astype(np.int32)}))
+    return df.join(wanted, "userId").select("userId", *columns).toPandas()
+
+
+def _genre_profiles(warm: DataFrame, genres: pd.DataFrame, users: np.ndarray) -> pd.DataFrame:
+    """Each user's genre distribution over the movies they rated in training (rows sum
+    to 1): userId x genre."""
+    spark = warm.sparkSession
+    movie_genres = spark.createDataFrame(genres.astype({"movieId": np.int32}))
+    counts = _user_frame(
+        warm.join(movie_genres, "movieId").groupBy("userId", "genre").count(), users,
+        ["genre", "count"],
+    )  # fmt: skip
+    wide = counts.pivot_table(index="userId", columns="genre", values="count", fill_value=0)
+    return wide.div(wide.sum(axis=1), axis=0)
+
+
+def cold_movie_evaluation(
+    train: DataFrame,
+    test: DataFrame,
+    content: ContentVectors,
+    *,
+    rating: RatingModel,
+    ranking: RankingModel,
+    fraction: float,
+    regs: Sequence[float],
+    k: int,
+    seed: int,
+    parallelism: int = 3,
+    log: Callable[[str], object] = print,
+) -> ColdEvaluation:
+    """Hold out a seeded `fraction` of the Gold movies (all their training and test
+    ratings), refit `rating` and `ranking` (same parameters) on the rest of `train`, map
+    content into both, and score the held-out movies for the users who rated them."""
+    gold = train.select("userId", "movieId", "rating").unionByName(
+        test.select("userId", "movieId", "rating")
+    )
+    movies = np.sort(gold.select("movieId").distinct().toPandas()["movieId"].to_numpy(np.int64))
+    cold_ids = movies[held_out_mask(movies, fraction, seed)]
+    if len(cold_ids) < 2:
+        log(f"Cold movies: {len(cold_ids)} of {len(movies)} held out, too few to rank")
+        return ColdEvaluation([], {"held_out_movies": len(cold_ids), "gold_movies": len(movies)})
+    spark = train.sparkSession
+    cold_df = spark.createDataFrame(pd.DataFrame({"movieId": cold_ids.astype(np.int32)}))
+    warm = train.join(cold_df, "movieId", "left_anti").cache()
+
+    params = rating.params
+    refits = {
+        "rating": lambda: fit_rating_model(
+            warm, variant=params.variant, rank=params.rank, reg_param=params.reg_param,
+            max_iter=params.max_iter, seed=seed, nonnegative=params.nonnegative,
+            biases=fit_biases(
+                warm, damping=params.bias_damping, decay_weighted=params.bias_decay_weighted
+            ),
+        ),
+        "ranking": lambda: fit_ranking_model(warm, seed=seed, **asdict(ranking.params)),
+    }  # fmt: skip
+    models = concurrently(refits, parallelism)
+    mapping = fit_content_mapping(
+        content, models["ranking"], models["rating"], regs=regs, tune_fraction=fraction, seed=seed
+    )
+    cold_content = content.rows(cold_ids)
+    factors = mapping.ranking_factors(cold_content)
+    bias, star_factors = mapping.rating_terms(cold_content)
+
+    rows = gold.join(cold_df, "movieId").toPandas()
+    users = np.sort(rows["userId"].unique())
+    ranking_users = _user_frame(models["ranking"].users, users, ["features"])
+    rating_users = _user_frame(models["rating"].users, users, ["bias", "features"])
+
+    # Lists: the held-out movies ranked for each user the refitted ranking model knows.
+    known = ranking_users["userId"].to_numpy(np.int64)
+    order = np.argsort(known)
+    known = known[order]
+    user_factors = np.stack(ranking_users["features"].to_numpy())[order].astype(np.float32)
+    genre_names = [n.split(":", 1)[1] for n in content.names if n.startswith("genre:")]
+    in_genre = content.rows(cold_ids)[:, content.part("genre")] > 0
+    genres = pd.DataFrame(
+        [(m, g) for m, row in zip(content.movie_ids, content.matrix[:, content.part("genre")] > 0,
+                                  strict=True)
+         for g, on in zip(genre_names, row, strict=True) if on],
+        columns=["movieId", "genre"],
+    )  # fmt: skip
+    profiles = _genre_profiles(warm, genres, known).reindex(
+        index=known, columns=genre_names, fill_value=0.0
+    )
+    profile = profiles.to_numpy(np.float32)
+    genre_scores = profile @ (in_genre / np.maximum(in_genre.sum(1), 1)[:, None]).T.astype(
+        np.float32
+    )
+    rng = np.random.default_rng(seed)
+    lists = pd.concat(
+        [
+            _lists(CONTENT_MODEL, known, cold_ids, _top_k(user_factors @ factors.T, k)),
+            # Ties (same genres) broken at random, not by movie id.
+            _lists(GENRE_PROFILE, known, cold_ids,
+                   _top_k(genre_scores + 1e-6 * rng.random(genre_scores.shape), k)),
+            _lists(RANDOM, known, cold_ids, _top_k(rng.random((len(known), len(cold_ids))), k)),
+        ]
+    )  # fmt: skip
+    relevant = relevant_rows(gold.join(cold_df, "movieId"))
+    list_scores = ranking_metrics_by(spark.createDataFrame(lists), relevant, k=k, by="list")
+
+    # Stars: every rating of a held-out movie (a user the model does not know: bias 0).
+    at = np.searchsorted(cold_ids, rows["movieId"].to_numpy(np.int64))
+    stars_users = rating_users.set_index("userId")
+    user_bias = stars_users["bias"].reindex(rows["userId"]).fillna(0.0).to_numpy()
+    rank = star_factors.shape[1]
+    empty = np.zeros(rank, np.float32)
+    user_star_factors = np.stack(
+        [np.asarray(f, np.float32) if f is not None and len(f) else empty
+         for f in stars_users["features"].reindex(rows["userId"])]
+    ) if rank else np.zeros((len(rows), 0), np.float32)  # fmt: skip
+    mean = models["rating"].global_mean
+    content_stars = mean + user_bias + bias[at] + (user_star_factors * star_factors[at]).sum(1)
+    predictions = pd.DataFrame(
+        {
+            "rating": np.concatenate([rows["rating"], rows["rating"]]),
+            "prediction": np.concatenate([content_stars, mean + user_bias]).clip(
+                MIN_RATING, MAX_RATING
+            ),
+            "model": [CONTENT_STARS] * len(rows) + [USER_BIAS] * len(rows),
+        }
+    )
+    star_scores = regression_metrics_by(spark.createDataFrame(predictions), "model")
+    warm.unpersist()
+    log(
+        f"Cold movies: {len(cold_ids):,} of {len(movies):,} held out, {len(rows):,} ratings, "
+        f"{len(users):,} users; NDCG@{k} content {list_scores[CONTENT_MODEL]['ndcg']:.4f}, "
+        f"genre profile {list_scores[GENRE_PROFILE]['ndcg']:.4f}"
+    )
+    table = [
+        {"name": name, "role": "cold", "task": "stars", **star_scores[name]}
+        for name in (CONTENT_STARS, USER_BIAS)
+    ] + [
+        {"name": name, "role": "cold", "task": "lists", "k": k, **list_scores[name]}
+        for name in (CONTENT_MODEL, GENRE_PROFILE, RANDOM)
+    ]
+    details = {
+        "held_out_movies": len(cold_ids),
+        "gold_movies": len(movies),
+        "ratings": len(rows),
+        "users": len(users),
+        "ranking_reg": mapping.searches["ranking"].best,
+        "rating_reg": mapping.searches["rating"].best,
+        "ridge_search": {n: s.errors for n, s in mapping.searches.items()},
+    }
+    return ColdEvaluation(table, details)
+
+
+@dataclass(frozen=True)
+class NewMovieModel:
+    """The final models' new movies: `items` (movieId, ranking_features, rating_bias,
+    rating_features) for every movie with content that the models do not know, the
+    mapping's searches, and the score threshold of a new slot."""
+
+    items: pd.DataFrame
+    threshold: float
+    mapping: ContentMapping
+    liked_pairs: int
+
+
+def new_slot_threshold(z_of_liked: np.ndarray, quantile: float) -> float:
+    """The z-score a new movie must reach to take a slot: the `quantile` of the scores
+    held-out movies reached for the users who went on to like them (so a shown new movie
+    scores like the new movies people liked); +inf when there is nothing to learn from."""
+    z_of_liked = z_of_liked[np.isfinite(z_of_liked)]
+    return float(np.quantile(z_of_liked, quantile)) if len(z_of_liked) else float("inf")
+
+
+def fit_new_movie_model(
+    train: DataFrame,
+    content: ContentVectors,
+    *,
+    ranking: RankingModel,
+    rating: RatingModel,
+    regs: Sequence[float],
+    tune_fraction: float,
+    quantile: float,
+    seed: int,
+) -> NewMovieModel:
+    """Map content into the final models (`fit_content_mapping`) and place every movie
+    they do not know. The slot threshold comes from the movies held out of the mapping's
+    tuning: their content-derived factors, z-scored for the users who liked them in
+    training (`train`), never the test split."""
+    mapping = fit_content_mapping(
+        content, ranking, rating, regs=regs, tune_fraction=tune_fraction, seed=seed
+    )
+    known_ids, known_items, _ = item_matrix(ranking.items)
+    new_ids = np.setdiff1d(content.movie_ids, known_ids)
+    new_content = content.rows(new_ids)
+    bias, star_factors = mapping.rating_terms(new_content)
+    items = pd.DataFrame(
+        {
+            "movieId": new_ids.astype(np.int32),
+            "ranking_features": list(mapping.ranking_factors(new_content)),
+            "rating_bias": bias.astype(np.float32),
+            "rating_features": list(star_factors),
+        }
+    )
+
+    # The threshold: the tuning movies, mapped by a ridge that never saw them.
+    ids = mapping.movie_ids[mapping.tuning]
+    spark = train.sparkSession
+    held_df = spark.createDataFrame(pd.DataFrame({"movieId": ids.astype(np.int32)}))
+    liked = (
+        relevant_rows(train.join(held_df, "movieId"))
+        .join(ranking.users.select("userId", "features"), "userId")
+        .toPandas()
+    )
+    z = np.zeros(0)
+    if len(liked):
+        users = np.stack(liked["features"].to_numpy()).astype(np.float32)
+        derived = mapping.ranking_without_tuning.predict(
+            content.rows(liked["movieId"].to_numpy(np.int64))
+        )
+        z = ScoreScale.of(known_items).standardize(users, (users * derived).sum(axis=1))
+    return NewMovieModel(items, new_slot_threshold(z, quantile), mapping, len(z))

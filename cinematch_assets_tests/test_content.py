@@ -1,0 +1,117 @@
+"""Content vectors and the ridge mapping into the models' spaces, in numpy: each part of
+a vector, missing parts, the tag vocabulary, and a mapping that recovers a planted linear
+map with its regularization chosen on held-out movies. No Spark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cinematch_assets.ml.cold import _top_k
+from cinematch_assets.ml.content import (
+    ContentVectors,
+    content_vectors,
+    fit_ridge,
+    held_out_mask,
+    tune_ridge,
+)
+
+MOVIES = pd.DataFrame(
+    {
+        "movieId": [30, 10, 20, 40],
+        "genres": [["Comedy"], ["Animation", "Comedy"], ["(no genres listed)"], ["Drama"]],
+        "release_year": [1995, 1999, None, 2004],
+    }
+)
+TAGS = pd.DataFrame(
+    {
+        "movieId": [10, 30, 10, 20, 40],
+        "tag_key": ["pixar", "pixar", "funny", "one-off", "funny"],
+        "users": [3, 1, 1, 1, 1],
+    }
+)
+NO_GENOME = pd.DataFrame({"movieId": [], "tag": [], "relevance": []})
+
+
+def column(vectors: ContentVectors, name: str) -> np.ndarray:
+    return vectors.matrix[:, vectors.names.index(name)]
+
+
+def test_each_part_is_unit_length_or_empty_and_rows_follow_sorted_ids():
+    vectors = content_vectors(MOVIES, TAGS, NO_GENOME, vocabulary=10)
+    assert vectors.movie_ids.tolist() == [10, 20, 30, 40]
+    assert [n for n in vectors.names if n.startswith("genre:")] == [
+        "genre:Animation", "genre:Comedy", "genre:Drama"
+    ]  # fmt: skip
+    for part in ("genre", "decade", "tag"):
+        norms = np.linalg.norm(vectors.matrix[:, vectors.part(part)], axis=1)
+        assert np.allclose(norms[norms > 0], 1.0)
+    # Movie 20: no genres, no year, only a tag on one movie (not in the vocabulary).
+    assert not vectors.matrix[1].any()
+    assert column(vectors, "genre:Animation")[0] == pytest.approx(2**-0.5)
+    assert column(vectors, "decade:1990s").tolist() == [1, 0, 1, 0]
+    assert column(vectors, "decade:2000s").tolist() == [0, 0, 0, 1]
+    assert not any(n.startswith("genome:") for n in vectors.names)
+
+
+def test_tags_are_tf_idf_over_the_tags_on_most_movies():
+    vectors = content_vectors(MOVIES, TAGS, NO_GENOME, vocabulary=1)
+    assert [n for n in vectors.names if n.startswith("tag:")] == ["tag:funny"]
+    vectors = content_vectors(MOVIES, TAGS, NO_GENOME, vocabulary=10)
+    assert [n for n in vectors.names if n.startswith("tag:")] == ["tag:funny", "tag:pixar"]
+    tags = vectors.matrix[:, vectors.part("tag")]
+    # Movie 10: pixar given by 3 people weighs more than funny given by 1 (same idf).
+    assert tags[0, 1] > tags[0, 0] > 0
+    assert tags[0, 1] / tags[0, 0] == pytest.approx(np.log1p(3) / np.log1p(1))
+
+
+def test_genome_relevance_is_centred_and_missing_movies_stay_empty():
+    genome = pd.DataFrame(
+        {"movieId": [10, 10, 30, 30], "tag": ["pixar", "dark", "pixar", "dark"],
+         "relevance": [0.9, 0.1, 0.3, 0.7]}
+    )  # fmt: skip
+    vectors = content_vectors(MOVIES, TAGS, genome, vocabulary=10)
+    block = vectors.matrix[:, vectors.part("genome")]
+    names = [n for n in vectors.names if n.startswith("genome:")]
+    assert names == ["genome:dark", "genome:pixar"]
+    assert np.allclose(np.linalg.norm(block[[0, 2]], axis=1), 1.0)
+    assert not block[[1, 3]].any()
+    assert block[0, 1] > 0 > block[2, 1]
+
+
+def test_rows_of_unknown_movies_are_zeros():
+    vectors = content_vectors(MOVIES, TAGS, NO_GENOME)
+    rows = vectors.rows(np.array([40, 99, 10]))
+    assert np.array_equal(rows[0], vectors.matrix[3])
+    assert not rows[1].any()
+    assert np.array_equal(rows[2], vectors.matrix[0])
+
+
+def test_ridge_recovers_a_planted_map_and_tuning_prefers_little_shrinkage_without_noise():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 12))
+    truth = rng.normal(size=(12, 5))
+    y = x @ truth + 2.0
+    ridge = fit_ridge(x, y, reg=1e-6)
+    assert np.allclose(ridge.weights, truth, atol=1e-5)
+    assert np.allclose(ridge.predict(x[:3]), y[:3], atol=1e-4)
+    held = held_out_mask(np.arange(400), 0.25, seed=1)
+    assert 60 < held.sum() < 140
+    search = tune_ridge(x, y, [0.01, 100.0, 10_000.0], held)
+    assert search.best == 0.01
+    assert search.errors[0.01] < search.errors[100.0] < search.errors[10_000.0]
+
+
+def test_noisy_targets_want_more_regularization():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(60, 40))
+    y = x[:, :1] + rng.normal(scale=3.0, size=(60, 1))
+    held = held_out_mask(np.arange(60), 0.3, seed=2)
+    assert tune_ridge(x, y, [1e-3, 100.0], held).best == 100.0
+
+
+def test_top_k_is_sorted_best_first():
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [3.0, 1.0, 2.0, 0.0]])
+    assert _top_k(scores, 3).tolist() == [[1, 3, 2], [0, 2, 1]]
+    assert _top_k(scores, 10).shape == (2, 4)
