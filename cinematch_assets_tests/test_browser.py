@@ -140,6 +140,8 @@ def mean_ratings_count(cards) -> float:
 
 def open_tab(driver, name: str) -> None:
     tab = next(t for t in driver.find_elements("css selector", '[role="tab"]') if t.text == name)
+    # Clear of the page's sticky header, wherever the page was scrolled to.
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", tab)
     tab.click()
     settled(driver)
 

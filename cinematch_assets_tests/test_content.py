@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cinematch_assets.ml.cold import _top_k
+from cinematch_assets.ml.cold import _top_k, _top_k_by_block
 from cinematch_assets.ml.content import (
     ContentVectors,
     content_vectors,
@@ -115,3 +115,10 @@ def test_top_k_is_sorted_best_first():
     scores = np.array([[0.1, 0.9, 0.5, 0.7], [3.0, 1.0, 2.0, 0.0]])
     assert _top_k(scores, 3).tolist() == [[1, 3, 2], [0, 2, 1]]
     assert _top_k(scores, 10).shape == (2, 4)
+
+
+def test_top_k_by_block_is_top_k_of_the_whole_matrix():
+    scores = np.random.default_rng(5).random((23, 17))
+    whole = _top_k(scores, 4)
+    assert np.array_equal(_top_k_by_block(lambda users: scores[users], 23, 4, block=5), whole)
+    assert _top_k_by_block(lambda users: scores[users], 0, 4).shape == (0, 4)

@@ -111,6 +111,15 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(best, order, axis=1)
 
 
+def _top_k_by_block(
+    score: Callable[[slice], np.ndarray], users: int, k: int, block: int = 4096
+) -> np.ndarray:
+    """`_top_k` of the scores `score` gives for each slice of users, a block at a time (a
+    full users x movies matrix at 33M ratings would not fit)."""
+    parts = [_top_k(score(slice(s, min(s + block, users))), k) for s in range(0, users, block)]
+    return np.vstack(parts) if parts else np.zeros((0, k), dtype=np.int64)
+
+
 def _lists(name: str, users: np.ndarray, movies: np.ndarray, top: np.ndarray) -> pd.DataFrame:
     k = top.shape[1]
     return pd.DataFrame(
@@ -212,19 +221,24 @@ def cold_movie_evaluation(
         index=known, columns=genre_names, fill_value=0.0
     )
     profile = profiles.to_numpy(np.float32)
-    genre_scores = profile @ (in_genre / np.maximum(in_genre.sum(1), 1)[:, None]).T.astype(
-        np.float32
-    )
+    movie_genres = (in_genre / np.maximum(in_genre.sum(1), 1)[:, None]).T.astype(np.float32)
     rng = np.random.default_rng(seed)
+
+    def noise(users: slice) -> np.ndarray:
+        return rng.random((len(known[users]), len(cold_ids)), dtype=np.float32)
+
+    scorers = {
+        CONTENT_MODEL: lambda users: user_factors[users] @ factors.T,
+        # Ties (same genres) broken at random, not by movie id.
+        GENRE_PROFILE: lambda users: profile[users] @ movie_genres + 1e-6 * noise(users),
+        RANDOM: noise,
+    }
     lists = pd.concat(
         [
-            _lists(CONTENT_MODEL, known, cold_ids, _top_k(user_factors @ factors.T, k)),
-            # Ties (same genres) broken at random, not by movie id.
-            _lists(GENRE_PROFILE, known, cold_ids,
-                   _top_k(genre_scores + 1e-6 * rng.random(genre_scores.shape), k)),
-            _lists(RANDOM, known, cold_ids, _top_k(rng.random((len(known), len(cold_ids))), k)),
+            _lists(name, known, cold_ids, _top_k_by_block(score, len(known), k))
+            for name, score in scorers.items()
         ]
-    )  # fmt: skip
+    )
     relevant = relevant_rows(gold.join(cold_df, "movieId"))
     list_scores = ranking_metrics_by(spark.createDataFrame(lists), relevant, k=k, by="list")
 

@@ -346,4 +346,9 @@ def headline_metrics(table: pd.DataFrame) -> dict[str, float]:
         "most_popular_ndcg": round(popular_ndcg, 4),
         "ndcg_vs_most_popular": round(ndcg / popular_ndcg, 3) if popular_ndcg else float("nan"),
         "cold_share": round(value(RATING_MODEL, "cold_share"), 4),
+        **(
+            {"ndcg_without_new_movies": round(value(SERVED_KNOWN, "ndcg"), 4)}
+            if (table["name"] == SERVED_KNOWN).any()
+            else {}
+        ),
     }
