@@ -49,6 +49,7 @@ from cinematch_assets.ml.rating import (
     RatingVariant,
     fit_biases,
     fit_rating_model,
+    refit_rating_model,
     tune_biases,
     tune_rating_model,
 )
@@ -475,15 +476,8 @@ def ranking_champion(
     fit_on = fit_on.cache()
     started = time.perf_counter()
     # The chosen models, refitted on the validation split's training part.
-    biases = fit_biases(
-        fit_on, damping=rating.bias_damping, decay_weighted=rating.bias_decay_weighted
-    )
     refitted = {
-        "rating": lambda: fit_rating_model(
-            fit_on, variant=rating.variant, rank=rating.rank, reg_param=rating.reg_param,
-            max_iter=rating.max_iter, seed=config.seed, biases=biases,
-            nonnegative=rating.nonnegative,
-        ),
+        "rating": lambda: refit_rating_model(fit_on, rating, seed=config.seed),
         "ranking": lambda: fit_ranking_model(fit_on, seed=config.seed, **asdict(ranking)),
         "ease": lambda: fit_ease_model(
             fit_on, reg=ease.reg, max_items=ease.max_items, log=context.log.info

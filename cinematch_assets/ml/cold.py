@@ -31,7 +31,7 @@ from cinematch_assets.ml.content import (
 from cinematch_assets.ml.lists import ScoreScale
 from cinematch_assets.ml.metrics import ranking_metrics_by, regression_metrics_by, relevant_rows
 from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model
-from cinematch_assets.ml.rating import RatingModel, fit_biases, fit_rating_model
+from cinematch_assets.ml.rating import RatingModel, refit_rating_model
 from cinematch_assets.ml.recommend import item_matrix
 from cinematch_assets.ml.tuning import concurrently
 
@@ -180,17 +180,10 @@ def cold_movie_evaluation(
     cold_df = spark.createDataFrame(pd.DataFrame({"movieId": cold_ids.astype(np.int32)}))
     warm = train.join(cold_df, "movieId", "left_anti").cache()
 
-    params = rating.params
     refits = {
-        "rating": lambda: fit_rating_model(
-            warm, variant=params.variant, rank=params.rank, reg_param=params.reg_param,
-            max_iter=params.max_iter, seed=seed, nonnegative=params.nonnegative,
-            biases=fit_biases(
-                warm, damping=params.bias_damping, decay_weighted=params.bias_decay_weighted
-            ),
-        ),
+        "rating": lambda: refit_rating_model(warm, rating.params, seed=seed),
         "ranking": lambda: fit_ranking_model(warm, seed=seed, **asdict(ranking.params)),
-    }  # fmt: skip
+    }
     models = concurrently(refits, parallelism)
     mapping = fit_content_mapping(
         content, models["ranking"], models["rating"], regs=regs, tune_fraction=fraction, seed=seed

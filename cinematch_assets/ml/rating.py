@@ -167,6 +167,18 @@ def fit_rating_model(
     )
 
 
+def refit_rating_model(train: DataFrame, params: RatingParams, *, seed: int) -> RatingModel:
+    """A rating model made as `params` says, fitted on other rows (`train`): its damped
+    biases, then ALS with the same settings."""
+    biases = fit_biases(
+        train, damping=params.bias_damping, decay_weighted=params.bias_decay_weighted
+    )
+    return fit_rating_model(
+        train, variant=params.variant, rank=params.rank, reg_param=params.reg_param,
+        max_iter=params.max_iter, seed=seed, biases=biases, nonnegative=params.nonnegative,
+    )  # fmt: skip
+
+
 def _raw_prediction(
     model: RatingModel, rows: DataFrame, tag: str
 ) -> tuple[DataFrame, Column, Column]:
