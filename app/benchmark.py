@@ -7,6 +7,8 @@ Synthetic factors of the models' shape (both rank `--rank`) for `--users` users 
 - the serving scoring (`served_lists`: top-n with rated movies excluded, the rating
   model's stars and the reason) against Spark's `ALSModel.recommendForAllUsers` on
   the same factors (which excludes nothing), both written to Spark's no-op sink;
+- the champion's candidate orders for a sample of users, each scored alone and all in
+  one pass that shares the model's scores (`ModelItems.rankers`);
 - the JSON export of the lists (`write_json_shards`);
 - the app, in a fresh process: cold start (imports, artifact loads and a first render
   through Streamlit's AppTest), user lookup and new-user fold-in latencies, peak memory.
@@ -166,6 +168,40 @@ def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
     }  # fmt: skip
 
 
+def candidate_scoring(items, ranking, rating, rated, n: int, users: int) -> dict:
+    """The champion's default candidate orders of the ranking model (every stars weight x
+    popularity penalty, floor 3) for `users` users: each scored on its own, then all in
+    one pass that shares the model's scores and the stars (`ModelItems.rankers`)."""
+    from cinematch_assets.assets.ml import ChampionConfig
+    from cinematch_assets.ml.champion import candidate_policies
+    from cinematch_assets.ml.recommend import recommend_candidates
+
+    config = ChampionConfig()
+    policies = candidate_policies(
+        ["als"], config.stars_weights, config.popularity_penalties, config.star_floor
+    )
+    sample = ranking.users.limit(users).cache()
+    sample.count()
+    history = rated.select("userId", "movieId", "rating")
+
+    def scored(rankers) -> float:
+        lists = recommend_candidates(
+            rankers, sample, history, n, stars=items.rating, star_users=rating.users
+        )
+        return timed(lambda: lists.write.format("noop").mode("overwrite").save())
+
+    alone = scored({p.name: items.ranker(p) for p in policies})
+    together = scored(items.rankers(policies))
+    sample.unpersist()
+    return {
+        "users": users,
+        "orders": len(policies),
+        "each_alone_seconds": alone,
+        "together_seconds": together,
+        "speedup": round(alone / together, 2),
+    }
+
+
 def run(args) -> dict:
     from cinematch_assets.ml.ranking import RankingModel, RankingParams
     from cinematch_assets.ml.rating import RatingModel, RatingParams
@@ -213,6 +249,9 @@ def run(args) -> dict:
     }
     report["serving_top_n_seconds"] = timed(
         lambda: serving.write.format("noop").mode("overwrite").save()
+    )
+    report["candidates"] = candidate_scoring(
+        model_items(ranking, rating), ranking, rating, rated, args.n, args.candidate_users
     )
     model = als_model_with(spark, users, items, args.rank, scratch)
     spark_users = users if not args.spark_users else users.limit(args.spark_users)
@@ -270,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="time Spark's recommender on this many users only (recommendForUserSubset); "
         "the speed-up is then per user",
+    )
+    parser.add_argument(
+        "--candidate-users",
+        type=int,
+        default=20_000,
+        help="users whose candidate orders are scored (alone, then together)",
     )
     parser.add_argument("--app-only", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ from cinematch_assets.ml.lists import (
     ScoreScale,
     UserBlock,
     build_lists,
+    build_lists_each,
     zscore_rows,
 )
 from cinematch_assets.ml.metrics import gini
@@ -143,6 +144,36 @@ def test_stars_weight_and_popularity_penalty_move_the_order():
     assert mean_of(ListPolicy("als", popularity_penalty=2.0), items.popularity) < mean_of(
         ListPolicy("als"), items.popularity
     )
+
+
+def test_candidates_scored_together_equal_each_scored_alone():
+    """The champion and the evaluation score many orders at once, sharing each model's
+    scores and the stars per slice of users: the lists are exactly those of each order
+    built on its own, for ALS and EASE (with its ALS fallback) alike."""
+    stars = terms()
+    factors = RNG.normal(size=(MOVIES, RANK)).astype(np.float32)
+    kept = np.arange(0, MOVIES, 2)
+    pairs = RNG.integers(0, len(kept), (2, 400))
+    items = ModelItems(
+        np.arange(MOVIES), factors, 0.1, 2.0, stars,
+        popularity=np.linspace(-2, 2, MOVIES).astype(np.float32),
+        ease=EaseItems(kept, fit_ease(gram(pairs[0], pairs[1], len(kept)), 10.0)),
+    )  # fmt: skip
+    policies = [
+        ListPolicy(ranker, stars_weight=w, popularity_penalty=p, star_floor=floor)
+        for ranker in ("als", "ease") for w in (0.0, 1.0) for p in (0.0, 0.5)
+        for floor in (0.0, 3.0)
+    ]  # fmt: skip
+    # 70 users: three slices of the top-n (32 users each), each user with a history.
+    users = block([[int(u % MOVIES), int((u * 7 + 3) % MOVIES)] for u in range(70)])
+    together = build_lists_each(users, items.rankers(policies), 12, stars)
+    assert len(together) == len(policies) == 16
+    for policy in policies:
+        alone = build_lists(users, items.ranker(policy), 12, stars)
+        shared = together[policy.name]
+        np.testing.assert_array_equal(shared.positions, alone.positions)
+        np.testing.assert_allclose(shared.scores, alone.scores, rtol=1e-6)
+        np.testing.assert_array_equal(shared.reasons, alone.reasons)
 
 
 def test_discovery_on_a_served_list_is_the_served_order_with_a_larger_penalty():

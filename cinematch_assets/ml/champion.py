@@ -52,7 +52,7 @@ def score_policies(
     movieId, rating: the ratings the models were fitted on) left out, against `relevant`.
     By name."""
     items = model_items(ranking, rating, history, ease=ease)
-    rankers = {policy.name: items.ranker(policy) for policy in policies}
+    rankers = items.rankers(policies)
     users = ranking.users.join(users.select("userId").distinct(), "userId")
     lists = recommend_candidates(
         rankers, users, history, k, stars=items.rating, star_users=rating.users

@@ -9,6 +9,7 @@ the rating model's predicted stars for each, and the reason (`explain`). No Spar
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +19,7 @@ import numpy as np
 from cinematch_assets.conventions import DISLIKED_BELOW_STARS, LIKED_STARS
 from cinematch_assets.ml.explain import reasons_by_similarity
 from cinematch_assets.ml.foldin import RatingTerms
-from cinematch_assets.ml.top_n import ScoreRows, dot_scores, top_n
+from cinematch_assets.ml.top_n import K, ScoreRows, dot_scores, top_n, top_n_each
 from cinematch_assets.storage.atomic_files import atomic_path
 
 
@@ -197,16 +198,67 @@ class ListPolicy:
 FLOOR_PENALTY = 1e6
 
 
+class SharedSlices:
+    """What several blends of the same users share (a model's z-scored scores, the
+    predicted stars): computed for a slice of users by the first blend that asks and
+    reused by the others, so that scoring 32 candidate orders costs each model's scores
+    once plus 32 cheap blends. Only the latest slice is kept."""
+
+    def __init__(self) -> None:
+        self._users: np.ndarray | None = None  # the block's user_ids (held: ids stay unique)
+        self._slice: tuple[int, int] | None = None
+        self._values: dict[Any, np.ndarray] = {}
+        self._scores: dict[int, ScoreRows] = {}
+        self._buffers: dict[int, np.ndarray] = {}  # reused: fresh arrays cost page faults
+
+    def _at(self, block: UserBlock, start: int, stop: int) -> None:
+        if self._users is not block.user_ids:
+            self._users, self._slice, self._values, self._scores = block.user_ids, None, {}, {}
+        if self._slice != (start, stop):
+            self._slice, self._values = (start, stop), {}
+
+    def value(self, block: UserBlock, start: int, stop: int, key: Any, compute) -> np.ndarray:
+        self._at(block, start, stop)
+        if key not in self._values:
+            self._values[key] = compute()
+        return self._values[key]
+
+    def zscored(self, block: UserBlock, base: FactorRanker | EaseRanker) -> ScoreRows:
+        """`base`'s scores of a slice, z-scored per user, written into `out`."""
+        self._at(block, 0, 0)
+        scores = self._scores.setdefault(id(base), base.scores(block))
+
+        def write(start: int, stop: int, out: np.ndarray) -> None:
+            def compute() -> np.ndarray:
+                buffer = self._buffers.get(id(base))
+                if (
+                    buffer is None
+                    or buffer.shape[0] < len(out)
+                    or buffer.shape[1:] != out.shape[1:]
+                ):
+                    buffer = self._buffers[id(base)] = np.empty_like(out)
+                values = buffer[: len(out)]
+                scores(start, stop, values)
+                zscore_rows(values)
+                return values
+
+            out[:] = self.value(block, start, stop, ("z", id(base)), compute)
+
+        return write
+
+
 @dataclass(frozen=True, eq=False)
 class BlendedRanker:
     """A ranking model's score, z-scored per user, blended by a `ListPolicy` with the
     rating model's stars and the movies' popularity (`popularity`: z-scored log rating
-    count, aligned). Reasons are the ranking model's."""
+    count, aligned). Reasons are the ranking model's. Blends with the same `shared`
+    compute their model's scores and the stars once per slice of users."""
 
     base: FactorRanker | EaseRanker
     stars: RatingTerms
     popularity: np.ndarray
     policy: ListPolicy
+    shared: SharedSlices | None = None
 
     @property
     def movie_ids(self) -> np.ndarray:
@@ -216,20 +268,38 @@ class BlendedRanker:
     def rank(self) -> int:
         return self.base.rank
 
+    def _predicted(self, block: UserBlock, start: int, stop: int) -> np.ndarray:
+        bias = None if block.star_bias is None else block.star_bias[start:stop]
+        factors = None if block.star_factors is None else block.star_factors[start:stop]
+        return self.stars.predict_all(bias, factors)
+
     def scores(self, block: UserBlock) -> ScoreRows:
-        base = self.base.scores(block)
-        policy = self.policy
+        policy, shared = self.policy, self.shared
         penalty = (policy.popularity_penalty * self.popularity).astype(np.float32)
+        if shared is None:
+            base_scores = self.base.scores(block)
+
+            def zscored(start: int, stop: int, out: np.ndarray) -> None:
+                base_scores(start, stop, out)
+                zscore_rows(out)
+
+            def stars(start: int, stop: int) -> np.ndarray:
+                return self._predicted(block, start, stop)
+        else:
+            zscored = shared.zscored(block, self.base)
+
+            def stars(start: int, stop: int) -> np.ndarray:
+                key = ("stars", id(self.stars))
+                return shared.value(
+                    block, start, stop, key, lambda: self._predicted(block, start, stop)
+                )
 
         def score(start: int, stop: int, out: np.ndarray) -> None:
-            base(start, stop, out)
-            zscore_rows(out)
+            zscored(start, stop, out)
             if policy.stars_weight or policy.star_floor:
-                bias = None if block.star_bias is None else block.star_bias[start:stop]
-                factors = None if block.star_factors is None else block.star_factors[start:stop]
-                stars = self.stars.predict_all(bias, factors)
-                out += policy.stars_weight * stars
-                out -= FLOOR_PENALTY * (stars < policy.star_floor)
+                predicted = stars(start, stop)
+                out += policy.stars_weight * predicted
+                out -= FLOOR_PENALTY * (predicted < policy.star_floor)
             if policy.popularity_penalty:
                 out -= penalty
 
@@ -265,19 +335,42 @@ def build_lists(
     stars `stars` predicts (aligned on the ranker's movies) and the reason; with `new`
     (and `stars`), up to its slots of new movies in the last shown places (`rated_new`:
     each user's rated new movies, left out)."""
-    # The ranker reads the first `rank` user factors; new movies, the ranking model's.
-    ranked = replace(block, factors=block.factors[:, : ranker.rank])
-    positions, scores = top_n(
-        ranker.scores(ranked), len(block), len(ranker.movie_ids), n, exclude=block.rated()
+    return build_lists_each(block, {None: ranker}, n, stars, new=new, rated_new=rated_new)[None]
+
+
+def build_lists_each(
+    block: UserBlock,
+    rankers: Mapping[K, Ranker],
+    n: int,
+    stars: RatingTerms | None = None,
+    *,
+    new: NewSlots | None = None,
+    rated_new: list[np.ndarray] | None = None,
+) -> dict[K, Lists]:
+    """`build_lists` for several rankers of the same movies, by key, in one pass over the
+    block's users (blends that share their scores compute them once)."""
+    # A ranker reads the first `rank` user factors; new movies, the ranking model's.
+    ranked = {key: replace(block, factors=block.factors[:, : r.rank]) for key, r in rankers.items()}
+    movies = len(next(iter(rankers.values())).movie_ids)
+    found = top_n_each(
+        {key: ranker.scores(ranked[key]) for key, ranker in rankers.items()},
+        len(block),
+        movies,
+        n,
+        exclude=block.rated(),
     )
-    predicted = None
-    if stars is not None:
-        predicted = stars.predict_block(block.star_bias, block.star_factors, positions)
-    lists = Lists(positions, scores, predicted, ranker.explain(ranked, positions))
-    if new is None or stars is None or new.movies.slots <= 0 or not len(new.movies.movie_ids):
-        return lists
-    picks = pick_new_movies(block, new, stars, rated_new)
-    return with_new_movies(lists, picks, new.shown, len(ranker.movie_ids))
+    picks = None
+    if new is not None and stars is not None and new.movies.slots > 0 and len(new.movies.movie_ids):
+        picks = pick_new_movies(block, new, stars, rated_new)
+    built = {}
+    for key, ranker in rankers.items():
+        positions, scores = found[key]
+        predicted = None
+        if stars is not None:
+            predicted = stars.predict_block(block.star_bias, block.star_factors, positions)
+        lists = Lists(positions, scores, predicted, ranker.explain(ranked[key], positions))
+        built[key] = lists if picks is None else with_new_movies(lists, picks, new.shown, movies)
+    return built
 
 
 @dataclass(frozen=True)
@@ -314,19 +407,31 @@ class ModelItems:
         floor = self.policy.star_floor
         return NewSlots(self.new, self.ranking_items, floor, shown)
 
+    def _base(self, ranker: str) -> FactorRanker | EaseRanker:
+        als = FactorRanker(self.movie_ids, self.ranking_items)
+        if ranker != "ease":
+            return als
+        if self.ease is None:
+            raise ValueError("this policy ranks with EASE, and there are no EASE weights")
+        everything = len(self.ease.kept) == len(self.movie_ids)
+        return EaseRanker(
+            self.movie_ids, self.ease.kept, self.ease.weights, None if everything else als
+        )
+
     def ranker(self, policy: ListPolicy | None = None) -> BlendedRanker:
         """The served order (or the one `policy` asks for)."""
         policy = policy or self.policy
-        als = FactorRanker(self.movie_ids, self.ranking_items)
-        base: FactorRanker | EaseRanker = als
-        if policy.ranker == "ease":
-            if self.ease is None:
-                raise ValueError("this policy ranks with EASE, and there are no EASE weights")
-            everything = len(self.ease.kept) == len(self.movie_ids)
-            base = EaseRanker(
-                self.movie_ids, self.ease.kept, self.ease.weights, None if everything else als
-            )
-        return BlendedRanker(base, self.rating, self.popularity, policy)
+        return BlendedRanker(self._base(policy.ranker), self.rating, self.popularity, policy)
+
+    def rankers(self, policies: Sequence[ListPolicy]) -> dict[str, BlendedRanker]:
+        """Several orders by name (the champion's candidates), sharing each model's scores
+        and the stars (see `build_lists_each`)."""
+        shared = SharedSlices()
+        bases = {name: self._base(name) for name in {policy.ranker for policy in policies}}
+        return {
+            p.name: BlendedRanker(bases[p.ranker], self.rating, self.popularity, p, shared)
+            for p in policies
+        }
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         rating, policy = self.rating, self.policy

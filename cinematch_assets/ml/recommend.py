@@ -29,7 +29,7 @@ from cinematch_assets.ml.lists import (
     NewSlots,
     Ranker,
     UserBlock,
-    build_lists,
+    build_lists_each,
 )
 from cinematch_assets.ml.top_n import position_of
 
@@ -205,8 +205,8 @@ def recommend_candidates(
                 at_new = position_of(new_ids, movies)
                 rated_new = np.split(at_new, np.cumsum(np.bincount(owners, minlength=len(block))))
                 rated_new = [r[r >= 0] for r in rated_new[: len(block)]]
-            for name, ranker in rankers.items():
-                lists = build_lists(block, ranker, n, stars, new=new, rated_new=rated_new)
+            built = build_lists_each(block, rankers, n, stars, new=new, rated_new=rated_new)
+            for name, lists in built.items():
                 yield _rows(block, lists, every_id, n, name)
 
     return users.mapInArrow(score, f"candidate string, {LIST_SCHEMA}")

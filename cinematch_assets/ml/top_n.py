@@ -7,7 +7,8 @@ the app alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -18,6 +19,7 @@ BLOCK_USERS = 32
 CHUNKS = 512
 # score(start, stop, out): the scores of users start..stop-1 into `out` (users x items).
 ScoreRows = Callable[[int, int, np.ndarray], object]
+K = TypeVar("K")
 
 
 def top_n(
@@ -37,10 +39,30 @@ def top_n(
     and score -inf in the remaining places. Ties are broken by item position, so the
     result never depends on the block size.
     """
-    positions = np.full((n_users, n), -1, dtype=np.int64)
-    scores = np.full((n_users, n), -np.inf, dtype=np.float32)
+    return top_n_each({None: score}, n_users, n_items, n, exclude=exclude,
+                      block_users=block_users)[None]  # fmt: skip
+
+
+def top_n_each(
+    scores: Mapping[K, ScoreRows],
+    n_users: int,
+    n_items: int,
+    n: int,
+    *,
+    exclude: Sequence[np.ndarray] | None = None,
+    block_users: int = BLOCK_USERS,
+) -> dict[K, tuple[np.ndarray, np.ndarray]]:
+    """`top_n` by each of several scores of the same users and items, by key. The users
+    are taken a block at a time and every score is asked for that block in turn, so
+    scores that share work (one model's scores under several blends) can compute it once
+    per block."""
+    out = {
+        key: (np.full((n_users, n), -1, dtype=np.int64),
+              np.full((n_users, n), -np.inf, dtype=np.float32))
+        for key in scores
+    }  # fmt: skip
     if n_items == 0 or n <= 0 or n_users == 0:
-        return positions, scores
+        return out
     take = min(n, n_items)
     # One score buffer for every block: a fresh 11 MB array per block costs as much as
     # the product itself (page faults).
@@ -48,16 +70,23 @@ def top_n(
     for start in range(0, n_users, block_users):
         stop = min(start + block_users, n_users)
         block = buffer[: stop - start]
-        score(start, stop, block)
+        left_out = None
         if exclude is not None:
             rows = [np.full(len(exclude[u]), u - start) for u in range(start, stop)]
             cols = [np.asarray(exclude[u], dtype=np.int64) for u in range(start, stop)]
             if rows:
-                block[np.concatenate(rows), np.concatenate(cols)] = -np.inf
-        rows, cols, values = _best_in_block(block, take)
-        positions[start + rows, _rank_within_rows(rows)] = np.where(np.isfinite(values), cols, -1)
-        scores[start + rows, _rank_within_rows(rows)] = values
-    return positions, scores
+                left_out = np.concatenate(rows), np.concatenate(cols)
+        for key, score in scores.items():
+            score(start, stop, block)
+            if left_out is not None:
+                block[left_out] = -np.inf
+            rows, cols, values = _best_in_block(block, take)
+            positions, best = out[key]
+            positions[start + rows, _rank_within_rows(rows)] = np.where(
+                np.isfinite(values), cols, -1
+            )
+            best[start + rows, _rank_within_rows(rows)] = values
+    return out
 
 
 def dot_scores(
