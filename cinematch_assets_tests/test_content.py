@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cinematch_assets.ml.cold import _top_k, _top_k_by_block
+from cinematch_assets.ml.cold import _top_k, _top_k_by_block, observed_bias_shift
 from cinematch_assets.ml.content import (
     ContentVectors,
     content_vectors,
@@ -122,3 +122,13 @@ def test_top_k_by_block_is_top_k_of_the_whole_matrix():
     whole = _top_k(scores, 4)
     assert np.array_equal(_top_k_by_block(lambda users: scores[users], 23, 4, block=5), whole)
     assert _top_k_by_block(lambda users: scores[users], 0, 4).shape == (0, 4)
+
+
+def test_a_new_movies_few_ratings_move_its_bias_like_a_damped_mean():
+    """Residuals (stars minus the content's prediction) over count + damping, as the
+    rating model learns a known movie's bias: no rating, no shift; more ratings, closer
+    to their mean residual."""
+    positions = np.array([0, 0, 2, 3, 3, 3, 3, 3, 3, 3, 3])
+    residuals = np.array([1.0, 1.0, -3.0] + [0.8] * 8)
+    shift = observed_bias_shift(positions, residuals, movies=5, damping=2.0)
+    np.testing.assert_allclose(shift, [0.5, 0.0, -1.0, 0.64, 0.0])

@@ -465,6 +465,20 @@ def test_new_movies_are_placed_from_their_content(synthetic_models_run):
     known = lakehouse.read(keys.RANKING_ITEM_FACTORS).count()
     assert model["known_movies"] == known and model["new_movies"] == silver - known
     assert np.isfinite(model["threshold"]) and model["new_slots"] == 2
+    # Every rating of a new movie by a user the rating model knows moved its bias.
+    new_ids = lakehouse.read(keys.MOVIES_CLEAN).join(
+        lakehouse.read(keys.RANKING_ITEM_FACTORS), "movieId", "left_anti"
+    )
+    observed = (
+        lakehouse.read(keys.RATINGS_CLEAN)
+        .join(new_ids, "movieId")
+        .join(lakehouse.read(keys.RATING_USER_FACTORS), "userId")
+        .count()
+    )
+    assert model["observed_ratings"] == observed > 0
+    # Their own ratings predict a new movie's other ratings better than its content alone.
+    assert model["observed_checked"] > 0
+    assert model["observed_shifted_rmse"] < model["observed_content_rmse"]
     new = artifacts.read_new_movies(lakehouse.read)
     assert len(new.movie_ids) == silver - known and np.isfinite(new.ranking_items).all()
 

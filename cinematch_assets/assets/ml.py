@@ -484,6 +484,7 @@ def ranking_champion(
         ),
     }  # fmt: skip
     models = concurrently(refitted, config.parallel_fits)
+    refit_seconds = time.perf_counter() - started
     policies = candidate_policies(
         config.rankers, config.stars_weights, config.popularity_penalties, config.star_floor
     )
@@ -515,6 +516,8 @@ def ranking_champion(
             "why": choice.why,
             "tuning": plan.describe(),
             "seconds": round(seconds, 1),
+            "refit_seconds": round(refit_seconds, 1),
+            "scoring_seconds": round(seconds - refit_seconds, 1),
             "candidates": MetadataValue.md(
                 table.drop(columns=CHAMPION_COLUMNS).to_markdown(index=False)
             ),
@@ -611,7 +614,7 @@ class ContentModelConfig(Config):
 @multi_asset(
     name="content_model",
     deps=[*MODEL_TABLES, AssetKey(keys.MOVIE_CONTENT), AssetKey(keys.CONTENT_FEATURES)],
-    ins={"train": TRAIN},
+    ins={"train": TRAIN, "ratings": AssetIn(keys.RATINGS_CLEAN)},
     outs={
         "model": AssetOut(
             key=keys.CONTENT_MODEL,
@@ -635,6 +638,7 @@ def content_model(
     config: ContentModelConfig,
     lakehouse: Lakehouse,
     train: DataFrame,
+    ratings: DataFrame,
 ):
     started = time.perf_counter()
     ranking = artifacts.read_ranking_model(lakehouse.read).model
@@ -648,6 +652,7 @@ def content_model(
         tune_fraction=config.tune_fraction,
         quantile=config.threshold_quantile,
         seed=config.seed,
+        observed=ratings.select("userId", "movieId", "rating"),
     )
     searches = model.mapping.searches
     row = {
@@ -661,6 +666,10 @@ def content_model(
         "known_movies": len(model.mapping.movie_ids),
         "new_movies": len(model.items),
         "liked_pairs": model.liked_pairs,
+        "observed_ratings": model.observed.ratings,
+        "observed_checked": model.observed.checked,
+        "observed_content_rmse": model.observed.content_rmse,
+        "observed_shifted_rmse": model.observed.shifted_rmse,
     }
     seconds = time.perf_counter() - started
     context.log.info(f"Content model: {row} in {seconds:.1f} s")

@@ -286,12 +286,14 @@ def cold_movie_evaluation(
 class NewMovieModel:
     """The final models' new movies: `items` (movieId, ranking_features, rating_bias,
     rating_features) for every movie with content that the models do not know, the
-    mapping's searches, and the score threshold of a new slot."""
+    mapping's searches, the score threshold of a new slot, and what the new movies' own
+    ratings did to their rating bias."""
 
     items: pd.DataFrame
     threshold: float
     mapping: ContentMapping
     liked_pairs: int
+    observed: ObservedShift
 
 
 def new_slot_threshold(z_of_liked: np.ndarray, quantile: float) -> float:
@@ -300,6 +302,75 @@ def new_slot_threshold(z_of_liked: np.ndarray, quantile: float) -> float:
     scores like the new movies people liked); +inf when there is nothing to learn from."""
     z_of_liked = z_of_liked[np.isfinite(z_of_liked)]
     return float(np.quantile(z_of_liked, quantile)) if len(z_of_liked) else float("inf")
+
+
+def observed_bias_shift(
+    positions: np.ndarray, residuals: np.ndarray, movies: int, damping: float
+) -> np.ndarray:
+    """What a new movie's few ratings say about its bias: for each of `movies`, the sum
+    of its ratings' `residuals` (stars minus what its content predicts) over their count
+    plus `damping` pseudo-ratings at the prediction, the rating model's damped movie bias
+    on top of the content's (0 for a movie nobody rated)."""
+    sums = np.bincount(positions, weights=residuals, minlength=movies)
+    counts = np.bincount(positions, minlength=movies)
+    return sums / (counts + damping)
+
+
+@dataclass(frozen=True)
+class ObservedShift:
+    """The new movies' bias shifts from their own ratings, and the check that they help:
+    on every rating of a movie that has others, the error of the content's prediction
+    alone and with the shift learned from the movie's other ratings (leave one out)."""
+
+    shift: np.ndarray
+    ratings: int
+    checked: int = 0
+    content_rmse: float = float("nan")
+    shifted_rmse: float = float("nan")
+
+
+def _shift_by_observed(
+    new_ids: np.ndarray,
+    bias: np.ndarray,
+    star_factors: np.ndarray,
+    observed: DataFrame,
+    rating: RatingModel,
+) -> ObservedShift:
+    """`observed_bias_shift` of the new movies from `observed` (userId, movieId, rating):
+    the ratings they have, by users the rating model knows."""
+    spark = observed.sparkSession
+    ids = spark.createDataFrame(pd.DataFrame({"movieId": new_ids.astype(np.int32)}))
+    rows = (
+        observed.join(ids, "movieId")
+        .join(rating.users.select("userId", "bias", "features"), "userId")
+        .select("movieId", "rating", "bias", "features")
+        .toPandas()
+    )
+    if not len(rows):
+        return ObservedShift(np.zeros(len(new_ids)), 0)
+    at = np.searchsorted(new_ids, rows["movieId"].to_numpy(np.int64))
+    users = np.stack(rows["features"].to_numpy()).astype(np.float64)
+    predicted = (
+        rating.global_mean
+        + rows["bias"].fillna(0.0).to_numpy()
+        + bias[at]
+        + (users * star_factors[at]).sum(axis=1)
+    ).clip(MIN_RATING, MAX_RATING)
+    residuals = rows["rating"].to_numpy(np.float64) - predicted
+    damping = rating.params.bias_damping
+    # Leave one out: each rating against the shift its movie's other ratings give.
+    sums = np.bincount(at, weights=residuals, minlength=len(new_ids))[at]
+    counts = np.bincount(at, minlength=len(new_ids))[at]
+    others = counts > 1
+    left_out = residuals[others]
+    shifted = left_out - ((sums - residuals) / (counts - 1 + damping))[others]
+    return ObservedShift(
+        observed_bias_shift(at, residuals, len(new_ids), damping),
+        len(rows),
+        int(others.sum()),
+        float(np.sqrt(np.mean(left_out**2))) if others.any() else float("nan"),
+        float(np.sqrt(np.mean(shifted**2))) if others.any() else float("nan"),
+    )
 
 
 def fit_new_movie_model(
@@ -312,11 +383,14 @@ def fit_new_movie_model(
     tune_fraction: float,
     quantile: float,
     seed: int,
+    observed: DataFrame | None = None,
 ) -> NewMovieModel:
     """Map content into the final models (`fit_content_mapping`) and place every movie
-    they do not know. The slot threshold comes from the movies held out of the mapping's
-    tuning: their content-derived factors, z-scored for the users who liked them in
-    training (`train`), never the test split."""
+    they do not know; with `observed` (userId, movieId, rating: every rating, e.g. Silver)
+    the few ratings a new movie has move its rating bias from the content's guess
+    (`observed_bias_shift`). The slot threshold comes from the movies held out of the
+    mapping's tuning: their content-derived factors, z-scored for the users who liked
+    them in training (`train`), never the test split."""
     mapping = fit_content_mapping(
         content, ranking, rating, regs=regs, tune_fraction=tune_fraction, seed=seed
     )
@@ -324,6 +398,10 @@ def fit_new_movie_model(
     new_ids = np.setdiff1d(content.movie_ids, known_ids)
     new_content = content.rows(new_ids)
     bias, star_factors = mapping.rating_terms(new_content)
+    shifted = ObservedShift(np.zeros(len(new_ids)), 0)
+    if observed is not None and len(new_ids):
+        shifted = _shift_by_observed(new_ids, bias, star_factors, observed, rating)
+    bias = bias + shifted.shift
     items = pd.DataFrame(
         {
             "movieId": new_ids.astype(np.int32),
@@ -349,4 +427,4 @@ def fit_new_movie_model(
             content.rows(liked["movieId"].to_numpy(np.int64))
         )
         z = ScoreScale.of(known_items).standardize(users, (users * derived).sum(axis=1))
-    return NewMovieModel(items, new_slot_threshold(z, quantile), mapping, len(z))
+    return NewMovieModel(items, new_slot_threshold(z, quantile), mapping, len(z), shifted)
