@@ -66,6 +66,14 @@ def plain(text: object) -> str:
     return _BARE_LINK.sub(WORD_JOINER, escaped)
 
 
+def community_line(average: float | None, count: int) -> str:
+    """What the community thinks of a movie, in words: "Community 3.91 (232 ratings)",
+    "Community 4.00 (1 rating)", or "Not rated yet"."""
+    if not count:
+        return "Not rated yet"
+    return f"Community {average:.2f} ({count:,} rating{'' if count == 1 else 's'})"
+
+
 @contextmanager
 def reading(what: str, path: Path) -> Iterator[None]:
     """Any failure to read `path` (`what` it holds) as an ArtifactProblem that names the

@@ -25,6 +25,7 @@ from app.recommender import (
     Catalog,
     FoldIn,
     Recommendations,
+    community_line,
     open_catalog,
     open_foldin,
     open_profiles,
@@ -123,13 +124,8 @@ def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason:
         lines.append(f'<div class="cm-tags">{esc(" ".join("#" + t for t in tags))}</div>')
     if rec is not None:
         lines.append(f'<div class="cm-stars">★ {rec["pred_rating"]:.1f} for you</div>')
-    if movie.get("rating_count"):
-        lines.append(
-            f'<div class="cm-meta">Community {movie["avg_rating"]:.2f} '
-            f"({int(movie['rating_count']):,} ratings)</div>"
-        )
-    else:
-        lines.append('<div class="cm-meta">Not rated yet</div>')
+    count = int(movie.get("rating_count") or 0)
+    lines.append(f'<div class="cm-meta">{community_line(movie.get("avg_rating"), count)}</div>')
     if rec is not None:
         if new:
             why = (

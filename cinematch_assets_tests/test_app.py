@@ -79,6 +79,13 @@ def test_search_finds_titles_as_people_type_them(app_module, home):
     assert len(comedies) and all("Comedy" in g for g in comedies["genres"])
 
 
+def test_a_card_counts_community_ratings_in_words(app_module):
+    recommender, _ = app_module
+    assert recommender.community_line(4.0, 1) == "Community 4.00 (1 rating)"
+    assert recommender.community_line(3.9133, 1232) == "Community 3.91 (1,232 ratings)"
+    assert recommender.community_line(None, 0) == "Not rated yet"
+
+
 def test_user_ids_are_parsed_with_clear_answers(app_module):
     recommender, _ = app_module
     assert recommender.parse_user_id(" 510 ") == (510, None)
