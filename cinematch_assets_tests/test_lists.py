@@ -11,6 +11,7 @@ import pytest
 
 from app.recommender import with_discovery
 from cinematch_assets.ml.champion import choose
+from cinematch_assets.ml.cold import audience_cuts
 from cinematch_assets.ml.ease import fit_ease, gram, kept_movies
 from cinematch_assets.ml.foldin import RatingTerms
 from cinematch_assets.ml.lists import (
@@ -307,6 +308,30 @@ def test_new_movies_take_the_last_shown_places_when_they_clear_the_threshold():
         assert same.new is None or not same.new.any()
 
 
+def test_a_new_movie_goes_only_to_the_users_it_suits_best():
+    """Its audience cut: the z-score of the share of users it suits best. Below it, a
+    user does not get the movie, however high the threshold lets it through; the cut is
+    the share's quantile of the users' own-scale scores."""
+    stars = terms()
+    known = RNG.normal(size=(MOVIES, RANK)).astype(np.float32)
+    new = new_movies(threshold=-np.inf, slots=1, count=3)
+    users = block([[u % MOVIES] for u in range(40)])
+    cuts = audience_cuts(users.factors, new.ranking_items, known, 0.25)
+    z = ScoreScale.of(known).standardize(users.factors, users.factors @ new.ranking_items.T)
+    np.testing.assert_allclose(cuts, np.quantile(z, 0.75, axis=0), rtol=1e-5)
+    assert np.isneginf(audience_cuts(users.factors, new.ranking_items, known, 1.0)).all()
+    items = ModelItems(
+        np.arange(MOVIES), known, 0.1, 2.0, stars, popularity=np.zeros(MOVIES, np.float32),
+        new=replace(new, audience=cuts.astype(np.float32)),
+    )  # fmt: skip
+    lists = build_lists(users, items.ranker(), 10, stars, new=items.new_slots(10))
+    picked = np.where(lists.new, lists.positions - MOVIES, -1)
+    for movie in range(3):
+        takers = (picked == movie).any(axis=1)
+        assert 0 < takers.sum() <= 10  # a quarter of 40 users at most
+        assert (z[takers, movie] >= cuts[movie] - 1e-5).all()
+
+
 def test_a_new_movie_predicted_below_the_star_floor_never_takes_a_slot():
     stars = terms()
     items = ModelItems(
@@ -341,6 +366,13 @@ def test_model_items_keep_their_new_movies_through_the_npz(tmp_path):
     assert loaded.new is not None
     assert loaded.new.threshold == 1.25 and loaded.new.slots == 3
     np.testing.assert_array_equal(loaded.new.ranking_items, items.new.ranking_items)
+    assert loaded.new.audience is None  # as in artifacts written before the audience cut
+    cut = replace(items, new=replace(items.new, audience=np.linspace(0, 1, 8, dtype=np.float32)))
+    np.testing.assert_array_equal(
+        ModelItems.load(cut.save(tmp_path / "g.npz")).new.audience, cut.new.audience
+    )
+    with pytest.raises(ValueError, match="new movies"):
+        ModelItems.from_arrays(cut.to_arrays() | {"new_audience": np.zeros(3, np.float32)})
     broken = items.to_arrays() | {"new_rating_bias": np.zeros(3, np.float32)}
     with pytest.raises(ValueError, match="new movies"):
         ModelItems.from_arrays(broken)

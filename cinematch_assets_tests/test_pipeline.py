@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -350,6 +351,9 @@ def test_serving_json_has_every_user_and_only_unrated_movies(synthetic_models_ru
         assert set(fresh) <= {8, 9} and all(recs[i]["movieId"] not in known for i in fresh)
         assert all(recs[i]["movieId"] in known for i in range(30) if i not in fresh)
         assert all(recs[i]["pred_rating"] >= 3.0 for i in fresh)
+    # A new movie is offered to the tenth of the users it suits best, no more.
+    takers = Counter(r["movieId"] for recs in lists.values() for r in recs if r.get("new"))
+    assert takers and max(takers.values()) <= 0.1 * len(users) + 1
     assert (
         sum(r["reason"] is not None for recs in lists.values() for r in recs)
         > 0.9 * len(lists) * 30

@@ -608,6 +608,11 @@ class ContentModelConfig(Config):
         default=2,
         description="Places of the shown list a new movie may take (0: no new movies).",
     )
+    audience_share: float = Field(
+        default=0.1,
+        description="A new movie is offered only to this share of the users, those it suits "
+        "best (1: no limit), so one new movie cannot take a slot in most lists.",
+    )
     seed: int = Field(default=42, description="Seed of the held-out movies.")
 
 
@@ -627,8 +632,9 @@ class ContentModelConfig(Config):
         "items": AssetOut(
             key=keys.NEW_MOVIE_FACTORS,
             description="Every movie the models do not know (too few ratings for Gold, or "
-            "none), placed from its content: movieId, ranking_features, rating_bias, "
-            "rating_features.",
+            "none), placed from its content (and its few ratings): movieId, "
+            "ranking_features, rating_bias, rating_features, and audience_z, the score "
+            "(on a user's own scale) of the share of users it is offered to.",
             **ML,
         ),
     },
@@ -653,6 +659,7 @@ def content_model(
         quantile=config.threshold_quantile,
         seed=config.seed,
         observed=ratings.select("userId", "movieId", "rating"),
+        audience_share=config.audience_share,
     )
     searches = model.mapping.searches
     row = {
@@ -661,6 +668,7 @@ def content_model(
         "rating_reg": searches["rating"].best,
         "threshold": model.threshold,
         "new_slots": config.new_slots,
+        "audience_share": config.audience_share,
         "ranking_rank": ranking.params.rank,
         "rating_rank": rating.params.rank,
         "known_movies": len(model.mapping.movie_ids),
@@ -692,7 +700,7 @@ def content_model(
         spark.createDataFrame(
             model.items,
             "movieId int, ranking_features array<float>, rating_bias float, "
-            "rating_features array<float>",
+            "rating_features array<float>, audience_z double",
         ),
         output_name="items",
         metadata={"new_movies": len(model.items)},

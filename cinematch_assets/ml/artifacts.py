@@ -172,4 +172,6 @@ def read_new_movies(read: Read) -> NewMovies:
         rating_items=stacked("rating_features", row["rating_rank"]),
         threshold=float(row["threshold"]),
         slots=int(row["new_slots"]),
+        # A table written before the audience cut has none.
+        audience=items["audience_z"].to_numpy(np.float32) if "audience_z" in items else None,
     )

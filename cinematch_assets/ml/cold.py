@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from cinematch_assets.conventions import MAX_RATING, MIN_RATING
 from cinematch_assets.ml.content import (
@@ -316,6 +317,29 @@ def observed_bias_shift(
     return sums / (counts + damping)
 
 
+def audience_cuts(
+    users: np.ndarray,
+    new_items: np.ndarray,
+    known_items: np.ndarray,
+    share: float,
+    *,
+    block: int = 2_048,
+) -> np.ndarray:
+    """For each new movie, the z-score (on each user's own scale) that the `share` of
+    `users` it suits best reach: a movie is offered to those users only, so that one
+    new movie does not take the slots of most lists. -inf for every movie when `share`
+    is 1 or more (no cut)."""
+    cuts = np.full(len(new_items), -np.inf)
+    if share >= 1 or not len(users):
+        return cuts
+    scale = ScoreScale.of(known_items)
+    for start in range(0, len(new_items), block):
+        items = new_items[start : start + block]
+        z = scale.standardize(users, users @ items.T)
+        cuts[start : start + len(items)] = np.nanquantile(z, 1 - share, axis=0)
+    return cuts
+
+
 @dataclass(frozen=True)
 class ObservedShift:
     """The new movies' bias shifts from their own ratings, and the check that they help:
@@ -384,13 +408,16 @@ def fit_new_movie_model(
     quantile: float,
     seed: int,
     observed: DataFrame | None = None,
+    audience_share: float = 1.0,
+    audience_users: int = 10_000,
 ) -> NewMovieModel:
     """Map content into the final models (`fit_content_mapping`) and place every movie
     they do not know; with `observed` (userId, movieId, rating: every rating, e.g. Silver)
     the few ratings a new movie has move its rating bias from the content's guess
     (`observed_bias_shift`). The slot threshold comes from the movies held out of the
     mapping's tuning: their content-derived factors, z-scored for the users who liked
-    them in training (`train`), never the test split."""
+    them in training (`train`), never the test split. Each movie's audience cut
+    (`audience_cuts`) is measured on a seeded sample of up to `audience_users` users."""
     mapping = fit_content_mapping(
         content, ranking, rating, regs=regs, tune_fraction=tune_fraction, seed=seed
     )
@@ -402,12 +429,19 @@ def fit_new_movie_model(
     if observed is not None and len(new_ids):
         shifted = _shift_by_observed(new_ids, bias, star_factors, observed, rating)
     bias = bias + shifted.shift
+    factors = mapping.ranking_factors(new_content)
+    sample = np.zeros((0, known_items.shape[1]), np.float32)
+    if audience_share < 1 and len(new_ids):
+        rows = ranking.users.select("features").orderBy(F.rand(seed)).limit(audience_users)
+        if len(found := rows.toPandas()):
+            sample = np.stack(found["features"].to_numpy()).astype(np.float32)
     items = pd.DataFrame(
         {
             "movieId": new_ids.astype(np.int32),
-            "ranking_features": list(mapping.ranking_factors(new_content)),
+            "ranking_features": list(factors),
             "rating_bias": bias.astype(np.float32),
             "rating_features": list(star_factors),
+            "audience_z": audience_cuts(sample, factors, known_items, audience_share),
         }
     )
 

@@ -501,6 +501,7 @@ class ModelItems:
             == len(new.rating_items)
             and new.ranking_items.shape[1] == items.ranking_items.shape[1]
             and new.rating_items.shape[1] == rating.item_factors.shape[1]
+            and (new.audience is None or len(new.audience) == len(new.movie_ids))
         ):  # fmt: skip
             raise ValueError("the new movies' arrays do not match each other or the models")
         return items
@@ -536,7 +537,8 @@ class NewMovies:
     models' spaces from their content (`ml.cold`): ids (sorted), ranking-model factors,
     rating-model bias and factors. A user gets up to `slots` of them in the shown list,
     those whose ranking score, z-scored against the user's scores of the known movies,
-    reaches `threshold` and whose predicted stars reach the star floor."""
+    reaches `threshold` and the movie's `audience` cut (the score of the share of users
+    it suits best; None: no cut), and whose predicted stars reach the star floor."""
 
     movie_ids: np.ndarray
     ranking_items: np.ndarray
@@ -544,9 +546,16 @@ class NewMovies:
     rating_items: np.ndarray
     threshold: float
     slots: int
+    audience: np.ndarray | None = None
+
+    def bar(self) -> np.ndarray | float:
+        """The score each new movie must reach."""
+        if self.audience is None:
+            return self.threshold
+        return np.maximum(self.threshold, self.audience)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {
+        arrays = {
             "new_movie_ids": self.movie_ids,
             "new_ranking_items": self.ranking_items,
             "new_rating_bias": self.rating_bias,
@@ -554,6 +563,9 @@ class NewMovies:
             "new_threshold": np.float64(self.threshold),
             "new_slots": np.int64(self.slots),
         }
+        if self.audience is not None:
+            arrays["new_audience"] = self.audience
+        return arrays
 
     def only(self, keep: np.ndarray) -> NewMovies:
         """The new movies `keep` marks (e.g. those of a user's favourite genres)."""
@@ -563,6 +575,7 @@ class NewMovies:
             ranking_items=self.ranking_items[keep],
             rating_bias=self.rating_bias[keep],
             rating_items=self.rating_items[keep],
+            audience=None if self.audience is None else self.audience[keep],
         )
 
     @classmethod
@@ -574,6 +587,10 @@ class NewMovies:
             np.asarray(arrays["new_rating_items"], dtype=np.float32),
             float(arrays["new_threshold"]),
             int(arrays["new_slots"]),
+            # Artifacts written before the audience cut have none.
+            np.asarray(arrays["new_audience"], dtype=np.float32)
+            if "new_audience" in arrays
+            else None,
         )
 
 
@@ -635,14 +652,15 @@ def pick_new_movies(
 ) -> NewPicks:
     """Each user's best new movies by the ranking model (`block.factors` against the new
     movies' factors, z-scored against the known movies') that reach the threshold and
-    whose predicted stars (the rating model's user terms with the new movies' terms)
-    reach the star floor; `rated[u]` (positions among the new movies) are left out. The
-    reason: of the user's liked movies, the closest to the new one in the ranking
-    model's space."""
+    their audience cut (`NewMovies.bar`) and whose predicted stars (the rating model's
+    user terms with the new movies' terms) reach the star floor; `rated[u]` (positions
+    among the new movies) are left out. The reason: of the user's liked movies, the
+    closest to the new one in the ranking model's space."""
     new, known = slots.movies, slots.known_items
     terms = replace(rating, item_bias=new.rating_bias, item_factors=new.rating_items)
     bias, factors = block.star_bias, block.star_factors
     scale = ScoreScale.of(known)
+    bar = new.bar()
 
     def score(start: int, stop: int, out: np.ndarray) -> None:
         users = block.factors[start:stop]
@@ -651,7 +669,7 @@ def pick_new_movies(
             None if bias is None else bias[start:stop],
             None if factors is None else factors[start:stop],
         )
-        out[:] = np.where((z >= new.threshold) & (stars >= slots.star_floor), z, -np.inf)
+        out[:] = np.where((z >= bar) & (stars >= slots.star_floor), z, -np.inf)
 
     positions, scores = top_n(
         score, len(block), len(new.movie_ids), max(new.slots, 0), exclude=rated
