@@ -120,7 +120,7 @@ def write_app_artifacts(spark, home: Path, ranking, rating, rated, movies: int):
     files.serving_root(home).mkdir(parents=True, exist_ok=True)
     pq.write_table(catalog, files.catalog_path(home))
     pq.write_table(user_profiles(rated).toArrow(), files.profiles_path(home))
-    model_items(ranking, rating).save(files.factors_path(home))
+    model_items(ranking, rating, rated).save(files.factors_path(home))
 
 
 def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
@@ -232,7 +232,7 @@ def run(args) -> dict:
         RatingParams(rank=args.rank, reg_param=0.15, bias_damping=3.0),
     )
     serving = served_lists(
-        model_items(ranking, rating),
+        model_items(ranking, rating, rated),
         ranking.users,
         rating.users,
         rated.select("userId", "movieId", "rating"),
@@ -251,7 +251,7 @@ def run(args) -> dict:
         lambda: serving.write.format("noop").mode("overwrite").save()
     )
     report["candidates"] = candidate_scoring(
-        model_items(ranking, rating), ranking, rating, rated, args.n, args.candidate_users
+        model_items(ranking, rating, rated), ranking, rating, rated, args.n, args.candidate_users
     )
     model = als_model_with(spark, users, items, args.rank, scratch)
     spark_users = users if not args.spark_users else users.limit(args.spark_users)
