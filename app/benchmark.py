@@ -231,8 +231,9 @@ def run(args) -> dict:
         rating_items,
         RatingParams(rank=args.rank, reg_param=0.15, bias_damping=3.0),
     )
+    movie_side = model_items(ranking, rating, rated)  # collected to the driver once
     serving = served_lists(
-        model_items(ranking, rating, rated),
+        movie_side,
         ranking.users,
         rating.users,
         rated.select("userId", "movieId", "rating"),
@@ -251,7 +252,7 @@ def run(args) -> dict:
         lambda: serving.write.format("noop").mode("overwrite").save()
     )
     report["candidates"] = candidate_scoring(
-        model_items(ranking, rating, rated), ranking, rating, rated, args.n, args.candidate_users
+        movie_side, ranking, rating, rated, args.n, args.candidate_users
     )
     model = als_model_with(spark, users, items, args.rank, scratch)
     spark_users = users if not args.spark_users else users.limit(args.spark_users)
