@@ -223,11 +223,28 @@ def test_model_items_round_trip_with_ease_and_policy(tmp_path):
         )
 
 
-def test_zscore_rows_ignores_left_out_movies():
-    scores = np.array([[1.0, 2.0, 3.0, -np.inf], [5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
+def test_zscore_rows():
+    scores = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]], dtype=np.float32)
     zscore_rows(scores)
-    np.testing.assert_allclose(scores[0, :3], [-1.2247449, 0.0, 1.2247449], rtol=1e-5)
-    assert np.isneginf(scores[0, 3]) and not scores[1].any()
+    np.testing.assert_allclose(scores[0], [-1.2247449, 0.0, 1.2247449], rtol=1e-5)
+    assert not scores[1].any()  # no spread: every movie at the mean
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_a_factor_rankers_closed_form_zscores_are_its_zscored_scores(with_bias):
+    ranker = FactorRanker(
+        np.arange(MOVIES),
+        RNG.normal(size=(MOVIES, RANK)).astype(np.float32),
+        RNG.normal(size=MOVIES).astype(np.float32) if with_bias else None,
+    )
+    users = block([[1], [2, 3], []])
+    users.factors[2] = 0  # no factors: only the bias, if any, spreads the scores
+    expected = np.empty((3, MOVIES), np.float32)
+    ranker.scores(users)(0, 3, expected)
+    zscore_rows(expected)
+    got = np.empty_like(expected)
+    ranker.zscored(users)(0, 3, got)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
 def test_gini_of_exposure():

@@ -124,13 +124,15 @@ class RatingTerms:
     ) -> np.ndarray:
         """Stars in [0.5, 5] (float32) of every movie, for each user of a block."""
         users = 1 if user_bias is None else len(user_bias)
-        bias = np.zeros(users) if user_bias is None else np.nan_to_num(user_bias.astype(np.float64))
-        stars = (self.global_mean + self.item_bias.astype(np.float32))[None, :] + bias[
-            :, None
-        ].astype(np.float32)
-        if user_factors is not None and self.item_factors.shape[1]:
-            stars += user_factors.astype(np.float32) @ self.item_factors.T.astype(np.float32)
-        return stars.clip(MIN_RATING, MAX_RATING).astype(np.float32, copy=False)
+        items = np.asarray(self.item_factors, dtype=np.float32)  # no copy when it is already
+        if user_factors is not None and items.shape[1]:
+            stars = np.asarray(user_factors, dtype=np.float32) @ items.T
+        else:
+            stars = np.zeros((users, len(items)), dtype=np.float32)
+        stars += (self.global_mean + np.asarray(self.item_bias, dtype=np.float64)).astype(np.float32)
+        if user_bias is not None:
+            stars += np.nan_to_num(np.asarray(user_bias, dtype=np.float64)).astype(np.float32)[:, None]
+        return np.clip(stars, MIN_RATING, MAX_RATING, out=stars)
 
     def predict_block(
         self, user_bias: np.ndarray | None, user_factors: np.ndarray | None, positions: np.ndarray

@@ -84,22 +84,37 @@ class FactorRanker:
     def scores(self, block: UserBlock) -> ScoreRows:
         return dot_scores(block.factors, self.items, self.bias)
 
+    def zscored(self, block: UserBlock) -> ScoreRows:
+        """`scores` z-scored per user (as `zscore_rows` would), in closed form: a user's
+        mean and spread over the movies come from the movies' mean and covariance
+        (`ScoreScale`), so the z-scores are one product with rescaled user factors, not
+        passes over every user's row of scores."""
+        items, users = self.items, block.factors
+        if self.bias is not None:  # the bias as one more factor, 1 for every user
+            items = np.column_stack([items, self.bias])
+            users = np.column_stack([users, np.ones(len(users))])
+        centre, spread = ScoreScale.of(items).moments(users)
+        spread = np.where(spread > 0, spread, 1.0)  # no spread: every score is the mean, 0
+        scaled = dot_scores(users / spread[:, None], items)
+        offset = (centre / spread).astype(np.float32)
+
+        def score(start: int, stop: int, out: np.ndarray) -> None:
+            scaled(start, stop, out)
+            out -= offset[start:stop, None]
+
+        return score
+
     def explain(self, block: UserBlock, positions: np.ndarray) -> np.ndarray:
         return reasons_by_similarity(self.items, positions, *block.liked())
 
 
 def zscore_rows(scores: np.ndarray) -> None:
-    """Each row of `scores` (users x movies) to mean 0, deviation 1, in place (0 for a
-    row with no spread; -inf entries, movies left out, stay -inf and count for nothing)."""
-    finite = np.isfinite(scores)
-    counts = finite.sum(axis=1, keepdims=True).clip(1)
-    values = np.where(finite, scores, 0.0)
-    mean = values.sum(axis=1, keepdims=True) / counts
-    spread = np.sqrt(
-        (np.where(finite, scores - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / counts
-    )
-    scores -= mean
-    scores /= np.where(spread > 0, spread, 1.0)
+    """Each row of `scores` (users x movies, finite) to mean 0, deviation 1, in place (0
+    for a row with no spread). In place and without temporaries: at 86k movies a row's
+    passes cost more than the product that made it."""
+    scores -= scores.mean(axis=1, keepdims=True, dtype=np.float64).astype(scores.dtype)
+    spread = np.sqrt(np.einsum("ij,ij->i", scores, scores, dtype=np.float64) / scores.shape[1])
+    scores /= np.where(spread > 0, spread, 1.0).astype(scores.dtype)[:, None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,7 +147,7 @@ class EaseRanker:
         owners = block.rated_by[keep][rows >= 0]
         rows = rows[rows >= 0]
         starts = np.searchsorted(owners, np.arange(len(block) + 1))
-        fallback = self.fallback.scores(block) if self.fallback is not None else None
+        fallback = self.fallback.zscored(block) if self.fallback is not None else None
         every = len(self.kept) == len(self.movie_ids)
 
         def score(start: int, stop: int, out: np.ndarray) -> None:
@@ -145,9 +160,18 @@ class EaseRanker:
                 out[:] = ease
                 return
             fallback(start, stop, out)
-            zscore_rows(out)
             zscore_rows(ease)
             out[:, self.kept] = ease
+
+        return score
+
+    def zscored(self, block: UserBlock) -> ScoreRows:
+        """`scores` z-scored per user."""
+        scores = self.scores(block)
+
+        def score(start: int, stop: int, out: np.ndarray) -> None:
+            scores(start, stop, out)
+            zscore_rows(out)
 
         return score
 
@@ -202,31 +226,34 @@ class SharedSlices:
     """What several blends of the same users share (a model's z-scored scores, the
     predicted stars): computed for a slice of users by the first blend that asks and
     reused by the others, so that scoring 32 candidate orders costs each model's scores
-    once plus 32 cheap blends. Only the latest slice is kept."""
+    once plus 32 cheap blends. Only the latest block and slice are kept."""
 
     def __init__(self) -> None:
         self._users: np.ndarray | None = None  # the block's user_ids (held: ids stay unique)
         self._slice: tuple[int, int] | None = None
         self._values: dict[Any, np.ndarray] = {}
         self._scores: dict[int, ScoreRows] = {}
-        self._buffers: dict[int, np.ndarray] = {}  # reused: fresh arrays cost page faults
+        self._buffers: dict[Any, np.ndarray] = {}  # reused: fresh arrays cost page faults
 
-    def _at(self, block: UserBlock, start: int, stop: int) -> None:
+    def _begin(self, block: UserBlock) -> None:
+        """Forget what was shared for another block."""
         if self._users is not block.user_ids:
             self._users, self._slice, self._values, self._scores = block.user_ids, None, {}, {}
-        if self._slice != (start, stop):
-            self._slice, self._values = (start, stop), {}
 
     def value(self, block: UserBlock, start: int, stop: int, key: Any, compute) -> np.ndarray:
-        self._at(block, start, stop)
+        self._begin(block)
+        if self._slice != (start, stop):
+            self._slice, self._values = (start, stop), {}
         if key not in self._values:
             self._values[key] = compute()
         return self._values[key]
 
     def zscored(self, block: UserBlock, base: FactorRanker | EaseRanker) -> ScoreRows:
-        """`base`'s scores of a slice, z-scored per user, written into `out`."""
-        self._at(block, 0, 0)
-        scores = self._scores.setdefault(id(base), base.scores(block))
+        """`base`'s z-scored scores of a slice, written into `out`."""
+        self._begin(block)
+        if id(base) not in self._scores:
+            self._scores[id(base)] = base.zscored(block)
+        scores = self._scores[id(base)]
 
         def write(start: int, stop: int, out: np.ndarray) -> None:
             def compute() -> np.ndarray:
@@ -239,7 +266,6 @@ class SharedSlices:
                     buffer = self._buffers[id(base)] = np.empty_like(out)
                 values = buffer[: len(out)]
                 scores(start, stop, values)
-                zscore_rows(values)
                 return values
 
             out[:] = self.value(block, start, stop, ("z", id(base)), compute)
@@ -277,11 +303,7 @@ class BlendedRanker:
         policy, shared = self.policy, self.shared
         penalty = (policy.popularity_penalty * self.popularity).astype(np.float32)
         if shared is None:
-            base_scores = self.base.scores(block)
-
-            def zscored(start: int, stop: int, out: np.ndarray) -> None:
-                base_scores(start, stop, out)
-                zscore_rows(out)
+            zscored = self.base.zscored(block)
 
             def stars(start: int, stop: int) -> np.ndarray:
                 return self._predicted(block, start, stop)
@@ -298,8 +320,10 @@ class BlendedRanker:
             zscored(start, stop, out)
             if policy.stars_weight or policy.star_floor:
                 predicted = stars(start, stop)
-                out += policy.stars_weight * predicted
-                out -= FLOOR_PENALTY * (predicted < policy.star_floor)
+                if policy.stars_weight:
+                    out += np.float32(policy.stars_weight) * predicted
+                if policy.star_floor:
+                    out -= (predicted < policy.star_floor) * np.float32(FLOOR_PENALTY)
             if policy.popularity_penalty:
                 out -= penalty
 
@@ -617,14 +641,20 @@ class ScoreScale:
 
     @classmethod
     def of(cls, known_items: np.ndarray) -> ScoreScale:
+        known_items = np.asarray(known_items, dtype=np.float64)
         mean = known_items.mean(axis=0)
         cov = np.cov(known_items, rowvar=False, bias=True).reshape(len(mean), len(mean))
         return cls(mean, cov)
 
+    def moments(self, user_factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's (mean, deviation) of their scores over the known movies."""
+        centre = user_factors @ self.mean
+        variance = np.einsum("uk,kl,ul->u", user_factors, self.cov, user_factors)
+        return centre, np.sqrt(variance.clip(0))
+
     def standardize(self, user_factors: np.ndarray, raw: np.ndarray) -> np.ndarray:
         """`raw` scores (users x movies, or one per user) z-scored for each user."""
-        centre = user_factors @ self.mean
-        spread = np.sqrt(np.einsum("uk,kl,ul->u", user_factors, self.cov, user_factors))
+        centre, spread = self.moments(user_factors)
         # A user with no factor (nothing liked yet) has no scale: NaN, never a pick.
         spread = np.where(spread > 0, spread, np.nan)
         if raw.ndim == 2:
