@@ -128,7 +128,7 @@ def test_a_new_movies_few_ratings_move_its_bias_like_a_damped_mean():
     """Residuals (stars minus the content's prediction) over count + damping, as the
     rating model learns a known movie's bias: no rating, no shift; more ratings, closer
     to their mean residual."""
-    positions = np.array([0, 0, 2, 3, 3, 3, 3, 3, 3, 3, 3])
-    residuals = np.array([1.0, 1.0, -3.0] + [0.8] * 8)
-    shift = observed_bias_shift(positions, residuals, movies=5, damping=2.0)
+    # Movie 0: two ratings 1 above its prediction; 2: one 3 below; 3: eight 0.8 above.
+    sums, counts = np.array([2.0, 0.0, -3.0, 6.4, 0.0]), np.array([2, 0, 1, 8, 0])
+    shift = observed_bias_shift(sums, counts, damping=2.0)
     np.testing.assert_allclose(shift, [0.5, 0.0, -1.0, 0.64, 0.0])

@@ -247,12 +247,12 @@ def cold_movie_evaluation(
          for f in stars_users["features"].reindex(rows["userId"])]
     ) if rank else np.zeros((len(rows), 0), np.float32)  # fmt: skip
     mean = models["rating"].global_mean
-    content_stars = mean + user_bias + bias[at] + (user_star_factors * star_factors[at]).sum(1)
+    content_stars = pair_stars(mean, user_bias, user_star_factors, bias[at], star_factors[at])
     predictions = pd.DataFrame(
         {
             "rating": np.concatenate([rows["rating"], rows["rating"]]),
-            "prediction": np.concatenate([content_stars, mean + user_bias]).clip(
-                MIN_RATING, MAX_RATING
+            "prediction": np.concatenate(
+                [content_stars, (mean + user_bias).clip(MIN_RATING, MAX_RATING)]
             ),
             "model": [CONTENT_STARS] * len(rows) + [USER_BIAS] * len(rows),
         }
@@ -305,16 +305,27 @@ def new_slot_threshold(z_of_liked: np.ndarray, quantile: float) -> float:
     return float(np.quantile(z_of_liked, quantile)) if len(z_of_liked) else float("inf")
 
 
-def observed_bias_shift(
-    positions: np.ndarray, residuals: np.ndarray, movies: int, damping: float
+def pair_stars(
+    mean: float,
+    user_bias: np.ndarray,
+    user_factors: np.ndarray,
+    movie_bias: np.ndarray,
+    movie_factors: np.ndarray,
 ) -> np.ndarray:
-    """What a new movie's few ratings say about its bias: for each of `movies`, the sum
-    of its ratings' `residuals` (stars minus what its content predicts) over their count
-    plus `damping` pseudo-ratings at the prediction, the rating model's damped movie bias
-    on top of the content's (0 for a movie nobody rated)."""
-    sums = np.bincount(positions, weights=residuals, minlength=movies)
-    counts = np.bincount(positions, minlength=movies)
-    return sums / (counts + damping)
+    """The rating model's stars for pairs (row i: a user's terms and a movie's), in
+    [0.5, 5]."""
+    taste = np.einsum("ij,ij->i", user_factors, movie_factors)
+    return (mean + user_bias + movie_bias + taste).clip(MIN_RATING, MAX_RATING)
+
+
+def observed_bias_shift(
+    residual_sums: np.ndarray, counts: np.ndarray, damping: float
+) -> np.ndarray:
+    """What a new movie's few ratings say about its bias: the sum of their residuals
+    (stars minus what its content predicts) over their count plus `damping`
+    pseudo-ratings at the prediction, the rating model's damped movie bias on top of the
+    content's (0 for a movie nobody rated)."""
+    return residual_sums / (counts + damping)
 
 
 def audience_cuts(
@@ -374,22 +385,21 @@ def _shift_by_observed(
         return ObservedShift(np.zeros(len(new_ids)), 0)
     at = np.searchsorted(new_ids, rows["movieId"].to_numpy(np.int64))
     users = np.stack(rows["features"].to_numpy()).astype(np.float64)
-    predicted = (
-        rating.global_mean
-        + rows["bias"].fillna(0.0).to_numpy()
-        + bias[at]
-        + (users * star_factors[at]).sum(axis=1)
-    ).clip(MIN_RATING, MAX_RATING)
+    predicted = pair_stars(
+        rating.global_mean, rows["bias"].fillna(0.0).to_numpy(), users, bias[at], star_factors[at]
+    )
     residuals = rows["rating"].to_numpy(np.float64) - predicted
     damping = rating.params.bias_damping
+    sums = np.bincount(at, weights=residuals, minlength=len(new_ids))
+    counts = np.bincount(at, minlength=len(new_ids))
     # Leave one out: each rating against the shift its movie's other ratings give.
-    sums = np.bincount(at, weights=residuals, minlength=len(new_ids))[at]
-    counts = np.bincount(at, minlength=len(new_ids))[at]
-    others = counts > 1
+    others = counts[at] > 1
     left_out = residuals[others]
-    shifted = left_out - ((sums - residuals) / (counts - 1 + damping))[others]
+    shifted = left_out - observed_bias_shift(
+        sums[at][others] - left_out, counts[at][others] - 1, damping
+    )
     return ObservedShift(
-        observed_bias_shift(at, residuals, len(new_ids), damping),
+        observed_bias_shift(sums, counts, damping),
         len(rows),
         int(others.sum()),
         float(np.sqrt(np.mean(left_out**2))) if others.any() else float("nan"),

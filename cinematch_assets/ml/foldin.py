@@ -129,9 +129,11 @@ class RatingTerms:
             stars = np.asarray(user_factors, dtype=np.float32) @ items.T
         else:
             stars = np.zeros((users, len(items)), dtype=np.float32)
-        stars += (self.global_mean + np.asarray(self.item_bias, dtype=np.float64)).astype(np.float32)
+        movie_terms = self.global_mean + np.asarray(self.item_bias, dtype=np.float64)
+        stars += movie_terms.astype(np.float32)
         if user_bias is not None:
-            stars += np.nan_to_num(np.asarray(user_bias, dtype=np.float64)).astype(np.float32)[:, None]
+            user_terms = np.nan_to_num(np.asarray(user_bias, dtype=np.float64))
+            stars += user_terms.astype(np.float32)[:, None]
         return np.clip(stars, MIN_RATING, MAX_RATING, out=stars)
 
     def predict_block(
