@@ -203,6 +203,12 @@ def candidate_scoring(items, ranking, rating, rated, n: int, users: int) -> dict
 
 
 def run(args) -> dict:
+    """Every measure, on factors and files in a scratch folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="cinematch-bench-serving-") as scratch:
+        return measure(args, Path(scratch))
+
+
+def measure(args, scratch: Path) -> dict:
     from cinematch_assets.ml.ranking import RankingModel, RankingParams
     from cinematch_assets.ml.rating import RatingModel, RatingParams
     from cinematch_assets.ml.recommend import model_items, served_lists
@@ -212,7 +218,6 @@ def run(args) -> dict:
 
     resource = SparkResource()
     spark = resource.spark_session
-    scratch = Path(tempfile.mkdtemp(prefix="cinematch-bench-serving-"))
     users = synthetic_factors(spark, args.users, args.rank, 1, "userId").cache()
     items = synthetic_factors(spark, args.movies, args.rank, 100, "movieId").cache()
     rating_users = synthetic_factors(spark, args.users, args.rank, 200, "userId").cache()

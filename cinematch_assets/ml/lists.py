@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,18 +85,28 @@ class FactorRanker:
     def scores(self, block: UserBlock) -> ScoreRows:
         return dot_scores(block.factors, self.items, self.bias)
 
+    @cached_property
+    def _with_bias(self) -> np.ndarray:
+        """The movie factors with the bias as one more factor (1 for every user)."""
+        return self.items if self.bias is None else np.column_stack([self.items, self.bias])
+
+    @cached_property
+    def scale(self) -> ScoreScale:
+        """How its scores spread over the movies: computed once, not for every block (a
+        new user in the app is a block)."""
+        return ScoreScale.of(self._with_bias)
+
     def zscored(self, block: UserBlock) -> ScoreRows:
         """`scores` z-scored per user (as `zscore_rows` would), in closed form: a user's
         mean and spread over the movies come from the movies' mean and covariance
-        (`ScoreScale`), so the z-scores are one product with rescaled user factors, not
+        (`scale`), so the z-scores are one product with rescaled user factors, not
         passes over every user's row of scores."""
-        items, users = self.items, block.factors
-        if self.bias is not None:  # the bias as one more factor, 1 for every user
-            items = np.column_stack([items, self.bias])
+        users = block.factors
+        if self.bias is not None:
             users = np.column_stack([users, np.ones(len(users))])
-        centre, spread = ScoreScale.of(items).moments(users)
+        centre, spread = self.scale.moments(users)
         spread = np.where(spread > 0, spread, 1.0)  # no spread: every score is the mean, 0
-        scaled = dot_scores(users / spread[:, None], items)
+        scaled = dot_scores(users / spread[:, None], self._with_bias)
         offset = (centre / spread).astype(np.float32)
 
         def score(start: int, stop: int, out: np.ndarray) -> None:
@@ -429,10 +440,15 @@ class ModelItems:
         if self.new is None or self.new.slots <= 0 or not len(self.new.movie_ids):
             return None
         floor = self.policy.star_floor
-        return NewSlots(self.new, self.ranking_items, floor, shown)
+        return NewSlots(self.new, self._als, floor, shown)
+
+    @cached_property
+    def _als(self) -> FactorRanker:
+        """The ranking model's ranker, built once (it keeps its score scale)."""
+        return FactorRanker(self.movie_ids, self.ranking_items)
 
     def _base(self, ranker: str) -> FactorRanker | EaseRanker:
-        als = FactorRanker(self.movie_ids, self.ranking_items)
+        als = self._als
         if ranker != "ease":
             return als
         if self.ease is None:
@@ -620,12 +636,12 @@ class NewMovies:
 
 @dataclass(frozen=True)
 class NewSlots:
-    """How a list makes room for new movies: the candidates, the ranking model's factors
-    of the known movies (what a new movie's score is standardized against), the star
-    floor, and how many movies the list shows (the new ones take its last places)."""
+    """How a list makes room for new movies: the candidates, the ranking model over the
+    known movies (what a new movie's score is standardized against), the star floor,
+    and how many movies the list shows (the new ones take its last places)."""
 
     movies: NewMovies
-    known_items: np.ndarray
+    known: FactorRanker
     star_floor: float
     shown: int
 
@@ -686,10 +702,10 @@ def pick_new_movies(
     user terms with the new movies' terms) reach the star floor; `rated[u]` (positions
     among the new movies) are left out. The reason: of the user's liked movies, the
     closest to the new one in the ranking model's space."""
-    new, known = slots.movies, slots.known_items
+    new, known = slots.movies, slots.known.items
     terms = replace(rating, item_bias=new.rating_bias, item_factors=new.rating_items)
     bias, factors = block.star_bias, block.star_factors
-    scale = ScoreScale.of(known)
+    scale = slots.known.scale
     bar = new.bar()
 
     def score(start: int, stop: int, out: np.ndarray) -> None:

@@ -163,7 +163,7 @@ def recommend_candidates(
     every_id = np.concatenate([ids, new_ids])
     rank = max(ranker.rank for ranker in rankers.values())
     if new is not None:
-        rank = max(rank, new.known_items.shape[1])
+        rank = max(rank, new.known.rank)
     star_rank = 0 if stars is None else stars.item_factors.shape[1]
     # Two lists filled row by row in the same aggregation, so their orders match.
     rated = history.groupBy("userId").agg(
