@@ -244,7 +244,7 @@ class SharedSlices:
         self._slice: tuple[int, int] | None = None
         self._values: dict[Any, np.ndarray] = {}
         self._scores: dict[int, ScoreRows] = {}
-        self._buffers: dict[Any, np.ndarray] = {}  # reused: fresh arrays cost page faults
+        self._buffers: dict[int, np.ndarray] = {}  # reused: fresh arrays cost page faults
 
     def _begin(self, block: UserBlock) -> None:
         """Forget what was shared for another block."""
