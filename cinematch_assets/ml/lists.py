@@ -189,9 +189,10 @@ class EaseRanker:
     def explain(self, block: UserBlock, positions: np.ndarray) -> np.ndarray:
         index = self._index()
         liked_at, liked_by = block.liked()
+        starts = np.searchsorted(liked_by, np.arange(len(block) + 1))  # grouped by row
         why = np.full(positions.shape, -1, dtype=np.int64)
         for user in range(len(block)):
-            mine = liked_at[liked_by == user]
+            mine = liked_at[starts[user] : starts[user + 1]]
             mine = mine[index[mine] >= 0]
             shown = positions[user]
             covered = (shown >= 0) & (index[shown.clip(0)] >= 0)
