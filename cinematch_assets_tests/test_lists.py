@@ -333,10 +333,11 @@ def test_a_new_movie_goes_only_to_the_users_it_suits_best():
     known = RNG.normal(size=(MOVIES, RANK)).astype(np.float32)
     new = new_movies(threshold=-np.inf, slots=1, count=3)
     users = block([[u % MOVIES] for u in range(40)])
-    cuts = audience_cuts(users.factors, new.ranking_items, known, 0.25)
-    z = ScoreScale.of(known).standardize(users.factors, users.factors @ new.ranking_items.T)
+    scale = ScoreScale.of(known)
+    cuts = audience_cuts(users.factors, new.ranking_items, scale, 0.25)
+    z = scale.standardize(users.factors, users.factors @ new.ranking_items.T)
     np.testing.assert_allclose(cuts, np.quantile(z, 0.75, axis=0), rtol=1e-5)
-    assert np.isneginf(audience_cuts(users.factors, new.ranking_items, known, 1.0)).all()
+    assert np.isneginf(audience_cuts(users.factors, new.ranking_items, scale, 1.0)).all()
     items = ModelItems(
         np.arange(MOVIES), known, 0.1, 2.0, stars, popularity=np.zeros(MOVIES, np.float32),
         new=replace(new, audience=cuts.astype(np.float32)),

@@ -331,7 +331,7 @@ def observed_bias_shift(
 def audience_cuts(
     users: np.ndarray,
     new_items: np.ndarray,
-    known_items: np.ndarray,
+    scale: ScoreScale,
     share: float,
     *,
     block: int = 2_048,
@@ -339,11 +339,10 @@ def audience_cuts(
     """For each new movie, the z-score (on each user's own scale) that the `share` of
     `users` it suits best reach: a movie is offered to those users only, so that one
     new movie does not take the slots of most lists. -inf for every movie when `share`
-    is 1 or more (no cut)."""
+    is 1 or more (no cut). `scale`: the ranking model's over the known movies."""
     cuts = np.full(len(new_items), -np.inf)
     if share >= 1 or not len(users):
         return cuts
-    scale = ScoreScale.of(known_items)
     for start in range(0, len(new_items), block):
         items = new_items[start : start + block]
         z = scale.standardize(users, users @ items.T)
@@ -394,10 +393,8 @@ def _shift_by_observed(
     counts = np.bincount(at, minlength=len(new_ids))
     # Leave one out: each rating against the shift its movie's other ratings give.
     others = counts[at] > 1
-    left_out = residuals[others]
-    shifted = left_out - observed_bias_shift(
-        sums[at][others] - left_out, counts[at][others] - 1, damping
-    )
+    left_out, movie = residuals[others], at[others]
+    shifted = left_out - observed_bias_shift(sums[movie] - left_out, counts[movie] - 1, damping)
     return ObservedShift(
         observed_bias_shift(sums, counts, damping),
         len(rows),
@@ -432,6 +429,7 @@ def fit_new_movie_model(
         content, ranking, rating, regs=regs, tune_fraction=tune_fraction, seed=seed
     )
     known_ids, known_items, _ = item_matrix(ranking.items)
+    scale = ScoreScale.of(known_items)  # a user's own scale, for the cuts and the threshold
     new_ids = np.setdiff1d(content.movie_ids, known_ids)
     new_content = content.rows(new_ids)
     bias, star_factors = mapping.rating_terms(new_content)
@@ -451,7 +449,7 @@ def fit_new_movie_model(
             "ranking_features": list(factors),
             "rating_bias": bias.astype(np.float32),
             "rating_features": list(star_factors),
-            "audience_z": audience_cuts(sample, factors, known_items, audience_share),
+            "audience_z": audience_cuts(sample, factors, scale, audience_share),
         }
     )
 
@@ -470,5 +468,5 @@ def fit_new_movie_model(
         derived = mapping.ranking_without_tuning.predict(
             content.rows(liked["movieId"].to_numpy(np.int64))
         )
-        z = ScoreScale.of(known_items).standardize(users, (users * derived).sum(axis=1))
+        z = scale.standardize(users, (users * derived).sum(axis=1))
     return NewMovieModel(items, new_slot_threshold(z, quantile), mapping, len(z), shifted)
