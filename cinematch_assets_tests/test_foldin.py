@@ -117,6 +117,11 @@ def test_reason_is_the_most_similar_liked_movie():
     ]
     none = np.zeros(0, dtype=np.int64)
     assert reasons_by_similarity(items, np.array([[2]]), none, none).tolist() == [[-1]]
+    # New movies have their own table: positions in it, reasons among the known movies.
+    new = np.array([[0.2, 0.8], [0.8, 0.2]])
+    assert reasons_by_similarity(
+        items, np.array([[0, 1, -1]]), np.array([0, 1]), one, candidates=new
+    ).tolist() == [[1, 0, -1]]
 
 
 def test_block_reasons_match_a_brute_force_per_user():

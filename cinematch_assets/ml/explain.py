@@ -11,25 +11,37 @@ import numpy as np
 
 
 def reasons_by_similarity(
-    items: np.ndarray, recommended: np.ndarray, liked_at: np.ndarray, liked_by: np.ndarray
+    items: np.ndarray,
+    recommended: np.ndarray,
+    liked_at: np.ndarray,
+    liked_by: np.ndarray,
+    *,
+    candidates: np.ndarray | None = None,
 ) -> np.ndarray:
-    """For each user's recommended positions (users x n, -1 = none), the position among
-    the user's liked ones (`liked_at`, owned by row `liked_by`, grouped by row) whose
-    factor in `items` is most similar (cosine; the first such in the user's order); -1
-    when the user liked none."""
+    """For each user's recommended positions (users x n, -1 = none) in `candidates`
+    (default `items`: new movies have their own factor table), the position among the
+    user's liked ones (`liked_at` in `items`, owned by row `liked_by`, grouped by row)
+    whose factor is most similar (cosine; the first such in the user's order); -1 when
+    the user liked none."""
     why = np.full(recommended.shape, -1, dtype=np.int64)
     if len(liked_at) == 0 or items.shape[1] == 0:
         return why
-    norms = np.linalg.norm(items, axis=1, keepdims=True)
-    unit = items / np.where(norms > 0, norms, 1.0)
+    candidates = items if candidates is None else candidates
     rows = np.unique(liked_by)
     starts = np.searchsorted(liked_by, rows)
-    liked_unit = unit[liked_at]
+    # Only the rows compared are normalized: a block's few, not the whole catalog.
+    liked_unit = _unit(items[liked_at])
     for column in range(recommended.shape[1]):
-        similarity = np.einsum("ek,ek->e", liked_unit, unit[recommended[liked_by, column].clip(0)])
+        shown = _unit(candidates[recommended[liked_by, column].clip(0)])
+        similarity = np.einsum("ek,ek->e", liked_unit, shown)
         best = np.maximum.reduceat(similarity, starts)
         # The first liked movie (in the user's order) that reaches the best similarity.
         hits = np.where(similarity >= best[np.searchsorted(rows, liked_by)],
                         np.arange(len(liked_at)), len(liked_at))  # fmt: skip
         why[rows, column] = liked_at[np.minimum.reduceat(hits, starts)]
     return np.where(recommended >= 0, why, -1)
+
+
+def _unit(factors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    return factors / np.where(norms > 0, norms, 1.0)

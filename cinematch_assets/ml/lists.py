@@ -722,8 +722,9 @@ def pick_new_movies(
         score, len(block), len(new.movie_ids), max(new.slots, 0), exclude=rated
     )
     stars = terms.predict_block(bias, factors, positions)
-    shifted = np.where(positions >= 0, positions + len(known), -1)
-    reasons = reasons_by_similarity(np.vstack([known, new.ranking_items]), shifted, *block.liked())
+    reasons = reasons_by_similarity(
+        known, positions, *block.liked(), candidates=new.ranking_items
+    )
     return NewPicks(positions, scores, stars, reasons)
 
 
