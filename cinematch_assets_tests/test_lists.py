@@ -175,6 +175,13 @@ def test_candidates_scored_together_equal_each_scored_alone():
         np.testing.assert_array_equal(shared.positions, alone.positions)
         np.testing.assert_allclose(shared.scores, alone.scores, rtol=1e-6)
         np.testing.assert_array_equal(shared.reasons, alone.reasons)
+    # Scored without reasons (the champion's and the evaluation's candidate tables).
+    unexplained = build_lists_each(users, items.rankers(policies), 12, stars, explain=False)
+    for policy in policies:
+        np.testing.assert_array_equal(
+            unexplained[policy.name].positions, together[policy.name].positions
+        )
+        assert (unexplained[policy.name].reasons == -1).all()
 
 
 def test_discovery_on_a_served_list_is_the_served_order_with_a_larger_penalty():

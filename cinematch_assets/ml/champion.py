@@ -55,7 +55,7 @@ def score_policies(
     rankers = items.rankers(policies)
     users = ranking.users.join(users.select("userId").distinct(), "userId")
     lists = recommend_candidates(
-        rankers, users, history, k, stars=items.rating, star_users=rating.users
+        rankers, users, history, k, stars=items.rating, star_users=rating.users, explain=False
     ).cache()
     accuracy = ranking_metrics_by(lists, relevant, k=k, by="candidate")
     exposure = exposure_metrics_by(

@@ -154,9 +154,11 @@ def recommend_candidates(
     stars: RatingTerms | None = None,
     star_users: DataFrame | None = None,
     new: NewSlots | None = None,
+    explain: bool = True,
 ) -> DataFrame:
     """`recommend` for several rankers of the same movies at once (one pass over the
-    users): LIST_SCHEMA rows with a `candidate` column naming the ranker."""
+    users): LIST_SCHEMA rows with a `candidate` column naming the ranker; without
+    `explain`, no reasons (null)."""
     first = next(iter(rankers.values()))
     ids = first.movie_ids
     new_ids = np.zeros(0, np.int64) if new is None else new.movies.movie_ids
@@ -205,7 +207,9 @@ def recommend_candidates(
                 at_new = position_of(new_ids, movies)
                 rated_new = np.split(at_new, np.cumsum(np.bincount(owners, minlength=len(block))))
                 rated_new = [r[r >= 0] for r in rated_new[: len(block)]]
-            built = build_lists_each(block, rankers, n, stars, new=new, rated_new=rated_new)
+            built = build_lists_each(
+                block, rankers, n, stars, new=new, rated_new=rated_new, explain=explain
+            )
             for name, lists in built.items():
                 yield _rows(block, lists, every_id, n, name)
 
