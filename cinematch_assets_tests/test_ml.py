@@ -150,6 +150,22 @@ def test_top_n_ties_and_short_lists():
     assert np.isneginf(scores[0, 2:]).all()
 
 
+@pytest.mark.parametrize("n_items", [300, 5000])
+def test_top_n_of_rows_with_few_finite_scores(n_items):
+    """-inf is never shown: a row with fewer finite scores than n (new movies that clear
+    no bar) gets them and then -1, an all -inf row gets -1 only."""
+    rows = np.full((3, n_items), -np.inf, dtype=np.float32)
+    rows[0, [7, n_items - 1]] = [1.0, 2.0]
+
+    def score(start, stop, out):
+        out[:] = rows[start:stop]
+
+    positions, scores = top_n(score, 3, n_items, 3)
+    assert positions.tolist() == [[n_items - 1, 7, -1], [-1] * 3, [-1] * 3]
+    assert scores[0, :2].tolist() == [2.0, 1.0] and np.isneginf(scores[0, 2])
+    assert np.isneginf(scores[1:]).all()
+
+
 def test_positions_in_skips_unknown_ids():
     ids = np.array([3, 7, 9])
     assert list(positions_in(ids, np.array([9, 4, 3, 100]))) == [2, 0]

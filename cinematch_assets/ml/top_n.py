@@ -115,7 +115,7 @@ def _best_in_block(block: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray
     else:
         # The take-th largest per row, in linear time (a partition, not a full sort).
         kth = np.partition(block, n_items - take, axis=1)[:, n_items - take]
-        rows, cols = np.nonzero(block >= kth[:, None])
+        rows, cols = np.nonzero(block >= _finite(kth)[:, None])
     values = block[rows, cols]
     order = np.lexsort((cols, -values, rows))
     rows, cols, values = rows[order], cols[order], values[order]
@@ -135,7 +135,7 @@ def _candidates(block: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray]:
     width = -(-n_items // CHUNKS)
     starts = np.arange(0, n_items, width)
     maxima = np.maximum.reduceat(block, starts, axis=1)
-    bound = np.partition(maxima, len(starts) - take, axis=1)[:, len(starts) - take]
+    bound = _finite(np.partition(maxima, len(starts) - take, axis=1)[:, len(starts) - take])
     rows, hits = np.nonzero(maxima >= bound[:, None])
     cols = starts[hits][:, None] + np.arange(width)
     rows = np.broadcast_to(rows[:, None], cols.shape)
@@ -143,6 +143,13 @@ def _candidates(block: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = rows[inside], cols[inside]
     reached = block[rows, cols] >= bound[rows]
     return rows[reached], cols[reached]
+
+
+def _finite(bound: np.ndarray) -> np.ndarray:
+    """A row's bound, raised to the lowest finite score: -inf is never shown, and a row
+    with fewer than n finite scores (new movies that clear no bar) would otherwise sort
+    every one of its -inf entries."""
+    return np.maximum(bound, np.finfo(bound.dtype).min)
 
 
 def _rank_within_rows(rows: np.ndarray) -> np.ndarray:
