@@ -29,11 +29,12 @@ def reasons_by_similarity(
     candidates = items if candidates is None else candidates
     rows = np.unique(liked_by)
     starts = np.searchsorted(liked_by, rows)
-    # Only the rows compared are normalized: a block's few, not the whole catalog.
+    # Only the rows compared are normalized, each once: not the whole catalog per call.
     liked_unit = _unit(items[liked_at])
+    shown_unit = _unit(candidates[recommended.clip(0)].reshape(-1, items.shape[1]))
+    shown_unit = shown_unit.reshape(*recommended.shape, items.shape[1])
     for column in range(recommended.shape[1]):
-        shown = _unit(candidates[recommended[liked_by, column].clip(0)])
-        similarity = np.einsum("ek,ek->e", liked_unit, shown)
+        similarity = np.einsum("ek,ek->e", liked_unit, shown_unit[liked_by, column])
         best = np.maximum.reduceat(similarity, starts)
         # The first liked movie (in the user's order) that reaches the best similarity.
         hits = np.where(similarity >= best[np.searchsorted(rows, liked_by)],
