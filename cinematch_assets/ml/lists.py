@@ -743,9 +743,7 @@ def pick_new_movies(
         score, len(block), len(new.movie_ids), max(new.slots, 0), exclude=rated
     )
     stars = terms.predict_block(bias, factors, positions)
-    reasons = reasons_by_similarity(
-        known, positions, *block.liked(), candidates=new.ranking_items
-    )
+    reasons = reasons_by_similarity(known, positions, *block.liked(), candidates=new.ranking_items)
     return NewPicks(positions, scores, stars, reasons)
 
 
