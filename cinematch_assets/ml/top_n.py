@@ -82,10 +82,10 @@ def top_n_each(
                 block[left_out] = -np.inf
             rows, cols, values = _best_in_block(block, take)
             positions, best = out[key]
-            positions[start + rows, _rank_within_rows(rows)] = np.where(
-                np.isfinite(values), cols, -1
-            )
-            best[start + rows, _rank_within_rows(rows)] = values
+            # Only finite scores come back (see _finite): the rest stay -1 / -inf.
+            at = _rank_within_rows(rows)
+            positions[start + rows, at] = cols
+            best[start + rows, at] = values
     return out
 
 
