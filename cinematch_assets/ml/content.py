@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cinematch_assets import keys
+from cinematch_assets.ml.explain import unit_rows
 
 NO_GENRES = "(no genres listed)"
 UNKNOWN_DECADE = "decade:unknown"
@@ -49,11 +50,6 @@ class ContentVectors:
     def part(self, name: str) -> np.ndarray:
         """The columns of one part ("genre", "tag", ...)."""
         return np.array([n.startswith(f"{name}:") for n in self.names])
-
-
-def _unit_rows(block: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(block, axis=1, keepdims=True)
-    return np.divide(block, norms, out=np.zeros_like(block), where=norms > 0)
 
 
 def _one_hot(labels: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
@@ -95,7 +91,7 @@ def content_vectors(
     decades = movies["release_year"].map(_decade)
     decade_names = sorted(set(decades) - {UNKNOWN_DECADE})
     parts = [
-        (_unit_rows(_one_hot(movies["genres"], genres)), [f"genre:{g}" for g in genres]),
+        (unit_rows(_one_hot(movies["genres"], genres)), [f"genre:{g}" for g in genres]),
         (_one_hot(decades.map(lambda d: [d]), decade_names), decade_names),
     ]
 
@@ -111,7 +107,7 @@ def content_vectors(
         block = np.zeros((n, len(kept)), dtype=np.float32)
         block[rows, cols] = np.log1p(used["users"].to_numpy(np.float32))
         block *= np.log(max(n, 1) / kept.to_numpy(np.float32))
-        parts.append((_unit_rows(block), [f"tag:{t}" for t in kept.index]))
+        parts.append((unit_rows(block), [f"tag:{t}" for t in kept.index]))
 
     genome = genome[genome["movieId"].isin(ids)]
     if len(genome):
@@ -120,7 +116,7 @@ def content_vectors(
         centred = (wide - wide.mean()).to_numpy(np.float32)
         block = np.zeros((n, wide.shape[1]), dtype=np.float32)
         block[np.searchsorted(ids, wide.index.to_numpy(np.int64))] = centred
-        parts.append((_unit_rows(block), [f"genome:{t}" for t in wide.columns]))
+        parts.append((unit_rows(block), [f"genome:{t}" for t in wide.columns]))
 
     matrix = np.hstack([block for block, _ in parts]).astype(np.float32)
     names = [name for _, part_names in parts for name in part_names]

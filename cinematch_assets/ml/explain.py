@@ -30,8 +30,8 @@ def reasons_by_similarity(
     rows = np.unique(liked_by)
     starts = np.searchsorted(liked_by, rows)
     # Only the rows compared are normalized, each once: not the whole catalog per call.
-    liked_unit = _unit(items[liked_at])
-    shown_unit = _unit(candidates[recommended.clip(0)].reshape(-1, items.shape[1]))
+    liked_unit = unit_rows(items[liked_at])
+    shown_unit = unit_rows(candidates[recommended.clip(0)].reshape(-1, items.shape[1]))
     shown_unit = shown_unit.reshape(*recommended.shape, items.shape[1])
     for column in range(recommended.shape[1]):
         similarity = np.einsum("ek,ek->e", liked_unit, shown_unit[liked_by, column])
@@ -43,6 +43,7 @@ def reasons_by_similarity(
     return np.where(recommended >= 0, why, -1)
 
 
-def _unit(factors: np.ndarray) -> np.ndarray:
+def unit_rows(factors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a row of zeros stays zeros)."""
     norms = np.linalg.norm(factors, axis=1, keepdims=True)
     return factors / np.where(norms > 0, norms, 1.0)
