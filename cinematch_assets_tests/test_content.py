@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cinematch_assets.ml.cold import _top_k, _top_k_by_block, observed_bias_shift
+from cinematch_assets.ml.cold import (
+    _top_k,
+    _top_k_by_block,
+    audience_cuts,
+    fill_bar,
+    new_slot_threshold,
+    observed_bias_shift,
+)
 from cinematch_assets.ml.content import (
     ContentVectors,
     content_vectors,
@@ -16,6 +23,7 @@ from cinematch_assets.ml.content import (
     held_out_mask,
     tune_ridge,
 )
+from cinematch_assets.ml.lists import ScoreScale
 
 MOVIES = pd.DataFrame(
     {
@@ -132,3 +140,38 @@ def test_a_new_movies_few_ratings_move_its_bias_like_a_damped_mean():
     sums, counts = np.array([2.0, 0.0, -3.0, 6.4, 0.0]), np.array([2, 0, 1, 8, 0])
     shift = observed_bias_shift(sums, counts, damping=2.0)
     np.testing.assert_allclose(shift, [0.5, 0.0, -1.0, 0.64, 0.0])
+
+
+def test_the_liked_bar_weighs_each_held_out_movie_the_same():
+    """A blockbuster liked by 99 users at z 5 and nine small movies liked once each at z
+    0.1 to 0.9: weighed by pairs the blockbuster sets the bar, weighed by movie the small
+    ones do (each movie a tenth of the weight: the 45th percentile is the fifth smallest
+    movie's score)."""
+    z = np.concatenate([np.full(99, 5.0), np.arange(1, 10) / 10])
+    movies = np.concatenate([np.zeros(99, np.int64), np.arange(1, 10)])
+    assert np.quantile(z, 0.5) == 5.0
+    assert new_slot_threshold(z, movies, 0.45) == pytest.approx(0.5)
+    assert new_slot_threshold(z, movies, 0.95) == 5.0
+    # Nothing learned from: no movie takes a slot.
+    assert new_slot_threshold(np.array([np.nan]), np.array([1]), 0.5) == np.inf
+
+
+def test_the_fill_bar_lets_new_movies_take_at_most_their_share_of_the_slots():
+    """Over every user's slots, the share of (user, slot) pairs a new movie can take
+    above the bar is at most `share`, and the best-matched pairs are the ones kept; a
+    movie below a user's audience cut never counts."""
+    rng = np.random.default_rng(3)
+    known = rng.normal(size=(50, 4)).astype(np.float32)
+    new = rng.normal(size=(30, 4)).astype(np.float32)
+    users = rng.normal(size=(200, 4)).astype(np.float32)
+    scale = ScoreScale.of(known)
+    z = scale.standardize(users, users @ new.T)
+    audience = audience_cuts(users, new, scale, 0.2)
+    eligible = np.where(z >= audience, z, -np.inf)
+    for share in (0.1, 0.3, 0.5):
+        bar = fill_bar(users, new, scale, audience, 2, share, block=7)
+        taken = np.minimum((eligible >= bar).sum(axis=1), 2).sum()
+        assert share * 400 - 2 <= taken <= share * 400
+    # No cap, or no slot: nothing raises the threshold.
+    assert fill_bar(users, new, scale, audience, 2, 1.0) == -np.inf
+    assert fill_bar(users, new, scale, audience, 0, 0.3) == -np.inf

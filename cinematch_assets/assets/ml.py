@@ -599,14 +599,21 @@ class ContentModelConfig(Config):
         default=0.1, description="Share of the known movies held out to tune the ridge."
     )
     threshold_quantile: float = Field(
-        default=0.95,
+        default=0.75,
         description="A new movie takes a slot when its score, on the user's scale, reaches "
-        "this quantile of what held-out movies scored for the users who liked them (0.95: "
-        "as well matched as the best-matched twentieth of the new movies people liked).",
+        "this quantile of what held-out movies scored for the users who liked them, each "
+        "movie weighing the same (0.75: as well matched as the best-matched quarter of the "
+        "new movies people liked).",
     )
     new_slots: int = Field(
         default=2,
         description="Places of the shown list a new movie may take (0: no new movies).",
+    )
+    fill_share: float = Field(
+        default=0.3,
+        description="New movies fill at most this share of all the new slots, the "
+        "best-matched first (the threshold is raised until they do; 1: no cap): each one "
+        "pushes a known movie out of the shown list.",
     )
     audience_share: float = Field(
         default=0.1,
@@ -660,6 +667,8 @@ def content_model(
         seed=config.seed,
         observed=ratings.select("userId", "movieId", "rating"),
         audience_share=config.audience_share,
+        slots=config.new_slots,
+        fill_share=config.fill_share,
     )
     searches = model.mapping.searches
     row = {
@@ -667,7 +676,10 @@ def content_model(
         "ranking_reg": searches["ranking"].best,
         "rating_reg": searches["rating"].best,
         "threshold": model.threshold,
+        "liked_bar": model.liked_bar,
+        "fill_bar": model.fill_bar,
         "new_slots": config.new_slots,
+        "fill_share": config.fill_share,
         "audience_share": config.audience_share,
         "ranking_rank": ranking.params.rank,
         "rating_rank": rating.params.rank,

@@ -287,22 +287,35 @@ def cold_movie_evaluation(
 class NewMovieModel:
     """The final models' new movies: `items` (movieId, ranking_features, rating_bias,
     rating_features) for every movie with content that the models do not know, the
-    mapping's searches, the score threshold of a new slot, and what the new movies' own
-    ratings did to their rating bias."""
+    mapping's searches, the score threshold of a new slot (the higher of the two bars:
+    how well liked held-out movies matched, and how many slots new movies may fill), and
+    what the new movies' own ratings did to their rating bias."""
 
     items: pd.DataFrame
-    threshold: float
+    liked_bar: float
+    fill_bar: float
     mapping: ContentMapping
     liked_pairs: int
     observed: ObservedShift
 
+    @property
+    def threshold(self) -> float:
+        return max(self.liked_bar, self.fill_bar)
 
-def new_slot_threshold(z_of_liked: np.ndarray, quantile: float) -> float:
-    """The z-score a new movie must reach to take a slot: the `quantile` of the scores
-    held-out movies reached for the users who went on to like them (so a shown new movie
-    scores like the new movies people liked); +inf when there is nothing to learn from."""
-    z_of_liked = z_of_liked[np.isfinite(z_of_liked)]
-    return float(np.quantile(z_of_liked, quantile)) if len(z_of_liked) else float("inf")
+
+def new_slot_threshold(z_of_liked: np.ndarray, movies: np.ndarray, quantile: float) -> float:
+    """The `quantile` of the z-scores held-out movies reached for the users who went on to
+    like them (`movies[i]`: whose pair `z_of_liked[i]` is), each movie weighing the same
+    however many liked it: so a shown new movie matches like the new movies people liked.
+    Weighed by pairs, the few held-out blockbusters set the bar, and a new movie, little
+    rated by definition, never reached it. +inf when there is nothing to learn from."""
+    finite = np.isfinite(z_of_liked)
+    z_of_liked, movies = z_of_liked[finite], movies[finite]
+    if not len(z_of_liked):
+        return float("inf")
+    _, movie, likers = np.unique(movies, return_inverse=True, return_counts=True)
+    weights = 1.0 / likers[movie]
+    return float(np.quantile(z_of_liked, quantile, weights=weights, method="inverted_cdf"))
 
 
 def pair_stars(
@@ -348,6 +361,35 @@ def audience_cuts(
         z = scale.standardize(users, users @ items.T)
         cuts[start : start + len(items)] = np.nanquantile(z, 1 - share, axis=0)
     return cuts
+
+
+def fill_bar(
+    users: np.ndarray,
+    new_items: np.ndarray,
+    scale: ScoreScale,
+    audience: np.ndarray,
+    slots: int,
+    share: float,
+    *,
+    block: int = 2_048,
+) -> float:
+    """The z-score above which new movies fill at most `share` of the `users`' `slots`
+    new slots each, the best-matched first: every slot a new movie takes pushes a known
+    movie out of the shown list, so this caps what the new movies cost the known ones.
+    `audience`: each movie's cut (`audience_cuts`); the star floor, left out here, only
+    takes slots away. -inf when `share` is 1 or more (no cap)."""
+    if share >= 1 or slots <= 0 or not len(users) or not len(new_items):
+        return float("-inf")
+    best = np.full((len(users), slots), -np.inf)
+    for start in range(0, len(new_items), block):
+        items = new_items[start : start + block]
+        z = scale.standardize(users, users @ items.T)
+        z = np.where(z >= audience[start : start + len(items)], z, -np.inf)
+        best = -np.partition(-np.hstack([best, z]), slots - 1, axis=1)[:, :slots]
+    taken = np.sort(best.ravel())[::-1]
+    allowed = int(share * len(taken))
+    # Strictly above the first score past the cap: a tie cannot let more through.
+    return float(np.nextafter(taken[allowed], np.inf)) if allowed < len(taken) else float("-inf")
 
 
 @dataclass(frozen=True)
@@ -417,14 +459,18 @@ def fit_new_movie_model(
     observed: DataFrame | None = None,
     audience_share: float = 1.0,
     audience_users: int = 10_000,
+    slots: int = 2,
+    fill_share: float = 1.0,
 ) -> NewMovieModel:
     """Map content into the final models (`fit_content_mapping`) and place every movie
     they do not know; with `observed` (userId, movieId, rating: every rating, e.g. Silver)
     the few ratings a new movie has move its rating bias from the content's guess
     (`observed_bias_shift`). The slot threshold comes from the movies held out of the
     mapping's tuning: their content-derived factors, z-scored for the users who liked
-    them in training (`train`), never the test split. Each movie's audience cut
-    (`audience_cuts`) is measured on a seeded sample of up to `audience_users` users."""
+    them in training (`train`), never the test split; it is raised, when needed, so that
+    new movies fill at most `fill_share` of the `slots` new slots (`fill_bar`). Each
+    movie's audience cut (`audience_cuts`) and the fill are measured on a seeded sample
+    of up to `audience_users` users."""
     mapping = fit_content_mapping(
         content, ranking, rating, regs=regs, tune_fraction=tune_fraction, seed=seed
     )
@@ -439,17 +485,18 @@ def fit_new_movie_model(
     bias = bias + shifted.shift
     factors = mapping.ranking_factors(new_content)
     sample = np.zeros((0, known_items.shape[1]), np.float32)
-    if audience_share < 1 and len(new_ids):
+    if (audience_share < 1 or fill_share < 1) and len(new_ids):
         rows = ranking.users.select("features").orderBy(F.rand(seed)).limit(audience_users)
         if len(found := rows.toPandas()):
             sample = np.stack(found["features"].to_numpy()).astype(np.float32)
+    audience = audience_cuts(sample, factors, scale, audience_share)
     items = pd.DataFrame(
         {
             "movieId": new_ids.astype(np.int32),
             "ranking_features": list(factors),
             "rating_bias": bias.astype(np.float32),
             "rating_features": list(star_factors),
-            "audience_z": audience_cuts(sample, factors, scale, audience_share),
+            "audience_z": audience,
         }
     )
 
@@ -462,11 +509,16 @@ def fit_new_movie_model(
         .join(ranking.users.select("userId", "features"), "userId")
         .toPandas()
     )
-    z = np.zeros(0)
+    z, movies = np.zeros(0), liked["movieId"].to_numpy(np.int64)
     if len(liked):
         users = np.stack(liked["features"].to_numpy()).astype(np.float32)
-        derived = mapping.ranking_without_tuning.predict(
-            content.rows(liked["movieId"].to_numpy(np.int64))
-        )
+        derived = mapping.ranking_without_tuning.predict(content.rows(movies))
         z = scale.standardize(users, (users * derived).sum(axis=1))
-    return NewMovieModel(items, new_slot_threshold(z, quantile), mapping, len(z), shifted)
+    return NewMovieModel(
+        items,
+        new_slot_threshold(z, movies, quantile),
+        fill_bar(sample, factors, scale, audience, slots, fill_share),
+        mapping,
+        len(z),
+        shifted,
+    )
