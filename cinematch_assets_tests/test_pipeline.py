@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from cinematch_assets.assets.serving import served_items
 from cinematch_assets.definitions import all_assets
 from cinematch_assets.ml import artifacts, cold
 from cinematch_assets.ml.lists import ModelItems, ScoreScale
-from cinematch_assets.ml.recommend import served_lists
+from cinematch_assets.ml.recommend import served_lists, without_new_movies
 from cinematch_assets.ml.top_n import dot_scores, top_n
 from cinematch_assets.sources.synthetic import GENRES, SyntheticSpec, planted_model
 from cinematch_assets.storage import serving_files as files
@@ -307,6 +308,24 @@ def test_the_evaluation_scores_the_served_lists(synthetic_models_run):
         evaluated[served.columns].sort_values(order).reset_index(drop=True),
     )
     assert len(evaluated) == 10 * test_users.count()
+
+
+def test_lists_past_the_new_slots_hold_the_lists_without_new_movies(synthetic_models_run):
+    """The evaluation scores the served order without new movies from the served lists
+    themselves, run two places past 10: the same lists as a pass without new movies."""
+    _, _, lakehouse, _ = synthetic_models_run
+    items, ranking, rating = served_items(lakehouse)
+    users = ranking.users.join(lakehouse.read(keys.TEST).select("userId").distinct(), "userId")
+    train = lakehouse.read(keys.TRAIN).select("userId", "movieId", "rating")
+    longer = served_lists(items, users, rating.users, train, 10 + items.new.slots)
+    assert longer.filter("new").count() > 0  # some lists had new movies to take out
+    plain = served_lists(replace(items, new=None), users, rating.users, train, 10).toPandas()
+    taken_out = without_new_movies(longer, 10).toPandas()
+    order = ["userId", "rank"]
+    pd.testing.assert_frame_equal(
+        plain.sort_values(order).reset_index(drop=True),
+        taken_out[plain.columns].sort_values(order).reset_index(drop=True),
+    )
 
 
 def test_every_path_follows_the_data_root(synthetic_models_run):

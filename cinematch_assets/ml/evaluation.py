@@ -43,7 +43,12 @@ from cinematch_assets.ml.rating import (
     fit_rating_model,
     predict,
 )
-from cinematch_assets.ml.recommend import most_popular, served_lists, unseen_lists
+from cinematch_assets.ml.recommend import (
+    most_popular,
+    served_lists,
+    unseen_lists,
+    without_new_movies,
+)
 from cinematch_assets.ml.tuning import concurrently
 
 Role = Literal["model", "baseline", "ablation", "candidate", "discovery", "cold"]
@@ -210,8 +215,12 @@ def evaluate_models(
     users = test.select("userId").distinct().cache()
     relevant = relevant_rows(test).cache()
     # What users are shown, with the training ratings left out: the list the app serves.
+    # It runs past k by the new slots, so the same pass gives the lists without them.
     test_users = ranking.model.users.join(users, "userId")
-    recommendations = served_lists(items, test_users, rating.model.users, seen, k).cache()
+    slots = items.new_slots(k)
+    extra = 0 if slots is None else slots.movies.slots
+    served = served_lists(items, test_users, rating.model.users, seen, k + extra).cache()
+    recommendations = served.filter(F.col("rank") <= k).cache()
 
     def by_stars(model: RatingModel) -> Callable[[], DataFrame]:
         return lambda: unseen_lists(model, users, seen, k, bias="bias")
@@ -224,16 +233,8 @@ def evaluate_models(
         Entry(ARTICLE_VARIANT, "baseline", stars=article),
         Entry(SERVED, "model", lists=lambda: recommendations),
         *(
-            [
-                Entry(
-                    SERVED_KNOWN,
-                    "baseline",
-                    lists=lambda: served_lists(
-                        replace(items, new=None), test_users, rating.model.users, seen, k
-                    ),
-                )
-            ]
-            if items.new_slots(k) is not None
+            [Entry(SERVED_KNOWN, "baseline", lists=lambda: without_new_movies(served, k))]
+            if slots is not None
             else []
         ),
         Entry(MOST_POPULAR, "baseline", lists=lambda: most_popular(train, users, seen, k)),
@@ -281,6 +282,7 @@ def evaluate_models(
             test_predictions(test, ablated_stars, fallback=biases)
         )
     scores = concurrently(scorings, parallelism)
+    served.unpersist()  # its places past k were for the lists without new movies
     stars = scores.pop("stars") | scores.pop("ablated stars", {})
     candidate_scores = scores.pop("candidates")
     rows = [

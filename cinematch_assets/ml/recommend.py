@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cinematch_assets.conventions import SHOWN
@@ -236,6 +236,19 @@ def served_lists(
         stars=items.rating,
         star_users=rating_users,
         new=items.new_slots(shown),
+    )
+
+
+def without_new_movies(lists: DataFrame, n: int) -> DataFrame:
+    """The known movies of served `lists` (LIST_SCHEMA, `new` marking new movies) in
+    their order, ranked 1..n again: the served order's lists without new slots, when
+    `lists` runs as many places past `n` as a list has new slots (a new movie only
+    pushes known ones down). The scoring pass over the users is not repeated."""
+    order = Window.partitionBy("userId").orderBy("rank")
+    return (
+        lists.filter(~F.col("new"))
+        .withColumn("rank", F.row_number().over(order))
+        .filter(F.col("rank") <= n)
     )
 
 
