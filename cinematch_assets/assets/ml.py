@@ -633,7 +633,9 @@ class ContentModelConfig(Config):
             description="The hybrid model for new movies: ridge regressions from content "
             "vectors to the ranking model's movie factors and the rating model's movie bias "
             "and factors (regularizations tuned on held-out known movies), the score a new "
-            "movie must reach to take a slot, and how many slots.",
+            "movie must reach to take a slot (the higher of the liked bar, from held-out "
+            "movies, and the fill bar, from the slots new movies may fill), and how many "
+            "slots.",
             **ML,
         ),
         "items": AssetOut(
