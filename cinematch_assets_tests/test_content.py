@@ -175,3 +175,7 @@ def test_the_fill_bar_lets_new_movies_take_at_most_their_share_of_the_slots():
     # No cap, or no slot: nothing raises the threshold.
     assert fill_bar(users, new, scale, audience, 2, 1.0) == -np.inf
     assert fill_bar(users, new, scale, audience, 0, 0.3) == -np.inf
+    # None: no new movie passes; a negative share is a mistake, said so.
+    assert not (eligible >= fill_bar(users, new, scale, audience, 2, 0.0)).any()
+    with pytest.raises(ValueError, match="0 or more"):
+        fill_bar(users, new, scale, audience, 2, -0.1)

@@ -378,6 +378,8 @@ def fill_bar(
     movie out of the shown list, so this caps what the new movies cost the known ones.
     `audience`: each movie's cut (`audience_cuts`); the star floor, left out here, only
     takes slots away. -inf when `share` is 1 or more (no cap)."""
+    if share < 0:
+        raise ValueError(f"the share of the new slots to fill must be 0 or more, not {share}")
     if share >= 1 or slots <= 0 or not len(users) or not len(new_items):
         return float("-inf")
     best = np.full((len(users), slots), -np.inf)
