@@ -2,7 +2,10 @@
 beside the app because it measures both: the library never imports the app.
 
 Synthetic factors of the models' shape (both rank `--rank`) for `--users` users and
-`--movies` movies, with `--rated` ratings per user as the already-rated set. Measured:
+`--movies` movies, with `--rated` ratings per user as the already-rated set, and
+`--new-movies` movies the models do not know, placed as content places them (shorter
+factors) with the slot threshold the content model would set (`cold.fill_bar` over the
+audience cuts). Measured:
 
 - the serving scoring (`served_lists`: top-n with rated movies excluded, the rating
   model's stars and the reason) against Spark's `ALSModel.recommendForAllUsers` on
@@ -13,8 +16,8 @@ Synthetic factors of the models' shape (both rank `--rank`) for `--users` users 
 - the app, in a fresh process: cold start (imports, artifact loads and a first render
   through Streamlit's AppTest), user lookup and new-user fold-in latencies, peak memory.
 
-    python -m app.benchmark                  # 330k users x 86k movies
-    python -m app.benchmark --users 30000 --movies 10000
+    python -m app.benchmark                  # 330k users x 73k movies + 13k new ones
+    python -m app.benchmark --users 30000 --movies 10000 --new-movies 2000
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,25 +85,53 @@ def als_model_with(spark, users, items, rank: int, scratch: Path):
     return ALSModel.load(str(path))
 
 
+def content_placed(users, known, count: int):
+    """`count` new movies (ids after the `known` ModelItems' ones), with factors a third
+    as long as the known ones' (content maps to shrunken factors), their audience cuts and
+    the slot threshold the content model's fill bar gives, over a sample of `users`."""
+    from cinematch_assets.ml.cold import audience_cuts, fill_bar
+    from cinematch_assets.ml.lists import NewMovies, ScoreScale
+
+    rng = np.random.default_rng(400)
+    rank, star_rank = known.ranking_items.shape[1], known.rating.item_factors.shape[1]
+    placed = rng.normal(0, 0.1, (count, rank)).astype(np.float32)
+    sample = users.select("features").limit(10_000).toPandas()
+    sample = np.stack(sample["features"].to_numpy()).astype(np.float32)
+    scale = ScoreScale.of(known.ranking_items)
+    audience = audience_cuts(sample, placed, scale, 0.1)
+    first = int(known.movie_ids.max()) + 1
+    return NewMovies(
+        movie_ids=np.arange(first, first + count, dtype=np.int64),
+        ranking_items=placed,
+        rating_bias=rng.normal(0, 0.1, count).astype(np.float32),
+        rating_items=rng.normal(0, 0.1, (count, star_rank)).astype(np.float32),
+        threshold=fill_bar(sample, placed, scale, audience, 2, 0.3),
+        slots=2,
+        audience=audience.astype(np.float32),
+    )
+
+
 def timed(action) -> float:
     started = time.perf_counter()
     action()
     return round(time.perf_counter() - started, 1)
 
 
-def write_app_artifacts(spark, home: Path, ranking, rating, rated, movies: int):
-    """The catalog, profiles and fold-in file the app loads, as the serving assets write
-    them (the recommendations are written by the caller)."""
+def write_app_artifacts(spark, home: Path, movie_side, rated):
+    """The catalog (every movie of `movie_side`, new ones included), profiles and fold-in
+    file the app loads, as the serving assets write them (the recommendations are
+    written by the caller)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
 
-    from cinematch_assets.ml.recommend import model_items
     from cinematch_assets.storage import serving_files as files
     from cinematch_assets.transforms.serving import user_profiles
 
     genres = np.array(["Action", "Comedy", "Drama", "Romance", "Sci-Fi", "Thriller"])
-    ids = np.arange(1, movies + 1)
+    new = movie_side.new
+    ids = np.concatenate([movie_side.movie_ids, [] if new is None else new.movie_ids])
+    ids = ids.astype(np.int64)
     counts = rated.groupBy("movieId").agg(F.count("*").alias("n"), F.avg("rating").alias("a"))
     stats = counts.toPandas().set_index("movieId").reindex(ids)
     catalog = pa.table(
@@ -120,7 +152,7 @@ def write_app_artifacts(spark, home: Path, ranking, rating, rated, movies: int):
     files.serving_root(home).mkdir(parents=True, exist_ok=True)
     pq.write_table(catalog, files.catalog_path(home))
     pq.write_table(user_profiles(rated).toArrow(), files.profiles_path(home))
-    model_items(ranking, rating, rated).save(files.factors_path(home))
+    movie_side.save(files.factors_path(home))
 
 
 def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
@@ -237,6 +269,8 @@ def measure(args, scratch: Path) -> dict:
         RatingParams(rank=args.rank, reg_param=0.15, bias_damping=3.0),
     )
     movie_side = model_items(ranking, rating, rated)  # collected to the driver once
+    new = content_placed(users, movie_side, args.new_movies) if args.new_movies else None
+    movie_side = replace(movie_side, new=new)
     serving = served_lists(
         movie_side,
         ranking.users,
@@ -248,6 +282,8 @@ def measure(args, scratch: Path) -> dict:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "users": args.users,
         "movies": args.movies,
+        "new_movies": args.new_movies,
+        "new_threshold": None if new is None else round(new.threshold, 3),
         "rank": args.rank,
         "rated_per_user": args.rated,
         "n": args.n,
@@ -277,6 +313,7 @@ def measure(args, scratch: Path) -> dict:
     home = scratch / "home"
     lists = serving.cache()
     lists.count()
+    report["users_with_new_movies"] = lists.filter("new").select("userId").distinct().count()
     shards = files.shard_count(args.users)
     report["json_export_seconds"] = timed(
         lambda: write_json_shards(lists, files.recommendations_dir(home) / "v1", shards)
@@ -284,7 +321,7 @@ def measure(args, scratch: Path) -> dict:
     files.publish_recommendations(
         home, "v1", {"shards": shards, "users": args.users, "n": args.n, "created": "bench"}
     )
-    write_app_artifacts(spark, home, ranking, rating, rated, args.movies)
+    write_app_artifacts(spark, home, movie_side, rated)
     spark.stop()
     spawned_at = time.time()
     measured = subprocess.run(
@@ -305,7 +342,13 @@ def measure(args, scratch: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=330_000)
-    parser.add_argument("--movies", type=int, default=86_000)
+    parser.add_argument("--movies", type=int, default=73_000, help="movies the models know")
+    parser.add_argument(
+        "--new-movies",
+        type=int,
+        default=13_000,
+        help="movies below the Gold threshold, placed from content (0: none)",
+    )
     parser.add_argument("--rank", type=int, default=20)
     parser.add_argument("--rated", type=int, default=100, help="ratings per user")
     parser.add_argument("--n", type=int, default=10)
