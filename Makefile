@@ -53,7 +53,7 @@ demo: materialize $(DAGSTER_HOME)/dagster.yaml  ## fresh clone -> everything mat
 SHARED_ARCHIVE := ../shared/data/movielens/ml-latest-small-2016.zip
 BENCH_LOCAL ?= $(or $(CINEMATCH_MOVIELENS),$(wildcard $(SHARED_ARCHIVE)))
 BENCH_VARIANTS ?= synthetic-1m
-# The serving benchmark's shape (default: ML-33M's 330k users x 86k movies).
+# The serving benchmark's shape (default: ML-33M's 330k users x 73k known + 13k new movies).
 BENCH_SERVING_ARGS ?=
 
 bench: install java  ## time the whole graph (MovieLens copy, synthetic data), content vectors and serving at ML-33M's shape
