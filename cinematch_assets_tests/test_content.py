@@ -140,6 +140,10 @@ def test_a_new_movies_few_ratings_move_its_bias_like_a_damped_mean():
     sums, counts = np.array([2.0, 0.0, -3.0, 6.4, 0.0]), np.array([2, 0, 1, 8, 0])
     shift = observed_bias_shift(sums, counts, damping=2.0)
     np.testing.assert_allclose(shift, [0.5, 0.0, -1.0, 0.64, 0.0])
+    # A rating model fitted without damping (the article's variant): the plain mean
+    # residual, and still no shift, not 0/0, for a movie nobody rated.
+    shift = observed_bias_shift(sums, counts, damping=0.0)
+    np.testing.assert_allclose(shift, [1.0, 0.0, -3.0, 0.8, 0.0])
 
 
 def test_the_liked_bar_weighs_each_held_out_movie_the_same():

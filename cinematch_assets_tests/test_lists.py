@@ -381,6 +381,23 @@ def test_a_short_list_gets_its_new_movies_right_after_the_known_ones():
     assert (lists.positions[0][5:] == -1).all()
 
 
+def test_a_list_shorter_than_the_shown_places_gets_new_movies_in_its_own_last_places():
+    """Lists of 7 (a serving `n` or an evaluation `k` under the 10 shown): the new
+    movies take places 6 and 7, never places past the list's end."""
+    stars = terms()
+    items = ModelItems(
+        np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0, stars,
+        popularity=np.zeros(MOVIES, np.float32), new=new_movies(threshold=-np.inf),
+    )  # fmt: skip
+    users = block([[0], [1, 2]])
+    plain = build_lists(users, items.ranker(), 7, stars)
+    lists = build_lists(users, items.ranker(), 7, stars, new=items.new_slots(10))
+    for user in range(2):
+        assert lists.new[user].tolist() == [False] * 5 + [True] * 2
+        known = lists.positions[user][~lists.new[user]]
+        assert known.tolist() == plain.positions[user][:5].tolist()
+
+
 def test_model_items_keep_their_new_movies_through_the_npz(tmp_path):
     stars = terms()
     items = ModelItems(

@@ -291,19 +291,24 @@ def test_model_tables_and_artifacts(spark, synthetic_models_run):
 
 def test_the_evaluation_scores_the_served_lists(synthetic_models_run):
     """The serving asset's call, with the training ratings left out instead of every
-    known one, gives exactly the lists the held-out evaluation scored."""
+    known one (and the new movies' ratings, outside the split, as serving leaves them
+    out), gives exactly the lists the held-out evaluation scored: no new movie the user
+    has rated among them."""
     _, _, lakehouse, _ = synthetic_models_run
     items, ranking, rating = served_items(lakehouse)  # what serving builds its lists from
     test_users = lakehouse.read(keys.TEST).select("userId").distinct()
     train = lakehouse.read(keys.TRAIN).select("userId", "movieId", "rating")
+    rated_new = artifacts.read_new_movie_ratings(lakehouse.read)
     served = served_lists(
         items,
         ranking.users.join(test_users, "userId"),
         rating.users,
-        train,
+        train.unionByName(rated_new),
         10,
     ).toPandas()
     evaluated = lakehouse.read(keys.TEST_RECOMMENDATIONS).toPandas()
+    rated = rated_new.toPandas()
+    assert len(evaluated[evaluated["new"]].merge(rated, on=["userId", "movieId"])) == 0
     order = ["userId", "rank"]
     pd.testing.assert_frame_equal(
         served.sort_values(order).reset_index(drop=True),

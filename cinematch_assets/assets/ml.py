@@ -731,6 +731,7 @@ def content_model(
         AssetKey(keys.CONTENT_FEATURES),
         AssetKey(keys.CONTENT_MODEL),
         AssetKey(keys.NEW_MOVIE_FACTORS),
+        AssetKey(keys.RATINGS_CLEAN),  # the new movies' ratings, which lists leave out
     ],
     outs={
         "predictions": AssetOut(
@@ -796,6 +797,7 @@ def model_evaluation(
         seed=config.seed,
         ablation=ablation,
         parallelism=config.parallel_fits,
+        rated_new=artifacts.read_new_movie_ratings(lakehouse.read),
     )
     cold = (
         cold_movie_evaluation(

@@ -175,3 +175,10 @@ def read_new_movies(read: Read) -> NewMovies:
         # A table written before the audience cut has none.
         audience=items["audience_z"].to_numpy(np.float32) if "audience_z" in items else None,
     )
+
+
+def read_new_movie_ratings(read: Read) -> DataFrame:
+    """The Silver ratings (userId, movieId, rating) of the new movies (`ml/new_movie_factors`):
+    outside the Gold split, and what a user has seen all the same."""
+    new = read(keys.NEW_MOVIE_FACTORS).select("movieId")
+    return read(keys.RATINGS_CLEAN).join(new, "movieId").select("userId", "movieId", "rating")

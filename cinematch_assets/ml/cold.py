@@ -337,8 +337,11 @@ def observed_bias_shift(
     """What a new movie's few ratings say about its bias: the sum of their residuals
     (stars minus what its content predicts) over their count plus `damping`
     pseudo-ratings at the prediction, the rating model's damped movie bias on top of the
-    content's (0 for a movie nobody rated)."""
-    return residual_sums / (counts + damping)
+    content's (0 for a movie nobody rated, whatever the damping: a model fitted without
+    damping has 0)."""
+    weight = counts + damping
+    shift = np.zeros(np.shape(residual_sums), dtype=np.float64)
+    return np.divide(residual_sums, weight, out=shift, where=weight > 0)
 
 
 def audience_cuts(

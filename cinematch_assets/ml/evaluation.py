@@ -195,11 +195,14 @@ def evaluate_models(
     seed: int,
     ablation: bool = True,
     parallelism: int = 3,
+    rated_new: DataFrame | None = None,
 ) -> Evaluation:
     """Score the models and baselines on `test`: the models' parameters say how to refit
     the baselines and the ablation; `items` is their movie side as served (its policy is
     the champion); every candidate served order is scored too, and the champion with the
-    DISCOVERY_PENALTIES. Independent fits and scorings run `parallelism` at a time."""
+    DISCOVERY_PENALTIES. `rated_new` (userId, movieId, rating): the ratings of `items`'
+    new movies, outside the split, which the served lists leave out as serving does.
+    Independent fits and scorings run `parallelism` at a time."""
     params = rating.model.params
     bias_params = {"damping": params.bias_damping, "decay_weighted": params.bias_decay_weighted}
     biases = cached(fit_biases(train, **bias_params))  # every model's fallback
@@ -219,7 +222,10 @@ def evaluate_models(
     test_users = ranking.model.users.join(users, "userId")
     slots = items.new_slots(k)
     extra = 0 if slots is None else slots.movies.slots
-    served = served_lists(items, test_users, rating.model.users, seen, k + extra).cache()
+    watched = seen if rated_new is None else seen.unionByName(rated_new)
+    served = served_lists(
+        items, test_users, rating.model.users, watched, k + extra, shown=k
+    ).cache()
     recommendations = served.filter(F.col("rank") <= k).cache()
 
     def by_stars(model: RatingModel) -> Callable[[], DataFrame]:

@@ -748,10 +748,12 @@ def pick_new_movies(
 
 
 def with_new_movies(lists: Lists, picks: NewPicks, shown: int, known: int) -> Lists:
-    """`lists` with each user's picks in the last places of the `shown` ones (the known
-    movies they displace move down; the list keeps its length). Positions of new movies
-    are `known` + their position among the new ones; `new` marks them."""
+    """`lists` with each user's picks in the last places of the `shown` ones, or of the
+    list when it is shorter (the known movies they displace move down; the list keeps
+    its length). Positions of new movies are `known` + their position among the new
+    ones; `new` marks them."""
     users, n = lists.positions.shape
+    shown = min(shown, n)
     positions = lists.positions.copy()
     scores = lists.scores.copy()
     stars = None if lists.stars is None else lists.stars.copy()
