@@ -574,7 +574,8 @@ def test_a_movie_added_with_no_ratings_is_placed_toward_the_users_whose_tastes_m
     its content, so that it scores higher for users whose planted genre affinity matches
     it. (With genres only it stays under the new slots' threshold here: thousands of other
     new movies, most with a few ratings and tags, compete for the same two places; see the
-    README. The real-archive test below follows a tagged one into the lists.)"""
+    README. On the real archive, `test_real_a_movie_added_to_the_catalog_...` follows a
+    tagged one into the lists.)"""
     result, _, lakehouse, home = synthetic_models_run
     assert result.success, failed_checks(result)
     catalog = pq.read_table(files.catalog_path(home)).to_pandas().set_index("movieId")
