@@ -761,7 +761,7 @@ def with_new_movies(lists: Lists, picks: NewPicks, shown: int, known: int) -> Li
     new = np.zeros((users, n), dtype=bool)
     for user in range(users):
         picked = picks.positions[user] >= 0
-        count = min(int(picked.sum()), shown, n)
+        count = min(int(picked.sum()), shown)
         if not count:
             continue
         filled = int((lists.positions[user] >= 0).sum())
