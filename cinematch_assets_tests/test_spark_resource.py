@@ -223,6 +223,38 @@ def test_graph_up_to_gold_runs_on_spark_connect(tmp_path):
     )
 
 
+ALS_ON_A_SMALL_STACK = textwrap.dedent(
+    """
+    from cinematch_assets.ml.als import fit_als
+    from cinematch_assets.resources.spark import SparkResource
+
+    spark = SparkResource(
+        master="local[2]", remote="", conf={"spark.driver.extraJavaOptions": "-Xss640k"}
+    ).spark_session
+    ratings = spark.createDataFrame(
+        [(u, m, float(u * m % 5 + 1)) for u in range(40) for m in range(30) if (u + m) % 3],
+        "userId int, movieId int, rating float",
+    )
+    model = fit_als(ratings, rating_col="rating", rank=4, reg_param=0.1, max_iter=20, seed=1)
+    print(model.itemFactors.count())
+    """
+)
+
+
+def test_als_fits_leave_the_thread_stack_a_margin(tmp_path):
+    """Each ALS iteration deepens the lineage that task serialization walks recursively;
+    checkpoints cut it often enough that a fit still succeeds with 640 KB of the JVM's
+    default 1 MB thread stack (with Spark's default interval of 10 the JVM dies there of a
+    StackOverflowError)."""
+    run = subprocess.run(
+        [sys.executable, "-c", ALS_ON_A_SMALL_STACK],
+        cwd=REPO_ROOT, env={**os.environ, "CINEMATCH_HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split()[-1] == "30"
+
+
 def _delta_jars() -> list[str]:
     """Delta Lake JARs available without Maven: CINEMATCH_DELTA_JARS or an Ivy cache."""
     listed = [p for p in os.environ.get("CINEMATCH_DELTA_JARS", "").split(",") if p]

@@ -83,8 +83,8 @@ def session_conf(
         "spark.driver.memory": driver_memory,
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         "spark.ui.enabled": str(ui_enabled).lower(),
-        # ALS checkpoints its factors every 10 iterations; without a directory the lineage
-        # grows until task serialization overflows the stack (maxIter 20 fails).
+        # ALS checkpoints its factors every few iterations (als.CHECKPOINT_INTERVAL); without
+        # a directory the lineage grows until task serialization overflows the stack.
         "spark.checkpoint.dir": checkpoint_dir,
     }
     if master.startswith("local"):
