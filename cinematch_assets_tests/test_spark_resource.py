@@ -236,23 +236,27 @@ ALS_ON_A_SMALL_STACK = textwrap.dedent(
         "userId int, movieId int, rating float",
     )
     model = fit_als(ratings, rating_col="rating", rank=4, reg_param=0.1, max_iter=20, seed=1)
-    print(model.itemFactors.count())
+    print(spark.sparkContext.getCheckpointDir(), model.itemFactors.count())
     """
 )
 
 
-def test_als_fits_leave_the_thread_stack_a_margin(tmp_path):
+def test_als_fits_leave_the_thread_stack_a_margin_and_no_checkpoints(tmp_path):
     """Each ALS iteration deepens the lineage that task serialization walks recursively;
     checkpoints cut it often enough that a fit still succeeds with 640 KB of the JVM's
     default 1 MB thread stack (with Spark's default interval of 10 the JVM dies there of a
-    StackOverflowError)."""
+    StackOverflowError). The checkpoints go when the process ends."""
     run = subprocess.run(
         [sys.executable, "-c", ALS_ON_A_SMALL_STACK],
         cwd=REPO_ROOT, env={**os.environ, "CINEMATCH_HOME": str(tmp_path)},
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split()[-1] == "30"
+    folder, items = run.stdout.split()[-2:]
+    assert items == "30"
+    assert folder.startswith(f"file:{tmp_path}/")
+    checkpoints = DataRoot(home=str(tmp_path)).checkpoints
+    assert checkpoints.is_dir() and not any(checkpoints.iterdir())
 
 
 def _delta_jars() -> list[str]:

@@ -7,9 +7,13 @@ Local mode is the default. The same pipeline runs on a cluster by setting `maste
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import shutil
 import sys
 from importlib import metadata
+from urllib.parse import urlparse
 
 import pyspark
 from dagster import ConfigurableResource
@@ -21,6 +25,7 @@ from cinematch_assets import settings
 from cinematch_assets.java import ensure_java
 from cinematch_assets.resources.data_root import DataRoot
 
+log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 # SQL settings every session gets, whatever the deployment (Spark Connect included).
 SQL_CONF: dict[str, str] = {
@@ -133,6 +138,35 @@ def spark_config(
     return conf
 
 
+_CHECKPOINTS_REMOVED_AT_EXIT: set[str] = set()
+
+
+def remove_checkpoints_at_exit(session: SparkSession) -> None:
+    """Delete the session's own checkpoint folder (a folder per SparkContext inside
+    spark.checkpoint.dir) when this process ends. ALS's checkpoints serve its models only
+    while they are in use; kept, they would pile up under the data root run after run.
+    Other processes' folders are left alone, so overlapping runs are safe."""
+    folder = session.sparkContext.getCheckpointDir()
+    if not folder or folder in _CHECKPOINTS_REMOVED_AT_EXIT:
+        return
+    _CHECKPOINTS_REMOVED_AT_EXIT.add(folder)
+    context = session.sparkContext
+
+    def remove() -> None:
+        try:
+            if folder.startswith("file:"):  # even after the session was stopped
+                local = urlparse(folder).path
+                if os.path.isdir(local):
+                    shutil.rmtree(local)
+            else:  # HDFS, S3...: through the JVM, still up (this runs before PySpark's exit)
+                path = context._jvm.org.apache.hadoop.fs.Path(folder)
+                path.getFileSystem(context._jsc.hadoopConfiguration()).delete(path, True)
+        except Exception as error:  # e.g. the session was stopped first
+            log.warning("could not remove the Spark checkpoints in %s: %s", folder, error)
+
+    atexit.register(remove)
+
+
 class SparkResource(ConfigurableResource):
     """Owns the process's SparkSession, through dagster-pyspark's `LazyPySparkResource`:
     created on first use of `spark_session` and then shared by every asset of a run (the
@@ -217,4 +251,6 @@ class SparkResource(ConfigurableResource):
                 # unless the user exposes it on purpose (SPARK_LOCAL_IP=0.0.0.0).
                 os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
             self._pyspark = LazyPySparkResource(spark_config=self.spark_config)
+            if not self.remote:  # a Connect server keeps its own checkpoints
+                remove_checkpoints_at_exit(self._pyspark.spark_session)
         return self._pyspark.spark_session
