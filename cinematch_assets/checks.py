@@ -269,7 +269,7 @@ gold_checks = [
 # ---------------------------------------------------------------------------- ml
 
 
-def beats_baseline_on_validation(tables: ModelTables, read_model) -> AssetChecksDefinition:
+def beats_baseline_on_validation(tables: ModelTables) -> AssetChecksDefinition:
     """The tuned model scores better than its baseline on the same validation data (plain
     ALS often does not)."""
 
@@ -281,7 +281,7 @@ def beats_baseline_on_validation(tables: ModelTables, read_model) -> AssetChecks
         "the same validation data.",
     )
     def check(lakehouse: Lakehouse) -> AssetCheckResult:
-        training = read_model(lakehouse.read).training
+        training = artifacts.read_training(lakehouse.read, tables)
         return AssetCheckResult(
             passed=training.beats_baseline,
             metadata={
@@ -334,9 +334,9 @@ def every_test_row_per_model(lakehouse: Lakehouse) -> AssetCheckResult:
 
 
 ml_checks = [
-    beats_baseline_on_validation(artifacts.RATING, artifacts.read_rating_model),
-    beats_baseline_on_validation(artifacts.RANKING, artifacts.read_ranking_model),
-    beats_baseline_on_validation(artifacts.EASE, artifacts.read_ease_model),
+    beats_baseline_on_validation(artifacts.RATING),
+    beats_baseline_on_validation(artifacts.RANKING),
+    beats_baseline_on_validation(artifacts.EASE),
     every_test_row_per_model,
 ]
 

@@ -25,6 +25,8 @@ from cinematch_assets.assets.serving import served_items
 from cinematch_assets.conventions import LIKED_STARS
 from cinematch_assets.definitions import all_assets
 from cinematch_assets.ml import artifacts, cold
+from cinematch_assets.ml.content import read_content
+from cinematch_assets.ml.ease import fit_ease_model
 from cinematch_assets.ml.lists import ModelItems, ScoreScale
 from cinematch_assets.ml.recommend import served_lists, without_new_movies
 from cinematch_assets.ml.top_n import dot_scores, top_n
@@ -287,6 +289,26 @@ def test_model_tables_and_artifacts(spark, synthetic_models_run):
     card = (home / "reports" / "ml" / "model_card.md").read_text()
     assert "| rating model | model | stars |" in card
     assert "gold/train_features_ml`: Delta version 0" in card
+
+
+def test_dense_matrices_are_files_that_never_pass_through_spark(synthetic_models_run):
+    """EASE's weights and the content vectors are memory-mapped files under the model's
+    folder, which the Delta tables name: no table holds a matrix row, so no reader can
+    sort or collect one through the JVM. The file holds exactly what the fit made."""
+    _, _, lakehouse, home = synthetic_models_run
+    for key in (keys.EASE_ITEM_WEIGHTS, keys.MOVIE_CONTENT):
+        types = {f.dataType.typeName() for f in lakehouse.read(key).schema}
+        assert "array" not in types, key
+    ease = artifacts.read_ease_model(lakehouse.read, home / "models").model
+    assert isinstance(ease.weights, np.memmap)
+    assert Path(ease.weights.filename).parent == (home / "models" / "ease_ranking_model").resolve()
+    train = lakehouse.read(keys.TRAIN)
+    refitted = fit_ease_model(train, reg=ease.params.reg, max_items=ease.params.max_items)
+    np.testing.assert_array_equal(refitted.movie_ids, ease.movie_ids)
+    np.testing.assert_array_equal(refitted.weights, ease.weights)
+    content = read_content(lakehouse.read, home / "models")
+    assert isinstance(content.matrix, np.memmap)
+    assert content.matrix.shape == (len(content.movie_ids), len(content.names))
 
 
 def test_the_evaluation_scores_the_served_lists(synthetic_models_run):

@@ -69,6 +69,7 @@ from cinematch_assets.reports.evaluation import (
     write_evaluation_report,
 )
 from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.resources.io_manager import ALLOW_SCHEMA_EVOLUTION
 from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.storage import report_files
 
@@ -278,7 +279,7 @@ def _train(
     trained = Trained(model, training)
     summary = trained.parameters() | training.summary()
     context.log.info(f"{name}: {summary}")
-    tables = trained.tables()
+    tables = trained.tables(train.sparkSession, data_root.models / name)
     yield Output(
         tables.pop("model"),
         output_name="model",
@@ -296,15 +297,17 @@ def _model_outs(
     tables: ModelTables,
     description: str,
     items: str = "Per movie: ALS factors (`features`); the rating model's also `bias`.",
+    metadata: dict | None = None,
 ) -> dict[str, AssetOut]:
-    outs = {"model": AssetOut(key=tables.model, description=description, **ML)}
+    common = {**ML, "metadata": metadata or {}}
+    outs = {"model": AssetOut(key=tables.model, description=description, **common)}
     if tables.users is not None:
         outs["users"] = AssetOut(
             key=tables.users,
             description="Per user: ALS factors (`features`); the rating model's also `bias`.",
-            **ML,
+            **common,
         )
-    return outs | {"items": AssetOut(key=tables.items, description=items, **ML)}
+    return outs | {"items": AssetOut(key=tables.items, description=items, **common)}
 
 
 TRAIN = AssetIn(keys.TRAIN)
@@ -422,7 +425,11 @@ def als_ranking_model(
         "EASE (Steck 2019), the ranking challenger: closed-form item-item weights over who "
         "rated what. One row: lambda chosen on validation, validation NDCG of EASE and of "
         "most-popular, fit seconds.",
-        items="Per kept movie: its row of EASE's weights B over the kept movies (movieId order).",
+        items="The kept movies (movieId) and their row of EASE's weights B (`row`). B "
+        "itself is a file in the model's folder (`weights_file` in ml/ease_model): a dense "
+        "matrix is read straight into NumPy, never through Spark.",
+        # The weights moved from this table to a file: older homes' tables change shape.
+        metadata={ALLOW_SCHEMA_EVOLUTION: True},
     ),
 )
 def ease_ranking_model(
@@ -461,7 +468,7 @@ def ranking_champion(
 ) -> Output:
     rating = artifacts.read_rating_model(lakehouse.read).model.params
     ranking = artifacts.read_ranking_model(lakehouse.read).model.params
-    ease = artifacts.read_ease_model(lakehouse.read).model.params
+    ease = artifacts.read_ease_model(lakehouse.read, lakehouse.data_root.models).model.params
     train = train.cache()
     rows = train.count()
     plan = plan_tuning(
@@ -536,9 +543,12 @@ def ranking_champion(
     outs={
         "vectors": AssetOut(
             key=keys.MOVIE_CONTENT,
-            description="What every Silver movie is without its ratings (movieId, features): "
-            "genres, release decade, TF-IDF of its tags, the genome's tag relevance where "
-            "the release has one; each part scaled to unit length.",
+            description="What every Silver movie is without its ratings: genres, release "
+            "decade, TF-IDF of its tags, the genome's tag relevance where the release has "
+            "one; each part scaled to unit length. A movies x features matrix in the file "
+            "`vectors_file` (models/movie_content/); this table: movieId, its `row` there.",
+            # The vectors moved from this table to a file: older homes' tables change shape.
+            metadata={ALLOW_SCHEMA_EVOLUTION: True},
             **ML,
         ),
         "features": AssetOut(
@@ -552,6 +562,7 @@ def ranking_champion(
 def movie_content(
     context: AssetExecutionContext,
     config: ContentConfig,
+    data_root: DataRoot,
     movies: DataFrame,
     tags: DataFrame,
     genome_scores: DataFrame,
@@ -566,7 +577,7 @@ def movie_content(
         vocabulary=config.vocabulary,
         min_tag_movies=config.min_tag_movies,
     )
-    table, names = content_tables(movies.sparkSession, vectors)
+    table, names = content_tables(movies.sparkSession, vectors, data_root.models)
     parts = {part: int(vectors.part(part).sum()) for part in ("genre", "decade", "tag", "genome")}
     covered = {
         f"movies_with_{part}": int((vectors.matrix[:, vectors.part(part)] != 0).any(1).sum())
@@ -660,7 +671,7 @@ def content_model(
     rating = artifacts.read_rating_model(lakehouse.read).model
     model = fit_new_movie_model(
         train,
-        read_content(lakehouse.read),
+        read_content(lakehouse.read, lakehouse.data_root.models),
         ranking=ranking,
         rating=rating,
         regs=config.regs,
@@ -767,7 +778,7 @@ def model_evaluation(
 ):
     rating = artifacts.read_rating_model(lakehouse.read)
     ranking = artifacts.read_ranking_model(lakehouse.read)
-    ease = artifacts.read_ease_model(lakehouse.read)
+    ease = artifacts.read_ease_model(lakehouse.read, data_root.models)
     candidates, champion = artifacts.read_candidates(lakehouse.read)
     started = time.perf_counter()
     train, test = train.cache(), test.cache()
@@ -803,7 +814,7 @@ def model_evaluation(
         cold_movie_evaluation(
             train,
             test,
-            read_content(lakehouse.read),
+            read_content(lakehouse.read, lakehouse.data_root.models),
             rating=rating.model,
             ranking=ranking.model,
             fraction=config.cold_fraction,

@@ -55,7 +55,11 @@ def served_items(lakehouse: Lakehouse):
     rating = artifacts.read_rating_model(lakehouse.read).model
     ranking = artifacts.read_ranking_model(lakehouse.read).model
     _, champion = artifacts.read_candidates(lakehouse.read)
-    ease = artifacts.read_ease_model(lakehouse.read).model if champion.ranker == "ease" else None
+    ease = (
+        artifacts.read_ease_model(lakehouse.read, lakehouse.data_root.models).model
+        if champion.ranker == "ease"
+        else None
+    )
     train = lakehouse.read(keys.TRAIN)
     new = artifacts.read_new_movies(lakehouse.read)
     items = model_items(ranking, rating, train, policy=champion, ease=ease, new=new)

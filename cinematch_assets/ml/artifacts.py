@@ -3,7 +3,9 @@ trained, with one way to write it to the lake and one to read it back, used by t
 assets, the checks, the evaluation, serving and the benchmark.
 
 In the lake a model is three Delta tables (`ModelTables`): one row of parameters and
-training record, the users' and the movies' factors (and biases).
+training record, the users' and the movies' factors (and biases). A dense matrix (EASE's
+weights) is a file in the model's folder instead (`storage.matrix_files`), named by the
+model's row; its movie table says which movie each of its rows is.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-from pyspark.sql import DataFrame
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
 
 from cinematch_assets import keys
 from cinematch_assets.keys import Key
@@ -23,26 +27,33 @@ from cinematch_assets.ml.lists import ListPolicy, NewMovies
 from cinematch_assets.ml.ranking import RankingModel, RankingParams
 from cinematch_assets.ml.rating import RatingModel, RatingParams
 from cinematch_assets.ml.tuning import TuningResult
+from cinematch_assets.storage.matrix_files import read_matrix, write_matrix
 
 M = TypeVar("M", RatingModel, RankingModel, EaseModel)
 
 
 @dataclass(frozen=True)
 class ModelTables:
-    """Where a model lives: its parameter row, its user table, its movie table."""
+    """Where a model lives: its parameter row, its user table, its movie table, and its
+    folder under the data root's models (Spark ML's save, its matrix files)."""
 
     model: Key
     users: Key | None
     items: Key
+    folder: str
 
     def asset_keys(self) -> list[Key]:
         return [key for key in (self.model, self.users, self.items) if key is not None]
 
 
-RATING = ModelTables(keys.RATING_MODEL, keys.RATING_USER_FACTORS, keys.RATING_ITEM_FACTORS)
-RANKING = ModelTables(keys.RANKING_MODEL, keys.RANKING_USER_FACTORS, keys.RANKING_ITEM_FACTORS)
+RATING = ModelTables(
+    keys.RATING_MODEL, keys.RATING_USER_FACTORS, keys.RATING_ITEM_FACTORS, "als_rating_model"
+)
+RANKING = ModelTables(
+    keys.RANKING_MODEL, keys.RANKING_USER_FACTORS, keys.RANKING_ITEM_FACTORS, "als_ranking_model"
+)
 # EASE has no user side: a user is their history.
-EASE = ModelTables(keys.EASE_MODEL, None, keys.EASE_ITEM_WEIGHTS)
+EASE = ModelTables(keys.EASE_MODEL, None, keys.EASE_ITEM_WEIGHTS, "ease_ranking_model")
 
 
 @dataclass(frozen=True)
@@ -101,14 +112,22 @@ class Trained(Generic[M]):
             params["global_mean"] = self.model.global_mean
         return params
 
-    def tables(self) -> dict[str, DataFrame]:
-        """The three tables to write, by ModelTables field."""
+    def tables(self, spark: SparkSession, folder: Path) -> dict[str, DataFrame]:
+        """The tables to write, by ModelTables field; EASE's weights go to a file in
+        `folder` (the model's own), which its row names."""
         model = self.model
         row = self.parameters() | self.training.to_row()
-        tables = {"model": model.items.sparkSession.createDataFrame([row])}
-        if not isinstance(model, EaseModel):
-            tables["users"] = model.users
-        return tables | {"items": model.items}
+        if isinstance(model, EaseModel):
+            row["weights_file"] = write_matrix(folder, "weights", model.weights)
+            rows = pd.DataFrame(
+                {"movieId": model.movie_ids.astype(np.int32),
+                 "row": np.arange(len(model.movie_ids), dtype=np.int32)}
+            )  # fmt: skip
+            return {
+                "model": spark.createDataFrame([row]),
+                "items": spark.createDataFrame(rows, "movieId int, row int"),
+            }
+        return {"model": spark.createDataFrame([row]), "users": model.users, "items": model.items}
 
 
 Read = Callable[[Key], DataFrame]
@@ -131,11 +150,28 @@ def read_ranking_model(read: Read) -> Trained[RankingModel]:
     )
 
 
-def read_ease_model(read: Read) -> Trained[EaseModel]:
-    """The EASE challenger from the lake, through `read`."""
+def read_training(read: Read, tables: ModelTables) -> Training:
+    """How the model of `tables` was trained (its row only: no factors, no weights)."""
+    return Training.from_row(read(tables.model).first().asDict())
+
+
+def read_ease_model(read: Read, models: Path) -> Trained[EaseModel]:
+    """The EASE challenger from the lake, through `read`, its weights from the file its row
+    names under `models` (memory-mapped once per process: never through Spark)."""
     row = read(EASE.model).first().asDict()
     params = EaseParams(**{f.name: row[f.name] for f in fields(EaseParams)})
-    return Trained(EaseModel(read(EASE.items), params), Training.from_row(row))
+    if "weights_file" not in row:
+        raise ValueError("ml/ease_model predates its weights file: re-materialize it")
+    rows = read(EASE.items).select("movieId", "row").toPandas().sort_values("row")
+    weights = read_matrix(models / EASE.folder, row["weights_file"])
+    in_order = (rows["row"].to_numpy() == np.arange(len(rows))).all()
+    if weights.shape != (len(rows), len(rows)) or not in_order:
+        raise ValueError(
+            f"{row['weights_file']} ({weights.shape}) does not match ml/ease_item_weights "
+            f"({len(rows)} movies): re-materialize ml/ease_model"
+        )
+    movie_ids = rows["movieId"].to_numpy(np.int64)
+    return Trained(EaseModel(movie_ids, weights, params), Training.from_row(row))
 
 
 CHAMPION_COLUMNS = [f.name for f in fields(ListPolicy)]

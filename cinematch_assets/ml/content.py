@@ -2,8 +2,8 @@
 decade, TF-IDF of its tags, the genome's tag relevance where the release ships it), and
 ridge regressions from those vectors into the models' movie spaces, so a movie nobody
 has rated yet still gets factors the list builder can score. The vectors are built in
-numpy from small per-movie aggregates Spark gathers (`gather_content`); in the lake they
-are two tables: one row per movie (`ml/movie_content`) and the feature names
+numpy from small per-movie aggregates Spark gathers (`gather_content`); they are a matrix
+file beside two tables that name its rows (`ml/movie_content`) and its columns
 (`ml/content_features`).
 
 Each part of a vector is scaled to unit length (or left at zero when the movie has no
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from pyspark.sql import functions as F
 
 from cinematch_assets import keys
 from cinematch_assets.ml.explain import unit_rows
+from cinematch_assets.storage.matrix_files import read_matrix, write_matrix
 
 NO_GENRES = "(no genres listed)"
 UNKNOWN_DECADE = "decade:unknown"
@@ -214,26 +216,43 @@ def gather_content(
     )
 
 
-def content_tables(spark: SparkSession, vectors: ContentVectors) -> tuple[DataFrame, DataFrame]:
-    """(`ml/movie_content`: movieId, features; `ml/content_features`: position, name)."""
+CONTENT_FOLDER = "movie_content"  # under the data root's models: the vectors' matrix file
+
+
+def content_tables(
+    spark: SparkSession, vectors: ContentVectors, models: Path
+) -> tuple[DataFrame, DataFrame]:
+    """(`ml/movie_content`: movieId, row, vectors_file; `ml/content_features`: position,
+    name). The vectors themselves are a matrix file under `models` (a dense movies x
+    features matrix is not a table: `storage.matrix_files`); the tables say which movie is
+    which row and which feature which column."""
+    file_name = write_matrix(models / CONTENT_FOLDER, "vectors", vectors.matrix)
     rows = pd.DataFrame(
-        {"movieId": vectors.movie_ids.astype(np.int32), "features": list(vectors.matrix)}
-    )
+        {"movieId": vectors.movie_ids.astype(np.int32),
+         "row": np.arange(len(vectors.movie_ids), dtype=np.int32),
+         "vectors_file": file_name}
+    )  # fmt: skip
     names = pd.DataFrame({"position": np.arange(len(vectors.names), dtype=np.int32),
                           "name": vectors.names})  # fmt: skip
     return (
-        spark.createDataFrame(rows, "movieId int, features array<float>"),
+        spark.createDataFrame(rows, "movieId int, row int, vectors_file string"),
         spark.createDataFrame(names, "position int, name string"),
     )
 
 
-def read_content(read) -> ContentVectors:
-    """The content vectors from the lake, through `read` (a key -> DataFrame reader)."""
+def read_content(read, models: Path) -> ContentVectors:
+    """The content vectors from the lake, through `read` (a key -> DataFrame reader), the
+    matrix from its file under `models` (memory-mapped once per process)."""
     names = read(keys.CONTENT_FEATURES).orderBy("position").toPandas()["name"].tolist()
-    rows = read(keys.MOVIE_CONTENT).orderBy("movieId").toPandas()
-    matrix = (
-        np.stack(rows["features"].to_numpy()).astype(np.float32)
-        if len(rows)
-        else np.zeros((0, len(names)), np.float32)
-    )
+    rows = read(keys.MOVIE_CONTENT).toPandas().sort_values("row")
+    if not len(rows):
+        return ContentVectors(np.zeros(0, np.int64), np.zeros((0, len(names)), np.float32), names)
+    files = rows["vectors_file"].unique()
+    matrix = read_matrix(models / CONTENT_FOLDER, files[0])
+    in_order = (rows["row"].to_numpy() == np.arange(len(rows))).all()
+    if len(files) != 1 or matrix.shape != (len(rows), len(names)) or not in_order:
+        raise ValueError(
+            f"{files} ({matrix.shape}) does not match ml/movie_content ({len(rows)} movies) "
+            f"and ml/content_features ({len(names)}): re-materialize ml/movie_content"
+        )
     return ContentVectors(rows["movieId"].to_numpy(np.int64), matrix, names)

@@ -6,8 +6,7 @@ Data", WWW 2019): a closed-form item-item model over who rated what.
 A user's score for movie j is the sum of B[i, j] over the movies i in their history. It
 needs a dense movies x movies matrix and its inverse (8 n^2 bytes each in float64), so
 above `max_items` it keeps the most-rated movies (`kept_movies`). The matrix work is
-numpy and scipy on the driver; what Spark holds is the model as a table (movieId, its row
-of B over the kept movies).
+numpy and scipy on the driver, and B stays a NumPy array: Spark never holds it.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import sparse
@@ -38,26 +36,24 @@ class EaseParams:
 
 @dataclass(frozen=True)
 class EaseModel:
-    """`items` (movieId, weights: its row of B over the kept movies, in movieId order)."""
+    """B over the kept movies: `weights[i, j]` from movie `movie_ids[i]` to `movie_ids[j]`
+    (ids ascending). A NumPy array, never a Spark table: in the lake it is a file beside
+    the model's Delta row (`ml.artifacts`, `storage.matrix_files`)."""
 
-    items: DataFrame
+    movie_ids: np.ndarray
+    weights: np.ndarray
     params: EaseParams
 
     def items_on(self, movie_ids: np.ndarray) -> EaseItems:
-        """B on the driver, placed among `movie_ids` (which hold every kept movie)."""
-        rows = self.items.orderBy("movieId").toPandas()
-        kept = position_of(movie_ids, rows["movieId"].to_numpy())
+        """B placed among `movie_ids` (which hold every kept movie)."""
+        kept = position_of(movie_ids, self.movie_ids)
         if (kept < 0).any():
             raise ValueError("EASE knows movies the other models do not")
-        weights = np.stack(rows["weights"].to_numpy()).astype(np.float32)
-        return EaseItems(kept, weights)
+        return EaseItems(kept, self.weights)
 
     def ranker(self) -> EaseRanker:
         """A ranker over the kept movies only (for tuning and the evaluation's lists)."""
-        rows = self.items.orderBy("movieId").toPandas()
-        ids = rows["movieId"].to_numpy(dtype=np.int64)
-        weights = np.stack(rows["weights"].to_numpy()).astype(np.float32)
-        return EaseRanker(ids, np.arange(len(ids)), weights)
+        return EaseRanker(self.movie_ids, np.arange(len(self.movie_ids)), self.weights)
 
 
 def _pairs(train: DataFrame, max_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,9 +73,7 @@ def fit_ease_model(
     kept, users, positions = _pairs(train, max_items)
     weights = fit_ease(gram(users, positions, len(kept)), reg)
     log(f"EASE on {len(kept):,} movies, lambda {reg:g}: {time.perf_counter() - started:.1f} s")
-    rows = pd.DataFrame({"movieId": kept.astype(np.int32), "weights": list(weights)})
-    items = train.sparkSession.createDataFrame(rows, "movieId int, weights array<float>")
-    return EaseModel(items, EaseParams(reg, max_items))
+    return EaseModel(kept.astype(np.int64), weights, EaseParams(reg, max_items))
 
 
 def tune_ease(
@@ -141,6 +135,6 @@ def fit_ease(gram_matrix: np.ndarray, reg: float) -> np.ndarray:
     p = gram_matrix.copy()
     p[np.diag_indices_from(p)] += reg
     p = np.linalg.inv(p)
-    b = p / -np.diag(p)
-    b[np.diag_indices_from(b)] = 0.0
-    return b.astype(np.float32)
+    p /= -np.diag(p)  # in place: at 10k movies each n x n copy is 800 MB
+    p[np.diag_indices_from(p)] = 0.0
+    return p.astype(np.float32)
