@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export CINEMATCH_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: help install java preflight test materialize ui app demo bench cluster-up cluster-down lint format clean
+.PHONY: help install java preflight test materialize studies ui app demo bench cluster-up cluster-down lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,8 +34,11 @@ test: install java  ## the whole default test suite
 preflight: install  ## check that the MovieLens source (download or local copy) is usable
 	@$(BIN)/python -m cinematch_assets.preflight
 
-materialize: install java preflight $(DAGSTER_HOME)/dagster.yaml  ## materialize every asset (headless)
-	$(BIN)/dagster asset materialize -m cinematch_assets.definitions --select '*'
+materialize: install java preflight $(DAGSTER_HOME)/dagster.yaml  ## run the product job: raw to serving (headless)
+	$(BIN)/dagster job execute -m cinematch_assets.definitions -j cinematch_product
+
+studies: install java $(DAGSTER_HOME)/dagster.yaml  ## run the studies job on the last product run's models (headless)
+	$(BIN)/dagster job execute -m cinematch_assets.definitions -j cinematch_studies
 
 ui: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI on http://127.0.0.1:3000
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml

@@ -293,6 +293,7 @@ def search(catalog: Catalog) -> None:
 def insights(home: Path) -> None:
     for title, folder in (
         ("Models", report_files.models_dir(home)),
+        ("Studies", report_files.studies_dir(home)),
         ("The data", report_files.eda_dir(home)),
     ):
         st.header(title)
@@ -301,13 +302,18 @@ def insights(home: Path) -> None:
             path = report_files.chart_json(folder, name)
             figure = pio.from_json(load_text(str(path), mtime(path)))
             figure.update_layout(template="plotly_dark")
-            st.plotly_chart(figure, width="stretch", key=f"chart_{name}")
+            st.plotly_chart(figure, width="stretch", key=f"chart_{title}_{name}")
         if not names:
-            st.info(f"No charts in {plain(folder)} yet: materialize the pipeline first.")
-    card_path = report_files.model_card_path(home)
-    if card_path.exists():
-        with st.expander("Model card"):
-            st.markdown(load_text(str(card_path), mtime(card_path)))
+            how = "make studies" if title == "Studies" else "materialize the pipeline"
+            st.info(f"No charts in {plain(folder)} yet: {how} first.")
+    # The product run's card and the latest studies' card, each naming its run.
+    for label, card_path in (
+        ("Model card", report_files.model_card_path(home)),
+        ("Studies card", report_files.studies_card_path(home)),
+    ):
+        if card_path.exists():
+            with st.expander(label):
+                st.markdown(load_text(str(card_path), mtime(card_path)))
 
 
 def opened(load: Callable[[], T]) -> tuple[T | None, str | None]:

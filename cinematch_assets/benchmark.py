@@ -1,12 +1,14 @@
-"""`make bench`: materialize the whole graph on one dataset and measure it.
+"""`make bench`: materialize the whole graph on one dataset, the product job then the
+studies job, and measure it.
 
-Reports wall time, the time of each step, rows per layer and peak memory (the Python
-driver and the Spark JVM separately), as a table and as JSON under
-$CINEMATCH_HOME/benchmarks/.
+Reports per job the wall time, the time of each step, the models fitted and the peak
+memory of every process together (sampled), and for the run the rows per layer and the
+peaks of the Python driver and the Spark JVM, as JSON under $CINEMATCH_HOME/benchmarks/.
 
     python -m cinematch_assets.benchmark --variant synthetic-1m
     python -m cinematch_assets.benchmark --local ../shared/data/movielens/ml-latest-small-2016.zip
     python -m cinematch_assets.benchmark --variant synthetic-1m --groups raw bronze silver gold
+    python -m cinematch_assets.benchmark --variant synthetic-1m --jobs cinematch_product
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from dagster import DagsterEventType, DagsterInstance
 
 from cinematch_assets import keys
 from cinematch_assets.definitions import all_assets, build_definitions, build_resources
+from cinematch_assets.ml.fits import fits_so_far
 from cinematch_assets.resources.data_root import DataRoot
 
 ROW_TABLES = [keys.BRONZE_RATINGS, keys.RATINGS_CLEAN, keys.RATINGS_FILTERED, keys.TRAIN, keys.TEST]
@@ -93,53 +97,73 @@ class TreeMemory(threading.Thread):
         return self.peak_mb
 
 
-def run_benchmark(raw_config: dict, home: Path, groups: list[str] | None = None) -> dict:
-    """Materialize every asset (or those of `groups`) into `home` and measure the run."""
+PRODUCT_JOB, STUDIES_JOB = JOBS = ("cinematch_product", "cinematch_studies")
+
+
+def run_benchmark(
+    raw_config: dict, home: Path, groups: list[str] | None = None, jobs: Sequence[str] = JOBS
+) -> dict:
+    """Run `jobs` one after the other into `home` (every asset of each, or those of
+    `groups`) and measure each: wall time, step times, fits, peak memory."""
     resources = build_resources(DataRoot(home=str(home)))
-    job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
-    selection = (
-        [
+    definitions = build_definitions(resources)
+    instance = DagsterInstance.ephemeral()
+    measured = {}
+    for name in jobs:
+        job = definitions.resolve_job_def(name)
+        studies = name == STUDIES_JOB
+        selection = [
             key
             for asset in all_assets
             for key in asset.keys
-            if asset.group_names_by_key[key] in groups
+            if (asset.group_names_by_key[key] == "studies") == studies
+            and (not groups or asset.group_names_by_key[key] in groups)
         ]
-        if groups
-        else None
-    )
-    memory = TreeMemory()
-    memory.start()
-    started = time.perf_counter()
-    result = job.execute_in_process(
-        asset_selection=selection,
-        run_config={
-            "ops": {"raw__movielens_archive": {"config": raw_config}},
-            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-        },
-        instance=DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
-    wall = time.perf_counter() - started
-    peak_total = memory.stop()
-    steps = {
-        event.step_key: round(event.event_specific_data.duration_ms / 1000, 2)
-        for event in result.all_events
-        if event.event_type == DagsterEventType.STEP_SUCCESS
-    }
+        if not selection:
+            continue
+        ops = {"raw__movielens_archive": {"config": raw_config}} if name == PRODUCT_JOB else {}
+        fits_before = fits_so_far()
+        memory = TreeMemory()
+        memory.start()
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            asset_selection=selection if groups else None,
+            run_config={"ops": ops, "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+        wall = time.perf_counter() - started
+        steps = {
+            event.step_key: round(event.event_specific_data.duration_ms / 1000, 2)
+            for event in result.all_events
+            if event.event_type == DagsterEventType.STEP_SUCCESS
+        }
+        fits = fits_so_far()
+        measured[name] = {
+            "success": result.success,
+            "wall_seconds": round(wall, 1),
+            "fits": {kind: n - fits_before.get(kind, 0) for kind, n in fits.items()},
+            "peak_rss_mb_all_processes": round(memory.stop()),  # driver + JVM + workers
+            "step_seconds": dict(sorted(steps.items(), key=lambda kv: -kv[1])),
+        }
+        if not result.success:
+            break
     jvm_peaks = [_peak_rss_mb(pid) or 0.0 for pid in _descendants(os.getpid())]
     lakehouse = resources["lakehouse"]
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": raw_config,
         "groups": groups or "all",
-        "success": result.success,
-        "wall_seconds": round(wall, 1),
-        "step_seconds": dict(sorted(steps.items(), key=lambda kv: -kv[1])),
+        "success": all(job["success"] for job in measured.values()) and len(measured) > 0,
+        "wall_seconds": round(sum(job["wall_seconds"] for job in measured.values()), 1),
+        "jobs": measured,
         "rows": {keys.label(k): lakehouse.describe(k).num_rows for k in ROW_TABLES},
         "peak_rss_mb": {
             "python_driver": round(_peak_rss_mb(os.getpid()) or 0.0),
             "spark_jvm": round(max(jvm_peaks, default=0.0)),
-            "all_processes": round(peak_total),  # sampled: driver + JVM + Python workers
+            "all_processes": max(
+                (job["peak_rss_mb_all_processes"] for job in measured.values()), default=0
+            ),
         },
         "machine": {
             "cpus": os.cpu_count(),
@@ -190,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", help="data root for this run (default: a temp dir)")
     parser.add_argument("--groups", nargs="+", help="only these asset groups (default: all)")
     parser.add_argument(
+        "--jobs", nargs="+", choices=JOBS, default=list(JOBS), help="the jobs to run, in order"
+    )
+    parser.add_argument(
         "--als-iterations",
         action="store_true",
         help="then time an ALS iteration of each model on the Gold training table",
@@ -201,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = DataRoot().benchmarks
     with tempfile.TemporaryDirectory(prefix="cinematch-bench-") as scratch:
         home = Path(args.home or scratch).resolve()
-        report = run_benchmark(raw_config, home, args.groups)
+        report = run_benchmark(raw_config, home, args.groups, args.jobs)
         if args.als_iterations and report["success"]:
             lakehouse = build_resources(DataRoot(home=str(home)))["lakehouse"]
             report["als"] = als_seconds_per_iteration(lakehouse)

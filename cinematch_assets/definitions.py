@@ -26,6 +26,7 @@ from cinematch_assets.assets.ml import (
 from cinematch_assets.assets.raw import movielens_archive
 from cinematch_assets.assets.serving import serving_assets
 from cinematch_assets.assets.silver import links_clean, movies_clean, ratings_clean, tags_clean
+from cinematch_assets.assets.studies import study_assets
 from cinematch_assets.checks import all_checks
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.io_manager import DeltaLakeIOManager, PickleIOManager
@@ -50,22 +51,31 @@ all_assets = [
     content_model,
     model_evaluation,
     *serving_assets,
+    *study_assets,
 ]
 
-pipeline_job = define_asset_job(
-    "cinematch_pipeline",
-    selection=AssetSelection.all(),
-    description="Materialize the whole lakehouse, raw to serving, in one run and one JVM.",
+STUDIES = AssetSelection.groups("studies")
+product_job = define_asset_job(
+    "cinematch_product",
+    selection=AssetSelection.all() - STUDIES,
+    description="The product: raw to serving, the models tuned and fitted once each, and "
+    "the held-out evaluation of what is served; in one run and one JVM.",
+)
+studies_job = define_asset_job(
+    "cinematch_studies",
+    selection=STUDIES,
+    description="The studies on the product's latest models: ablation, the article's "
+    "variant, every candidate order on test, the discovery curve, the cold-movie protocol.",
 )
 
 # Weekly, Monday 03:00 UTC, and off until someone switches it on in the UI.
 weekly_refresh = ScheduleDefinition(
     name="weekly_refresh",
-    job=pipeline_job,
+    job=product_job,
     cron_schedule="0 3 * * 1",
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.STOPPED,
-    description="The whole graph, raw to serving (MovieLens publishes a few times a year).",
+    description="The product, raw to serving (MovieLens publishes a few times a year).",
 )
 
 
@@ -89,7 +99,7 @@ def build_definitions(resources: dict | None = None) -> Definitions:
     return Definitions(
         assets=all_assets,
         asset_checks=all_checks,
-        jobs=[pipeline_job],
+        jobs=[product_job, studies_job],
         schedules=[weekly_refresh],
         resources=resources or build_resources(),
         # One process and one JVM for the whole run: a JVM per step costs seconds and GBs.

@@ -54,6 +54,11 @@ TEST_PREDICTIONS: Key = ("ml", "test_predictions")
 TEST_RECOMMENDATIONS: Key = ("ml", "test_recommendations")
 MODEL_EVALUATION: Key = ("ml", "model_evaluation")
 
+STUDY_ABLATION: Key = ("studies", "ablation")
+STUDY_CANDIDATES: Key = ("studies", "candidates_on_test")
+STUDY_COLD_MOVIES: Key = ("studies", "cold_movies")
+STUDY_REPORT: Key = ("studies", "report")
+
 MOVIE_CATALOG: Key = ("serving", "movie_catalog")
 USER_PROFILES: Key = ("serving", "user_profiles")
 RECOMMENDATIONS: Key = ("serving", "recommendations")

@@ -46,6 +46,7 @@ def shared_archive() -> Path:
 
 
 RAW_OP = "raw__movielens_archive"
+PRODUCT_JOB, STUDIES_JOB = "cinematch_product", "cinematch_studies"
 
 
 def run_pipeline(
@@ -54,19 +55,31 @@ def run_pipeline(
     raw_config: dict,
     selection: list[list[str]] | None = None,
     ops: dict | None = None,
+    *,
+    studies: bool = False,
 ):
-    """Materialize every asset (or `selection`) into `home` with the definitions' own job
-    (`ops`: run config of other assets); return (result, instance, lakehouse)."""
+    """Materialize the product job (or `selection` of it) into `home` with the definitions'
+    own job, then, with `studies`, the studies job on the same instance, which must
+    succeed (`ops`: run config of other assets); return (the product job's result,
+    instance, lakehouse)."""
     # Rooted at `home` through the data root resource alone (CINEMATCH_HOME stays as it
     # is): every path of the run must follow it.
     resources = build_resources(DataRoot(home=str(home)), SparkResource(**TEST_SPARK))
-    job = build_definitions(resources).resolve_job_def("cinematch_pipeline")
+    definitions = build_definitions(resources)
     instance = DagsterInstance.ephemeral()
-    result = job.execute_in_process(
-        run_config={"ops": {RAW_OP: {"config": raw_config}, **(ops or {})}},
+    ops = ops or {}
+    product = {name: config for name, config in ops.items() if not name.startswith("studies__")}
+    result = definitions.resolve_job_def(PRODUCT_JOB).execute_in_process(
+        run_config={"ops": {RAW_OP: {"config": raw_config}, **product}},
         instance=instance,
         asset_selection=[AssetKey(key) for key in selection] if selection else None,
     )
+    if studies and result.success:
+        studied = definitions.resolve_job_def(STUDIES_JOB).execute_in_process(
+            run_config={"ops": {k: v for k, v in ops.items() if k not in product}},
+            instance=instance,
+        )
+        assert studied.success
     return result, instance, resources["lakehouse"]
 
 
@@ -110,7 +123,7 @@ def synthetic_models_run(spark, synthetic_release, tmp_path_factory):
     plus one movie nobody rated yet."""
     home = tmp_path_factory.mktemp("models")
     raw = {"local_path": str(synthetic_release)}
-    return (*run_pipeline(spark, home, raw, ops=SMALL_GRIDS), home)
+    return (*run_pipeline(spark, home, raw, ops=SMALL_GRIDS, studies=True), home)
 
 
 def served_json(home: Path) -> dict[str, list[dict]]:

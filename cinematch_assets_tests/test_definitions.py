@@ -27,7 +27,24 @@ def test_weekly_schedule_of_the_whole_job_is_stopped_by_default():
     schedule = next(s for s in defs.schedules if s.name == "weekly_refresh")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert schedule.cron_schedule == "0 3 * * 1"
-    assert schedule.job_name == "cinematch_pipeline"
+    assert schedule.job_name == "cinematch_product"
+
+
+def test_the_product_job_leaves_out_the_studies_and_nothing_it_serves_needs_them():
+    product = defs.resolve_job_def("cinematch_product").asset_layer.asset_graph
+    studies = defs.resolve_job_def("cinematch_studies").asset_layer.asset_graph
+    studied = keys_in({"studies"})
+    assert studied and set(studies.executable_asset_keys) == studied
+    assert set(product.executable_asset_keys) == keys_in_all() - studied
+    graph = defs.resolve_asset_graph()
+    for key in studied:  # no asset outside the studies reads one
+        assert graph.get(key).child_keys <= studied, key
+    # The studies never wait on new data by themselves: `make studies` runs them.
+    assert all(graph.get(key).automation_condition is None for key in studied)
+
+
+def keys_in_all() -> set[dg.AssetKey]:
+    return {key for asset in all_assets for key in asset.keys}
 
 
 def test_models_and_serving_follow_new_upstream_data():

@@ -37,6 +37,7 @@ from cinematch_assets.ml.tuning import (
     plan_tuning,
     sample_users,
     tuning_splits,
+    user_sample,
     validation_split,
 )
 from cinematch_assets.transforms.gold import assign_split
@@ -79,6 +80,12 @@ def test_ranking_metrics_by_hand(spark):
     map_1 = (1 / 1 + 2 / 3) / 3
     map_2 = (1 / 2) / 1
     assert m["map"] == pytest.approx((map_1 + map_2 + 0) / 3)
+    # With intervals: 1.96 standard errors (sample deviation over the 3 users).
+    ci = ranking_metrics(recs, relevant, k=3, interval=True)
+    per_user = np.array([ndcg_1, ndcg_2, 0.0])
+    assert ci["ndcg"] == pytest.approx(m["ndcg"])
+    assert ci["ndcg_ci"] == pytest.approx(1.959964 * per_user.std(ddof=1) / math.sqrt(3))
+    assert "ndcg_ci" not in m
 
 
 def test_ranking_metrics_cut_lists_at_k(spark):
@@ -388,3 +395,18 @@ def test_grid_search_picks_the_best_mean_and_round_trips():
     again = TuningResult.from_json(result.to_json())
     assert again.best_params == result.best_params and again.rows == result.rows
     assert "**(best)**" in result.markdown()
+
+
+def test_a_user_sample_is_seeded_bounded_and_nested(spark):
+    rows = spark.createDataFrame(
+        [(user, movie) for user in range(1, 301) for movie in (1, 2)], "userId int, movieId int"
+    )
+
+    def ids(size: int, seed: int) -> set[int]:
+        return {r["userId"] for r in user_sample(rows, size, seed).collect()}
+
+    fifty = ids(50, seed=7)
+    assert len(fifty) == 50 and ids(50, seed=7) == fifty
+    assert fifty < ids(120, seed=7)  # a smaller sample lies inside a larger one
+    assert ids(50, seed=8) != fifty
+    assert ids(1_000, seed=7) == set(range(1, 301))  # fewer users than asked: all of them

@@ -41,7 +41,7 @@ UP_TO_GOLD = [
     key.path
     for asset in all_assets
     for key in asset.keys
-    if asset.group_names_by_key[key] not in {"ml", "serving"}
+    if asset.group_names_by_key[key] not in {"ml", "serving", "studies"}
 ]
 
 
@@ -253,7 +253,8 @@ def test_models_recover_the_planted_structure(synthetic_models_run):
     # Every candidate served order (ALS and EASE, blended or not) finds the planted tastes.
     table = {r["name"]: r for r in lakehouse.read(keys.MODEL_EVALUATION).collect()}
     popular = table["most popular"]["ndcg"]
-    candidates = [r for r in table.values() if r["role"] == "candidate"]
+    studied = lakehouse.read(keys.STUDY_CANDIDATES).collect()
+    candidates = [r for r in studied if r["role"] == "candidate"]
     assert len(candidates) == 2 * 2 * 2  # the test grid: rankers x stars weights x penalties
     assert all(r["ndcg"] > 1.2 * popular for r in candidates), [
         (r["name"], r["ndcg"]) for r in candidates
@@ -268,8 +269,7 @@ def test_model_tables_and_artifacts(spark, synthetic_models_run):
     predictions = lakehouse.read(["ml", "test_predictions"])
     per_model = {r["model"]: r["count"] for r in predictions.groupBy("model").count().collect()}
     assert per_model == {
-        name: test_rows
-        for name in ("global mean", "damped bias baseline", "rating model", "article's variant")
+        name: test_rows for name in ("global mean", "damped bias baseline", "rating model")
     }
     recs = lakehouse.read(["ml", "test_recommendations"])
     train = lakehouse.read(["gold", "train_features_ml"])
@@ -309,6 +309,55 @@ def test_dense_matrices_are_files_that_never_pass_through_spark(synthetic_models
     content = read_content(lakehouse.read, home / "models")
     assert isinstance(content.matrix, np.memmap)
     assert content.matrix.shape == (len(content.movie_ids), len(content.names))
+
+
+def test_a_product_run_fits_each_model_once(synthetic_models_run):
+    """Each (rows, parameters, seed) is fitted once in a run: every grid point on the
+    tuning splits and one final fit per model; the champion takes the ranking model's
+    and EASE's fits from their tuning (the same validation split) and fits only the
+    rating model, which the suite's small data tunes by 3-fold cross-validation."""
+    _, instance, _, _ = synthetic_models_run
+    fits = {
+        name: metadata(instance, "ml", name)["fits"]
+        for name in ("als_rating_model", "als_ranking_model", "ease_ranking_model")
+    }
+    # SMALL_GRIDS: one combination each.
+    assert fits == {
+        "als_rating_model": 3 + 1,
+        "als_ranking_model": 1 + 1,
+        "ease_ranking_model": 1 + 1,
+    }
+    champion = metadata(instance, "ml", "ranking_champion")
+    assert champion["fits_reused_from_tuning"] == "ease, ranking"
+    assert champion["fits"] == 1
+
+
+def test_studies_score_on_the_product_models_beside_its_card(synthetic_models_run):
+    """The studies run as their own job on the product's models: the article's variant
+    and the ablation on every test row, lists with 95% intervals on the user sample (all
+    of synthetic-small's test users, fewer than the default 20,000); their card names its
+    run, as the product's model card names its own."""
+    _, instance, lakehouse, home = synthetic_models_run
+    test_rows = lakehouse.describe(keys.TEST).num_rows
+    test_users = lakehouse.read(keys.TEST).select("userId").distinct().count()
+    ablation = {(r["name"], r["task"]): r for r in lakehouse.read(keys.STUDY_ABLATION).collect()}
+    assert ablation[("article's variant", "stars")]["rows"] == test_rows
+    ablated = [r for r in ablation.values() if r["role"] == "ablation"]
+    assert len(ablated) == 4 and all(r["ndcg"] is not None for r in ablated)
+    assert metadata(instance, *keys.STUDY_CANDIDATES)["users"] == test_users
+    product = {r["name"]: r for r in lakehouse.read(keys.MODEL_EVALUATION).collect()}
+    for row in [*lakehouse.read(keys.STUDY_CANDIDATES).collect(), product["served ranking"]]:
+        assert 0 < row["ndcg_ci"] < row["ndcg"], row["name"]
+    # Every test user with a liked test movie is averaged, in the sample as in the product.
+    studied = lakehouse.read(keys.STUDY_CANDIDATES).first()
+    assert studied["users"] == product["served ranking"]["users"]
+    studies_card = (home / "reports" / "studies" / "studies_card.md").read_text()
+    model_card = (home / "reports" / "ml" / "model_card.md").read_text()
+    assert "The studies run: Dagster run" in studies_card
+    assert f"every one of the {test_users:,} test users" in studies_card
+    assert "The product run: Dagster run" in model_card
+    charts = json.loads((home / "reports" / "studies" / "charts.json").read_text())["charts"]
+    assert charts == ["ablation", "candidates", "discovery"]
 
 
 def test_the_evaluation_scores_the_served_lists(synthetic_models_run):
@@ -500,9 +549,9 @@ def test_real_movielens_model_targets(real_run):
     assert evaluation["ndcg_vs_most_popular"] >= 1.3
     test_rows = lakehouse.describe(["gold", "test_features_ml"]).num_rows
     metrics = {r["name"]: r for r in lakehouse.read(["ml", "model_evaluation"]).collect()}
-    for name in ("global mean", "damped bias baseline", "rating model", "article's variant"):
+    for name in ("global mean", "damped bias baseline", "rating model"):
         assert metrics[name]["rows"] == test_rows
-    assert lakehouse.describe(["ml", "test_predictions"]).num_rows == 4 * test_rows
+    assert lakehouse.describe(["ml", "test_predictions"]).num_rows == 3 * test_rows
     report = home / "reports" / "ml"
     for name in ("index.html", "model_card.md", "metrics.json", "error_distribution.json"):
         assert (report / name).is_file()
@@ -554,7 +603,7 @@ def test_new_movies_are_placed_from_their_content(synthetic_models_run):
     assert result.success, failed_checks(result)
     table = {
         (r["name"], r["task"]): r
-        for r in lakehouse.read(keys.MODEL_EVALUATION).collect()
+        for r in lakehouse.read(keys.STUDY_COLD_MOVIES).collect()
         if r["role"] == "cold"
     }
     content = table[(cold.CONTENT_MODEL, "lists")]
@@ -562,8 +611,8 @@ def test_new_movies_are_placed_from_their_content(synthetic_models_run):
     random = table[(cold.RANDOM, "lists")]
     assert content["ndcg"] > 1.5 * random["ndcg"] and genre["ndcg"] > random["ndcg"]
     stars, baseline = table[(cold.CONTENT_STARS, "stars")], table[(cold.USER_BIAS, "stars")]
-    evaluation = metadata(instance, "ml", "model_evaluation")
-    assert stars["rows"] == baseline["rows"] == evaluation["cold/ratings"] > 0
+    study = metadata(instance, *keys.STUDY_COLD_MOVIES)
+    assert stars["rows"] == baseline["rows"] == study["ratings"] > 0
     assert content["users"] == genre["users"] == random["users"] > 0
     model = lakehouse.read(keys.CONTENT_MODEL).first()
     silver = lakehouse.read(keys.MOVIES_CLEAN).count()

@@ -100,7 +100,7 @@ def test_resource_reads_its_defaults_from_the_environment(monkeypatch):
     assert resource.conf == {"spark.executor.memory": "4g"}
     assert resource.shuffle_partitions == 64
     assert resource.delta_jars is True
-    assert resource.driver_memory.endswith("g")  # 40% of this machine's memory
+    assert resource.driver_memory.endswith("g")  # a quarter of this machine's memory
 
 
 def test_checkpoints_follow_the_data_root(tmp_path):

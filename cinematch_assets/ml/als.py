@@ -8,6 +8,8 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from cinematch_assets.ml.fits import count_fit
+
 FACTORS = "features"
 # ALS checkpoints its item factors (into spark.checkpoint.dir) every this many iterations.
 # Between checkpoints each iteration deepens the lineage every task serializes
@@ -43,6 +45,7 @@ def fit_als(
     """ALS on (userId, movieId, `rating_col`). Implicit: `rating_col` is the confidence
     source, c = 1 + alpha * value (Hu, Koren & Volinsky 2008)."""
     blocks = als_blocks(ratings)
+    count_fit("als")
     return ALS(
         userCol="userId",
         itemCol="movieId",

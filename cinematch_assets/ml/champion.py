@@ -46,18 +46,19 @@ def score_policies(
     users: DataFrame,
     relevant: DataFrame,
     k: int,
+    interval: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """NDCG, precision, recall, MAP, coverage, novelty, Gini and the share below the star
     floor of each policy's top-k lists for `users` (userId), their `history` (userId,
     movieId, rating: the ratings the models were fitted on) left out, against `relevant`.
-    By name."""
+    By name; with `interval`, each ranking metric's 95% interval (`ranking_metrics`)."""
     items = model_items(ranking, rating, history, ease=ease)
     rankers = items.rankers(policies)
     users = ranking.users.join(users.select("userId").distinct(), "userId")
     lists = recommend_candidates(
         rankers, users, history, k, stars=items.rating, star_users=rating.users, explain=False
     ).cache()
-    accuracy = ranking_metrics_by(lists, relevant, k=k, by="candidate")
+    accuracy = ranking_metrics_by(lists, relevant, k=k, by="candidate", interval=interval)
     exposure = exposure_metrics_by(
         lists, history, k=k, by="candidate", floor=policies[0].star_floor or 3.0
     )

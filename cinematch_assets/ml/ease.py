@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import sparse
 
+from cinematch_assets.ml.fits import FitKey, count_fit, fit_key, keep
 from cinematch_assets.ml.lists import EaseItems, EaseRanker
 from cinematch_assets.ml.metrics import ranking_metrics, relevant_rows
 from cinematch_assets.ml.recommend import most_popular, recommend
@@ -85,7 +86,8 @@ def tune_ease(
     log: Callable[[str], object],
 ) -> tuple[TuningResult, float]:
     """lambda by NDCG@k on the validation part (X^T X computed once for every lambda);
-    also the most-popular baseline's NDCG@k on the same users."""
+    also the most-popular baseline's NDCG@k on the same users. The best fit is kept for
+    the run (`fits.keep`)."""
     train, validation = split
     kept, users_of, positions = _pairs(train, max_items)
     matrix = gram(users_of, positions, len(kept))
@@ -95,9 +97,16 @@ def tune_ease(
         relevant.select("userId").distinct().withColumn("features", F.array().cast("array<float>"))
     )
 
+    best: list[tuple[float, EaseModel]] = []  # the best so far: the search runs in order
+
     def evaluate(params: dict[str, Any], split: Split) -> float:
-        ranker = EaseRanker(kept, np.arange(len(kept)), fit_ease(matrix, params["reg"]))
-        return ranking_metrics(recommend(ranker, users, seen, k), relevant, k=k)["ndcg"]
+        model = EaseModel(
+            kept, fit_ease(matrix, params["reg"]), EaseParams(params["reg"], max_items)
+        )
+        value = ranking_metrics(recommend(model.ranker(), users, seen, k), relevant, k=k)["ndcg"]
+        if not best or value > best[0][0]:
+            best[:] = [(value, model)]
+        return value
 
     result = grid_search(
         [{"reg": reg} for reg in regs],
@@ -108,8 +117,15 @@ def tune_ease(
         parallelism=1,  # each fit holds a movies x movies inverse
         log=log,
     )
+    chosen = best[0][1]
+    if chosen.params.reg == result.best_params["reg"]:  # the champion scores on this split
+        keep(ease_key(train, chosen.params), chosen)
     baseline = ranking_metrics(most_popular(train, users, seen, k), relevant, k=k)["ndcg"]
     return result, baseline
+
+
+def ease_key(train: DataFrame, params: EaseParams) -> FitKey:
+    return fit_key("ease", train, asdict(params), 0)
 
 
 def kept_movies(movie_ids: np.ndarray, counts: np.ndarray, max_items: int) -> np.ndarray:
@@ -132,6 +148,7 @@ def gram(users: np.ndarray, positions: np.ndarray, n_items: int) -> np.ndarray:
 
 def fit_ease(gram_matrix: np.ndarray, reg: float) -> np.ndarray:
     """B (float32) from X^T X and the regularization lambda."""
+    count_fit("ease")
     p = gram_matrix.copy()
     p[np.diag_indices_from(p)] += reg
     p = np.linalg.inv(p)

@@ -1,21 +1,20 @@
-"""The held-out evaluation: every model and baseline scored on the Gold test split, which
-no fit and no tuning has seen.
+"""The held-out evaluation of what is served: the product's models and their baselines
+scored on the Gold test split, which no fit and no tuning has seen, every row and every
+user. What judges the design instead (ablation, the article's variant, every candidate
+order, the cold-movie protocol) is in `studies`, which shares this table's shape.
 
-- Stars: every test row gets a prediction from every rating model and baseline; a row
+- Stars: every test row gets a prediction from the rating model and each baseline; a row
   whose user or movie is not in a model gets the bias baseline's prediction (`cold`).
 - Lists: top-k over the movies each test user did not rate in training, scored against
-  the test ratings of 4 stars or more on the same users. The ranking model's are the
+  the test ratings of 4 stars or more on the same users. The served order's are the
   served lists themselves (`recommend.served_lists`, training ratings left out instead
-  of every known one); beside them the most-popular baseline and the rating models
-  ranked by their stars.
-- Ablation: the chosen models refitted with one choice flipped (decay weights,
-  normalization), scored the same way.
+  of every known one); beside them the most-popular baseline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, Literal
 
@@ -25,28 +24,24 @@ from pyspark.sql import functions as F
 
 from cinematch_assets.ml.als import FACTORS, empty_factors
 from cinematch_assets.ml.artifacts import Trained
-from cinematch_assets.ml.champion import score_policies
-from cinematch_assets.ml.ease import EaseModel
-from cinematch_assets.ml.lists import ListPolicy, ModelItems
+from cinematch_assets.ml.lists import ModelItems
 from cinematch_assets.ml.metrics import (
     exposure_metrics_by,
     ranking_metrics,
     regression_metrics_by,
     relevant_rows,
 )
-from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model
+from cinematch_assets.ml.ranking import RankingModel
 from cinematch_assets.ml.rating import (
     RatingModel,
     RatingParams,
     cached,
     fit_biases,
-    fit_rating_model,
     predict,
 )
 from cinematch_assets.ml.recommend import (
     most_popular,
     served_lists,
-    unseen_lists,
     without_new_movies,
 )
 from cinematch_assets.ml.tuning import concurrently
@@ -55,23 +50,17 @@ Role = Literal["model", "baseline", "ablation", "candidate", "discovery", "cold"
 GLOBAL_MEAN = "global mean"
 BIAS_BASELINE = "damped bias baseline"
 RATING_MODEL = "rating model"
-ARTICLE_VARIANT = "article's variant"
 SERVED = "served ranking"
 SERVED_KNOWN = "served ranking without new movies"
 MOST_POPULAR = "most popular"
-BY_STARS = "by predicted stars"
-# The article's tuned model: user-mean normalized, nonnegative, rank 20, reg 0.05, 15 iterations.
-ARTICLE_PARAMS = {"rank": 20, "reg_param": 0.05, "max_iter": 15}
 PREDICTION_COLUMNS = ["model", "userId", "movieId", "rating", "prediction", "cold"]
-# The evaluation table: stars metrics (rmse..rows) or list metrics (k..users) per row.
+# The evaluation table: stars metrics (rmse..rows) or list metrics (k..map_ci) per row.
 METRICS_SCHEMA = (
     "name string, role string, task string, rmse double, mse double, mae double, "
     "cold_share double, rows long, k int, precision double, recall double, ndcg double, "
     "map double, coverage double, novelty double, gini double, below_floor double, "
-    "users long"
+    "users long, precision_ci double, recall_ci double, ndcg_ci double, map_ci double"
 )
-# The popularity penalties of the discovery curve (the champion with each).
-DISCOVERY_PENALTIES = (0.0, 0.1, 0.25, 0.5, 1.0)
 METRIC_NAMES = [column.split()[0] for column in METRICS_SCHEMA.split(", ")]
 # Prediction errors are binned this finely for the error-distribution chart.
 ERROR_BIN = 0.25
@@ -131,10 +120,10 @@ def rating_metrics(predictions: DataFrame) -> dict[str, dict[str, float]]:
 def list_metrics(
     recommendations: DataFrame, relevant: DataFrame, train: DataFrame, *, k: int
 ) -> dict[str, float]:
-    """Accuracy (ranking_metrics) and exposure (coverage, novelty, Gini, share below the
-    star floor) of top-k lists."""
+    """Accuracy (ranking_metrics, with 95% intervals) and exposure (coverage, novelty,
+    Gini, share below the star floor) of top-k lists."""
     keyed = recommendations.withColumn("_list", F.lit(""))
-    metrics = ranking_metrics(recommendations, relevant, k=k)
+    metrics = ranking_metrics(recommendations, relevant, k=k, interval=True)
     return metrics | exposure_metrics_by(keyed, train, k=k, by="_list").get("", {}) | {"k": k}
 
 
@@ -146,13 +135,17 @@ class Evaluation:
     rows: list[dict[str, Any]]
 
     def table(self) -> pd.DataFrame:
-        """One row per model, baseline and ablation; METRIC_NAMES columns, None where a
-        metric does not apply."""
-        return pd.DataFrame(
-            [[row.get(name) for name in METRIC_NAMES] for row in self.rows],
-            columns=METRIC_NAMES,
-            dtype=object,
-        )
+        return metrics_table(self.rows)
+
+
+def metrics_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per model, baseline, study entry; METRIC_NAMES columns, None where a metric
+    does not apply."""
+    return pd.DataFrame(
+        [[row.get(name) for name in METRIC_NAMES] for row in rows],
+        columns=METRIC_NAMES,
+        dtype=object,
+    )
 
 
 def prediction_analysis(predictions: DataFrame) -> dict[str, pd.DataFrame]:
@@ -182,38 +175,26 @@ def prediction_analysis(predictions: DataFrame) -> dict[str, pd.DataFrame]:
     return {"errors": errors, "by_rating": by_rating.drop(columns="q")}
 
 
-def evaluate_models(
+def evaluate_served(
     train: DataFrame,
     test: DataFrame,
     *,
     rating: Trained[RatingModel],
     ranking: Trained[RankingModel],
-    ease: EaseModel,
     items: ModelItems,
-    candidates: list[ListPolicy],
     k: int,
-    seed: int,
-    ablation: bool = True,
     parallelism: int = 3,
     rated_new: DataFrame | None = None,
 ) -> Evaluation:
-    """Score the models and baselines on `test`: the models' parameters say how to refit
-    the baselines and the ablation; `items` is their movie side as served (its policy is
-    the champion); every candidate served order is scored too, and the champion with the
-    DISCOVERY_PENALTIES. `rated_new` (userId, movieId, rating): the ratings of `items`'
-    new movies, outside the split, which the served lists leave out as serving does.
-    Independent fits and scorings run `parallelism` at a time."""
+    """Score what is served on every row and every user of `test`: the rating model's
+    stars and the served lists (`items`: the models' movie side with the champion's
+    order), beside the baselines they are judged against (global mean, the damped bias
+    baseline with the rating model's settings, most popular). No refit but the biases.
+    `rated_new` (userId, movieId, rating): the ratings of `items`' new movies, outside
+    the split, which the served lists leave out as serving does."""
     params = rating.model.params
     bias_params = {"damping": params.bias_damping, "decay_weighted": params.bias_decay_weighted}
     biases = cached(fit_biases(train, **bias_params))  # every model's fallback
-    refits = {
-        ARTICLE_VARIANT: lambda: fit_rating_model(
-            train, variant="user_mean", seed=seed, **ARTICLE_PARAMS
-        ),
-        **(ablation_fits(train, rating.model, ranking.model, seed) if ablation else {}),
-    }
-    fitted = concurrently(refits, parallelism)
-
     seen = train.select("userId", "movieId", "rating").cache()
     users = test.select("userId").distinct().cache()
     relevant = relevant_rows(test).cache()
@@ -227,16 +208,10 @@ def evaluate_models(
         items, test_users, rating.model.users, watched, k + extra, shown=k
     ).cache()
     recommendations = served.filter(F.col("rank") <= k).cache()
-
-    def by_stars(model: RatingModel) -> Callable[[], DataFrame]:
-        return lambda: unseen_lists(model, users, seen, k, bias="bias")
-
-    article = fitted.pop(ARTICLE_VARIANT)
     entries = [
         Entry(GLOBAL_MEAN, "baseline", stars=global_mean_model(train)),
         Entry(BIAS_BASELINE, "baseline", stars=biases),
         Entry(RATING_MODEL, "model", stars=rating.model),
-        Entry(ARTICLE_VARIANT, "baseline", stars=article),
         Entry(SERVED, "model", lists=lambda: recommendations),
         *(
             [Entry(SERVED_KNOWN, "baseline", lists=lambda: without_new_movies(served, k))]
@@ -244,96 +219,24 @@ def evaluate_models(
             else []
         ),
         Entry(MOST_POPULAR, "baseline", lists=lambda: most_popular(train, users, seen, k)),
-        Entry(f"{RATING_MODEL} {BY_STARS}", "baseline", lists=by_stars(rating.model)),
-        Entry(f"{ARTICLE_VARIANT} {BY_STARS}", "baseline", lists=by_stars(article)),
-        *[
-            Entry(name, "ablation", stars=model, lists=by_stars(model))
-            if isinstance(model, RatingModel)
-            else Entry(name, "ablation", lists=lambda m=model: unseen_lists(m, users, seen, k))
-            for name, model in fitted.items()
-        ],
     ]
-    served_stars = {
-        e.name: e.stars for e in entries if e.stars is not None and e.role != "ablation"
-    }
-    ablated_stars = {
-        e.name: e.stars for e in entries if e.stars is not None and e.role == "ablation"
-    }
-    predictions = test_predictions(test, served_stars, fallback=biases).cache()
-
-    champion = items.policy
-    curve = [replace(champion, popularity_penalty=p) for p in DISCOVERY_PENALTIES]
-    policies = {p.name: p for p in [*candidates, *curve]}
-    roles = {p.name: "candidate" for p in candidates} | {
-        p.name: "discovery" for p in curve if p.name not in {c.name for c in candidates}
-    }
+    stars = {e.name: e.stars for e in entries if e.stars is not None}
+    predictions = test_predictions(test, stars, fallback=biases).cache()
     scorings: dict[str, Callable[[], dict[str, Any]]] = {
         e.name: (lambda lists=e.lists: list_metrics(lists(), relevant, seen, k=k))
         for e in entries
         if e.lists is not None
     }
-    scorings["candidates"] = lambda: score_policies(
-        list(policies.values()),
-        ranking=ranking.model,
-        rating=rating.model,
-        ease=ease,
-        history=seen,
-        users=users,
-        relevant=relevant,
-        k=k,
-    )
     scorings["stars"] = lambda: rating_metrics(predictions)
-    if ablated_stars:
-        scorings["ablated stars"] = lambda: rating_metrics(
-            test_predictions(test, ablated_stars, fallback=biases)
-        )
     scores = concurrently(scorings, parallelism)
     served.unpersist()  # its places past k were for the lists without new movies
-    stars = scores.pop("stars") | scores.pop("ablated stars", {})
-    candidate_scores = scores.pop("candidates")
+    star_scores = scores.pop("stars")
     rows = [
-        {"name": e.name, "role": e.role, "task": e.task, **stars.get(e.name, {}),
+        {"name": e.name, "role": e.role, "task": e.task, **star_scores.get(e.name, {}),
          **scores.get(e.name, {})}
         for e in entries
-    ] + [
-        {"name": name, "role": role, "task": "lists", "k": k, **candidate_scores[name]}
-        for name, role in roles.items()
     ]  # fmt: skip
     return Evaluation(predictions=predictions, recommendations=recommendations, rows=rows)
-
-
-def ablation_fits(
-    train: DataFrame, rating: RatingModel, ranking: RankingModel, seed: int
-) -> dict[str, Callable[[], RatingModel | RankingModel]]:
-    """The chosen models with one choice flipped each, same hyperparameters otherwise."""
-    params = rating.params
-    decay = params.bias_decay_weighted
-    als = {"rank": params.rank, "reg_param": params.reg_param, "max_iter": params.max_iter}
-    chosen = ranking.params
-    other = "binary" if chosen.confidence == "decay_weight" else "decay_weight"
-
-    def flipped_biases() -> RatingModel:
-        biases = fit_biases(train, damping=params.bias_damping, decay_weighted=not decay)
-        return fit_rating_model(train, variant="bias_residual", seed=seed, biases=biases, **als)
-
-    return {
-        f"rating model, biases {'without' if decay else 'with'} decay weights": flipped_biases,
-        "rating model, user-mean normalization instead of biases": lambda: fit_rating_model(
-            train, variant="user_mean", seed=seed, nonnegative=False, **als
-        ),
-        "rating model, no normalization": lambda: fit_rating_model(
-            train, variant="none", seed=seed, **als
-        ),
-        f"ranking model, {other} confidence": lambda: fit_ranking_model(
-            train,
-            confidence=other,
-            seed=seed,
-            rank=chosen.rank,
-            reg_param=chosen.reg_param,
-            alpha=chosen.alpha,
-            max_iter=chosen.max_iter,
-        ),
-    }
 
 
 def headline_metrics(table: pd.DataFrame) -> dict[str, float]:

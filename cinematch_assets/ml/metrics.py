@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from cinematch_assets.conventions import LIKED_STARS
 
 RANKING_METRICS = ("precision", "recall", "ndcg", "map")
+Z95 = 1.959964  # a 95% interval is the mean +- this many standard errors
 
 
 def relevant_rows(rows: DataFrame) -> DataFrame:
@@ -75,17 +76,30 @@ def _discount(rank: Column) -> Column:
 
 
 def ranking_metrics(
-    recommendations: DataFrame, relevant: DataFrame, *, k: int, user: str = "userId"
+    recommendations: DataFrame,
+    relevant: DataFrame,
+    *,
+    k: int,
+    user: str = "userId",
+    interval: bool = False,
 ) -> dict[str, float]:
     """precision@k, recall@k, NDCG@k and MAP@k of `recommendations` (user, rank 1..,
     movieId) against `relevant` (user, movieId), averaged over the users of `relevant`;
-    a user without a list scores 0. Also `users`: how many were averaged."""
+    a user without a list scores 0. Also `users`: how many were averaged; with
+    `interval`, `<metric>_ci`: the half-width of each mean's 95% confidence interval over
+    users (normal approximation, 1.96 standard errors)."""
     keyed = recommendations.withColumn("_list", F.lit(""))
-    return ranking_metrics_by(keyed, relevant, k=k, by="_list", user=user)[""]
+    return ranking_metrics_by(keyed, relevant, k=k, by="_list", user=user, interval=interval)[""]
 
 
 def ranking_metrics_by(
-    recommendations: DataFrame, relevant: DataFrame, *, k: int, by: str, user: str = "userId"
+    recommendations: DataFrame,
+    relevant: DataFrame,
+    *,
+    k: int,
+    by: str,
+    user: str = "userId",
+    interval: bool = False,
 ) -> dict[str, dict[str, float]]:
     """`ranking_metrics` of each list kind (the `by` column) at once, in one pass."""
     kinds = recommendations.select(by).distinct()
@@ -120,13 +134,23 @@ def ranking_metrics_by(
             (F.col("precision_sum") / ideal_hits).alias("map"),
         )
     )
+    spreads = [F.stddev_samp(name).alias(f"{name}_sd") for name in RANKING_METRICS]
     rows = (
         scores.groupBy(by)
-        .agg(*[F.avg(name).alias(name) for name in RANKING_METRICS], F.count("*").alias("users"))
+        .agg(
+            *[F.avg(name).alias(name) for name in RANKING_METRICS],
+            *(spreads if interval else []),
+            F.count("*").alias("users"),
+        )
         .collect()
     )
+
+    def half_width(row: Row, name: str) -> float:
+        return Z95 * float(row[f"{name}_sd"] or 0.0) / max(int(row["users"]), 1) ** 0.5
+
     return {
         row[by]: {name: float(row[name] or 0.0) for name in RANKING_METRICS}
+        | ({f"{name}_ci": half_width(row, name) for name in RANKING_METRICS} if interval else {})
         | {"users": int(row["users"])}
         for row in rows
     }

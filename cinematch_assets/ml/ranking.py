@@ -14,6 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cinematch_assets.ml.als import factor_tables, fit_als
+from cinematch_assets.ml.fits import FitKey, fit_key, keep
 from cinematch_assets.ml.metrics import ranking_metrics, relevant_rows
 from cinematch_assets.ml.recommend import most_popular, unseen_lists
 from cinematch_assets.ml.tuning import Split, TuningResult, grid_search
@@ -87,14 +88,18 @@ def tune_ranking_model(
 ) -> tuple[TuningResult, float]:
     """Rank, reg_param, alpha (and confidence) by NDCG@k on the validation part, lists
     over the movies each user did not rate in the training part. Also returns the
-    most-popular baseline's NDCG@k on the same users."""
+    most-popular baseline's NDCG@k on the same users. The best fit is kept for the run
+    (`fits.keep`)."""
     train, validation = split
     seen = train.select("userId", "movieId", "rating")
     relevant = relevant_rows(validation)
     users = relevant.select("userId").distinct()
 
+    fitted: dict[FitKey, RankingModel] = {}
+
     def evaluate(params: dict[str, Any], split: Split) -> float:
         model = fit_ranking_model(split[0], seed=seed, **params)
+        fitted[fit_key("ranking", split[0], params, seed)] = model
         return ranking_metrics(unseen_lists(model, users, seen, k), relevant, k=k)["ndcg"]
 
     result = grid_search(
@@ -106,5 +111,7 @@ def tune_ranking_model(
         parallelism=parallelism,
         log=log,
     )
+    best = fit_key("ranking", train, result.best_params, seed)
+    keep(best, fitted[best])  # the champion scores its candidates on this very split
     baseline = ranking_metrics(most_popular(train, users, seen, k), relevant, k=k)["ndcg"]
     return result, baseline

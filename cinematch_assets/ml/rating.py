@@ -16,7 +16,7 @@ So predicting, serving and folding in a new user work the same for all of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from pyspark.ml.recommendation import ALSModel
@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from cinematch_assets.conventions import MAX_RATING, MIN_RATING
 from cinematch_assets.ml.als import FACTORS, dot, empty_factors, factor_tables, fit_als
+from cinematch_assets.ml.fits import FitKey, fit_key, keep
 from cinematch_assets.ml.metrics import regression_metrics
 from cinematch_assets.ml.tuning import Split, TuningResult, grid_search
 
@@ -167,6 +168,10 @@ def fit_rating_model(
     )
 
 
+def rating_key(train: DataFrame, params: RatingParams, seed: int) -> FitKey:
+    return fit_key("rating", train, asdict(params), seed)
+
+
 def refit_rating_model(train: DataFrame, params: RatingParams, *, seed: int) -> RatingModel:
     """A rating model made as `params` says, fitted on other rows (`train`): its damped
     biases, then ALS with the same settings."""
@@ -259,20 +264,25 @@ def tune_rating_model(
     log: Callable[[str], object],
 ) -> TuningResult:
     """ALS parameters (rank, reg_param, max_iter) by RMSE on the validation parts; rows
-    the model cannot score get the bias baseline's prediction, as in the evaluation."""
+    the model cannot score get the bias baseline's prediction, as in the evaluation.
+    Tuned on one split, the best fit is kept for the run (`fits.keep`)."""
     # Each split's biases once, cached, for every combination fitted on it.
     prepared = [
         (train, validation, cached(fit_biases(train, **bias_params)))
         for train, validation in splits
     ]
 
+    fitted: dict[tuple[int, ...], RatingModel] = {}
+
     def evaluate(params: dict[str, Any], split: tuple[DataFrame, DataFrame, RatingModel]) -> float:
         train, validation, biases = split
         model = fit_rating_model(train, variant=variant, seed=seed, biases=biases, **params)
+        if len(prepared) == 1:
+            fitted[tuple(sorted(params.items()))] = model
         return rating_rmse(model, validation, fallback=biases)
 
     try:
-        return grid_search(
+        result = grid_search(
             grid,
             prepared,
             evaluate,
@@ -281,6 +291,10 @@ def tune_rating_model(
             parallelism=parallelism,
             log=log,
         )
+        if fitted:  # one validation split: the champion scores its candidates on it
+            best = fitted[tuple(sorted(result.best_params.items()))]
+            keep(rating_key(prepared[0][0], best.params, seed), best)
+        return result
     finally:
         for _, _, biases in prepared:
             biases.users.unpersist()

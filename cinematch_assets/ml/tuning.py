@@ -62,6 +62,14 @@ def sample_users(df: DataFrame, fraction: float, seed: int) -> DataFrame:
     return df.filter(_bucket(seed, "userId") < int(math.ceil(fraction * BUCKETS)))
 
 
+def user_sample(df: DataFrame, size: int, seed: int) -> DataFrame:
+    """`size` of the users of `df` (userId), every one when there are fewer: those first
+    by the salted hash `sample_users` cuts at, so a sample holds the same users whatever
+    else changes and lies inside any larger one."""
+    users = df.select("userId").distinct()
+    return users.orderBy(_bucket(seed, "userId"), "userId").limit(size)
+
+
 @dataclass(frozen=True)
 class TuningPlan:
     """k-fold CV or one validation split, on all users or a sample of them."""

@@ -1,11 +1,13 @@
-"""The model report: prediction-analysis, tuning and metric charts, and the model card."""
+"""The model report (prediction-analysis, tuning and metric charts, and the model card of
+the product run) and the studies report (ablation, candidates on test, discovery curve,
+cold movies, and their card, from the studies run)."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,11 @@ from plotly.subplots import make_subplots
 
 from cinematch_assets.ml.artifacts import Trained
 from cinematch_assets.ml.ease import EaseModel
-from cinematch_assets.ml.evaluation import BIAS_BASELINE, DISCOVERY_PENALTIES, GLOBAL_MEAN
+from cinematch_assets.ml.evaluation import BIAS_BASELINE, GLOBAL_MEAN
 from cinematch_assets.ml.lists import ListPolicy
 from cinematch_assets.ml.ranking import RankingModel
 from cinematch_assets.ml.rating import RatingModel
+from cinematch_assets.ml.studies import discovery_curve
 from cinematch_assets.reports.charts import BLUE, GREEN, GREY, ORANGE, PURPLE, style, write_report
 
 ROLE_COLORS = {"model": BLUE, "baseline": GREY, "ablation": PURPLE}
@@ -157,7 +160,9 @@ def _tuning_figure(rating: Trained[RatingModel], ranking: Trained[RankingModel])
     )
 
 
-def _metrics_figure(table: pd.DataFrame, k: int) -> go.Figure:
+def _metrics_figure(
+    table: pd.DataFrame, k: int, title: str = "Every model side by side"
+) -> go.Figure:
     table = table[table["role"].isin(["model", "baseline", "ablation"])]
     stars = table[table["task"] == "stars"]
     lists = table[table["task"] == "lists"]
@@ -188,7 +193,7 @@ def _metrics_figure(table: pd.DataFrame, k: int) -> go.Figure:
         fig.update_xaxes(range=[min(finite) * 0.95, max(finite) * 1.02], row=1, col=1)
     return style(
         fig,
-        "Every model side by side",
+        title,
         "Held-out Gold test split · blue: the models, grey: baselines, purple: ablation",
         140 + 34 * max(len(stars), len(lists)) + 120,
     )
@@ -226,8 +231,7 @@ def _candidates_figure(
 def _discovery_figure(table: pd.DataFrame, champion: ListPolicy, k: int) -> go.Figure:
     """The champion with a growing popularity penalty: accuracy against discovery."""
     rows = table.set_index("name")
-    curve = [replace(champion, popularity_penalty=p) for p in DISCOVERY_PENALTIES]
-    curve = [p for p in curve if p.name in rows.index]
+    curve = [p for p in discovery_curve(champion) if p.name in rows.index]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06)
     labels = [f"penalty {p.popularity_penalty:g}" for p in curve]
     ndcg = [float(rows.loc[p.name, "ndcg"]) for p in curve]
@@ -263,21 +267,36 @@ def evaluation_figures(
     ranking: Trained[RankingModel],
     table: pd.DataFrame,
     *,
-    candidates: list[ListPolicy],
-    champion: ListPolicy,
     k: int,
 ) -> dict[str, go.Figure]:
-    """The report's charts, in display order."""
+    """The model report's charts, in display order."""
     colors = stars_colors(table)
     return {
         "model_metrics": _metrics_figure(table, k),
-        "candidates": _candidates_figure(table, candidates, champion, k),
-        "discovery": _discovery_figure(table, champion, k),
         "tuning_results": _tuning_figure(rating, ranking),
         "error_distribution": _error_figure(analysis["errors"], colors),
         "actual_vs_predicted": _actual_vs_predicted_figure(analysis["by_rating"], colors),
         "mae_by_rating": _mae_figure(analysis["by_rating"], colors),
     }
+
+
+def studies_figures(
+    table: pd.DataFrame, *, candidates: list[ListPolicy], champion: ListPolicy, k: int
+) -> dict[str, go.Figure]:
+    """The studies report's charts, in display order (`table`: every study's rows)."""
+    figures = {}
+    if table["role"].isin(["ablation", "baseline"]).any():
+        figures["ablation"] = _metrics_figure(table, k, title="Ablation and the article's variant")
+    if (table["role"] == "candidate").any():
+        figures["candidates"] = _candidates_figure(table, candidates, champion, k)
+    if (table["role"] == "discovery").any() or (table["role"] == "candidate").any():
+        figures["discovery"] = _discovery_figure(table, champion, k)
+    return figures
+
+
+def run_stamp(run_id: str) -> str:
+    """Which run wrote a report, and when."""
+    return f"Dagster run `{run_id[:8]}`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _fmt(value: Any) -> str:
@@ -312,10 +331,10 @@ def model_card(
     versions: Mapping[str, int | None],
     *,
     k: int,
-    cold: Mapping[str, Any] | None = None,
+    run: str,
 ) -> str:
-    """Markdown: what was fitted on what, how it was tuned, and how it scored on test
-    (and, with `cold`, the cold-movie protocol's details)."""
+    """Markdown: what was fitted on what, how it was tuned, and how what is served scored
+    on test (`run`: which run wrote it)."""
     rating_bias = rating.training.searches["bias_search"]
     rating_als = rating.training.searches["als_search"]
     ranking_als = ranking.training.searches["als_search"]
@@ -323,6 +342,9 @@ def model_card(
     inputs = "\n".join(f"- `{key}`: Delta version {version}" for key, version in versions.items())
     stars_model = table[(table["role"] == "model") & (table["task"] == "stars")]
     return f"""# CineMatch model card
+
+The product run: {run}. The studies (ablation, every candidate on test, the cold-movie \
+protocol) have their own card, from the run that made them.
 
 ## Data
 {inputs}
@@ -363,12 +385,47 @@ catalog. Every candidate on validation:
 
 {metrics_markdown(validation)}
 ## Held-out evaluation (Gold test split, never used for fitting or tuning)
-Stars: every test row, cold rows predicted by the bias baseline. Lists: top-{k} among the \
-movies a user did not rate in training, relevant = test rating >= 4; the served ranking's \
-are the served lists, built by the same code; every candidate (role `candidate`) and the \
-champion with a growing popularity penalty (role `discovery`) are scored the same way. \
-Novelty: mean -log2 of a shown movie's share of training ratings; Gini: of exposure over \
-the training catalog; below_floor: share of entries predicted below 3 stars.
+{HELD_OUT.format(k=k)} Every test row and every test user; `_ci`: the half-width of a mean's \
+95% interval over users (normal approximation).
+
+{metrics_markdown(table)}"""
+
+
+HELD_OUT = """Stars: every test row, cold rows predicted by the bias baseline. Lists: top-{k} \
+among the movies a user did not rate in training, relevant = test rating >= 4; the served \
+ranking's are the served lists, built by the same code. Novelty: mean -log2 of a shown \
+movie's share of training ratings; Gini: of exposure over the training catalog; \
+below_floor: share of entries predicted below 3 stars."""
+
+
+def studies_card(
+    table: pd.DataFrame,
+    versions: Mapping[str, int | None],
+    *,
+    k: int,
+    run: str,
+    sample: Mapping[str, int],
+    cold: Mapping[str, Any] | None,
+) -> str:
+    """Markdown: every study's rows, on which models and data (`versions`), from which
+    run; `sample`: test users in all and in the sample the lists were scored on."""
+    inputs = "\n".join(f"- `{key}`: Delta version {version}" for key, version in versions.items())
+    users = (
+        f"every one of the {sample['test_users']:,} test users"
+        if sample["sampled"] >= sample["test_users"]
+        else f"a seeded sample of {sample['sampled']:,} of the {sample['test_users']:,} test users"
+    )
+    return f"""# CineMatch studies
+
+The studies run: {run}. What judges the design, on the product's models and split:
+
+{inputs}
+
+## Ablation, the article's variant, every candidate order on test
+{HELD_OUT.format(k=k)} Stars on every test row; lists on {users}; `_ci`: the half-width of \
+a mean's 95% interval over those users (normal approximation). Roles: `ablation` (a chosen \
+model refitted with one choice flipped), `candidate` (every order the champion was chosen \
+from on validation), `discovery` (the champion with a growing popularity penalty).
 
 {metrics_markdown(table[table["role"] != "cold"])}{_cold_markdown(table, cold, k)}"""
 
@@ -390,16 +447,19 @@ them; stars: every rating of a held-out movie.
 
 
 def write_evaluation_report(
-    out_dir: Path, figures: Mapping[str, go.Figure], card: str, table: pd.DataFrame
+    out_dir: Path,
+    figures: Mapping[str, go.Figure],
+    card: str,
+    table: pd.DataFrame,
+    *,
+    title: str = "CineMatch models",
+    card_name: str = "model_card.md",
 ) -> dict[str, Path]:
-    """The charts (HTML + JSON), model_card.md and metrics.json."""
+    """The charts (HTML + JSON), the card (`card_name`) and metrics.json."""
     records = json.loads(table.to_json(orient="records"))
     return write_report(
         out_dir,
-        title="CineMatch models",
+        title=title,
         figures=figures,
-        data_files={
-            "model_card.md": card,
-            "metrics.json": json.dumps(records, indent=2) + "\n",
-        },
+        data_files={card_name: card, "metrics.json": json.dumps(records, indent=2) + "\n"},
     )

@@ -3,11 +3,12 @@ place for the writer (`reports.charts`) and the app, as `serving_files` is for s
 No plotly, no Spark.
 
     $CINEMATCH_HOME/reports/
-      eda/  ml/                   one folder per report
+      eda/  ml/  studies/         one folder per report
         charts.json               {"title", "charts": [chart name, ...]} in display order
         <chart>.json <chart>.html the plotly figure, and a standalone page of it
         index.html plotly.min.js  every chart on one page, readable offline
-      ml/model_card.md ml/metrics.json  eda/eda_stats.json
+      ml/model_card.md ml/metrics.json  studies/studies_card.md studies/metrics.json
+      eda/eda_stats.json
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from cinematch_assets.storage.atomic_files import write_atomic
 
 CHART_MANIFEST = "charts.json"
+STUDIES_CARD = "studies_card.md"
 
 
 def reports_dir(home: Path) -> Path:
@@ -34,6 +36,14 @@ def models_dir(home: Path) -> Path:
 
 def model_card_path(home: Path) -> Path:
     return models_dir(home) / "model_card.md"
+
+
+def studies_dir(home: Path) -> Path:
+    return reports_dir(home) / "studies"
+
+
+def studies_card_path(home: Path) -> Path:
+    return studies_dir(home) / STUDIES_CARD
 
 
 def chart_json(folder: Path, name: str) -> Path:

@@ -1,0 +1,257 @@
+"""Studies: what judges the design (ablation, the article's variant, every candidate order
+on test, the discovery curve, the cold-movie protocol), on the product's models and split.
+Their own group and job (`make studies`), downstream of the product and never upstream
+of serving: nobody waits for them to get their lists. Each study is a table of the
+evaluation's shape (`ml.evaluation.METRICS_SCHEMA`); `studies/report` writes their charts
+and card, which the app shows beside the product's."""
+
+import time
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+)
+from pydantic import Field
+from pyspark.sql import DataFrame
+
+from cinematch_assets import keys
+from cinematch_assets.assets.ml import MODEL_TABLES, TRAIN
+from cinematch_assets.ml import artifacts
+from cinematch_assets.ml.cold import cold_movie_evaluation
+from cinematch_assets.ml.content import read_content
+from cinematch_assets.ml.evaluation import METRICS_SCHEMA, metrics_table
+from cinematch_assets.ml.studies import ablation_study, candidates_study
+from cinematch_assets.ml.tuning import user_sample
+from cinematch_assets.reports.evaluation import (
+    run_stamp,
+    studies_card,
+    studies_figures,
+    write_evaluation_report,
+)
+from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.resources.lakehouse import Lakehouse
+from cinematch_assets.storage import report_files
+
+STUDIES = {"group_name": "studies", "kinds": {"spark", "delta"}}
+TEST = AssetIn(keys.TEST)
+STUDY_TABLES = [keys.STUDY_ABLATION, keys.STUDY_CANDIDATES, keys.STUDY_COLD_MOVIES]
+
+
+class StudyConfig(Config):
+    k: int = Field(default=10, description="List length of the ranking metrics.")
+    sample_users: int = Field(
+        default=20_000,
+        description="Lists are scored on this many test users, a seeded sample (every user "
+        "when there are fewer), each mean with its 95% interval.",
+    )
+    seed: int = Field(default=42, description="Seed of the user sample and of the refits.")
+    parallel_fits: int = Field(default=3, description="Fits and scorings in flight at once.")
+
+
+class AblationConfig(StudyConfig):
+    ablation: bool = Field(
+        default=True, description="Refit with decay and normalization flipped, and score."
+    )
+    ablation_max_rows: int = Field(
+        default=5_000_000,
+        description="Skip the ablation above this many training rows: its four refits on "
+        "every row cost more than the models themselves (set higher to keep it).",
+    )
+
+
+class ColdConfig(Config):
+    k: int = Field(default=10, description="List length of the ranking metrics.")
+    seed: int = Field(default=42, description="Seed of the held-out movies.")
+    parallel_fits: int = Field(default=3, description="Fits in flight at once.")
+    cold_fraction: float = Field(
+        default=0.1,
+        description="Share of the Gold movies held out of training entirely (every rating) "
+        "to test what their content alone predicts, with the content model's settings.",
+    )
+
+
+def _table(train: DataFrame, rows: list[dict], seconds: float, **metadata) -> Output:
+    table = metrics_table(rows)
+    return Output(
+        train.sparkSession.createDataFrame(table.to_dict("records"), METRICS_SCHEMA),
+        metadata={
+            "rows": MetadataValue.md(table.dropna(axis=1, how="all").to_markdown(index=False)),
+            "seconds": round(seconds, 1),
+            **metadata,
+        },
+    )
+
+
+@asset(
+    key=keys.STUDY_ABLATION,
+    ins={"train": TRAIN, "test": TEST},
+    deps=MODEL_TABLES,
+    description="The article's variant (stars, and lists by stars) and the chosen models "
+    "refitted with one choice flipped (decay weights, normalization), on the test split: "
+    "stars on every row, lists on the user sample with 95% intervals.",
+    **STUDIES,
+)
+def ablation(
+    context: AssetExecutionContext,
+    config: AblationConfig,
+    lakehouse: Lakehouse,
+    train: DataFrame,
+    test: DataFrame,
+) -> Output:
+    started = time.perf_counter()
+    rating = artifacts.read_rating_model(lakehouse.read)
+    ranking = artifacts.read_ranking_model(lakehouse.read)
+    rows = rating.training.train_rows
+    flip = config.ablation and rows <= config.ablation_max_rows
+    if config.ablation and not flip:
+        context.log.info(
+            f"Ablation skipped: {rows:,} training rows is above "
+            f"ablation_max_rows={config.ablation_max_rows:,}"
+        )
+    train, test = train.cache(), test.cache()
+    users = user_sample(test, config.sample_users, config.seed).cache()
+    found = ablation_study(
+        train, test, users, rating=rating, ranking=ranking, k=config.k, seed=config.seed,
+        ablation=flip, parallelism=config.parallel_fits,
+    )  # fmt: skip
+    out = _table(train, found, time.perf_counter() - started, ablation=flip)
+    train.unpersist()
+    test.unpersist()
+    return out
+
+
+@asset(
+    key=keys.STUDY_CANDIDATES,
+    ins={"train": TRAIN, "test": TEST},
+    deps=[*MODEL_TABLES, AssetKey(keys.RANKING_CHAMPION)],
+    description="Every candidate served order (role `candidate`) and the champion with a "
+    "growing popularity penalty (role `discovery`) on the test split, for the user sample, "
+    "with 95% intervals: what the choice on validation would have found on test.",
+    **STUDIES,
+)
+def candidates_on_test(
+    config: StudyConfig,
+    data_root: DataRoot,
+    lakehouse: Lakehouse,
+    train: DataFrame,
+    test: DataFrame,
+) -> Output:
+    started = time.perf_counter()
+    candidates, champion = artifacts.read_candidates(lakehouse.read)
+    uses_ease = any(p.ranker == "ease" for p in candidates)
+    train = train.cache()
+    users = user_sample(test, config.sample_users, config.seed).cache()
+    found = candidates_study(
+        train,
+        test,
+        users,
+        rating=artifacts.read_rating_model(lakehouse.read).model,
+        ranking=artifacts.read_ranking_model(lakehouse.read).model,
+        ease=artifacts.read_ease_model(lakehouse.read, data_root.models).model
+        if uses_ease
+        else None,
+        candidates=candidates,
+        champion=champion,
+        k=config.k,
+    )
+    out = _table(train, found, time.perf_counter() - started, users=users.count())
+    train.unpersist()
+    return out
+
+
+@asset(
+    key=keys.STUDY_COLD_MOVIES,
+    ins={"train": TRAIN, "test": TEST},
+    deps=[
+        *MODEL_TABLES,
+        AssetKey(keys.MOVIE_CONTENT),
+        AssetKey(keys.CONTENT_FEATURES),
+        AssetKey(keys.CONTENT_MODEL),
+    ],
+    description="The cold-movie protocol: a seeded share of the Gold movies held out of "
+    "training entirely, the models refitted on the rest, the held-out movies placed from "
+    "their content alone and ranked for the users who rated them (role `cold`), against a "
+    "genre profile and random; their stars against global mean + user bias.",
+    **STUDIES,
+)
+def cold_movies(
+    context: AssetExecutionContext,
+    config: ColdConfig,
+    lakehouse: Lakehouse,
+    train: DataFrame,
+    test: DataFrame,
+) -> Output:
+    started = time.perf_counter()
+    cold = cold_movie_evaluation(
+        train,
+        test,
+        read_content(lakehouse.read, lakehouse.data_root.models),
+        rating=artifacts.read_rating_model(lakehouse.read).model,
+        ranking=artifacts.read_ranking_model(lakehouse.read).model,
+        fraction=config.cold_fraction,
+        regs=lakehouse.read(keys.CONTENT_MODEL).first()["regs"],
+        k=config.k,
+        seed=config.seed,
+        parallelism=config.parallel_fits,
+        log=context.log.info,
+    )
+    details = {k: v for k, v in cold.details.items() if k != "ridge_search"}
+    return _table(train, cold.rows, time.perf_counter() - started, **details)
+
+
+@asset(
+    key=keys.STUDY_REPORT,
+    deps=[AssetKey(key) for key in STUDY_TABLES],
+    description="The studies' charts (ablation, candidates on test, discovery curve) and "
+    "card (reports/studies/), with the run they came from: the app shows them beside the "
+    "product's model card.",
+    **STUDIES,
+)
+def studies_report(
+    context: AssetExecutionContext, data_root: DataRoot, lakehouse: Lakehouse
+) -> MaterializeResult:
+    table = pd.concat(
+        [lakehouse.read(key).toPandas() for key in STUDY_TABLES], ignore_index=True
+    ).astype(object)
+    table = table.where(table.notna(), None)
+    candidates, champion = artifacts.read_candidates(lakehouse.read)
+    k = int(table["k"].dropna().iloc[0]) if table["k"].notna().any() else 10
+    cold = _latest_metadata(context, keys.STUDY_COLD_MOVIES)
+    test_users = lakehouse.read(keys.TEST).select("userId").distinct().count()
+    sampled = _latest_metadata(context, keys.STUDY_CANDIDATES).get("users", test_users)
+    versions = {
+        keys.label(key): lakehouse.describe(key).version
+        for key in (keys.TRAIN, keys.TEST, keys.RATING_MODEL, keys.RANKING_MODEL, *STUDY_TABLES)
+    }
+    card = studies_card(
+        table, versions, k=k, run=run_stamp(context.run_id), cold=cold,
+        sample={"test_users": test_users, "sampled": sampled},
+    )  # fmt: skip
+    figures = studies_figures(table, candidates=candidates, champion=champion, k=k)
+    paths = write_evaluation_report(
+        report_files.studies_dir(data_root.path), figures, card, table,
+        title="CineMatch studies", card_name=report_files.STUDIES_CARD,
+    )  # fmt: skip
+    return MaterializeResult(
+        metadata={
+            "studies_card": MetadataValue.md(card),
+            "report": MetadataValue.path(str(paths["index.html"])),
+        }
+    )
+
+
+def _latest_metadata(context: AssetExecutionContext, key: keys.Key) -> dict:
+    event = context.instance.get_latest_materialization_event(AssetKey(list(key)))
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+study_assets = [ablation, candidates_on_test, cold_movies, studies_report]
