@@ -355,6 +355,9 @@ def test_studies_score_on_the_product_models_beside_its_card(synthetic_models_ru
     model_card = (home / "reports" / "ml" / "model_card.md").read_text()
     assert "The studies run: Dagster run" in studies_card
     assert f"every one of the {test_users:,} test users" in studies_card
+    # The champion's order on the sample (here every user) against the product's number.
+    assert "on every test user (`ml/model_evaluation`" in studies_card
+    assert "inside the interval" in studies_card
     assert "The product run: Dagster run" in model_card
     charts = json.loads((home / "reports" / "studies" / "charts.json").read_text())["charts"]
     assert charts == ["ablation", "candidates", "discovery"]

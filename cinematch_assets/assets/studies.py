@@ -31,6 +31,7 @@ from cinematch_assets.ml.studies import ablation_study, candidates_study
 from cinematch_assets.ml.tuning import user_sample
 from cinematch_assets.reports.evaluation import (
     run_stamp,
+    sample_check,
     studies_card,
     studies_figures,
     write_evaluation_report,
@@ -208,7 +209,7 @@ def cold_movies(
 
 @asset(
     key=keys.STUDY_REPORT,
-    deps=[AssetKey(key) for key in STUDY_TABLES],
+    deps=[*(AssetKey(key) for key in STUDY_TABLES), AssetKey(keys.MODEL_EVALUATION)],
     description="The studies' charts (ablation, candidates on test, discovery curve) and "
     "card (reports/studies/), with the run they came from: the app shows them beside the "
     "product's model card.",
@@ -221,6 +222,8 @@ def studies_report(
         [lakehouse.read(key).toPandas() for key in STUDY_TABLES], ignore_index=True
     ).astype(object)
     table = table.where(table.notna(), None)
+    for count in ("rows", "k", "users"):  # counts, not floats, in the card
+        table[count] = table[count].map(lambda v: None if v is None else int(v))
     candidates, champion = artifacts.read_candidates(lakehouse.read)
     k = int(table["k"].dropna().iloc[0]) if table["k"].notna().any() else 10
     cold = _latest_metadata(context, keys.STUDY_COLD_MOVIES)
@@ -230,9 +233,11 @@ def studies_report(
         keys.label(key): lakehouse.describe(key).version
         for key in (keys.TRAIN, keys.TEST, keys.RATING_MODEL, keys.RANKING_MODEL, *STUDY_TABLES)
     }
+    product = lakehouse.read(keys.MODEL_EVALUATION).toPandas()
     card = studies_card(
         table, versions, k=k, run=run_stamp(context.run_id), cold=cold,
         sample={"test_users": test_users, "sampled": sampled},
+        check=sample_check(table, product, champion),
     )  # fmt: skip
     figures = studies_figures(table, candidates=candidates, champion=champion, k=k)
     paths = write_evaluation_report(

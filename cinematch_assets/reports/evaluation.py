@@ -406,9 +406,11 @@ def studies_card(
     run: str,
     sample: Mapping[str, int],
     cold: Mapping[str, Any] | None,
+    check: str = "",
 ) -> str:
     """Markdown: every study's rows, on which models and data (`versions`), from which
-    run; `sample`: test users in all and in the sample the lists were scored on."""
+    run; `sample`: test users in all and in the sample the lists were scored on; `check`:
+    what `sample_check` says."""
     inputs = "\n".join(f"- `{key}`: Delta version {version}" for key, version in versions.items())
     users = (
         f"every one of the {sample['test_users']:,} test users"
@@ -425,9 +427,28 @@ The studies run: {run}. What judges the design, on the product's models and spli
 {HELD_OUT.format(k=k)} Stars on every test row; lists on {users}; `_ci`: the half-width of \
 a mean's 95% interval over those users (normal approximation). Roles: `ablation` (a chosen \
 model refitted with one choice flipped), `candidate` (every order the champion was chosen \
-from on validation), `discovery` (the champion with a growing popularity penalty).
+from on validation), `discovery` (the champion with a growing popularity penalty). \
+{check}
 
 {metrics_markdown(table[table["role"] != "cold"])}{_cold_markdown(table, cold, k)}"""
+
+
+def sample_check(studies: pd.DataFrame, product: pd.DataFrame, champion: ListPolicy) -> str:
+    """Does the champion's order, scored on the studies' user sample, land within its 95%
+    interval of what the product measured for it on every test user (its served lists
+    without new movies, the same order)?"""
+    name = "served ranking without new movies"
+    on_sample = studies[(studies["name"] == champion.name) & (studies["role"] == "candidate")]
+    everyone = product[product["name"] == name]
+    if on_sample.empty or everyone.empty or on_sample["ndcg_ci"].isna().all():
+        return ""
+    ndcg, ci = float(on_sample["ndcg"].iloc[0]), float(on_sample["ndcg_ci"].iloc[0])
+    truth = float(everyone["ndcg"].iloc[0])
+    where = "inside" if abs(ndcg - truth) <= ci else "**outside**"
+    return (
+        f"The champion's order on these users: NDCG@10 {ndcg:.4f} ± {ci:.4f}; on every test "
+        f"user (`ml/model_evaluation`, {name}): {truth:.4f}, {where} the interval."
+    )
 
 
 def _cold_markdown(table: pd.DataFrame, cold: Mapping[str, Any] | None, k: int) -> str:
