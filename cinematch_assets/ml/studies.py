@@ -83,9 +83,7 @@ def ablation_study(
     def by_stars(model: RatingModel) -> Callable[[], DataFrame]:
         return lambda: unseen_lists(model, users, seen, k, bias="bias")
 
-    stars = {ARTICLE_VARIANT: fitted[ARTICLE_VARIANT]} | {
-        name: model for name, model in fitted.items() if isinstance(model, RatingModel)
-    }
+    stars = {name: model for name, model in fitted.items() if isinstance(model, RatingModel)}
     lists = {
         f"{RATING_MODEL} {BY_STARS}": by_stars(rating.model),
         f"{ARTICLE_VARIANT} {BY_STARS}": by_stars(fitted[ARTICLE_VARIANT]),
@@ -103,8 +101,8 @@ def ablation_study(
     scorings["stars"] = lambda: rating_metrics(test_predictions(test, stars, fallback=biases))
     scores = concurrently(scorings, parallelism)
     star_scores = scores.pop("stars")
-    seen.unpersist()
-    relevant.unpersist()
+    for table in (seen, relevant, biases.users, biases.items):
+        table.unpersist()
 
     ablated = [name for name in fitted if name != ARTICLE_VARIANT]
     rows = [{"name": ARTICLE_VARIANT, "role": "baseline", "task": "stars",
