@@ -239,7 +239,14 @@ def studies_report(
         sample={"test_users": test_users, "sampled": sampled},
         check=sample_check(table, product, champion),
     )  # fmt: skip
-    figures = studies_figures(table, candidates=candidates, champion=champion, k=k)
+    # The product's models beside their ablations, as the reference they are judged by.
+    reference = product[product["role"] == "model"].astype(object)
+    figures = studies_figures(
+        pd.concat([reference, table], ignore_index=True),
+        candidates=candidates,
+        champion=champion,
+        k=k,
+    )
     paths = write_evaluation_report(
         report_files.studies_dir(data_root.path), figures, card, table,
         title="CineMatch studies", card_name=report_files.STUDIES_CARD,
