@@ -42,7 +42,7 @@ from cinematch_assets.ml.evaluation import (
     headline_metrics,
     prediction_analysis,
 )
-from cinematch_assets.ml.fits import fit_key, fits_since, fits_so_far, is_kept, kept_or_fit
+from cinematch_assets.ml.fits import fit_key, fits_since, fits_so_far, is_kept, taken_or_fit
 from cinematch_assets.ml.metrics import relevant_rows
 from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model, tune_ranking_model
 from cinematch_assets.ml.rating import (
@@ -486,13 +486,13 @@ def ranking_champion(
     fits_before = fits_so_far()
     fit_on = fit_on.cache()
     refitted = {
-        "rating": lambda: kept_or_fit(
+        "rating": lambda: taken_or_fit(
             fitted_as["rating"], lambda: refit_rating_model(fit_on, rating, seed=seed)
         ),
-        "ranking": lambda: kept_or_fit(
+        "ranking": lambda: taken_or_fit(
             fitted_as["ranking"], lambda: fit_ranking_model(fit_on, seed=seed, **asdict(ranking))
         ),
-        "ease": lambda: kept_or_fit(
+        "ease": lambda: taken_or_fit(
             fitted_as["ease"],
             lambda: fit_ease_model(
                 fit_on, reg=ease.reg, max_items=ease.max_items, log=context.log.info

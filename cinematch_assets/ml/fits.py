@@ -2,9 +2,9 @@
 
 - `count_fit`/`fits_so_far`: how many models this process has fitted, by kind ("als",
   "ease"), which the benchmark reports and a test holds the product run to.
-- `keep`/`kept`: the best model a tuning search fitted on its validation split stays
-  available for the rest of the run, so a later step that needs the same fit (the
-  champion scores its candidates on that split) takes it instead of fitting it again.
+- `keep`/`taken_or_fit`: the best model a tuning search fitted on its validation split
+  stays available for the run, so the later step that needs the same fit (the champion
+  scores its candidates on that split) takes it instead of fitting it again.
   The rows are named by Spark's semantic hash of their plan: the same table version read
   and split the same way gives the same hash; anything else misses and fits anew.
 """
@@ -59,8 +59,9 @@ def is_kept(key: FitKey) -> bool:
         return key in _kept
 
 
-def kept_or_fit(key: FitKey, fit: Callable[[], T]) -> T:
-    """The kept model fitted as `key` says, or `fit()` when there is none."""
+def taken_or_fit(key: FitKey, fit: Callable[[], T]) -> T:
+    """The kept model fitted as `key` says, handed over once (the run no longer holds it:
+    EASE's is a movies x movies matrix), or `fit()` when there is none."""
     with _lock:
-        model = _kept.get(key)
+        model = _kept.pop(key, None)
     return model if model is not None else fit()
