@@ -123,8 +123,8 @@ def ablation(
         ablation=flip, parallelism=config.parallel_fits,
     )  # fmt: skip
     out = _table(train, found, time.perf_counter() - started, ablation=flip)
-    train.unpersist()
-    test.unpersist()
+    for cached in (train, test, users):
+        cached.unpersist()
     return out
 
 
@@ -163,7 +163,8 @@ def candidates_on_test(
         k=config.k,
     )
     out = _table(train, found, time.perf_counter() - started, users=users.count())
-    train.unpersist()
+    for cached in (train, users):
+        cached.unpersist()
     return out
 
 
