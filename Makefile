@@ -59,7 +59,7 @@ BENCH_VARIANTS ?= synthetic-1m
 # The serving benchmark's shape (default: ML-33M's 330k users x 73k known + 13k new movies).
 BENCH_SERVING_ARGS ?=
 
-bench: install java  ## time the whole graph (MovieLens copy, synthetic data), content vectors and serving at ML-33M's shape
+bench: install java  ## time the product and studies jobs (MovieLens copy, synthetic data), content vectors and serving at ML-33M's shape
 	$(if $(BENCH_LOCAL),$(BIN)/python -m cinematch_assets.benchmark --local $(BENCH_LOCAL))
 	for variant in $(BENCH_VARIANTS); do \
 	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
