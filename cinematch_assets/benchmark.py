@@ -35,11 +35,12 @@ from cinematch_assets.resources.data_root import DataRoot
 ROW_TABLES = [keys.BRONZE_RATINGS, keys.RATINGS_CLEAN, keys.RATINGS_FILTERED, keys.TRAIN, keys.TEST]
 
 
-def _peak_rss_mb(pid: int) -> float | None:
-    """Peak resident memory of a live process (Linux: VmHWM), in MB."""
+def _status_mb(pid: int, field: str) -> float | None:
+    """A memory field of a live process's /proc status (Linux: VmHWM, the peak resident
+    size; VmRSS, the resident size now), in MB; None when the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
@@ -64,17 +65,6 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a live process now (0 when it is gone), in MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 class TreeMemory(threading.Thread):
     """Samples the resident memory of this process and all its descendants (the Spark JVM,
     Spark's Python workers) together, twice a second: the peak of the sum, which the
@@ -88,7 +78,7 @@ class TreeMemory(threading.Thread):
     def run(self) -> None:
         me = os.getpid()
         while not self._done.wait(0.5):
-            total = sum(_rss_mb(pid) for pid in [me, *_descendants(me)])
+            total = sum(_status_mb(pid, "VmRSS") or 0.0 for pid in [me, *_descendants(me)])
             self.peak_mb = max(self.peak_mb, total)
 
     def stop(self) -> float:
@@ -148,7 +138,7 @@ def run_benchmark(
         }
         if not result.success:
             break
-    jvm_peaks = [_peak_rss_mb(pid) or 0.0 for pid in _descendants(os.getpid())]
+    jvm_peaks = [_status_mb(pid, "VmHWM") or 0.0 for pid in _descendants(os.getpid())]
     lakehouse = resources["lakehouse"]
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -159,7 +149,7 @@ def run_benchmark(
         "jobs": measured,
         "rows": {keys.label(k): lakehouse.describe(k).num_rows for k in ROW_TABLES},
         "peak_rss_mb": {
-            "python_driver": round(_peak_rss_mb(os.getpid()) or 0.0),
+            "python_driver": round(_status_mb(os.getpid(), "VmHWM") or 0.0),
             "spark_jvm": round(max(jvm_peaks, default=0.0)),
             "all_processes": max(
                 (job["peak_rss_mb_all_processes"] for job in measured.values()), default=0

@@ -12,6 +12,7 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetExecutionContext,
     AssetKey,
     asset_check,
 )
@@ -34,8 +35,11 @@ from cinematch_assets.transforms.quality import (
 from cinematch_assets.transforms.titles import MIN_YEAR
 
 
-def latest_metadata(context: AssetCheckExecutionContext, key: Key) -> dict[str, Any]:
-    """The metadata values of the asset's latest materialization."""
+def latest_metadata(
+    context: AssetCheckExecutionContext | AssetExecutionContext, key: Key
+) -> dict[str, Any]:
+    """The metadata values of the asset's latest materialization (for a check, or for an
+    asset that reports on others: `studies/report`)."""
     event = context.instance.get_latest_materialization_event(AssetKey(key))
     if event is None or event.asset_materialization is None:
         return {}

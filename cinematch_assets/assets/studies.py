@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame
 
 from cinematch_assets import keys
 from cinematch_assets.assets.ml import MODEL_TABLES, TRAIN
+from cinematch_assets.checks import latest_metadata
 from cinematch_assets.ml import artifacts
 from cinematch_assets.ml.cold import cold_movie_evaluation
 from cinematch_assets.ml.content import read_content
@@ -227,9 +228,9 @@ def studies_report(
         table[count] = table[count].map(lambda v: None if v is None else int(v))
     candidates, champion = artifacts.read_candidates(lakehouse.read)
     k = int(table["k"].dropna().iloc[0]) if table["k"].notna().any() else 10
-    cold = _latest_metadata(context, keys.STUDY_COLD_MOVIES)
+    cold = latest_metadata(context, keys.STUDY_COLD_MOVIES)
     test_users = lakehouse.read(keys.TEST).select("userId").distinct().count()
-    sampled = _latest_metadata(context, keys.STUDY_CANDIDATES).get("users", test_users)
+    sampled = latest_metadata(context, keys.STUDY_CANDIDATES).get("users", test_users)
     versions = {
         keys.label(key): lakehouse.describe(key).version
         for key in (keys.TRAIN, keys.TEST, keys.RATING_MODEL, keys.RANKING_MODEL, *STUDY_TABLES)
@@ -258,13 +259,6 @@ def studies_report(
             "report": MetadataValue.path(str(paths["index.html"])),
         }
     )
-
-
-def _latest_metadata(context: AssetExecutionContext, key: keys.Key) -> dict:
-    event = context.instance.get_latest_materialization_event(AssetKey(list(key)))
-    if event is None or event.asset_materialization is None:
-        return {}
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
 study_assets = [ablation, candidates_on_test, cold_movies, studies_report]

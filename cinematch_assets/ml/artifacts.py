@@ -163,13 +163,10 @@ def read_ease_model(read: Read, models: Path) -> Trained[EaseModel]:
     if "weights_file" not in row:
         raise ValueError("ml/ease_model predates its weights file: re-materialize it")
     rows = read(EASE.items).select("movieId", "row").toPandas().sort_values("row")
-    weights = read_matrix(models / EASE.folder, row["weights_file"])
-    in_order = (rows["row"].to_numpy() == np.arange(len(rows))).all()
-    if weights.shape != (len(rows), len(rows)) or not in_order:
-        raise ValueError(
-            f"{row['weights_file']} ({weights.shape}) does not match ml/ease_item_weights "
-            f"({len(rows)} movies): re-materialize ml/ease_model"
-        )
+    weights = read_matrix(
+        models / EASE.folder, row["weights_file"], rows=rows["row"].to_numpy(),
+        columns=len(rows), written_by=keys.label(EASE.model),
+    )  # fmt: skip
     movie_ids = rows["movieId"].to_numpy(np.int64)
     return Trained(EaseModel(movie_ids, weights, params), Training.from_row(row))
 

@@ -248,11 +248,10 @@ def read_content(read, models: Path) -> ContentVectors:
     if not len(rows):
         return ContentVectors(np.zeros(0, np.int64), np.zeros((0, len(names)), np.float32), names)
     files = rows["vectors_file"].unique()
-    matrix = read_matrix(models / CONTENT_FOLDER, files[0])
-    in_order = (rows["row"].to_numpy() == np.arange(len(rows))).all()
-    if len(files) != 1 or matrix.shape != (len(rows), len(names)) or not in_order:
-        raise ValueError(
-            f"{files} ({matrix.shape}) does not match ml/movie_content ({len(rows)} movies) "
-            f"and ml/content_features ({len(names)}): re-materialize ml/movie_content"
-        )
+    if len(files) != 1:
+        raise ValueError(f"ml/movie_content names {len(files)} files: re-materialize it")
+    matrix = read_matrix(
+        models / CONTENT_FOLDER, files[0], rows=rows["row"].to_numpy(), columns=len(names),
+        written_by=keys.label(keys.MOVIE_CONTENT),
+    )  # fmt: skip
     return ContentVectors(rows["movieId"].to_numpy(np.int64), matrix, names)

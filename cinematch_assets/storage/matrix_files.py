@@ -44,17 +44,28 @@ def write_matrix(folder: Path, name: str, matrix: np.ndarray) -> str:
     return file_name
 
 
-def read_matrix(folder: Path, file_name: str) -> np.ndarray:
+def read_matrix(
+    folder: Path, file_name: str, *, rows: np.ndarray, columns: int, written_by: str
+) -> np.ndarray:
     """The matrix `write_matrix` wrote, memory-mapped read-only and shared by every caller
-    in this process. A missing or unreadable file raises FileNotFoundError saying which."""
+    in this process. `rows`: the row numbers its table names, which must be 0..n-1 in
+    order, for a matrix of n x `columns`. A missing or unreadable file raises
+    FileNotFoundError, a matrix that does not match its table ValueError, both saying which
+    and that re-materializing `written_by` rebuilds it."""
     path = (Path(folder) / file_name).resolve()
     try:
-        return _mapped(str(path))
+        matrix = _mapped(str(path))
     except (OSError, ValueError) as error:
         raise FileNotFoundError(
-            f"model matrix {path} is missing or unreadable ({error}): re-materialize the "
-            "model that writes it"
+            f"model matrix {path} is missing or unreadable ({error}): re-materialize {written_by}"
         ) from error
+    in_order = np.array_equal(rows, np.arange(len(rows)))
+    if matrix.shape != (len(rows), columns) or not in_order:
+        raise ValueError(
+            f"model matrix {path} {matrix.shape} does not match its table ({len(rows)} rows "
+            f"x {columns}): re-materialize {written_by}"
+        )
+    return matrix
 
 
 @lru_cache(maxsize=8)
