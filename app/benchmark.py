@@ -4,7 +4,7 @@ beside the app because it measures both: the library never imports the app.
 Synthetic factors of the models' shape (both rank `--rank`) for `--users` users and
 `--movies` movies, with `--rated` ratings per user as the already-rated set, and
 `--new-movies` movies the models do not know, placed as content places them (shorter
-factors) with the slot threshold the content model would set (`cold.fill_bar` over the
+factors) with the slot threshold the content model would set (`new_movies.fill_bar` over the
 audience cuts). Measured:
 
 - the serving scoring (`served_lists`: top-n with rated movies excluded, the rating
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cinematch_assets import settings
+from cinematch_assets.storage import model_factors
 
 APP = Path(__file__).resolve().parent / "streamlit_app.py"
 
@@ -89,8 +90,8 @@ def content_placed(users, known, count: int):
     """`count` new movies (ids after the `known` ModelItems' ones), with factors a third
     as long as the known ones' (content maps to shrunken factors), their audience cuts and
     the slot threshold the content model's fill bar gives, over a sample of `users`."""
-    from cinematch_assets.ml.cold import audience_cuts, fill_bar
-    from cinematch_assets.ml.lists import NewMovies, ScoreScale
+    from cinematch_assets.ml.lists.build import NewMovies, ScoreScale
+    from cinematch_assets.ml.lists.new_movies import audience_cuts, fill_bar
 
     rng = np.random.default_rng(400)
     rank, star_rank = known.ranking_items.shape[1], known.rating.item_factors.shape[1]
@@ -152,7 +153,7 @@ def write_app_artifacts(spark, home: Path, movie_side, rated):
     files.serving_root(home).mkdir(parents=True, exist_ok=True)
     pq.write_table(catalog, files.catalog_path(home))
     pq.write_table(user_profiles(rated).toArrow(), files.profiles_path(home))
-    movie_side.save(files.factors_path(home))
+    model_factors.write_model_factors(movie_side, files.factors_path(home))
 
 
 def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
@@ -205,8 +206,8 @@ def candidate_scoring(items, ranking, rating, rated, n: int, users: int) -> dict
     popularity penalty, floor 3) for `users` users: each scored on its own, then all in
     one pass that shares the model's scores and the stars (`ModelItems.rankers`)."""
     from cinematch_assets.assets.ml import ChampionConfig
-    from cinematch_assets.ml.champion import candidate_policies
-    from cinematch_assets.ml.recommend import recommend_candidates
+    from cinematch_assets.ml.lists.recommend import recommend_candidates
+    from cinematch_assets.ml.selection.champion import candidate_policies
 
     config = ChampionConfig()
     policies = candidate_policies(
@@ -241,9 +242,9 @@ def run(args) -> dict:
 
 
 def measure(args, scratch: Path) -> dict:
-    from cinematch_assets.ml.ranking import RankingModel, RankingParams
-    from cinematch_assets.ml.rating import RatingModel, RatingParams
-    from cinematch_assets.ml.recommend import model_items, served_lists
+    from cinematch_assets.ml.lists.recommend import model_items, served_lists
+    from cinematch_assets.ml.models.ranking import RankingModel, RankingParams
+    from cinematch_assets.ml.models.rating import RatingModel, RatingParams
     from cinematch_assets.resources.spark import SparkResource
     from cinematch_assets.storage import serving_files as files
     from cinematch_assets.transforms.serving import write_json_shards

@@ -27,9 +27,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from cinematch_assets.conventions import ARTICLES
-from cinematch_assets.ml.foldin import implicit_gram, preference_values, solve_implicit
-from cinematch_assets.ml.lists import ModelItems, Ranker, UserBlock, build_lists
-from cinematch_assets.ml.top_n import ScoreRows, position_of
+from cinematch_assets.ml.arrays import position_of
+from cinematch_assets.ml.lists.build import ModelItems, Ranker, UserBlock, build_lists
+from cinematch_assets.ml.lists.top_n import ScoreRows
+from cinematch_assets.ml.models.foldin import implicit_gram, preference_values, solve_implicit
+from cinematch_assets.storage import model_factors
 from cinematch_assets.storage import serving_files as files
 
 log = logging.getLogger(__name__)
@@ -335,7 +337,7 @@ class FoldIn:
 
     @classmethod
     def load(cls, path: Path, catalog: Catalog) -> FoldIn:
-        items = ModelItems.load(path)
+        items = model_factors.read_model_factors(path)
 
         def masks(ids: np.ndarray) -> dict[str, np.ndarray]:
             movie_genres = [

@@ -1,9 +1,11 @@
 """`make bench`: materialize the whole graph on one dataset, the product job then the
 studies job, and measure it.
 
-Reports per job the wall time, the time of each step, the models fitted and the peak
-memory of every process together (sampled), and for the run the rows per layer and the
-peaks of the Python driver and the Spark JVM, as JSON under $CINEMATCH_HOME/benchmarks/.
+Reports per job the wall time, the time and the Spark jobs of each step (from the Spark
+UI's REST API: on a small dataset each Spark job costs a fixed share of scheduling and
+planning, whatever its size), the models fitted, the CPU seconds and the peak memory of
+every process together (sampled), and for the run the rows per layer and the peaks of the
+Python driver and the Spark JVM, as JSON under $CINEMATCH_HOME/benchmarks/.
 
     python -m cinematch_assets.benchmark --variant synthetic-1m
     python -m cinematch_assets.benchmark --local ../shared/data/movielens/ml-latest-small-2016.zip
@@ -21,15 +23,16 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
 
-from cinematch_assets import keys
+from cinematch_assets import keys, settings
 from cinematch_assets.definitions import all_assets, build_definitions, build_resources
-from cinematch_assets.ml.fits import fits_so_far
+from cinematch_assets.ml.models.fits import fits_so_far
 from cinematch_assets.resources.data_root import DataRoot
 
 ROW_TABLES = [keys.BRONZE_RATINGS, keys.RATINGS_CLEAN, keys.RATINGS_FILTERED, keys.TRAIN, keys.TEST]
@@ -87,6 +90,42 @@ class TreeMemory(threading.Thread):
         return self.peak_mb
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of live processes so far (Linux /proc: their threads,
+    the finished ones included)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _spark_job_times(spark) -> list[float] | None:
+    """When each Spark job the session's UI retains was submitted (epoch seconds), from
+    its REST API; None without a UI."""
+    url = spark.sparkContext.uiWebUrl
+    if not url:
+        return None
+    app = spark.sparkContext.applicationId
+    with urllib.request.urlopen(f"{url}/api/v1/applications/{app}/jobs", timeout=60) as reply:
+        jobs = json.load(reply)
+    return [
+        datetime.strptime(job["submissionTime"], "%Y-%m-%dT%H:%M:%S.%f%Z")
+        .replace(tzinfo=UTC)
+        .timestamp()
+        for job in jobs
+        if "submissionTime" in job
+    ]
+
+
+def _jobs_per_step(windows: dict[str, tuple[float, float]], times: list[float]) -> dict:
+    return {step: sum(start <= t <= end for t in times) for step, (start, end) in windows.items()}
+
+
 PRODUCT_JOB, STUDIES_JOB = JOBS = ("cinematch_product", "cinematch_studies")
 
 
@@ -95,6 +134,13 @@ def run_benchmark(
 ) -> dict:
     """Run `jobs` one after the other into `home` (every asset of each, or those of
     `groups`) and measure each: wall time, step times, fits, peak memory."""
+    # Count every Spark job of a session this process starts (the UI keeps the last 1,000
+    # by default); a Spark Connect server keeps its own settings and has no UI here.
+    count_jobs = not settings.spark_remote() and settings.spark_ui()
+    if count_jobs:
+        retain = "spark.ui.retainedJobs=1000000 spark.ui.retainedStages=1000000"
+        conf = os.environ.get("CINEMATCH_SPARK_CONF", "")
+        os.environ["CINEMATCH_SPARK_CONF"] = f"{conf} {retain}"
     resources = build_resources(DataRoot(home=str(home)))
     definitions = build_definitions(resources)
     instance = DagsterInstance.ephemeral()
@@ -113,6 +159,7 @@ def run_benchmark(
             continue
         ops = {"raw__movielens_archive": {"config": raw_config}} if name == PRODUCT_JOB else {}
         fits_before = fits_so_far()
+        cpu_before = _cpu_seconds([os.getpid(), *_descendants(os.getpid())])
         memory = TreeMemory()
         memory.start()
         started = time.perf_counter()
@@ -123,18 +170,42 @@ def run_benchmark(
             raise_on_error=False,
         )
         wall = time.perf_counter() - started
+        cpu = _cpu_seconds([os.getpid(), *_descendants(os.getpid())]) - cpu_before
         steps = {
             event.step_key: round(event.event_specific_data.duration_ms / 1000, 2)
             for event in result.all_events
             if event.event_type == DagsterEventType.STEP_SUCCESS
         }
+        windows: dict[str, list[float]] = {}
+        for entry in instance.all_logs(result.run_id):
+            event = entry.dagster_event
+            if event is not None and event.event_type in (
+                DagsterEventType.STEP_START,
+                DagsterEventType.STEP_SUCCESS,
+            ):
+                windows.setdefault(event.step_key, []).append(entry.timestamp)
+        spark_times = _spark_job_times(resources["spark"].spark_session) if count_jobs else None
+        spark_jobs = (
+            None
+            if spark_times is None
+            else _jobs_per_step({s: (min(w), max(w)) for s, w in windows.items()}, spark_times)
+        )
         fits = fits_so_far()
         measured[name] = {
             "success": result.success,
             "wall_seconds": round(wall, 1),
             "fits": {kind: n - fits_before.get(kind, 0) for kind, n in fits.items()},
             "peak_rss_mb_all_processes": round(memory.stop()),  # driver + JVM + workers
+            "cpu_seconds_all_processes": round(cpu),
             "step_seconds": dict(sorted(steps.items(), key=lambda kv: -kv[1])),
+            **(
+                {
+                    "spark_jobs": sum(spark_jobs.values()),
+                    "step_spark_jobs": dict(sorted(spark_jobs.items(), key=lambda kv: -kv[1])),
+                }
+                if spark_jobs is not None
+                else {}
+            ),
         }
         if not result.success:
             break
@@ -166,8 +237,8 @@ def run_benchmark(
 def als_seconds_per_iteration(lakehouse, iterations: tuple[int, int] = (2, 12)) -> dict:
     """Seconds per ALS iteration of both models' chosen settings on the Gold training
     table: two fits that differ only in maxIter, so start-up and factor output cancel."""
-    from cinematch_assets.ml import artifacts
-    from cinematch_assets.ml.als import fit_als
+    from cinematch_assets.ml.models import artifacts
+    from cinematch_assets.ml.models.als import fit_als
 
     train = lakehouse.read(keys.TRAIN).cache()
     train.count()

@@ -22,8 +22,9 @@ from pyspark.sql import functions as F
 from cinematch_assets import keys
 from cinematch_assets.conventions import SHOWN
 from cinematch_assets.keys import Key
-from cinematch_assets.ml import artifacts
-from cinematch_assets.ml.artifacts import ModelTables
+from cinematch_assets.ml.models import artifacts
+from cinematch_assets.ml.models.artifacts import ModelTables
+from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.transforms.bronze import BRONZE_TABLES, QUARANTINED, CsvTable
 from cinematch_assets.transforms.quality import (
@@ -384,7 +385,7 @@ def every_user_gets_unrated_catalog_movies(lakehouse: Lakehouse) -> AssetCheckRe
     }
     # The star floor: a movie predicted below it comes after every movie above it, so it
     # reaches the shown top 10 only for a user with fewer than 10 movies above the floor.
-    _, champion = artifacts.read_candidates(lakehouse.read)
+    _, champion = read_candidates(lakehouse.read)
     floor = champion.star_floor
     shown = recs.filter(F.col("rank") <= SHOWN)
     below = F.col("pred_rating") < F.lit(floor)

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from cinematch_assets.ml.content import RidgeFit, content_vectors, held_out_mask, tune_ridge
+from cinematch_assets.ml.models.content import RidgeFit, content_vectors, held_out_mask, tune_ridge
 from cinematch_assets.sources.synthetic import GENRES
 
 REGS = (0.3, 3.0, 30.0, 300.0)

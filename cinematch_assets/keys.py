@@ -57,6 +57,7 @@ MODEL_EVALUATION: Key = ("ml", "model_evaluation")
 STUDY_ABLATION: Key = ("studies", "ablation")
 STUDY_CANDIDATES: Key = ("studies", "candidates_on_test")
 STUDY_COLD_MOVIES: Key = ("studies", "cold_movies")
+STUDY_RATING_CV: Key = ("studies", "rating_cv")
 STUDY_REPORT: Key = ("studies", "report")
 
 MOVIE_CATALOG: Key = ("serving", "movie_catalog")

@@ -11,10 +11,10 @@ import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cinematch_assets.ml.foldin import RatingTerms
-from cinematch_assets.ml.lists import ModelItems
+from cinematch_assets.ml.lists.build import ModelItems
+from cinematch_assets.ml.models.foldin import RatingTerms
 from cinematch_assets.reports.charts import write_report
-from cinematch_assets.storage import report_files
+from cinematch_assets.storage import model_factors, report_files
 from cinematch_assets.storage import serving_files as files
 
 HOSTILE_TITLE = "<img src=x onerror=alert(1)>"
@@ -78,7 +78,7 @@ def write_serving_artifacts(home: Path) -> dict:
     files.serving_root(home).mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(catalog, preserve_index=False), files.catalog_path(home))
     ids = catalog["movieId"].to_numpy(np.int64)[:-2]  # the last two movies: not in the models
-    ModelItems(
+    items = ModelItems(
         movie_ids=ids,
         ranking_items=rng.normal(size=(len(ids), RANK)).astype(np.float32),
         ranking_reg_param=0.1,
@@ -93,7 +93,8 @@ def write_serving_artifacts(home: Path) -> dict:
             bias_damping=3.0,
             nonnegative=False,
         ),
-    ).save(files.factors_path(home))
+    )
+    model_factors.write_model_factors(items, files.factors_path(home))
     rated = {user: [int(m) for m in rng.choice(ids, 5, replace=False)] for user in USERS}
     lists = {}
     for user in USERS:

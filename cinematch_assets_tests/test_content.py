@@ -8,22 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cinematch_assets.ml.cold import (
-    _top_k,
-    _top_k_by_block,
+from cinematch_assets.ml.lists.build import ScoreScale
+from cinematch_assets.ml.lists.new_movies import (
     audience_cuts,
     fill_bar,
     new_slot_threshold,
     observed_bias_shift,
 )
-from cinematch_assets.ml.content import (
+from cinematch_assets.ml.models.content import (
     ContentVectors,
     content_vectors,
     fit_ridge,
     held_out_mask,
     tune_ridge,
 )
-from cinematch_assets.ml.lists import ScoreScale
+from cinematch_assets.ml.selection.cold import _top_k, _top_k_by_block
 
 MOVIES = pd.DataFrame(
     {

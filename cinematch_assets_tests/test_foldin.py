@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cinematch_assets.ml.als import factor_tables, fit_als
-from cinematch_assets.ml.explain import reasons_by_similarity
-from cinematch_assets.ml.foldin import (
+from cinematch_assets.ml.lists.explain import reasons_by_similarity
+from cinematch_assets.ml.models.als import factor_tables, fit_als
+from cinematch_assets.ml.models.foldin import (
     RatingTerms,
     implicit_gram,
     nonnegative_solve,

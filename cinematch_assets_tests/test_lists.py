@@ -5,16 +5,13 @@ and the champion's choice. No Spark."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.recommender import with_discovery
-from cinematch_assets.ml.champion import choose
-from cinematch_assets.ml.cold import audience_cuts
-from cinematch_assets.ml.ease import fit_ease, gram, kept_movies
-from cinematch_assets.ml.foldin import RatingTerms
-from cinematch_assets.ml.lists import (
+from cinematch_assets.ml.lists.build import (
     FLOOR_PENALTY,
     EaseItems,
     EaseRanker,
@@ -28,10 +25,20 @@ from cinematch_assets.ml.lists import (
     build_lists_each,
     zscore_rows,
 )
-from cinematch_assets.ml.metrics import gini
+from cinematch_assets.ml.lists.new_movies import audience_cuts
+from cinematch_assets.ml.models.ease import fit_ease, gram, kept_movies
+from cinematch_assets.ml.models.foldin import RatingTerms
+from cinematch_assets.ml.selection.champion import choose
+from cinematch_assets.ml.selection.metrics import gini
+from cinematch_assets.storage import model_factors
 
 RNG = np.random.default_rng(11)
 MOVIES, RANK = 60, 4
+
+
+def _saved(items: ModelItems, path: Path) -> ModelItems:
+    """`items` written to `path` as model_factors.npz and read back."""
+    return model_factors.read_model_factors(model_factors.write_model_factors(items, path))
 
 
 def history(rows: list[list[int]], stars: float = 4.0) -> tuple[np.ndarray, ...]:
@@ -216,7 +223,9 @@ def test_model_items_round_trip_with_ease_and_policy(tmp_path):
         policy=ListPolicy("ease", 0.5, 0.25, 3.0),
         ease=EaseItems(kept, RNG.normal(size=(len(kept), len(kept))).astype(np.float32)),
     )  # fmt: skip
-    again = ModelItems.load(items.save(tmp_path / "m.npz"))
+    again = model_factors.read_model_factors(
+        model_factors.write_model_factors(items, tmp_path / "m.npz")
+    )
     assert again.policy == items.policy
     np.testing.assert_array_equal(again.ease.weights, items.ease.weights)
     # EASE over half the movies: the ranking model ranks the rest (the fallback).
@@ -225,8 +234,8 @@ def test_model_items_round_trip_with_ease_and_policy(tmp_path):
     lists = build_lists(block([[1, 2, 3]]), ranker, 20, stars)
     assert (lists.positions[0] >= 0).all()
     with pytest.raises(ValueError, match="EASE"):
-        ModelItems.from_arrays(
-            {k: v for k, v in items.to_arrays().items() if not k.startswith("ease")}
+        model_factors.from_arrays(
+            {k: v for k, v in model_factors.to_arrays(items).items() if not k.startswith("ease")}
         )
 
 
@@ -404,17 +413,24 @@ def test_model_items_keep_their_new_movies_through_the_npz(tmp_path):
         np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0, stars,
         popularity=np.zeros(MOVIES, np.float32), new=new_movies(threshold=1.25, slots=3),
     )  # fmt: skip
-    loaded = ModelItems.load(items.save(tmp_path / "f.npz"))
+    loaded = model_factors.read_model_factors(
+        model_factors.write_model_factors(items, tmp_path / "f.npz")
+    )
     assert loaded.new is not None
     assert loaded.new.threshold == 1.25 and loaded.new.slots == 3
     np.testing.assert_array_equal(loaded.new.ranking_items, items.new.ranking_items)
     assert loaded.new.audience is None  # as in artifacts written before the audience cut
     cut = replace(items, new=replace(items.new, audience=np.linspace(0, 1, 8, dtype=np.float32)))
     np.testing.assert_array_equal(
-        ModelItems.load(cut.save(tmp_path / "g.npz")).new.audience, cut.new.audience
+        model_factors.read_model_factors(
+            model_factors.write_model_factors(cut, tmp_path / "g.npz")
+        ).new.audience,
+        cut.new.audience,
     )
     with pytest.raises(ValueError, match="new movies"):
-        ModelItems.from_arrays(cut.to_arrays() | {"new_audience": np.zeros(3, np.float32)})
-    broken = items.to_arrays() | {"new_rating_bias": np.zeros(3, np.float32)}
+        model_factors.from_arrays(
+            model_factors.to_arrays(cut) | {"new_audience": np.zeros(3, np.float32)}
+        )
+    broken = model_factors.to_arrays(items) | {"new_rating_bias": np.zeros(3, np.float32)}
     with pytest.raises(ValueError, match="new movies"):
-        ModelItems.from_arrays(broken)
+        model_factors.from_arrays(broken)

@@ -10,26 +10,27 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from cinematch_assets.ml.als import FACTORS, dot
-from cinematch_assets.ml.lists import FactorRanker
-from cinematch_assets.ml.metrics import (
-    exposure_metrics_by,
-    gini,
-    ranking_metrics,
-    regression_metrics,
-    relevant_rows,
-)
-from cinematch_assets.ml.ranking import fit_ranking_model
-from cinematch_assets.ml.rating import (
+from cinematch_assets.ml.arrays import positions_in
+from cinematch_assets.ml.lists.build import FactorRanker
+from cinematch_assets.ml.lists.recommend import factor_ranker, most_popular, recommend
+from cinematch_assets.ml.lists.top_n import dot_scores, top_n
+from cinematch_assets.ml.models.als import FACTORS, dot
+from cinematch_assets.ml.models.ranking import fit_ranking_model
+from cinematch_assets.ml.models.rating import (
     RatingModel,
     RatingParams,
     fit_biases,
     fit_rating_model,
     predict,
 )
-from cinematch_assets.ml.recommend import factor_ranker, most_popular, recommend
-from cinematch_assets.ml.top_n import dot_scores, positions_in, top_n
-from cinematch_assets.ml.tuning import (
+from cinematch_assets.ml.selection.metrics import (
+    exposure_metrics_by,
+    gini,
+    ranking_metrics,
+    regression_metrics,
+    relevant_rows,
+)
+from cinematch_assets.ml.selection.tuning import (
     TuningResult,
     grid_search,
     kfold_splits,

@@ -24,13 +24,17 @@ from cinematch_assets import keys, settings
 from cinematch_assets.assets.serving import served_items
 from cinematch_assets.conventions import LIKED_STARS
 from cinematch_assets.definitions import all_assets
-from cinematch_assets.ml import artifacts, cold
-from cinematch_assets.ml.content import read_content
-from cinematch_assets.ml.ease import fit_ease_model
-from cinematch_assets.ml.lists import ModelItems, ScoreScale
-from cinematch_assets.ml.recommend import served_lists, without_new_movies
-from cinematch_assets.ml.top_n import dot_scores, top_n
+from cinematch_assets.ml.lists.build import ScoreScale
+from cinematch_assets.ml.lists.new_movies import read_new_movie_ratings, read_new_movies
+from cinematch_assets.ml.lists.recommend import served_lists, without_new_movies
+from cinematch_assets.ml.lists.top_n import dot_scores, top_n
+from cinematch_assets.ml.models import artifacts
+from cinematch_assets.ml.models.content import read_content
+from cinematch_assets.ml.models.ease import fit_ease_model
+from cinematch_assets.ml.selection import cold
+from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.sources.synthetic import GENRES, SyntheticSpec, planted_model
+from cinematch_assets.storage import model_factors
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.delta_reader import read_delta
 
@@ -259,7 +263,7 @@ def test_models_recover_the_planted_structure(synthetic_models_run):
     assert all(r["ndcg"] > 1.2 * popular for r in candidates), [
         (r["name"], r["ndcg"]) for r in candidates
     ]
-    policies, champion = artifacts.read_candidates(lakehouse.read)
+    policies, champion = read_candidates(lakehouse.read)
     assert champion in policies and table["served ranking"]["ndcg"] > 1.2 * popular
 
 
@@ -313,9 +317,8 @@ def test_dense_matrices_are_files_that_never_pass_through_spark(synthetic_models
 
 def test_a_product_run_fits_each_model_once(synthetic_models_run):
     """Each (rows, parameters, seed) is fitted once in a run: every grid point on the
-    tuning splits and one final fit per model; the champion takes the ranking model's
-    and EASE's fits from their tuning (the same validation split) and fits only the
-    rating model, which the suite's small data tunes by 3-fold cross-validation."""
+    tuning split and one final fit per model; the champion takes every model's fit from
+    its tuning (the same validation split) and fits nothing."""
     _, instance, _, _ = synthetic_models_run
     fits = {
         name: metadata(instance, "ml", name)["fits"]
@@ -323,20 +326,21 @@ def test_a_product_run_fits_each_model_once(synthetic_models_run):
     }
     # SMALL_GRIDS: one combination each.
     assert fits == {
-        "als_rating_model": 3 + 1,
+        "als_rating_model": 1 + 1,
         "als_ranking_model": 1 + 1,
         "ease_ranking_model": 1 + 1,
     }
     champion = metadata(instance, "ml", "ranking_champion")
-    assert champion["fits_reused_from_tuning"] == "ease, ranking"
-    assert champion["fits"] == 1
+    assert champion["fits_reused_from_tuning"] == "ease, ranking, rating"
+    assert champion["fits"] == 0
 
 
 def test_studies_score_on_the_product_models_beside_its_card(synthetic_models_run):
     """The studies run as their own job on the product's models: the article's variant
     and the ablation on every test row, lists with 95% intervals on the user sample (all
-    of synthetic-small's test users, fewer than the default 20,000); their card names its
-    run, as the product's model card names its own."""
+    of synthetic-small's test users, fewer than the default 20,000), the rating model's
+    search by cross-validation; their card names its run, as the product's model card
+    names its own."""
     _, instance, lakehouse, home = synthetic_models_run
     test_rows = lakehouse.describe(keys.TEST).num_rows
     test_users = lakehouse.read(keys.TEST).select("userId").distinct().count()
@@ -359,6 +363,12 @@ def test_studies_score_on_the_product_models_beside_its_card(synthetic_models_ru
     assert "on every test user (`ml/model_evaluation`" in studies_card
     assert "inside the interval" in studies_card
     assert "The product run: Dagster run" in model_card
+    # The rating model's one-split choice against 3-fold cross-validation of its settings.
+    cv = metadata(instance, *keys.STUDY_RATING_CV)
+    assert cv["tuning"] == "3-fold cross-validation" and cv["agrees"] is True
+    cv_rows = lakehouse.read(keys.STUDY_RATING_CV).collect()
+    assert {r["role"] for r in cv_rows} == {"cv"} and all(r["rmse"] > 0 for r in cv_rows)
+    assert "by cross-validation (role `cv`)" in studies_card
     charts = json.loads((home / "reports" / "studies" / "charts.json").read_text())["charts"]
     assert charts == ["ablation", "candidates", "discovery"]
 
@@ -372,7 +382,7 @@ def test_the_evaluation_scores_the_served_lists(synthetic_models_run):
     items, ranking, rating = served_items(lakehouse)  # what serving builds its lists from
     test_users = lakehouse.read(keys.TEST).select("userId").distinct()
     train = lakehouse.read(keys.TRAIN).select("userId", "movieId", "rating")
-    rated_new = artifacts.read_new_movie_ratings(lakehouse.read)
+    rated_new = read_new_movie_ratings(lakehouse.read)
     served = served_lists(
         items,
         ranking.users.join(test_users, "userId"),
@@ -636,7 +646,7 @@ def test_new_movies_are_placed_from_their_content(synthetic_models_run):
     # Their own ratings predict a new movie's other ratings better than its content alone.
     assert model["observed_checked"] > 0
     assert model["observed_shifted_rmse"] < model["observed_content_rmse"]
-    new = artifacts.read_new_movies(lakehouse.read)
+    new = read_new_movies(lakehouse.read)
     assert len(new.movie_ids) == silver - known and np.isfinite(new.ranking_items).all()
 
 
@@ -654,7 +664,7 @@ def test_a_movie_added_with_no_ratings_is_placed_toward_the_users_whose_tastes_m
     assert result.success, failed_checks(result)
     catalog = pq.read_table(files.catalog_path(home)).to_pandas().set_index("movieId")
     assert catalog.loc[NEW_MOVIE_ID, "rating_count"] == 0
-    items = ModelItems.load(files.factors_path(home))
+    items = model_factors.read_model_factors(files.factors_path(home))
     assert items.new is not None
     at = int(np.flatnonzero(items.new.movie_ids == NEW_MOVIE_ID)[0])
     users = lakehouse.read(keys.RANKING_USER_FACTORS).toPandas()

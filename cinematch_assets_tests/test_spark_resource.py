@@ -226,7 +226,7 @@ def test_graph_up_to_gold_runs_on_spark_connect(tmp_path):
 
 ALS_ON_A_SMALL_STACK = textwrap.dedent(
     """
-    from cinematch_assets.ml.als import fit_als
+    from cinematch_assets.ml.models.als import fit_als
     from cinematch_assets.resources.spark import SparkResource
 
     spark = SparkResource(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cinematch_assets.ml.lists import ListPolicy
+from cinematch_assets.ml.lists.build import ListPolicy
 from cinematch_assets.reports.evaluation import sample_check
 
 CHAMPION = ListPolicy("ease", 0.0, 0.35, 3.0)

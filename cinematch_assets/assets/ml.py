@@ -1,10 +1,10 @@
 """ML: the rating model (stars) and the ranking model (what to show), tuned on the Gold
 training split only, then evaluated on the held-out test split against baselines. Each
-model is one typed artifact (`ml.artifacts`): a parameter row and two factor tables."""
+model is one typed artifact (`ml.models.artifacts`): a parameter row and two factor tables."""
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 
 import pandas as pd
 from dagster import (
@@ -13,64 +13,67 @@ from dagster import (
     AssetKey,
     AssetOut,
     AutomationCondition,
-    Config,
     MetadataValue,
     Output,
     asset,
     multi_asset,
 )
-from pydantic import Field
 from pyspark.sql import DataFrame
 
 from cinematch_assets import keys
-from cinematch_assets.ml import artifacts
-from cinematch_assets.ml.artifacts import CHAMPION_COLUMNS, ModelTables, Trained, Training
-from cinematch_assets.ml.champion import candidate_policies, choose, score_policies
-from cinematch_assets.ml.cold import fit_new_movie_model
-from cinematch_assets.ml.content import (
+from cinematch_assets.assets.ml_config import (
+    ChampionConfig,
+    ContentConfig,
+    ContentModelConfig,
+    EaseConfig,
+    EvaluationConfig,
+    RankingModelConfig,
+    RatingModelConfig,
+    TuningConfig,
+)
+from cinematch_assets.ml.lists.new_movies import fit_new_movie_model
+from cinematch_assets.ml.models import artifacts
+from cinematch_assets.ml.models.artifacts import ModelTables, Trained, Training
+from cinematch_assets.ml.models.content import (
     content_tables,
     content_vectors,
     gather_content,
     read_content,
 )
-from cinematch_assets.ml.ease import EaseModel, ease_key, fit_ease_model, tune_ease
-from cinematch_assets.ml.evaluation import (
+from cinematch_assets.ml.models.ease import EaseModel, fit_ease_model
+from cinematch_assets.ml.models.fits import fits_since, fits_so_far
+from cinematch_assets.ml.models.ranking import RankingModel, fit_ranking_model
+from cinematch_assets.ml.models.rating import RatingModel, fit_biases, fit_rating_model
+from cinematch_assets.ml.selection.champion import (
+    CHAMPION_COLUMNS,
+    candidate_policies,
+    choose,
+    score_policies,
+    validation_fits,
+)
+from cinematch_assets.ml.selection.evaluation import (
     BIAS_BASELINE,
     METRICS_SCHEMA,
     MOST_POPULAR,
-    evaluate_served,
+    evaluate_latest,
     headline_metrics,
-    prediction_analysis,
+    read_served,
 )
-from cinematch_assets.ml.fits import fit_key, fits_since, fits_so_far, is_kept, taken_or_fit
-from cinematch_assets.ml.metrics import relevant_rows
-from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model, tune_ranking_model
-from cinematch_assets.ml.rating import (
-    RatingModel,
-    RatingVariant,
-    fit_biases,
-    fit_rating_model,
-    rating_key,
-    refit_rating_model,
+from cinematch_assets.ml.selection.metrics import relevant_rows
+from cinematch_assets.ml.selection.model_tuning import (
     tune_biases,
+    tune_ease,
+    tune_ranking_model,
     tune_rating_model,
 )
-from cinematch_assets.ml.recommend import model_items
-from cinematch_assets.ml.tuning import (
+from cinematch_assets.ml.selection.tuning import (
     Method,
     Split,
-    TuningResult,
-    concurrently,
     parameter_grid,
     plan_tuning,
     tuning_splits,
 )
-from cinematch_assets.reports.evaluation import (
-    evaluation_figures,
-    model_card,
-    run_stamp,
-    write_evaluation_report,
-)
+from cinematch_assets.reports.evaluation import run_stamp, write_model_report
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.io_manager import ALLOW_SCHEMA_EVOLUTION
 from cinematch_assets.resources.lakehouse import Lakehouse
@@ -90,132 +93,6 @@ MODEL_TABLES = [
 ]
 
 
-class TuningConfig(Config):
-    """How hyperparameters are searched: on the training split only, never on test."""
-
-    validation_fraction: float = Field(
-        default=0.2, description="Share of the training rows a validation split holds out."
-    )
-    tuning_max_rows: int = Field(
-        default=2_000_000,
-        description="Above this many training rows, tuning runs on a sample of whole users "
-        "with about this many ratings.",
-    )
-    parallel_fits: int = Field(default=3, description="Fits in flight at once while tuning.")
-    seed: int = Field(default=42, description="Seed of ALS, the folds and the user sample.")
-
-
-class RatingModelConfig(TuningConfig):
-    tuning: Method = Field(
-        default="auto",
-        description="cv: k-fold cross-validation; validation: one held-out part of the "
-        "training split; auto: cv up to cv_max_rows training rows, validation above.",
-    )
-    folds: int = Field(default=3, description="Folds of the cross-validation.")
-    cv_max_rows: int = Field(
-        default=1_000_000, description="auto tunes by cross-validation up to this many rows."
-    )
-    variant: RatingVariant = Field(
-        default="bias_residual",
-        description="bias_residual: damped user + movie biases, ALS on what they leave. "
-        "user_mean: the article's model (ALS, nonnegative, on the user-mean normalized "
-        "rating). none: ALS on raw stars.",
-    )
-    ranks: list[int] = Field(default=[20, 50], description="ALS ranks to try.")
-    reg_params: list[float] = Field(default=[0.15, 0.25], description="regParams to try.")
-    max_iters: list[int] = Field(default=[10], description="maxIters to try.")
-    bias_dampings: list[float] = Field(
-        default=[3.0, 10.0], description="Bias damping (pseudo-counts) to try."
-    )
-    bias_decay_weighting: list[bool] = Field(
-        default=[False, True],
-        description="Try biases learned with and/or without Gold's time-decay weights.",
-    )
-
-
-class RankingModelConfig(TuningConfig):
-    """Tuned on one validation split (NDCG needs whole lists per user, not folds)."""
-
-    ranks: list[int] = Field(default=[20, 30], description="ALS ranks to try.")
-    reg_params: list[float] = Field(default=[0.1], description="regParams to try.")
-    alphas: list[float] = Field(default=[2.0, 5.0], description="Confidence scales to try.")
-    max_iters: list[int] = Field(default=[10], description="maxIters to try.")
-    confidences: list[str] = Field(
-        default=["decay_weight"],
-        description="Confidence c = 1 + alpha * value, value = Gold's decay weight "
-        "(decay_weight) or 1 (binary); try these.",
-    )
-    k: int = Field(default=10, description="Tuned for NDCG at this list length.")
-
-
-class EaseConfig(TuningConfig):
-    """Tuned on one validation split, like the ranking model."""
-
-    regs: list[float] = Field(
-        default=[100.0, 300.0, 1000.0], description="Regularization lambdas to try."
-    )
-    max_items: int = Field(
-        default=10_000,
-        description="Above this many movies EASE keeps the most-rated ones (its movies x "
-        "movies inverse takes 3 x 8 n^2 bytes: 2.4 GB at 10k, 9.6 GB at 20k); the ALS "
-        "ranking covers the rest.",
-    )
-    k: int = Field(default=10, description="Tuned for NDCG at this list length.")
-
-
-class ChampionConfig(TuningConfig):
-    """The served order: every combination below is scored on one validation split,
-    with the models fitted on its training part (reused from their tuning when it ran on
-    the same split in this run: keep `validation_fraction`, `tuning_max_rows` and `seed`
-    equal to the models' for that)."""
-
-    rankers: list[str] = Field(default=["als", "ease"], description="Ranking models.")
-    stars_weights: list[float] = Field(
-        default=[0.0, 0.5, 1.0, 2.0],
-        description="Weights of the rating model's stars added to the z-scored ranking score.",
-    )
-    popularity_penalties: list[float] = Field(
-        default=[0.0, 0.2, 0.35, 0.5],
-        description="Weights of the z-scored log popularity subtracted (more discovery).",
-    )
-    star_floor: float = Field(
-        default=3.0,
-        description="A movie predicted below this many stars goes after every other (0: off).",
-    )
-    min_coverage: float = Field(
-        default=0.25,
-        description="The champion is the best validation NDCG among the candidates whose "
-        "lists show at least this share of the catalog.",
-    )
-    k: int = Field(default=10, description="Chosen by NDCG at this list length.")
-
-
-class EvaluationConfig(Config):
-    k: int = Field(default=10, description="List length of the ranking metrics.")
-    parallel_fits: int = Field(default=3, description="Scorings in flight at once.")
-
-
-class ContentConfig(Config):
-    vocabulary: int = Field(
-        default=500, description="Tags kept for TF-IDF: those on the most movies."
-    )
-    min_tag_movies: int = Field(
-        default=2, description="A tag counts only when it is on at least this many movies."
-    )
-
-
-@dataclass(frozen=True)
-class Tuned:
-    """What tuning chose, and how it scored on validation against the baseline."""
-
-    searches: dict[str, TuningResult]
-    metric: str
-    validation: float
-    baseline: str
-    baseline_validation: float
-    lower_is_better: bool
-
-
 def _train(
     context: AssetExecutionContext,
     config: TuningConfig,
@@ -223,8 +100,8 @@ def _train(
     train: DataFrame,
     *,
     method: Method,
-    tune: Callable[[list[Split]], Tuned],
-    fit: Callable[[DataFrame, Tuned], RatingModel | RankingModel | EaseModel],
+    tune: Callable[[list[Split]], Training],
+    fit: Callable[[DataFrame, Training], RatingModel | RankingModel | EaseModel],
     folds: int = 0,
     cv_max_rows: int = 0,
 ) -> Iterator[Output]:
@@ -253,19 +130,14 @@ def _train(
     if getattr(model, "als", None) is not None:  # Spark ML's own save, for ALSModel.load
         path = str(data_root.models / name)
         model.als.write().overwrite().save(path)
-    training = Training(
+    training = replace(
+        tuned,
         seed=config.seed,
         tuning_plan=plan.describe(),
-        searches=tuned.searches,
         train_rows=rows,
         tuning_seconds=round(tuning_seconds, 1),
         fit_seconds=round(fit_seconds, 1),
         saved_to=path,
-        metric=tuned.metric,
-        validation=tuned.validation,
-        baseline=tuned.baseline,
-        baseline_validation=tuned.baseline_validation,
-        lower_is_better=tuned.lower_is_better,
     )
     trained = Trained(model, training)
     summary = trained.parameters() | training.summary()
@@ -318,15 +190,13 @@ TRAIN = AssetIn(keys.TRAIN)
 def als_rating_model(
     context: AssetExecutionContext, config: RatingModelConfig, data_root: DataRoot, train: DataFrame
 ):
-    tuning = {"parallelism": config.parallel_fits, "log": context.log.info}
-
-    def tune(splits: list[Split]) -> Tuned:
+    def tune(splits: list[Split]) -> Training:
         biases = tune_biases(
             splits,
             parameter_grid(
                 damping=config.bias_dampings, decay_weighted=config.bias_decay_weighting
             ),
-            **tuning,
+            log=context.log.info,
         )
         als = tune_rating_model(
             splits,
@@ -336,12 +206,16 @@ def als_rating_model(
             variant=config.variant,
             bias_params=biases.best_params,
             seed=config.seed,
-            **tuning,
+            parallelism=config.parallel_fits,
+            log=context.log.info,
         )
         searches = {"bias_search": biases, "als_search": als}
-        return Tuned(searches, "rmse", als.best_value, BIAS_BASELINE, biases.best_value, True)
+        return Training(
+            searches=searches, metric="rmse", validation=als.best_value,
+            baseline=BIAS_BASELINE, baseline_validation=biases.best_value, lower_is_better=True,
+        )  # fmt: skip
 
-    def fit(train: DataFrame, tuned: Tuned) -> RatingModel:
+    def fit(train: DataFrame, tuned: Training) -> RatingModel:
         biases = fit_biases(train, **tuned.searches["bias_search"].best_params)
         return fit_rating_model(
             train,
@@ -380,7 +254,7 @@ def als_ranking_model(
     data_root: DataRoot,
     train: DataFrame,
 ):
-    def tune(splits: list[Split]) -> Tuned:
+    def tune(splits: list[Split]) -> Training:
         (split,) = splits
         search, popular = tune_ranking_model(
             split,
@@ -397,11 +271,12 @@ def als_ranking_model(
             log=context.log.info,
         )
         metric = f"ndcg@{config.k}"
-        return Tuned(
-            {"als_search": search}, metric, search.best_value, MOST_POPULAR, popular, False
-        )
+        return Training(
+            searches={"als_search": search}, metric=metric, validation=search.best_value,
+            baseline=MOST_POPULAR, baseline_validation=popular, lower_is_better=False,
+        )  # fmt: skip
 
-    def fit(train: DataFrame, tuned: Tuned) -> RankingModel:
+    def fit(train: DataFrame, tuned: Training) -> RankingModel:
         return fit_ranking_model(
             train, seed=config.seed, **tuned.searches["als_search"].best_params
         )
@@ -427,15 +302,18 @@ def als_ranking_model(
 def ease_ranking_model(
     context: AssetExecutionContext, config: EaseConfig, data_root: DataRoot, train: DataFrame
 ):
-    def tune(splits: list[Split]) -> Tuned:
+    def tune(splits: list[Split]) -> Training:
         (split,) = splits
         search, popular = tune_ease(
             split, config.regs, max_items=config.max_items, k=config.k, log=context.log.info
         )
         metric = f"ndcg@{config.k}"
-        return Tuned({"search": search}, metric, search.best_value, MOST_POPULAR, popular, False)
+        return Training(
+            searches={"search": search}, metric=metric, validation=search.best_value,
+            baseline=MOST_POPULAR, baseline_validation=popular, lower_is_better=False,
+        )  # fmt: skip
 
-    def fit(train: DataFrame, tuned: Tuned) -> EaseModel:
+    def fit(train: DataFrame, tuned: Training) -> EaseModel:
         reg = tuned.searches["search"].best_params["reg"]
         return fit_ease_model(train, reg=reg, max_items=config.max_items, log=context.log.info)
 
@@ -474,41 +352,21 @@ def ranking_champion(
     )
     ((fit_on, validation),) = tuning_splits(train, plan, config.seed)
     started = time.perf_counter()
-    # The chosen models fitted on the validation split's training part: the fits their
-    # tuning made on this very split when this run tuned them so, fitted here otherwise.
-    seed = config.seed
-    fitted_as = {
-        "rating": rating_key(fit_on, rating, seed),
-        "ranking": fit_key("ranking", fit_on, asdict(ranking), seed),
-        "ease": ease_key(fit_on, ease),
-    }
-    reused = sorted(name for name, key in fitted_as.items() if is_kept(key))
     fits_before = fits_so_far()
     fit_on = fit_on.cache()
-    refitted = {
-        "rating": lambda: taken_or_fit(
-            fitted_as["rating"], lambda: refit_rating_model(fit_on, rating, seed=seed)
-        ),
-        "ranking": lambda: taken_or_fit(
-            fitted_as["ranking"], lambda: fit_ranking_model(fit_on, seed=seed, **asdict(ranking))
-        ),
-        "ease": lambda: taken_or_fit(
-            fitted_as["ease"],
-            lambda: fit_ease_model(
-                fit_on, reg=ease.reg, max_items=ease.max_items, log=context.log.info
-            ),
-        ),
-    }
-    models = concurrently(refitted, config.parallel_fits)
+    models = validation_fits(
+        fit_on, rating=rating, ranking=ranking, ease=ease, seed=config.seed,
+        parallelism=config.parallel_fits, log=context.log.info,
+    )  # fmt: skip
     refit_seconds = time.perf_counter() - started
     policies = candidate_policies(
         config.rankers, config.stars_weights, config.popularity_penalties, config.star_floor
     )
     scores = score_policies(
         policies,
-        ranking=models["ranking"],
-        rating=models["rating"],
-        ease=models["ease"],
+        ranking=models.ranking,
+        rating=models.rating,
+        ease=models.ease,
         history=fit_on.select("userId", "movieId", "rating"),
         users=validation,
         relevant=relevant_rows(validation),
@@ -534,7 +392,7 @@ def ranking_champion(
             "seconds": round(seconds, 1),
             "refit_seconds": round(refit_seconds, 1),
             "fits": fits_since(fits_before),
-            "fits_reused_from_tuning": ", ".join(reused) or "none",
+            "fits_reused_from_tuning": ", ".join(models.reused) or "none",
             "scoring_seconds": round(seconds - refit_seconds, 1),
             "candidates": MetadataValue.md(
                 table.drop(columns=CHAMPION_COLUMNS).to_markdown(index=False)
@@ -609,40 +467,6 @@ def movie_content(
         },
     )
     yield Output(names, output_name="features")
-
-
-class ContentModelConfig(Config):
-    regs: list[float] = Field(
-        default=[0.3, 3.0, 30.0, 300.0],
-        description="Ridge regularizations from content to the models' movie spaces, tuned "
-        "on known movies held out of the fit.",
-    )
-    tune_fraction: float = Field(
-        default=0.1, description="Share of the known movies held out to tune the ridge."
-    )
-    threshold_quantile: float = Field(
-        default=0.75,
-        description="A new movie takes a slot when its score, on the user's scale, reaches "
-        "this quantile of what held-out movies scored for the users who liked them, each "
-        "movie weighing the same (0.75: as well matched as the best-matched quarter of the "
-        "new movies people liked).",
-    )
-    new_slots: int = Field(
-        default=2,
-        description="Places of the shown list a new movie may take (0: no new movies).",
-    )
-    fill_share: float = Field(
-        default=0.3,
-        description="New movies fill at most this share of all the new slots, the "
-        "best-matched first (the threshold is raised until they do; 1: no cap): each one "
-        "pushes a known movie out of the shown list.",
-    )
-    audience_share: float = Field(
-        default=0.1,
-        description="A new movie is offered only to this share of the users, those it suits "
-        "best (1: no limit), so one new movie cannot take a slot in most lists.",
-    )
-    seed: int = Field(default=42, description="Seed of the held-out movies.")
 
 
 @multi_asset(
@@ -788,28 +612,11 @@ def model_evaluation(
     train: DataFrame,
     test: DataFrame,
 ):
-    rating = artifacts.read_rating_model(lakehouse.read)
-    ranking = artifacts.read_ranking_model(lakehouse.read)
-    ease = artifacts.read_ease_model(lakehouse.read, data_root.models)
-    candidates, champion = artifacts.read_candidates(lakehouse.read)
+    served = read_served(lakehouse.read, data_root.models)
     started = time.perf_counter()
     train, test = train.cache(), test.cache()
-    evaluation = evaluate_served(
-        train,
-        test,
-        rating=rating,
-        ranking=ranking,
-        items=model_items(
-            ranking.model,
-            rating.model,
-            train,
-            policy=champion,
-            ease=ease.model if champion.ranker == "ease" else None,
-            new=artifacts.read_new_movies(lakehouse.read),
-        ),
-        k=config.k,
-        parallelism=config.parallel_fits,
-        rated_new=artifacts.read_new_movie_ratings(lakehouse.read),
+    evaluation = evaluate_latest(
+        lakehouse.read, served, train, test, k=config.k, parallelism=config.parallel_fits
     )
     table = evaluation.table()
     versions = {
@@ -817,14 +624,10 @@ def model_evaluation(
         for key in (keys.TRAIN, keys.TEST, keys.RATING_MODEL, keys.RANKING_MODEL)
     }
     validation = lakehouse.read(keys.RANKING_CHAMPION).toPandas().drop(columns=CHAMPION_COLUMNS)
-    card = model_card(
-        rating, ranking, ease, champion, validation, table, versions, k=config.k,
-        run=run_stamp(context.run_id),
+    card, paths = write_model_report(
+        report_files.models_dir(data_root.path), served, evaluation, validation, versions,
+        k=config.k, run=run_stamp(context.run_id),
     )  # fmt: skip
-    figures = evaluation_figures(
-        prediction_analysis(evaluation.predictions), rating, ranking, table, k=config.k
-    )
-    paths = write_evaluation_report(report_files.models_dir(data_root.path), figures, card, table)
     context.log.info(f"Model report: {paths['index.html'].as_uri()}")
     spark = train.sparkSession
     yield Output(evaluation.predictions, output_name="predictions")

@@ -22,10 +22,13 @@ from pyspark.sql import DataFrame
 
 from cinematch_assets import keys
 from cinematch_assets.assets.ml import MODEL_TABLES
-from cinematch_assets.ml import artifacts
-from cinematch_assets.ml.recommend import model_items, served_lists
+from cinematch_assets.ml.lists.new_movies import read_new_movies
+from cinematch_assets.ml.lists.recommend import model_items, served_lists
+from cinematch_assets.ml.models import artifacts
+from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.lakehouse import Lakehouse
+from cinematch_assets.storage import model_factors
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.atomic_files import atomic_path
 from cinematch_assets.transforms.serving import (
@@ -54,14 +57,14 @@ def served_items(lakehouse: Lakehouse):
     only when it ranks)."""
     rating = artifacts.read_rating_model(lakehouse.read).model
     ranking = artifacts.read_ranking_model(lakehouse.read).model
-    _, champion = artifacts.read_candidates(lakehouse.read)
+    _, champion = read_candidates(lakehouse.read)
     ease = (
         artifacts.read_ease_model(lakehouse.read, lakehouse.data_root.models).model
         if champion.ranker == "ease"
         else None
     )
     train = lakehouse.read(keys.TRAIN)
-    new = artifacts.read_new_movies(lakehouse.read)
+    new = read_new_movies(lakehouse.read)
     items = model_items(ranking, rating, train, policy=champion, ease=ease, new=new)
     return items, ranking, rating
 
@@ -218,7 +221,7 @@ def serving_recommendations_json(
 )
 def serving_model_factors(data_root: DataRoot, lakehouse: Lakehouse) -> MaterializeResult:
     items, _, _ = served_items(lakehouse)
-    target = items.save(files.factors_path(data_root.path))
+    target = model_factors.write_model_factors(items, files.factors_path(data_root.path))
     return MaterializeResult(
         metadata={
             "file": MetadataValue.path(str(target)),
@@ -226,7 +229,7 @@ def serving_model_factors(data_root: DataRoot, lakehouse: Lakehouse) -> Material
             "movies": len(items.movie_ids),
             "ranking_rank": int(items.ranking_items.shape[1]),
             "rating_rank": int(items.rating.item_factors.shape[1]),
-            "parameters": MetadataValue.json(items.settings()),
+            "parameters": MetadataValue.json(model_factors.settings(items)),
         }
     )
 

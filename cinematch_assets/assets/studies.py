@@ -1,5 +1,6 @@
 """Studies: what judges the design (ablation, the article's variant, every candidate order
-on test, the discovery curve, the cold-movie protocol), on the product's models and split.
+on test, the discovery curve, the cold-movie protocol, the rating model's search by
+cross-validation), on the product's models and split.
 Their own group and job (`make studies`), downstream of the product and never upstream
 of serving: nobody waits for them to get their lists. Each study is a table of the
 evaluation's shape (`ml.evaluation.METRICS_SCHEMA`); `studies/report` writes their charts
@@ -24,12 +25,17 @@ from pyspark.sql import DataFrame
 from cinematch_assets import keys
 from cinematch_assets.assets.ml import MODEL_TABLES, TRAIN
 from cinematch_assets.checks import latest_metadata
-from cinematch_assets.ml import artifacts
-from cinematch_assets.ml.cold import cold_movie_evaluation
-from cinematch_assets.ml.content import read_content
-from cinematch_assets.ml.evaluation import METRICS_SCHEMA, metrics_table
-from cinematch_assets.ml.studies import ablation_study, candidates_study
-from cinematch_assets.ml.tuning import user_sample
+from cinematch_assets.ml.models import artifacts
+from cinematch_assets.ml.models.content import read_content
+from cinematch_assets.ml.selection.champion import read_candidates
+from cinematch_assets.ml.selection.cold import cold_movie_evaluation
+from cinematch_assets.ml.selection.evaluation import METRICS_SCHEMA, metrics_table
+from cinematch_assets.ml.selection.studies import (
+    ablation_study,
+    candidates_study,
+    rating_cv_study,
+)
+from cinematch_assets.ml.selection.tuning import user_sample
 from cinematch_assets.reports.evaluation import (
     run_stamp,
     sample_check,
@@ -43,7 +49,9 @@ from cinematch_assets.storage import report_files
 
 STUDIES = {"group_name": "studies", "kinds": {"spark", "delta"}}
 TEST = AssetIn(keys.TEST)
-STUDY_TABLES = [keys.STUDY_ABLATION, keys.STUDY_CANDIDATES, keys.STUDY_COLD_MOVIES]
+STUDY_TABLES = [
+    keys.STUDY_ABLATION, keys.STUDY_CANDIDATES, keys.STUDY_COLD_MOVIES, keys.STUDY_RATING_CV,
+]  # fmt: skip
 
 
 class StudyConfig(Config):
@@ -77,6 +85,16 @@ class ColdConfig(Config):
         description="Share of the Gold movies held out of training entirely (every rating) "
         "to test what their content alone predicts, with the content model's settings.",
     )
+
+
+class CrossValidationConfig(Config):
+    folds: int = Field(default=3, description="Folds of the cross-validation.")
+    max_rows: int = Field(
+        default=2_000_000,
+        description="Above this many training rows, the folds are cut from a sample of "
+        "whole users with about this many ratings (as the product's tuning samples).",
+    )
+    parallel_fits: int = Field(default=2, description="Fits in flight at once.")
 
 
 def _table(train: DataFrame, rows: list[dict], seconds: float, **metadata) -> Output:
@@ -146,7 +164,7 @@ def candidates_on_test(
     test: DataFrame,
 ) -> Output:
     started = time.perf_counter()
-    candidates, champion = artifacts.read_candidates(lakehouse.read)
+    candidates, champion = read_candidates(lakehouse.read)
     uses_ease = any(p.ranker == "ease" for p in candidates)
     train = train.cache()
     users = user_sample(test, config.sample_users, config.seed).cache()
@@ -210,6 +228,33 @@ def cold_movies(
 
 
 @asset(
+    key=keys.STUDY_RATING_CV,
+    ins={"train": TRAIN},
+    deps=MODEL_TABLES,
+    description="The rating model's search (its bias and ALS settings, its seed) again by "
+    "k-fold cross-validation of the training split: each setting's mean RMSE over the folds "
+    "(role `cv`), and whether the folds choose what the product's one validation split chose.",
+    **STUDIES,
+)
+def rating_cv(
+    context: AssetExecutionContext,
+    config: CrossValidationConfig,
+    lakehouse: Lakehouse,
+    train: DataFrame,
+) -> Output:
+    started = time.perf_counter()
+    train = train.cache()
+    rows, details = rating_cv_study(
+        train, artifacts.read_rating_model(lakehouse.read), folds=config.folds,
+        max_rows=config.max_rows, parallelism=config.parallel_fits, log=context.log.info,
+    )  # fmt: skip
+    context.log.info(f"Rating model by cross-validation: {details}")
+    out = _table(train, rows, time.perf_counter() - started, **details)
+    train.unpersist()
+    return out
+
+
+@asset(
     key=keys.STUDY_REPORT,
     deps=[*(AssetKey(key) for key in STUDY_TABLES), AssetKey(keys.MODEL_EVALUATION)],
     description="The studies' charts (ablation, candidates on test, discovery curve) and "
@@ -226,9 +271,10 @@ def studies_report(
     table = table.where(table.notna(), None)
     for count in ("rows", "k", "users"):  # counts, not floats, in the card
         table[count] = table[count].map(lambda v: None if v is None else int(v))
-    candidates, champion = artifacts.read_candidates(lakehouse.read)
+    candidates, champion = read_candidates(lakehouse.read)
     k = int(table["k"].dropna().iloc[0]) if table["k"].notna().any() else 10
     cold = latest_metadata(context, keys.STUDY_COLD_MOVIES)
+    cv = latest_metadata(context, keys.STUDY_RATING_CV)
     test_users = lakehouse.read(keys.TEST).select("userId").distinct().count()
     sampled = latest_metadata(context, keys.STUDY_CANDIDATES).get("users", test_users)
     versions = {
@@ -237,7 +283,7 @@ def studies_report(
     }
     product = lakehouse.read(keys.MODEL_EVALUATION).toPandas()
     card = studies_card(
-        table, versions, k=k, run=run_stamp(context.run_id), cold=cold,
+        table, versions, k=k, run=run_stamp(context.run_id), cold=cold, cv=cv,
         sample={"test_users": test_users, "sampled": sampled},
         check=sample_check(table, product, champion),
     )  # fmt: skip
@@ -261,4 +307,4 @@ def studies_report(
     )
 
 
-study_assets = [ablation, candidates_on_test, cold_movies, studies_report]
+study_assets = [ablation, candidates_on_test, cold_movies, rating_cv, studies_report]

@@ -15,13 +15,19 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cinematch_assets.ml.artifacts import Trained
-from cinematch_assets.ml.ease import EaseModel
-from cinematch_assets.ml.evaluation import BIAS_BASELINE, GLOBAL_MEAN
-from cinematch_assets.ml.lists import ListPolicy
-from cinematch_assets.ml.ranking import RankingModel
-from cinematch_assets.ml.rating import RatingModel
-from cinematch_assets.ml.studies import discovery_curve
+from cinematch_assets.ml.lists.build import ListPolicy
+from cinematch_assets.ml.models.artifacts import Trained
+from cinematch_assets.ml.models.ease import EaseModel
+from cinematch_assets.ml.models.ranking import RankingModel
+from cinematch_assets.ml.models.rating import RatingModel
+from cinematch_assets.ml.selection.evaluation import (
+    BIAS_BASELINE,
+    GLOBAL_MEAN,
+    Evaluation,
+    Served,
+    prediction_analysis,
+)
+from cinematch_assets.ml.selection.studies import discovery_curve
 from cinematch_assets.reports.charts import BLUE, GREEN, GREY, ORANGE, PURPLE, style, write_report
 
 ROLE_COLORS = {"model": BLUE, "baseline": GREY, "ablation": PURPLE}
@@ -406,6 +412,7 @@ def studies_card(
     run: str,
     sample: Mapping[str, int],
     cold: Mapping[str, Any] | None,
+    cv: Mapping[str, Any] | None = None,
     check: str = "",
 ) -> str:
     """Markdown: every study's rows, on which models and data (`versions`), from which
@@ -430,7 +437,25 @@ model refitted with one choice flipped), `candidate` (every order the champion w
 from on validation), `discovery` (the champion with a growing popularity penalty). \
 {check}
 
-{metrics_markdown(table[table["role"] != "cold"])}{_cold_markdown(table, cold, k)}"""
+{metrics_markdown(table[~table["role"].isin(["cold", "cv"])])}{_cold_markdown(table, cold, k)}\
+{_cv_markdown(table, cv)}"""
+
+
+def _cv_markdown(table: pd.DataFrame, cv: Mapping[str, Any] | None) -> str:
+    if not cv or "cv_choice" not in cv:
+        return ""
+    verdict = (
+        "the same settings as the product's one validation split"
+        if cv["agrees"]
+        else f"other settings than the product's one validation split ({cv['product_choice']})"
+    )
+    rows = table[table["role"] == "cv"][["name", "rmse"]]
+    return f"""
+## The rating model's search by cross-validation (role `cv`)
+The product tunes on one validation split of the training data; {cv["tuning"]} of the same \
+settings chose {cv["cv_choice"]}: {verdict}. Mean validation RMSE over the folds:
+
+{metrics_markdown(rows)}"""
 
 
 def sample_check(studies: pd.DataFrame, product: pd.DataFrame, champion: ListPolicy) -> str:
@@ -484,3 +509,26 @@ def write_evaluation_report(
         figures=figures,
         data_files={card_name: card, "metrics.json": json.dumps(records, indent=2) + "\n"},
     )
+
+
+def write_model_report(
+    out_dir: Path,
+    served: Served,
+    evaluation: Evaluation,
+    validation: pd.DataFrame,
+    versions: Mapping[str, int | None],
+    *,
+    k: int,
+    run: str,
+) -> tuple[str, dict[str, Path]]:
+    """The product run's report: the model card, the charts and the metrics (`validation`:
+    the champion's candidates and their validation scores). Returns the card and paths."""
+    table = evaluation.table()
+    card = model_card(
+        served.rating, served.ranking, served.ease, served.champion, validation, table,
+        versions, k=k, run=run,
+    )  # fmt: skip
+    figures = evaluation_figures(
+        prediction_analysis(evaluation.predictions), served.rating, served.ranking, table, k=k
+    )
+    return card, write_evaluation_report(out_dir, figures, card, table)

@@ -190,7 +190,7 @@ class SparkResource(ConfigurableResource):
     )
     driver_memory: str = Field(
         default_factory=settings.spark_driver_memory,
-        description="spark.driver.memory (env CINEMATCH_SPARK_DRIVER_MEMORY; default 40% of "
+        description="spark.driver.memory (env CINEMATCH_SPARK_DRIVER_MEMORY; default 25% of "
         "RAM, 1 to 32 GB).",
     )
     shuffle_partitions: int = Field(

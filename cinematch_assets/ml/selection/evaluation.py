@@ -16,35 +16,41 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import reduce
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cinematch_assets.ml.als import FACTORS, empty_factors
-from cinematch_assets.ml.artifacts import Trained
-from cinematch_assets.ml.lists import ModelItems
-from cinematch_assets.ml.metrics import (
-    exposure_metrics_by,
-    ranking_metrics,
-    regression_metrics_by,
-    relevant_rows,
+from cinematch_assets.ml.lists.build import ListPolicy, ModelItems
+from cinematch_assets.ml.lists.new_movies import read_new_movie_ratings, read_new_movies
+from cinematch_assets.ml.lists.recommend import (
+    model_items,
+    most_popular,
+    served_lists,
+    without_new_movies,
 )
-from cinematch_assets.ml.ranking import RankingModel
-from cinematch_assets.ml.rating import (
+from cinematch_assets.ml.models import artifacts
+from cinematch_assets.ml.models.als import FACTORS, empty_factors
+from cinematch_assets.ml.models.artifacts import Read, Trained
+from cinematch_assets.ml.models.ease import EaseModel
+from cinematch_assets.ml.models.ranking import RankingModel
+from cinematch_assets.ml.models.rating import (
     RatingModel,
     RatingParams,
     cached,
     fit_biases,
     predict,
 )
-from cinematch_assets.ml.recommend import (
-    most_popular,
-    served_lists,
-    without_new_movies,
+from cinematch_assets.ml.selection.champion import read_candidates
+from cinematch_assets.ml.selection.metrics import (
+    exposure_metrics_by,
+    ranking_metrics,
+    regression_metrics_by,
+    relevant_rows,
 )
-from cinematch_assets.ml.tuning import concurrently
+from cinematch_assets.ml.selection.tuning import concurrently
 
 Role = Literal["model", "baseline", "ablation", "candidate", "discovery", "cold"]
 GLOBAL_MEAN = "global mean"
@@ -237,6 +243,51 @@ def evaluate_served(
         for e in entries
     ]  # fmt: skip
     return Evaluation(predictions=predictions, recommendations=recommendations, rows=rows)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the product's last run serves: the final models and the served order chosen
+    on validation, beside every candidate it was chosen from."""
+
+    rating: Trained[RatingModel]
+    ranking: Trained[RankingModel]
+    ease: Trained[EaseModel]
+    candidates: list[ListPolicy]
+    champion: ListPolicy
+
+
+def read_served(read: Read, models: Path) -> Served:
+    """The models and the served order from the lake, through `read` (`models`: the data
+    root's model folders, for EASE's weights)."""
+    candidates, champion = read_candidates(read)
+    return Served(
+        artifacts.read_rating_model(read),
+        artifacts.read_ranking_model(read),
+        artifacts.read_ease_model(read, models),
+        candidates,
+        champion,
+    )
+
+
+def evaluate_latest(
+    read: Read, served: Served, train: DataFrame, test: DataFrame, *, k: int, parallelism: int
+) -> Evaluation:
+    """`evaluate_served` on what the last run serves: its models' movie side with the
+    champion's order and the new movies, their ratings left out as serving leaves them."""
+    champion = served.champion
+    items = model_items(
+        served.ranking.model,
+        served.rating.model,
+        train,
+        policy=champion,
+        ease=served.ease.model if champion.ranker == "ease" else None,
+        new=read_new_movies(read),
+    )
+    return evaluate_served(
+        train, test, rating=served.rating, ranking=served.ranking, items=items, k=k,
+        parallelism=parallelism, rated_new=read_new_movie_ratings(read),
+    )  # fmt: skip
 
 
 def headline_metrics(table: pd.DataFrame) -> dict[str, float]:

@@ -12,16 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from cinematch_assets.conventions import DISLIKED_BELOW_STARS, LIKED_STARS
-from cinematch_assets.ml.explain import reasons_by_similarity
-from cinematch_assets.ml.foldin import RatingTerms
-from cinematch_assets.ml.top_n import K, ScoreRows, dot_scores, top_n, top_n_each
-from cinematch_assets.storage.atomic_files import atomic_path
+from cinematch_assets.ml.lists.explain import reasons_by_similarity
+from cinematch_assets.ml.lists.top_n import K, ScoreRows, dot_scores, top_n, top_n_each
+from cinematch_assets.ml.models.foldin import RatingTerms
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ def zscore_rows(scores: np.ndarray) -> None:
 
 @dataclass(frozen=True, eq=False)
 class EaseRanker:
-    """EASE (`ml.ease`): score of movie j = sum of B[i, j] over the movies i the user
+    """EASE (`ml.models.ease`): score of movie j = sum of B[i, j] over the movies i the user
     rated 3 stars or more (a lower rating never counts for similar movies). B covers the
     `kept` positions of `movie_ids`; over the others the ranking model `fallback` ranks
     (both z-scored per user, so they share a scale). Reasons: the liked movie whose B
@@ -495,108 +493,11 @@ class ModelItems:
             for p in policies
         }
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        rating, policy = self.rating, self.policy
-        arrays = {
-            "movie_ids": self.movie_ids,
-            "ranking_items": self.ranking_items,
-            "rating_items": rating.item_factors,
-            "rating_item_bias": rating.item_bias,
-            "rating_global_mean": np.float64(rating.global_mean),
-            "rating_reg_param": np.float64(rating.reg_param),
-            "rating_variant": np.str_(rating.variant),
-            "rating_bias_damping": np.float64(rating.bias_damping),
-            "rating_nonnegative": np.bool_(rating.nonnegative),
-            "ranking_reg_param": np.float64(self.ranking_reg_param),
-            "ranking_alpha": np.float64(self.ranking_alpha),
-            "popularity": self.popularity,
-            "policy_ranker": np.str_(policy.ranker),
-            "policy_stars_weight": np.float64(policy.stars_weight),
-            "policy_popularity_penalty": np.float64(policy.popularity_penalty),
-            "policy_star_floor": np.float64(policy.star_floor),
-        }
-        if self.ease is not None:
-            arrays |= {"ease_kept": self.ease.kept, "ease_weights": self.ease.weights}
-        if self.new is not None:
-            arrays |= self.new.to_arrays()
-        return arrays
-
-    @classmethod
-    def from_arrays(cls, arrays: Any) -> ModelItems:
-        """From `to_arrays`' keys (a dict or an open .npz); a missing key or arrays of
-        different lengths raise ValueError."""
-        if missing := set(ARRAY_KEYS) - set(arrays.keys()):
-            raise ValueError(f"no {', '.join(sorted(missing))}")
-        ids = np.asarray(arrays["movie_ids"], dtype=np.int64)
-        rating = RatingTerms(
-            global_mean=float(arrays["rating_global_mean"]),
-            item_bias=np.asarray(arrays["rating_item_bias"]),
-            item_factors=np.asarray(arrays["rating_items"]),
-            reg_param=float(arrays["rating_reg_param"]),
-            variant=str(arrays["rating_variant"]),
-            bias_damping=float(arrays["rating_bias_damping"]),
-            nonnegative=bool(arrays["rating_nonnegative"]),
-        )
-        policy = ListPolicy(
-            ranker=str(arrays["policy_ranker"]),
-            stars_weight=float(arrays["policy_stars_weight"]),
-            popularity_penalty=float(arrays["policy_popularity_penalty"]),
-            star_floor=float(arrays["policy_star_floor"]),
-        )
-        ease = None
-        if "ease_kept" in arrays:
-            ease = EaseItems(np.asarray(arrays["ease_kept"]), np.asarray(arrays["ease_weights"]))
-        new = NewMovies.from_arrays(arrays) if "new_movie_ids" in arrays else None
-        items = cls(
-            ids, np.asarray(arrays["ranking_items"]), float(arrays["ranking_reg_param"]),
-            float(arrays["ranking_alpha"]), rating, np.asarray(arrays["popularity"]), policy,
-            ease, new,
-        )  # fmt: skip
-        lengths = {len(ids), len(items.ranking_items), len(rating.item_factors)}
-        lengths |= {len(rating.item_bias), len(items.popularity)}
-        if len(lengths) != 1 or np.any(np.diff(ids) <= 0):
-            raise ValueError("the factor arrays do not match the sorted movie ids")
-        if policy.ranker == "ease" and ease is None:
-            raise ValueError("the served order ranks with EASE, and there are no EASE weights")
-        if new is not None and not (
-            len(new.movie_ids) == len(new.ranking_items) == len(new.rating_bias)
-            == len(new.rating_items)
-            and new.ranking_items.shape[1] == items.ranking_items.shape[1]
-            and new.rating_items.shape[1] == rating.item_factors.shape[1]
-            and (new.audience is None or len(new.audience) == len(new.movie_ids))
-        ):  # fmt: skip
-            raise ValueError("the new movies' arrays do not match each other or the models")
-        return items
-
-    def save(self, path: Path) -> Path:
-        """As .npz, atomically."""
-        # A file object: given a path, np.savez would append ".npz" to the temporary name.
-        with atomic_path(path) as temp, temp.open("wb") as out:
-            np.savez(out, **self.to_arrays())
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: Path) -> ModelItems:
-        with np.load(path) as arrays:
-            return cls.from_arrays(arrays)
-
-    def settings(self) -> dict[str, Any]:
-        """The scalars (what Dagster's metadata shows)."""
-        return {k: v.item() for k, v in self.to_arrays().items() if np.ndim(v) == 0}
-
-
-ARRAY_KEYS = (
-    "movie_ids", "ranking_items", "rating_items", "rating_item_bias", "rating_global_mean",
-    "rating_reg_param", "rating_variant", "rating_bias_damping", "rating_nonnegative",
-    "ranking_reg_param", "ranking_alpha", "popularity", "policy_ranker", "policy_stars_weight",
-    "policy_popularity_penalty", "policy_star_floor",
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class NewMovies:
     """Movies the models do not know (too few ratings for Gold, or none), placed in the
-    models' spaces from their content (`ml.cold`): ids (sorted), ranking-model factors,
+    models' spaces from their content (`ml.selection.cold`): ids (sorted), ranking-model factors,
     rating-model bias and factors. A user gets up to `slots` of them in the shown list,
     those whose ranking score, z-scored against the user's scores of the known movies,
     reaches `threshold` and the movie's `audience` cut (the score of the share of users
@@ -616,19 +517,6 @@ class NewMovies:
             return self.threshold
         return np.maximum(self.threshold, self.audience)
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        arrays = {
-            "new_movie_ids": self.movie_ids,
-            "new_ranking_items": self.ranking_items,
-            "new_rating_bias": self.rating_bias,
-            "new_rating_items": self.rating_items,
-            "new_threshold": np.float64(self.threshold),
-            "new_slots": np.int64(self.slots),
-        }
-        if self.audience is not None:
-            arrays["new_audience"] = self.audience
-        return arrays
-
     def only(self, keep: np.ndarray) -> NewMovies:
         """The new movies `keep` marks (e.g. those of a user's favourite genres)."""
         return replace(
@@ -638,21 +526,6 @@ class NewMovies:
             rating_bias=self.rating_bias[keep],
             rating_items=self.rating_items[keep],
             audience=None if self.audience is None else self.audience[keep],
-        )
-
-    @classmethod
-    def from_arrays(cls, arrays: Any) -> NewMovies:
-        return cls(
-            np.asarray(arrays["new_movie_ids"], dtype=np.int64),
-            np.asarray(arrays["new_ranking_items"], dtype=np.float32),
-            np.asarray(arrays["new_rating_bias"], dtype=np.float32),
-            np.asarray(arrays["new_rating_items"], dtype=np.float32),
-            float(arrays["new_threshold"]),
-            int(arrays["new_slots"]),
-            # Artifacts written before the audience cut have none.
-            np.asarray(arrays["new_audience"], dtype=np.float32)
-            if "new_audience" in arrays
-            else None,
         )
 
 

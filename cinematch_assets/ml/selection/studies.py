@@ -6,7 +6,9 @@ of the evaluation table (`evaluation.METRICS_SCHEMA`):
   (decay weights, normalization), the rating models' stars and their lists by stars;
 - candidates: every candidate served order and the champion with a growing popularity
   penalty (the discovery curve) on the test split;
-- the cold-movie protocol (`cold.cold_movie_evaluation`).
+- the cold-movie protocol (`cold.cold_movie_evaluation`);
+- the rating model's search by k-fold cross-validation (the product tunes on one
+  validation split): would more folds have chosen other settings?
 
 Stars cover every test row (a prediction per row is cheap). Lists of orders other than
 the served one are scored on a fixed, seeded sample of test users (`tuning.user_sample`:
@@ -22,21 +24,22 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from cinematch_assets.ml.artifacts import Trained
-from cinematch_assets.ml.champion import score_policies
-from cinematch_assets.ml.ease import EaseModel
-from cinematch_assets.ml.evaluation import (
+from cinematch_assets.ml.lists.build import ListPolicy
+from cinematch_assets.ml.lists.recommend import unseen_lists
+from cinematch_assets.ml.models.artifacts import Trained, TuningResult
+from cinematch_assets.ml.models.ease import EaseModel
+from cinematch_assets.ml.models.ranking import RankingModel, fit_ranking_model
+from cinematch_assets.ml.models.rating import RatingModel, cached, fit_biases, fit_rating_model
+from cinematch_assets.ml.selection.champion import score_policies
+from cinematch_assets.ml.selection.evaluation import (
     RATING_MODEL,
     list_metrics,
     rating_metrics,
     test_predictions,
 )
-from cinematch_assets.ml.lists import ListPolicy
-from cinematch_assets.ml.metrics import relevant_rows
-from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model
-from cinematch_assets.ml.rating import RatingModel, cached, fit_biases, fit_rating_model
-from cinematch_assets.ml.recommend import unseen_lists
-from cinematch_assets.ml.tuning import concurrently
+from cinematch_assets.ml.selection.metrics import relevant_rows
+from cinematch_assets.ml.selection.model_tuning import tune_biases, tune_rating_model
+from cinematch_assets.ml.selection.tuning import concurrently, plan_tuning, tuning_splits
 
 ARTICLE_VARIANT = "article's variant"
 BY_STARS = "by predicted stars"
@@ -190,3 +193,59 @@ def ablation_fits(
             max_iter=chosen.max_iter,
         ),
     }
+
+
+def _grid(search: TuningResult) -> list[dict[str, Any]]:
+    """The combinations a search tried, in its order."""
+    return [{name: row[name] for name in search.parameters} for row in search.rows]
+
+
+def _label(params: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in params.items())
+
+
+def rating_cv_study(
+    train: DataFrame,
+    rating: Trained[RatingModel],
+    *,
+    folds: int,
+    max_rows: int,
+    parallelism: int,
+    log: Callable[[str], object] = print,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rating model's own search (the same bias and ALS settings, the same seed) again
+    by `folds`-fold cross-validation of the training split, on a sample of users with about
+    `max_rows` ratings when there are more: rows (role `cv`) of each setting's mean RMSE
+    over the folds, and whether the folds choose what the product's split chose."""
+    searches = rating.training.searches
+    seed = rating.training.seed
+    plan = plan_tuning(
+        train.count(), method="cv", folds=folds, validation_fraction=0.0, cv_max_rows=0,
+        max_rows=max_rows,
+    )  # fmt: skip
+    splits = [(fit.cache(), held.cache()) for fit, held in tuning_splits(train, plan, seed)]
+    try:
+        biases = tune_biases(splits, _grid(searches["bias_search"]), log=log)
+        als = tune_rating_model(
+            splits, _grid(searches["als_search"]), variant=rating.model.params.variant,
+            bias_params=biases.best_params, seed=seed, parallelism=parallelism, log=log,
+        )  # fmt: skip
+    finally:
+        for fit, held in splits:
+            fit.unpersist()
+            held.unpersist()
+    rows = [
+        {"name": f"{name}, {_label(params)}", "role": "cv", "task": "stars",
+         "rmse": row[f"mean {search.metric}"]}
+        for name, search in (("damped bias baseline", biases), (RATING_MODEL, als))
+        for params, row in zip(_grid(search), search.rows, strict=True)
+    ]  # fmt: skip
+    product = searches["bias_search"].best_params | searches["als_search"].best_params
+    chosen = biases.best_params | als.best_params
+    details = {
+        "tuning": plan.describe(),
+        "product_choice": _label(product),
+        "cv_choice": _label(chosen),
+        "agrees": product == chosen,
+    }
+    return rows, details

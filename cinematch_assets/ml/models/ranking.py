@@ -5,19 +5,14 @@ count more) or 1 (`binary`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cinematch_assets.ml.als import factor_tables, fit_als
-from cinematch_assets.ml.fits import FitKey, fit_key, keep
-from cinematch_assets.ml.metrics import ranking_metrics, relevant_rows
-from cinematch_assets.ml.recommend import most_popular, unseen_lists
-from cinematch_assets.ml.tuning import Split, TuningResult, grid_search
+from cinematch_assets.ml.models.als import factor_tables, fit_als
 
 Confidence = Literal["decay_weight", "binary"]
 CONFIDENCES: tuple[str, ...] = ("decay_weight", "binary")
@@ -75,43 +70,3 @@ def fit_ranking_model(
     users, items = factor_tables(model)
     params = RankingParams(rank, reg_param, alpha, max_iter, confidence)
     return RankingModel(users=users, items=items, params=params, als=model)
-
-
-def tune_ranking_model(
-    split: Split,
-    grid: Sequence[dict[str, Any]],
-    *,
-    k: int,
-    seed: int,
-    parallelism: int,
-    log: Callable[[str], object],
-) -> tuple[TuningResult, float]:
-    """Rank, reg_param, alpha (and confidence) by NDCG@k on the validation part, lists
-    over the movies each user did not rate in the training part. Also returns the
-    most-popular baseline's NDCG@k on the same users. The best fit is kept for the run
-    (`fits.keep`)."""
-    train, validation = split
-    seen = train.select("userId", "movieId", "rating")
-    relevant = relevant_rows(validation)
-    users = relevant.select("userId").distinct()
-
-    fitted: dict[FitKey, RankingModel] = {}
-
-    def evaluate(params: dict[str, Any], split: Split) -> float:
-        model = fit_ranking_model(split[0], seed=seed, **params)
-        fitted[fit_key("ranking", split[0], params, seed)] = model
-        return ranking_metrics(unseen_lists(model, users, seen, k), relevant, k=k)["ndcg"]
-
-    result = grid_search(
-        grid,
-        [split],
-        evaluate,
-        metric=f"ndcg@{k}",
-        lower_is_better=False,
-        parallelism=parallelism,
-        log=log,
-    )
-    best = fit_key("ranking", train, result.best_params, seed)
-    keep(best, fitted[best])  # the champion scores its candidates on this very split
-    baseline = ranking_metrics(most_popular(train, users, seen, k), relevant, k=k)["ndcg"]
-    return result, baseline

@@ -8,7 +8,7 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cinematch_assets.ml.fits import count_fit
+from cinematch_assets.ml.models.fits import count_fit
 
 FACTORS = "features"
 # ALS checkpoints its item factors (into spark.checkpoint.dir) every this many iterations.

@@ -8,18 +8,27 @@ The same scoring serves the held-out evaluation, with the final models and the t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from pyspark.sql import DataFrame
 
-from cinematch_assets.ml.ease import EaseModel
-from cinematch_assets.ml.lists import ListPolicy
-from cinematch_assets.ml.metrics import exposure_metrics_by, ranking_metrics_by
-from cinematch_assets.ml.ranking import RankingModel
-from cinematch_assets.ml.rating import RatingModel
-from cinematch_assets.ml.recommend import model_items, recommend_candidates
+from cinematch_assets import keys
+from cinematch_assets.ml.lists.build import ListPolicy
+from cinematch_assets.ml.lists.recommend import model_items, recommend_candidates
+from cinematch_assets.ml.models.artifacts import Read
+from cinematch_assets.ml.models.ease import EaseModel, EaseParams, ease_key, fit_ease_model
+from cinematch_assets.ml.models.fits import fit_key, is_kept, taken_or_fit
+from cinematch_assets.ml.models.ranking import RankingModel, RankingParams, fit_ranking_model
+from cinematch_assets.ml.models.rating import (
+    RatingModel,
+    RatingParams,
+    rating_key,
+    refit_rating_model,
+)
+from cinematch_assets.ml.selection.metrics import exposure_metrics_by, ranking_metrics_by
+from cinematch_assets.ml.selection.tuning import concurrently
 
 
 def candidate_policies(
@@ -34,6 +43,47 @@ def candidate_policies(
             rankers, stars_weights, popularity_penalties
         )
     ]
+
+
+@dataclass(frozen=True)
+class ValidationFits:
+    """The chosen models fitted on a validation split's training part, and which of them
+    were the fits their own tuning made there earlier in the run."""
+
+    rating: RatingModel
+    ranking: RankingModel
+    ease: EaseModel
+    reused: list[str]
+
+
+def validation_fits(
+    fit_on: DataFrame,
+    *,
+    rating: RatingParams,
+    ranking: RankingParams,
+    ease: EaseParams,
+    seed: int,
+    parallelism: int,
+    log: Callable[[str], object] = print,
+) -> ValidationFits:
+    """Each model as its asset chose it, fitted on `fit_on`: taken from its tuning when
+    it tuned on these very rows with this seed (`fits.keep`), fitted here otherwise."""
+    fitted_as = {
+        "rating": rating_key(fit_on, rating, seed),
+        "ranking": fit_key("ranking", fit_on, asdict(ranking), seed),
+        "ease": ease_key(fit_on, ease),
+    }
+    reused = sorted(name for name, key in fitted_as.items() if is_kept(key))
+    fits = {
+        "rating": lambda: refit_rating_model(fit_on, rating, seed=seed),
+        "ranking": lambda: fit_ranking_model(fit_on, seed=seed, **asdict(ranking)),
+        "ease": lambda: fit_ease_model(fit_on, reg=ease.reg, max_items=ease.max_items, log=log),
+    }
+    models = concurrently(
+        {name: (lambda name=name: taken_or_fit(fitted_as[name], fits[name])) for name in fits},
+        parallelism,
+    )
+    return ValidationFits(models["rating"], models["ranking"], models["ease"], reused)
 
 
 def score_policies(
@@ -90,3 +140,19 @@ def choose(
         f"NDCG@k ({values.get('ndcg', 0.0):.4f}) of all"
     )
     return Choice(best, why)
+
+
+CHAMPION_COLUMNS = [f.name for f in fields(ListPolicy)]
+
+
+def read_candidates(read: Read) -> tuple[list[ListPolicy], ListPolicy]:
+    """Every candidate served order and the one chosen on validation
+    (`ml/ranking_champion`), in the order they were tried."""
+    rows = read(keys.RANKING_CHAMPION).toPandas()
+    policies = [
+        ListPolicy(**{name: row[name] for name in CHAMPION_COLUMNS}) for _, row in rows.iterrows()
+    ]
+    chosen = rows["chosen"].to_numpy().nonzero()[0]
+    if len(chosen) != 1:
+        raise ValueError(f"ml/ranking_champion marks {len(chosen)} rows chosen, not one")
+    return policies, policies[chosen[0]]

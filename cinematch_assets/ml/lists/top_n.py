@@ -156,20 +156,3 @@ def _rank_within_rows(rows: np.ndarray) -> np.ndarray:
     """0, 1, 2, ... within each run of equal (sorted) row numbers."""
     starts = np.searchsorted(rows, rows, side="left")
     return np.arange(len(rows)) - starts
-
-
-def position_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Position in `sorted_ids` of each of `ids`, -1 where absent (same length as ids)."""
-    ids = np.asarray(ids, dtype=np.int64)
-    if len(sorted_ids) == 0:
-        return np.full(len(ids), -1, dtype=np.int64)
-    at = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
-    return np.where(sorted_ids[at] == ids, at, -1)
-
-
-def positions_in(sorted_ids: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
-    """Positions in `sorted_ids` of those `ids` that are in it (unknown ids are skipped)."""
-    if ids is None or len(ids) == 0:
-        return np.zeros(0, dtype=np.int64)
-    at = position_of(sorted_ids, ids)
-    return at[at >= 0]

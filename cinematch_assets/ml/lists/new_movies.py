@@ -1,27 +1,24 @@
-"""New movies: content vectors mapped into the models' movie spaces, and the honest test
-of it. A random share of the Gold movies is held out of training entirely (every rating
-of them), the models are refitted without them, the mapping learns from the movies that
-are left, and the held-out movies are scored from their content alone:
-
-- lists: for every user who rated a held-out movie, the held-out movies ranked for them,
-  NDCG@k against the ones they liked, beside a genre-profile match (the user's genre
-  distribution against the movie's genres) and a random order;
-- stars: RMSE on every rating of a held-out movie, beside global mean + user bias.
-"""
+"""New movies in the lists: content vectors mapped into the models' movie spaces (ridge
+regressions learned on the movies the models know), the few ratings a new movie has
+moving its rating bias, and the bar a new movie must clear to take one of a list's new
+slots. `selection.cold` tests the mapping on movies held out of training."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cinematch_assets.conventions import MAX_RATING, MIN_RATING
-from cinematch_assets.ml.content import (
+from cinematch_assets import keys
+from cinematch_assets.conventions import LIKED_STARS, MAX_RATING, MIN_RATING
+from cinematch_assets.ml.lists.build import NewMovies, ScoreScale
+from cinematch_assets.ml.lists.recommend import item_matrix
+from cinematch_assets.ml.models.artifacts import Read
+from cinematch_assets.ml.models.content import (
     ContentVectors,
     Ridge,
     RidgeFit,
@@ -29,18 +26,8 @@ from cinematch_assets.ml.content import (
     held_out_mask,
     tune_ridge,
 )
-from cinematch_assets.ml.lists import ScoreScale
-from cinematch_assets.ml.metrics import ranking_metrics_by, regression_metrics_by, relevant_rows
-from cinematch_assets.ml.ranking import RankingModel, fit_ranking_model
-from cinematch_assets.ml.rating import RatingModel, refit_rating_model
-from cinematch_assets.ml.recommend import item_matrix
-from cinematch_assets.ml.tuning import concurrently
-
-CONTENT_MODEL = "content into the ranking model, cold movies"
-CONTENT_STARS = "content into the rating model, cold movies"
-GENRE_PROFILE = "genre profile, cold movies"
-RANDOM = "random, cold movies"
-USER_BIAS = "global mean + user bias, cold movies"
+from cinematch_assets.ml.models.ranking import RankingModel
+from cinematch_assets.ml.models.rating import RatingModel
 
 
 @dataclass(frozen=True)
@@ -94,193 +81,6 @@ def fit_content_mapping(
     ridges = {name: full_fit.solve(y, searches[name].best) for name, y in targets.items()}
     without = tuning_fit.solve(targets["ranking"][~held], searches["ranking"].best)
     return ContentMapping(ridges["ranking"], ridges["rating"], searches, ids, held, without)
-
-
-@dataclass(frozen=True)
-class ColdEvaluation:
-    """The evaluation table's rows (role `cold`) and what the protocol did."""
-
-    rows: list[dict[str, Any]]
-    details: dict[str, Any]
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column positions of each row's k best scores, best first."""
-    k = min(k, scores.shape[1])
-    best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(best, order, axis=1)
-
-
-def _top_k_by_block(
-    score: Callable[[slice], np.ndarray], users: int, k: int, block: int = 4096
-) -> np.ndarray:
-    """`_top_k` of the scores `score` gives for each slice of users, a block at a time (a
-    full users x movies matrix at 33M ratings would not fit)."""
-    parts = [_top_k(score(slice(s, min(s + block, users))), k) for s in range(0, users, block)]
-    return np.vstack(parts) if parts else np.zeros((0, k), dtype=np.int64)
-
-
-def _lists(name: str, users: np.ndarray, movies: np.ndarray, top: np.ndarray) -> pd.DataFrame:
-    k = top.shape[1]
-    return pd.DataFrame(
-        {
-            "list": name,
-            "userId": np.repeat(users, k).astype(np.int32),
-            "rank": np.tile(np.arange(1, k + 1), len(users)).astype(np.int32),
-            "movieId": movies[top].ravel().astype(np.int32),
-        }
-    )
-
-
-def _user_frame(df: DataFrame, users: np.ndarray, columns: list[str]) -> pd.DataFrame:
-    spark = df.sparkSession
-    wanted = spark.createDataFrame(pd.DataFrame({"userId": users.astype(np.int32)}))
-    return df.join(wanted, "userId").select("userId", *columns).toPandas()
-
-
-def _genre_profiles(warm: DataFrame, genres: pd.DataFrame, users: np.ndarray) -> pd.DataFrame:
-    """Each user's genre distribution over the movies they rated in training (rows sum
-    to 1): userId x genre."""
-    spark = warm.sparkSession
-    movie_genres = spark.createDataFrame(genres.astype({"movieId": np.int32}))
-    counts = _user_frame(
-        warm.join(movie_genres, "movieId").groupBy("userId", "genre").count(), users,
-        ["genre", "count"],
-    )  # fmt: skip
-    wide = counts.pivot_table(index="userId", columns="genre", values="count", fill_value=0)
-    return wide.div(wide.sum(axis=1), axis=0)
-
-
-def cold_movie_evaluation(
-    train: DataFrame,
-    test: DataFrame,
-    content: ContentVectors,
-    *,
-    rating: RatingModel,
-    ranking: RankingModel,
-    fraction: float,
-    regs: Sequence[float],
-    k: int,
-    seed: int,
-    parallelism: int = 3,
-    log: Callable[[str], object] = print,
-) -> ColdEvaluation:
-    """Hold out a seeded `fraction` of the Gold movies (all their training and test
-    ratings), refit `rating` and `ranking` (same parameters) on the rest of `train`, map
-    content into both, and score the held-out movies for the users who rated them."""
-    gold = train.select("userId", "movieId", "rating").unionByName(
-        test.select("userId", "movieId", "rating")
-    )
-    movies = np.sort(gold.select("movieId").distinct().toPandas()["movieId"].to_numpy(np.int64))
-    cold_ids = movies[held_out_mask(movies, fraction, seed)]
-    if len(cold_ids) < 2:
-        log(f"Cold movies: {len(cold_ids)} of {len(movies)} held out, too few to rank")
-        return ColdEvaluation([], {"held_out_movies": len(cold_ids), "gold_movies": len(movies)})
-    spark = train.sparkSession
-    cold_df = spark.createDataFrame(pd.DataFrame({"movieId": cold_ids.astype(np.int32)}))
-    warm = train.join(cold_df, "movieId", "left_anti").cache()
-
-    refits = {
-        "rating": lambda: refit_rating_model(warm, rating.params, seed=seed),
-        "ranking": lambda: fit_ranking_model(warm, seed=seed, **asdict(ranking.params)),
-    }
-    models = concurrently(refits, parallelism)
-    mapping = fit_content_mapping(
-        content, models["ranking"], models["rating"], regs=regs, tune_fraction=fraction, seed=seed
-    )
-    cold_content = content.rows(cold_ids)
-    factors = mapping.ranking_factors(cold_content)
-    bias, star_factors = mapping.rating_terms(cold_content)
-
-    rows = gold.join(cold_df, "movieId").toPandas()
-    users = np.sort(rows["userId"].unique())
-    ranking_users = _user_frame(models["ranking"].users, users, ["features"])
-    rating_users = _user_frame(models["rating"].users, users, ["bias", "features"])
-
-    # Lists: the held-out movies ranked for each user the refitted ranking model knows.
-    known = ranking_users["userId"].to_numpy(np.int64)
-    order = np.argsort(known)
-    known = known[order]
-    user_factors = np.stack(ranking_users["features"].to_numpy())[order].astype(np.float32)
-    genre_names = [n.split(":", 1)[1] for n in content.names if n.startswith("genre:")]
-    in_genre = content.rows(cold_ids)[:, content.part("genre")] > 0
-    genres = pd.DataFrame(
-        [(m, g) for m, row in zip(content.movie_ids, content.matrix[:, content.part("genre")] > 0,
-                                  strict=True)
-         for g, on in zip(genre_names, row, strict=True) if on],
-        columns=["movieId", "genre"],
-    )  # fmt: skip
-    profiles = _genre_profiles(warm, genres, known).reindex(
-        index=known, columns=genre_names, fill_value=0.0
-    )
-    profile = profiles.to_numpy(np.float32)
-    movie_genres = (in_genre / np.maximum(in_genre.sum(1), 1)[:, None]).T.astype(np.float32)
-    rng = np.random.default_rng(seed)
-
-    def noise(users: slice) -> np.ndarray:
-        return rng.random((len(known[users]), len(cold_ids)), dtype=np.float32)
-
-    scorers = {
-        CONTENT_MODEL: lambda users: user_factors[users] @ factors.T,
-        # Ties (same genres) broken at random, not by movie id.
-        GENRE_PROFILE: lambda users: profile[users] @ movie_genres + 1e-6 * noise(users),
-        RANDOM: noise,
-    }
-    lists = pd.concat(
-        [
-            _lists(name, known, cold_ids, _top_k_by_block(score, len(known), k))
-            for name, score in scorers.items()
-        ]
-    )
-    relevant = relevant_rows(gold.join(cold_df, "movieId"))
-    list_scores = ranking_metrics_by(spark.createDataFrame(lists), relevant, k=k, by="list")
-
-    # Stars: every rating of a held-out movie (a user the model does not know: bias 0).
-    at = np.searchsorted(cold_ids, rows["movieId"].to_numpy(np.int64))
-    stars_users = rating_users.set_index("userId")
-    user_bias = stars_users["bias"].reindex(rows["userId"]).fillna(0.0).to_numpy()
-    rank = star_factors.shape[1]
-    empty = np.zeros(rank, np.float32)
-    user_star_factors = np.stack(
-        [np.asarray(f, np.float32) if f is not None and len(f) else empty
-         for f in stars_users["features"].reindex(rows["userId"])]
-    ) if rank else np.zeros((len(rows), 0), np.float32)  # fmt: skip
-    mean = models["rating"].global_mean
-    content_stars = pair_stars(mean, user_bias, user_star_factors, bias[at], star_factors[at])
-    predictions = pd.DataFrame(
-        {
-            "rating": np.concatenate([rows["rating"], rows["rating"]]),
-            "prediction": np.concatenate(
-                [content_stars, (mean + user_bias).clip(MIN_RATING, MAX_RATING)]
-            ),
-            "model": [CONTENT_STARS] * len(rows) + [USER_BIAS] * len(rows),
-        }
-    )
-    star_scores = regression_metrics_by(spark.createDataFrame(predictions), "model")
-    warm.unpersist()
-    log(
-        f"Cold movies: {len(cold_ids):,} of {len(movies):,} held out, {len(rows):,} ratings, "
-        f"{len(users):,} users; NDCG@{k} content {list_scores[CONTENT_MODEL]['ndcg']:.4f}, "
-        f"genre profile {list_scores[GENRE_PROFILE]['ndcg']:.4f}"
-    )
-    table = [
-        {"name": name, "role": "cold", "task": "stars", **star_scores[name]}
-        for name in (CONTENT_STARS, USER_BIAS)
-    ] + [
-        {"name": name, "role": "cold", "task": "lists", "k": k, **list_scores[name]}
-        for name in (CONTENT_MODEL, GENRE_PROFILE, RANDOM)
-    ]
-    details = {
-        "held_out_movies": len(cold_ids),
-        "gold_movies": len(movies),
-        "ratings": len(rows),
-        "users": len(users),
-        "ranking_reg": mapping.searches["ranking"].best,
-        "rating_reg": mapping.searches["rating"].best,
-        "ridge_search": {n: s.errors for n, s in mapping.searches.items()},
-    }
-    return ColdEvaluation(table, details)
 
 
 @dataclass(frozen=True)
@@ -510,7 +310,9 @@ def fit_new_movie_model(
     spark = train.sparkSession
     held_df = spark.createDataFrame(pd.DataFrame({"movieId": ids.astype(np.int32)}))
     liked = (
-        relevant_rows(train.join(held_df, "movieId"))
+        train.join(held_df, "movieId")
+        .filter(F.col("rating") >= LIKED_STARS)
+        .select("userId", "movieId")
         .join(ranking.users.select("userId", "features"), "userId")
         .toPandas()
     )
@@ -527,3 +329,33 @@ def fit_new_movie_model(
         len(z),
         shifted,
     )
+
+
+def read_new_movies(read: Read) -> NewMovies:
+    """The movies the models do not know, placed from their content (`ml/content_model`
+    and `ml/new_movie_factors`), with the slot threshold and count."""
+    row = read(keys.CONTENT_MODEL).first()
+    items = read(keys.NEW_MOVIE_FACTORS).orderBy("movieId").toPandas()
+
+    def stacked(column: str, width: int) -> np.ndarray:
+        if not len(items):
+            return np.zeros((0, width), np.float32)
+        return np.stack(items[column].to_numpy()).astype(np.float32)
+
+    return NewMovies(
+        movie_ids=items["movieId"].to_numpy(np.int64),
+        ranking_items=stacked("ranking_features", row["ranking_rank"]),
+        rating_bias=items["rating_bias"].to_numpy(np.float32),
+        rating_items=stacked("rating_features", row["rating_rank"]),
+        threshold=float(row["threshold"]),
+        slots=int(row["new_slots"]),
+        # A table written before the audience cut has none.
+        audience=items["audience_z"].to_numpy(np.float32) if "audience_z" in items else None,
+    )
+
+
+def read_new_movie_ratings(read: Read) -> DataFrame:
+    """The Silver ratings (userId, movieId, rating) of the new movies (`ml/new_movie_factors`):
+    outside the Gold split, and what a user has seen all the same."""
+    new = read(keys.NEW_MOVIE_FACTORS).select("movieId")
+    return read(keys.RATINGS_CLEAN).join(new, "movieId").select("userId", "movieId", "rating")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cinematch_assets.ml.arrays import unit_rows
+
 
 def reasons_by_similarity(
     items: np.ndarray,
@@ -41,9 +43,3 @@ def reasons_by_similarity(
                         np.arange(len(liked_at)), len(liked_at))  # fmt: skip
         why[rows, column] = liked_at[np.minimum.reduceat(hits, starts)]
     return np.where(recommended >= 0, why, -1)
-
-
-def unit_rows(factors: np.ndarray) -> np.ndarray:
-    """Each row scaled to length 1 (a row of zeros stays zeros)."""
-    norms = np.linalg.norm(factors, axis=1, keepdims=True)
-    return factors / np.where(norms > 0, norms, 1.0)

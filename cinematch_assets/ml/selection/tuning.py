@@ -8,7 +8,6 @@ depend on how the data is partitioned. The Gold test split is never passed in he
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +17,8 @@ from typing import Any, Literal, TypeVar
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from cinematch_assets.ml.models.artifacts import TuningResult
 
 BUCKETS = 1_000_000
 Split = tuple[DataFrame, DataFrame]
@@ -114,48 +115,6 @@ def tuning_splits(df: DataFrame, plan: TuningPlan, seed: int) -> list[Split]:
     return [validation_split(sample, plan.validation_fraction, seed)]
 
 
-@dataclass(frozen=True)
-class TuningResult:
-    """One row per combination: its parameters, the metric per split, their mean and the
-    seconds its fits took; `best` is the row with the best mean."""
-
-    metric: str
-    parameters: tuple[str, ...]
-    rows: list[dict[str, Any]]
-    best: dict[str, Any]
-
-    @property
-    def best_params(self) -> dict[str, Any]:
-        return {name: self.best[name] for name in self.parameters}
-
-    @property
-    def best_value(self) -> float:
-        return self.best[f"mean {self.metric}"]
-
-    def to_json(self) -> str:
-        best = self.rows.index(self.best)
-        return json.dumps(
-            {"metric": self.metric, "parameters": self.parameters, "rows": self.rows, "best": best}
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> TuningResult:
-        data = json.loads(text)
-        rows = data["rows"]
-        return cls(data["metric"], tuple(data["parameters"]), rows, rows[data["best"]])
-
-    def markdown(self) -> str:
-        if not self.rows:
-            return ""
-        columns = list(self.rows[0])
-        lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-        for row in self.rows:
-            cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()]
-            mark = " **(best)**" if row is self.best else ""
-            lines.append("| " + " | ".join(cells) + mark + " |")
-        return "\n".join(lines) + "\n"
-
-
 def concurrently(tasks: Mapping[str, Callable[[], T]], parallelism: int) -> dict[str, T]:
     """Run independent Spark-bound tasks `parallelism` at a time; results by name."""
     with ThreadPoolExecutor(max(1, parallelism)) as pool:
@@ -192,18 +151,34 @@ def grid_search(
 
     with ThreadPoolExecutor(max(1, parallelism)) as pool:
         results = list(pool.map(run, jobs))
-    rows = []
-    for params in grid:
-        mine = [r for r in results if r[0] is params]
-        values = [value for _, _, value, _ in sorted(mine, key=lambda r: r[1])]
-        rows.append(
-            {
-                **params,
-                **{f"{metric} split {i + 1}": v for i, v in enumerate(values)},
-                f"mean {metric}": sum(values) / len(values),
-                "seconds": round(sum(s for *_, s in mine), 1),
-            }
-        )
+    values = [[0.0] * len(splits) for _ in grid]
+    seconds = [0.0] * len(grid)
+    for params, i, value, spent in results:
+        at = next(n for n, p in enumerate(grid) if p is params)
+        values[at][i] = value
+        seconds[at] += spent
+    return tuning_result(grid, values, seconds, metric=metric, lower_is_better=lower_is_better)
+
+
+def tuning_result(
+    grid: Sequence[dict[str, Any]],
+    values: Sequence[Sequence[float]],
+    seconds: Sequence[float],
+    *,
+    metric: str,
+    lower_is_better: bool,
+) -> TuningResult:
+    """The table of a search: `values[c][s]`, combination c's metric on split s, and the
+    seconds each combination took."""
+    rows = [
+        {
+            **params,
+            **{f"{metric} split {i + 1}": v for i, v in enumerate(split_values)},
+            f"mean {metric}": sum(split_values) / len(split_values),
+            "seconds": round(spent, 1),
+        }
+        for params, split_values, spent in zip(grid, values, seconds, strict=True)
+    ]
     key = f"mean {metric}"
     best = (min if lower_is_better else max)(rows, key=lambda row: row[key])
     parameters = tuple(grid[0]) if grid else ()

@@ -22,11 +22,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from cinematch_assets import keys
 from cinematch_assets.keys import Key
-from cinematch_assets.ml.ease import EaseModel, EaseParams
-from cinematch_assets.ml.lists import ListPolicy, NewMovies
-from cinematch_assets.ml.ranking import RankingModel, RankingParams
-from cinematch_assets.ml.rating import RatingModel, RatingParams
-from cinematch_assets.ml.tuning import TuningResult
+from cinematch_assets.ml.models.ease import EaseModel, EaseParams
+from cinematch_assets.ml.models.ranking import RankingModel, RankingParams
+from cinematch_assets.ml.models.rating import RatingModel, RatingParams
 from cinematch_assets.storage.matrix_files import read_matrix, write_matrix
 
 M = TypeVar("M", RatingModel, RankingModel, EaseModel)
@@ -57,17 +55,60 @@ EASE = ModelTables(keys.EASE_MODEL, None, keys.EASE_ITEM_WEIGHTS, "ease_ranking_
 
 
 @dataclass(frozen=True)
+class TuningResult:
+    """One row per combination: its parameters, the metric per split, their mean and the
+    seconds its fits took; `best` is the row with the best mean."""
+
+    metric: str
+    parameters: tuple[str, ...]
+    rows: list[dict[str, Any]]
+    best: dict[str, Any]
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return {name: self.best[name] for name in self.parameters}
+
+    @property
+    def best_value(self) -> float:
+        return self.best[f"mean {self.metric}"]
+
+    def to_json(self) -> str:
+        best = self.rows.index(self.best)
+        return json.dumps(
+            {"metric": self.metric, "parameters": self.parameters, "rows": self.rows, "best": best}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TuningResult:
+        data = json.loads(text)
+        rows = data["rows"]
+        return cls(data["metric"], tuple(data["parameters"]), rows, rows[data["best"]])
+
+    def markdown(self) -> str:
+        if not self.rows:
+            return ""
+        columns = list(self.rows[0])
+        lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+        for row in self.rows:
+            cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()]
+            mark = " **(best)**" if row is self.best else ""
+            lines.append("| " + " | ".join(cells) + mark + " |")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Training:
     """How a model was chosen and fitted: the searches on validation data (never the
-    test split), its validation score against its baseline's, sizes and seconds."""
+    test split), its validation score against its baseline's, sizes and seconds. Tuning
+    fills in the searches and scores; the model's asset adds how the run went."""
 
-    seed: int
-    tuning_plan: str
+    seed: int = 0
+    tuning_plan: str = ""
     searches: dict[str, TuningResult]
-    train_rows: int
-    tuning_seconds: float
-    fit_seconds: float
-    saved_to: str  # the Spark ML save (ALSModel.load)
+    train_rows: int = 0
+    tuning_seconds: float = 0.0
+    fit_seconds: float = 0.0
+    saved_to: str = ""  # the Spark ML save (ALSModel.load)
     metric: str
     validation: float
     baseline: str
@@ -169,49 +210,3 @@ def read_ease_model(read: Read, models: Path) -> Trained[EaseModel]:
     )  # fmt: skip
     movie_ids = rows["movieId"].to_numpy(np.int64)
     return Trained(EaseModel(movie_ids, weights, params), Training.from_row(row))
-
-
-CHAMPION_COLUMNS = [f.name for f in fields(ListPolicy)]
-
-
-def read_candidates(read: Read) -> tuple[list[ListPolicy], ListPolicy]:
-    """Every candidate served order and the one chosen on validation
-    (`ml/ranking_champion`), in the order they were tried."""
-    rows = read(keys.RANKING_CHAMPION).toPandas()
-    policies = [
-        ListPolicy(**{name: row[name] for name in CHAMPION_COLUMNS}) for _, row in rows.iterrows()
-    ]
-    chosen = rows["chosen"].to_numpy().nonzero()[0]
-    if len(chosen) != 1:
-        raise ValueError(f"ml/ranking_champion marks {len(chosen)} rows chosen, not one")
-    return policies, policies[chosen[0]]
-
-
-def read_new_movies(read: Read) -> NewMovies:
-    """The movies the models do not know, placed from their content (`ml/content_model`
-    and `ml/new_movie_factors`), with the slot threshold and count."""
-    row = read(keys.CONTENT_MODEL).first()
-    items = read(keys.NEW_MOVIE_FACTORS).orderBy("movieId").toPandas()
-
-    def stacked(column: str, width: int) -> np.ndarray:
-        if not len(items):
-            return np.zeros((0, width), np.float32)
-        return np.stack(items[column].to_numpy()).astype(np.float32)
-
-    return NewMovies(
-        movie_ids=items["movieId"].to_numpy(np.int64),
-        ranking_items=stacked("ranking_features", row["ranking_rank"]),
-        rating_bias=items["rating_bias"].to_numpy(np.float32),
-        rating_items=stacked("rating_features", row["rating_rank"]),
-        threshold=float(row["threshold"]),
-        slots=int(row["new_slots"]),
-        # A table written before the audience cut has none.
-        audience=items["audience_z"].to_numpy(np.float32) if "audience_z" in items else None,
-    )
-
-
-def read_new_movie_ratings(read: Read) -> DataFrame:
-    """The Silver ratings (userId, movieId, rating) of the new movies (`ml/new_movie_factors`):
-    outside the Gold split, and what a user has seen all the same."""
-    new = read(keys.NEW_MOVIE_FACTORS).select("movieId")
-    return read(keys.RATINGS_CLEAN).join(new, "movieId").select("userId", "movieId", "rating")

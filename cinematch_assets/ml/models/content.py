@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cinematch_assets import keys
-from cinematch_assets.ml.explain import unit_rows
+from cinematch_assets.ml.arrays import unit_rows
 from cinematch_assets.storage.matrix_files import read_matrix, write_matrix
 
 NO_GENRES = "(no genres listed)"

@@ -15,19 +15,18 @@ So predicting, serving and folding in a new user work the same for all of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
+import pandas as pd
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cinematch_assets.conventions import MAX_RATING, MIN_RATING
-from cinematch_assets.ml.als import FACTORS, dot, empty_factors, factor_tables, fit_als
-from cinematch_assets.ml.fits import FitKey, fit_key, keep
-from cinematch_assets.ml.metrics import regression_metrics
-from cinematch_assets.ml.tuning import Split, TuningResult, grid_search
+from cinematch_assets.ml.models.als import FACTORS, dot, empty_factors, factor_tables, fit_als
+from cinematch_assets.ml.models.fits import FitKey, fit_key
 
 RatingVariant = Literal["bias_residual", "user_mean", "none"]
 RATING_VARIANTS: tuple[str, ...] = ("bias_residual", "user_mean", "none")
@@ -68,37 +67,83 @@ def clip_stars(stars: Column) -> Column:
     return F.least(F.lit(MAX_RATING), F.greatest(F.lit(MIN_RATING), stars))
 
 
-def fit_biases(train: DataFrame, *, damping: float, decay_weighted: bool = False) -> RatingModel:
-    """The damped bias baseline: global mean, then movie biases, then user biases, each a
-    mean deviation shrunk toward 0 by `damping` (a pseudo-count of ratings at the mean):
+@dataclass(frozen=True)
+class BiasGrid:
+    """The damped bias baseline for several settings (damping, decay_weighted) of one
+    training set: each setting's global mean, and its user and movie biases as columns
+    `b0`, `b1`, ... of two driver-side tables (O(users + movies))."""
+
+    settings: list[tuple[float, bool]]
+    global_means: list[float]
+    users: pd.DataFrame  # userId, b0, b1, ...
+    items: pd.DataFrame  # movieId, b0, b1, ...
+
+    def model(self, spark: SparkSession, i: int) -> RatingModel:
+        """Setting `i` as a rating model (rank 0) with Spark tables."""
+        damping, decay_weighted = self.settings[i]
+
+        def table(key: str, frame: pd.DataFrame) -> DataFrame:
+            rows = frame[[key, f"b{i}"]].rename(columns={f"b{i}": "bias"})
+            return spark.createDataFrame(rows, f"{key} int, bias double").withColumn(
+                FACTORS, empty_factors()
+            )
+
+        return RatingModel(
+            global_mean=self.global_means[i],
+            users=table("userId", self.users),
+            items=table("movieId", self.items),
+            params=RatingParams(bias_damping=damping, bias_decay_weighted=decay_weighted),
+        )
+
+
+def fit_bias_grid(train: DataFrame, settings: Sequence[tuple[float, bool]]) -> BiasGrid:
+    """Every setting's damped biases in two Spark jobs, however many settings: global mean,
+    then movie biases, then user biases, each a mean deviation shrunk toward 0 by
+    `damping` (a pseudo-count of ratings at the mean):
 
         b_movie = sum w (r - mean) / (damping + sum w)
         b_user  = sum w (r - mean - b_movie) / (damping + sum w)
 
     w is Gold's time-decay weight when `decay_weighted` (recent ratings count more), else 1.
-    """
-    w = F.col("weight") if decay_weighted else F.lit(1.0)
-    global_mean = train.agg(F.sum(w * F.col("rating")) / F.sum(w)).first()[0]
-    mean = F.lit(global_mean)
-    items = train.groupBy("movieId").agg(
-        (F.sum(w * (F.col("rating") - mean)) / (F.lit(damping) + F.sum(w))).alias("bias")
-    )
+    Spark sums per movie, then per user (the movie biases broadcast back to the rows); the
+    rest is arithmetic on the driver."""
+    settings = list(settings)
+    decays = sorted({decay for _, decay in settings})  # no weight column needed without
+    weight = {False: F.lit(1.0), True: F.col("weight")}
+    sums = [F.sum(weight[decay]).alias(f"w{int(decay)}") for decay in decays] + [
+        F.sum(weight[decay] * F.col("rating")).alias(f"wr{int(decay)}") for decay in decays
+    ]
+    movies = train.groupBy("movieId").agg(*sums).toPandas()
+    means = {
+        decay: float(movies[f"wr{int(decay)}"].sum() / movies[f"w{int(decay)}"].sum())
+        for decay in decays
+    }
+    items = movies[["movieId"]].copy()
+    for i, (damping, decay) in enumerate(settings):
+        w, wr = movies[f"w{int(decay)}"], movies[f"wr{int(decay)}"]
+        items[f"b{i}"] = (wr - means[decay] * w) / (damping + w)
+    spark = train.sparkSession
+    movie_bias = spark.createDataFrame(items.astype({"movieId": "int32"}))
+    per_user = [
+        F.sum(weight[decay] * F.col(f"b{i}")).alias(f"wb{i}")
+        for i, (_, decay) in enumerate(settings)
+    ]
     users = (
-        train.join(items.withColumnRenamed("bias", "movie_bias"), "movieId")
+        train.join(F.broadcast(movie_bias), "movieId")
         .groupBy("userId")
-        .agg(
-            (
-                F.sum(w * (F.col("rating") - mean - F.col("movie_bias")))
-                / (F.lit(damping) + F.sum(w))
-            ).alias("bias")
-        )
+        .agg(*sums, *per_user)
+        .toPandas()
     )
-    return RatingModel(
-        global_mean=float(global_mean),
-        users=users.withColumn(FACTORS, empty_factors()),
-        items=items.withColumn(FACTORS, empty_factors()),
-        params=RatingParams(bias_damping=damping, bias_decay_weighted=decay_weighted),
-    )
+    user_bias = users[["userId"]].copy()
+    for i, (damping, decay) in enumerate(settings):
+        w, wr = users[f"w{int(decay)}"], users[f"wr{int(decay)}"]
+        user_bias[f"b{i}"] = (wr - means[decay] * w - users[f"wb{i}"]) / (damping + w)
+    return BiasGrid(settings, [means[decay] for _, decay in settings], user_bias, items)
+
+
+def fit_biases(train: DataFrame, *, damping: float, decay_weighted: bool = False) -> RatingModel:
+    """The damped bias baseline of one setting (`fit_bias_grid`)."""
+    return fit_bias_grid(train, [(damping, decay_weighted)]).model(train.sparkSession, 0)
 
 
 def fit_rating_model(
@@ -220,82 +265,6 @@ def predict(
     return joined.select(*columns, clip_stars(stars).alias("prediction"), cold.alias("cold"))
 
 
-def rating_rmse(model: RatingModel, rows: DataFrame, *, fallback: RatingModel | None) -> float:
-    return regression_metrics(predict(model, rows, fallback=fallback))["rmse"]
-
-
 def cached(model: RatingModel) -> RatingModel:
     """The model with its tables cached (tuning reads them once per fit)."""
     return replace(model, users=model.users.cache(), items=model.items.cache())
-
-
-def tune_biases(
-    splits: Sequence[Split],
-    grid: Sequence[dict[str, Any]],
-    *,
-    parallelism: int,
-    log: Callable[[str], object],
-) -> TuningResult:
-    """Damping and decay weighting of the bias baseline, by RMSE on the validation parts."""
-
-    def evaluate(params: dict[str, Any], split: Split) -> float:
-        train, validation = split
-        return rating_rmse(fit_biases(train, **params), validation, fallback=None)
-
-    return grid_search(
-        grid,
-        splits,
-        evaluate,
-        metric="rmse",
-        lower_is_better=True,
-        parallelism=parallelism,
-        log=log,
-    )
-
-
-def tune_rating_model(
-    splits: Sequence[Split],
-    grid: Sequence[dict[str, Any]],
-    *,
-    variant: RatingVariant,
-    bias_params: dict[str, Any],
-    seed: int,
-    parallelism: int,
-    log: Callable[[str], object],
-) -> TuningResult:
-    """ALS parameters (rank, reg_param, max_iter) by RMSE on the validation parts; rows
-    the model cannot score get the bias baseline's prediction, as in the evaluation.
-    Tuned on one split, the best fit is kept for the run (`fits.keep`)."""
-    # Each split's biases once, cached, for every combination fitted on it.
-    prepared = [
-        (train, validation, cached(fit_biases(train, **bias_params)))
-        for train, validation in splits
-    ]
-
-    fitted: dict[tuple[int, ...], RatingModel] = {}
-
-    def evaluate(params: dict[str, Any], split: tuple[DataFrame, DataFrame, RatingModel]) -> float:
-        train, validation, biases = split
-        model = fit_rating_model(train, variant=variant, seed=seed, biases=biases, **params)
-        if len(prepared) == 1:
-            fitted[tuple(sorted(params.items()))] = model
-        return rating_rmse(model, validation, fallback=biases)
-
-    try:
-        result = grid_search(
-            grid,
-            prepared,
-            evaluate,
-            metric="rmse",
-            lower_is_better=True,
-            parallelism=parallelism,
-            log=log,
-        )
-        if fitted:  # one validation split: the champion scores its candidates on it
-            best = fitted[tuple(sorted(result.best_params.items()))]
-            keep(rating_key(prepared[0][0], best.params, seed), best)
-        return result
-    finally:
-        for _, _, biases in prepared:
-            biases.users.unpersist()
-            biases.items.unpersist()

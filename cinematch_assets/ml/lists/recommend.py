@@ -11,7 +11,6 @@ with every known rating left out for serving and the training ratings for the ev
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -19,9 +18,10 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cinematch_assets.conventions import SHOWN
-from cinematch_assets.ml.als import FACTORS, empty_factors
-from cinematch_assets.ml.foldin import RatingTerms
-from cinematch_assets.ml.lists import (
+from cinematch_assets.ml.arrays import position_of
+from cinematch_assets.ml.lists.build import (
+    EaseItems,
+    EaseRanker,
     FactorRanker,
     ListPolicy,
     ModelItems,
@@ -31,12 +31,11 @@ from cinematch_assets.ml.lists import (
     UserBlock,
     build_lists_each,
 )
-from cinematch_assets.ml.top_n import position_of
-
-if TYPE_CHECKING:  # the models tune on these lists: no import cycle at run time
-    from cinematch_assets.ml.ease import EaseModel
-    from cinematch_assets.ml.ranking import RankingModel
-    from cinematch_assets.ml.rating import RatingModel
+from cinematch_assets.ml.models.als import FACTORS, empty_factors
+from cinematch_assets.ml.models.ease import EaseModel
+from cinematch_assets.ml.models.foldin import RatingTerms
+from cinematch_assets.ml.models.ranking import RankingModel
+from cinematch_assets.ml.models.rating import RatingModel
 
 LIST_SCHEMA = (
     "userId int, rank int, movieId int, score float, pred_rating float, reason int, new boolean"
@@ -65,6 +64,19 @@ def aligned(ids: np.ndarray, other_ids: np.ndarray, values: np.ndarray) -> np.nd
     at = position_of(other_ids, ids)
     out[at >= 0] = values[at[at >= 0]]
     return out
+
+
+def ease_items_on(model: EaseModel, movie_ids: np.ndarray) -> EaseItems:
+    """EASE's B placed among `movie_ids` (which hold every movie it kept)."""
+    kept = position_of(movie_ids, model.movie_ids)
+    if (kept < 0).any():
+        raise ValueError("EASE knows movies the other models do not")
+    return EaseItems(kept, model.weights)
+
+
+def ease_ranker(model: EaseModel) -> EaseRanker:
+    """A ranker over EASE's kept movies only (for tuning and the evaluation's lists)."""
+    return EaseRanker(model.movie_ids, np.arange(len(model.movie_ids)), model.weights)
 
 
 def factor_ranker(items: DataFrame, *, bias: str | None = None) -> FactorRanker:
@@ -118,7 +130,7 @@ def model_items(
         ),
         popularity=popularity_of(ids, train),
         policy=policy,
-        ease=ease.items_on(ids) if ease is not None else None,
+        ease=ease_items_on(ease, ids) if ease is not None else None,
         new=new,
     )
 
