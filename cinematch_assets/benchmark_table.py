@@ -33,12 +33,16 @@ def _fits(fits: dict[str, int]) -> str:
     return " + ".join(f"{n} {kind.upper()}" for kind, n in sorted(fits.items()) if n) or "none"
 
 
+def _count(n: int | None) -> str:
+    return "—" if n is None else f"{n:,}"  # reports from before jobs were counted: none
+
+
 def markdown_table(reports: list[dict]) -> str:
     """One row per job of each report, oldest report first."""
     lines = [
-        "| dataset | ratings | job | wall time | fits | slowest steps | peak memory, all "
-        "processes | driver memory | result |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| dataset | ratings | job | wall time | fits | Spark jobs | slowest steps | peak "
+        "memory, all processes | driver memory | result |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for report in sorted(reports, key=lambda r: (_dataset(r), r["date"])):
         ratings = report.get("rows", {}).get("bronze/ratings")
@@ -46,6 +50,7 @@ def markdown_table(reports: list[dict]) -> str:
             lines.append(
                 f"| {_dataset(report)} | {ratings:,} | {job.removeprefix('cinematch_')} "
                 f"| {measured['wall_seconds']:,.0f} s | {_fits(measured['fits'])} "
+                f"| {_count(measured.get('spark_jobs'))} "
                 f"| {_steps(measured['step_seconds'])} "
                 f"| {measured['peak_rss_mb_all_processes'] / 1024:.1f} GB "
                 f"| {report['machine']['spark_driver_memory']} "

@@ -17,6 +17,7 @@ REPORT = {
             "wall_seconds": 612.4,
             "fits": {"als": 18, "ease": 4},
             "peak_rss_mb_all_processes": 10_854,
+            "spark_jobs": 2_318,
             "step_seconds": {"als_rating_model": 180.2, "ml__ranking_champion": 80.0},
         },
         "cinematch_studies": {
@@ -34,10 +35,11 @@ def test_one_row_per_job_with_its_numbers():
     table = markdown_table([REPORT]).splitlines()
     assert len(table) == 4
     assert table[2] == (
-        "| synthetic-1m | 1,000,000 | product | 612 s | 18 ALS + 4 EASE "
+        "| synthetic-1m | 1,000,000 | product | 612 s | 18 ALS + 4 EASE | 2,318 "
         "| als_rating_model 180 s, ml/ranking_champion 80 s | 10.6 GB | 6g | ok |"
     )
-    assert table[3].startswith("| synthetic-1m | 1,000,000 | studies | 30 s | none |")
+    # A report from before Spark jobs were counted has none.
+    assert table[3].startswith("| synthetic-1m | 1,000,000 | studies | 30 s | none | — |")
     assert table[3].endswith("| 8.0 GB | 6g | **failed** |")
 
 
