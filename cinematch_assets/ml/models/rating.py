@@ -108,7 +108,7 @@ def fit_bias_grid(train: DataFrame, settings: Sequence[tuple[float, bool]]) -> B
     Spark sums per movie, then per user (the movie biases broadcast back to the rows); the
     rest is arithmetic on the driver."""
     settings = list(settings)
-    decays = sorted({decay for _, decay in settings})  # no weight column needed without
+    decays = sorted({decay for _, decay in settings})  # "weight" is read only when one is
     weight = {False: F.lit(1.0), True: F.col("weight")}
     sums = [F.sum(weight[decay]).alias(f"w{int(decay)}") for decay in decays] + [
         F.sum(weight[decay] * F.col("rating")).alias(f"wr{int(decay)}") for decay in decays

@@ -52,7 +52,7 @@ from cinematch_assets.ml.selection.metrics import (
 )
 from cinematch_assets.ml.selection.tuning import concurrently
 
-Role = Literal["model", "baseline", "ablation", "candidate", "discovery", "cold"]
+Role = Literal["model", "baseline", "ablation", "candidate", "discovery", "cold", "cv"]
 GLOBAL_MEAN = "global mean"
 BIAS_BASELINE = "damped bias baseline"
 RATING_MODEL = "rating model"
