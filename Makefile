@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export CINEMATCH_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: help install java preflight test materialize studies ui app demo bench cluster-up cluster-down lint format clean
+.PHONY: help install java preflight test materialize studies ui app api demo bench cluster-up cluster-down lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ STREAMLIT := $(BIN)/streamlit run app/streamlit_app.py --server.address 127.0.0.
 app: install  ## the CineMatch app on http://127.0.0.1:8501, on the last materialization
 	$(STREAMLIT)
 
+API_HOST ?= 127.0.0.1
+API_PORT ?= 8000
+api: install  ## the JSON API on http://127.0.0.1:8000 (docs at /docs), on the same serving files
+	$(BIN)/uvicorn app.api:app --host $(API_HOST) --port $(API_PORT) --workers $$(nproc)
+
 demo: materialize $(DAGSTER_HOME)/dagster.yaml  ## fresh clone -> everything materialized -> Dagster UI :3000 + app :8501
 	@echo "Dagster UI: http://127.0.0.1:3000   CineMatch app: http://127.0.0.1:$(APP_PORT)   (Ctrl-C stops both)"
 	$(BIN)/python -m cinematch_assets.demo --dagster-port 3000 --app-port $(APP_PORT)
@@ -65,6 +70,7 @@ bench: install java  ## time the product and studies jobs (MovieLens copy, synth
 	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
 	$(BIN)/python -m cinematch_assets.content_benchmark
 	$(BIN)/python -m app.benchmark $(BENCH_SERVING_ARGS)
+	$(if $(wildcard $(CINEMATCH_HOME)/serving/recommendations/manifest.json),$(BIN)/python -m benchmarks.api --home $(CINEMATCH_HOME))
 
 cluster-up: install  ## Spark standalone master + 2 workers on 127.0.0.1; prints the exports to use it
 	@$(BIN)/python -m cinematch_assets.cluster up

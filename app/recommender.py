@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from cinematch_assets.conventions import ARTICLES
-from cinematch_assets.ml.arrays import position_of
+from cinematch_assets.conventions import ARTICLES, SHOWN
+from cinematch_assets.ml.arrays import position_of, unit_rows
 from cinematch_assets.ml.lists.build import ModelItems, Ranker, UserBlock, build_lists
 from cinematch_assets.ml.lists.top_n import ScoreRows
 from cinematch_assets.ml.models.foldin import implicit_gram, preference_values, solve_implicit
@@ -323,6 +323,63 @@ def with_discovery(
         key=lambda e: -e["score"],
     ))  # fmt: skip
     return [entry if entry.get("new") else next(moved) for entry in entries][:n]
+
+
+def with_genres(catalog: Catalog, items: list[dict], genres: Sequence[str]) -> list[dict]:
+    """The entries whose movie has any of `genres` (all of them when none is given)."""
+    if not genres:
+        return items
+    wanted = set(genres)
+    rows = {m["movieId"]: m for m in catalog.rows([int(i["movieId"]) for i in items])}
+    return [
+        i for i in items if wanted.intersection(rows.get(int(i["movieId"]), {}).get("genres", []))
+    ]
+
+
+def known_user_list(
+    recommendations: Recommendations,
+    catalog: Catalog,
+    items: ModelItems | None,
+    user_id: int,
+    *,
+    n: int = SHOWN,
+    discovery: float = 0.0,
+    genres: Sequence[str] = (),
+) -> list[dict[str, Any]] | None:
+    """A known user's list as the app shows it: the served list re-ranked with
+    `discovery` more popularity penalty (needs the models' movie side, `items`), only
+    movies of `genres`, the best n; None when the models do not know the user."""
+    entries = recommendations.lookup(user_id)
+    if entries is None:
+        return None
+    if items is not None:
+        entries = with_discovery(items, entries, discovery, len(entries))
+    return with_genres(catalog, entries, genres)[:n]
+
+
+def similar_movies(items: ModelItems, movie_id: int, n: int) -> list[dict[str, Any]]:
+    """The n movies closest to `movie_id` in the served order's item space: EASE's
+    weights from it when the order ranks with EASE (and EASE kept it), else the cosine of
+    the ranking model's factors. Empty when the models do not know the movie."""
+    at = int(position_of(items.movie_ids, [movie_id])[0])
+    if at < 0:
+        return []
+    ease = items.ease if items.policy.ranker == "ease" else None
+    kept = ease.kept if ease is not None else np.zeros(0, np.int64)
+    row = np.flatnonzero(kept == at)
+    if ease is not None and len(row):
+        scores = np.full(len(items.movie_ids), -np.inf)
+        scores[kept] = ease.weights[row[0]]
+    else:
+        unit = unit_rows(items.ranking_items.astype(np.float64))
+        scores = unit @ unit[at]
+    scores[at] = -np.inf
+    best = np.argsort(-scores, kind="stable")[:n]
+    return [
+        {"movieId": int(items.movie_ids[i]), "score": round(float(scores[i]), 4)}
+        for i in best
+        if np.isfinite(scores[i])
+    ]
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,13 @@ from app.recommender import (
     FoldIn,
     Recommendations,
     community_line,
+    known_user_list,
     open_catalog,
     open_foldin,
     open_profiles,
     parse_user_id,
     plain,
     user_favourites,
-    with_discovery,
 )
 from cinematch_assets import settings
 from cinematch_assets.conventions import SHOWN
@@ -163,16 +163,6 @@ def show_cards(catalog: Catalog, items: list[dict[str, Any]], *, recommended: bo
             )
 
 
-def with_genres(catalog: Catalog, items: list[dict], genres: list[str]) -> list[dict]:
-    if not genres:
-        return items
-    wanted = set(genres)
-    rows = {m["movieId"]: m for m in catalog.rows([int(i["movieId"]) for i in items])}
-    return [
-        i for i in items if wanted.intersection(rows.get(int(i["movieId"]), {}).get("genres", []))
-    ]
-
-
 # ------------------------------------------------------------------------------- pages
 
 
@@ -206,17 +196,17 @@ def for_you(
     if problem:
         st.info(plain(problem))
         return
-    recs = recommendations.lookup(user)
-    if recs is None:
+    shown = known_user_list(
+        recommendations, catalog, foldin.items if foldin is not None else None, user,
+        n=SHOWN, discovery=discovery, genres=genres,
+    )  # fmt: skip
+    if shown is None:
         st.warning(
             f"There is no user {user} in the models ({recommendations.users:,} users). "
             "Try another id, or rate a few movies under **New here**."
         )
         return
     st.query_params["user"] = str(user)
-    if foldin is not None:
-        recs = with_discovery(foldin.items, recs, discovery, len(recs))
-    shown = with_genres(catalog, recs, genres)[:SHOWN]
     st.subheader(f"Top {len(shown)} for user {user}")
     if not shown:
         st.info("None of this user's recommendations has those genres.")

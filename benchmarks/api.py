@@ -1,0 +1,231 @@
+"""`make bench` (API): throughput and latency of the HTTP API under concurrent clients, on
+a data root's serving files, over loopback.
+
+The API runs as `make api` runs it (uvicorn, one worker per core) in its own process;
+clients are threads with one keep-alive connection each, on the same machine. Three
+calls are measured at 1, 8 and 32 concurrent clients, each for a bounded number of
+requests and seconds: a known user's list, a new user's list from 20 ratings (the
+fold-in) and a title search. Then the known-user load runs again while the serving
+files are published twice (copies of the current version under new names): every
+request must succeed and name a version that was published.
+
+    python -m benchmarks.api --home data                 # the last `make materialize`
+    python -m benchmarks.api --home /path/to/home --requests 2000
+
+The serving files are copied to a scratch folder first: the data root is only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import pyarrow.parquet as pq
+
+from cinematch_assets.storage import serving_files as files
+
+Call = tuple[str, str, dict | None]  # method, path, JSON body
+CLIENTS = (1, 8, 32)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_api(home: Path, workers: int) -> tuple[subprocess.Popen, str]:
+    """`uvicorn app.api:app` on loopback with `workers` processes, once it is ready."""
+    port = _free_port()
+    env = {**os.environ, "CINEMATCH_HOME": str(home)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.api:app", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+         "--no-access-log"],
+        env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=30).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None:
+            raise RuntimeError("the API exited before it was ready")
+        time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError("the API was not ready in 120 s")
+
+
+def calls(home: Path, seed: int = 7) -> dict[str, Callable[[random.Random], Call]]:
+    """What each measured call asks, drawn at random: users with a served list, movies
+    with ratings (20 distinct per fold-in, stars on the half-star grid), and three
+    letters of a title."""
+    users = np.unique(pq.read_table(files.profiles_path(home), columns=["userId"])[0])
+    catalog = pq.read_table(
+        files.catalog_path(home), columns=["movieId", "display_title", "rating_count"]
+    ).to_pandas()
+    rated = catalog.loc[catalog["rating_count"] >= 10, "movieId"].to_numpy()
+    titles = [t for t in catalog["display_title"] if len(t) >= 3]
+
+    def known(rng: random.Random) -> Call:
+        return "GET", f"/users/{int(rng.choice(users))}/recommendations", None
+
+    def fold_in(rng: random.Random) -> Call:
+        movies = rng.sample(list(rated), 20)
+        ratings = [{"movieId": int(m), "rating": rng.randint(1, 10) / 2} for m in movies]
+        return "POST", "/recommendations", {"ratings": ratings, "k": 10}
+
+    def search(rng: random.Random) -> Call:
+        title = rng.choice(titles)
+        start = rng.randrange(len(title) - 2)
+        return "GET", "/movies?q=" + quote(title[start : start + 3]), None
+
+    return {"known user": known, "fold-in of 20 ratings": fold_in, "search": search}
+
+
+def load(
+    url: str, make: Callable[[random.Random], Call], clients: int, requests: int, seconds: float
+) -> dict:
+    """`clients` threads share `requests` calls (stopping at `seconds`): latency
+    percentiles in ms, throughput, failures, and the versions the answers named."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    versions: set[str] = set()
+    lock = threading.Lock()
+    remaining = iter(range(requests))
+    deadline = time.monotonic() + seconds
+
+    def client(n: int) -> None:
+        rng = random.Random(n)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while time.monotonic() < deadline:
+                with lock:
+                    if next(remaining, None) is None:
+                        return
+                method, path, body = make(rng)
+                started = time.perf_counter()
+                try:
+                    answer = http.request(method, path, json=body)
+                    ok = answer.status_code == 200
+                    version = answer.json().get("version") if ok else None
+                    problem = None if ok else f"{answer.status_code} {answer.text[:200]}"
+                except httpx.HTTPError as error:
+                    version, problem = None, repr(error)
+                spent = time.perf_counter() - started
+                with lock:
+                    latencies.append(spent)
+                    if problem:
+                        failures.append(f"{method} {path}: {problem}")
+                    if version:
+                        versions.add(version)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    wall = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "requests_per_second": round(len(latencies) / wall, 1),
+        **{f"p{q}_ms": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
+        "failures": len(failures),
+        "first_failures": failures[:5],
+        "versions": sorted(versions),
+    }
+
+
+def republish(home: Path, names: list[str], every: float, done: threading.Event) -> list[str]:
+    """Publish copies of the current version under `names`, `every` seconds apart."""
+    published = [files.published_version(home)]
+    for name in names:
+        if done.wait(every):
+            break
+        manifest = json.loads(files.manifest_path(home).read_text())
+        current = files.recommendations_dir(home) / manifest["version"]
+        shutil.copytree(current, files.recommendations_dir(home) / name)
+        files.publish_recommendations(home, name, manifest)
+        published.append(name)
+    return published
+
+
+def run(source: Path, requests: int, seconds: float, workers: int) -> dict:
+    """Every measurement, on a copy of `source`'s serving files (the publishes during the
+    load go to the copy)."""
+    with tempfile.TemporaryDirectory(prefix="cinematch-bench-api-") as scratch:
+        home = Path(scratch)
+        shutil.copytree(files.serving_root(source), files.serving_root(home))
+        return measure(home, requests, seconds, workers) | {"home": str(source)}
+
+
+def measure(home: Path, requests: int, seconds: float, workers: int) -> dict:
+    server, url = start_api(home, workers)
+    try:
+        made = calls(home)
+        report: dict = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "users": json.loads(files.manifest_path(home).read_text())["users"],
+            "movies": pq.read_metadata(files.catalog_path(home)).num_rows,
+            "workers": workers,
+            "machine": {"cpus": os.cpu_count()},
+            "calls": {
+                name: [load(url, make, clients, requests, seconds) for clients in CLIENTS]
+                for name, make in made.items()
+            },
+        }
+        done = threading.Event()
+        names = [f"bench-{int(time.time())}-{i}" for i in (1, 2)]
+        with ThreadPoolExecutor(1) as pool:
+            publishing = pool.submit(republish, home, names, min(seconds, 60) / 3, done)
+            during = load(url, made["known user"], 8, 10**9, min(seconds, 60))
+            done.set()
+            published = publishing.result()
+        during["published"] = published
+        during["only_published_versions"] = set(during["versions"]) <= set(published)
+        report["known user while publishing twice"] = during
+        return report
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, required=True, help="a data root with serving files")
+    parser.add_argument("--requests", type=int, default=1000, help="per call and client count")
+    parser.add_argument("--seconds", type=float, default=60, help="at most, per measurement")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, help="the report (default: under the data root)")
+    args = parser.parse_args(argv)
+    report = run(args.home.resolve(), args.requests, args.seconds, args.workers)
+    out = args.out or args.home / "benchmarks" / f"api-{int(time.time())}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"written to {out}", file=sys.stderr)
+    failed = any(m["failures"] for ms in report["calls"].values() for m in ms)
+    during = report["known user while publishing twice"]
+    return 1 if failed or during["failures"] or not during["only_published_versions"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
