@@ -189,10 +189,15 @@ class Catalog:
     def genres(self) -> list[str]:
         return sorted({g for genres in self.movies["genres"] for g in genres})
 
+    @cached_property
+    def _records(self) -> dict[int, dict[str, Any]]:
+        """Each movie's row as a dict, made once: a lookup then costs no pandas call."""
+        return {int(row["movieId"]): row for row in self.movies.to_dict("records")}
+
     def rows(self, movie_ids: list[int]) -> list[dict[str, Any]]:
-        """Catalog rows of the ids that are in it, in the given order."""
-        known = [m for m in movie_ids if m in self.movies.index]
-        return self.movies.loc[known].to_dict("records")
+        """Catalog rows of the ids that are in it, in the given order (shared: read only)."""
+        records = self._records
+        return [records[int(m)] for m in movie_ids if int(m) in records]
 
     def search(self, query: str = "", genres: list[str] | None = None, n: int = 10) -> pd.DataFrame:
         """Movies whose title contains `query` (case, accents and a leading article

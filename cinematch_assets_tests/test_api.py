@@ -22,6 +22,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from app.api import MAX_BODY_BYTES, create_app
 from app.recommender import Recommendations, known_user_list, open_catalog, open_foldin
+from benchmarks.api import calls, load
 from cinematch_assets.storage import serving_files as files
 
 from .serving_artifacts import HOSTILE_TITLE, USERS, write_serving_artifacts
@@ -256,3 +257,16 @@ def test_the_api_answers_every_generated_request_by_its_schema(home):
             case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
         answers_by_schema()
+
+
+def test_the_load_benchmark_counts_every_call_and_every_failure(api, home):
+    """`benchmarks.api` on a few requests: each call it makes is one the API answers."""
+    made = calls(home)
+    for name, make in made.items():
+        measured = load(str(api.base_url), make, clients=4, requests=40, seconds=30)
+        assert measured["requests"] == 40 and measured["failures"] == 0, (name, measured)
+        assert measured["p50_ms"] <= measured["p95_ms"] <= measured["p99_ms"]
+    broken = load(
+        str(api.base_url), lambda rng: ("GET", "/users/99/recommendations", None), 2, 6, 30
+    )
+    assert broken["failures"] == 6 and "404" in broken["first_failures"][0]
