@@ -213,6 +213,12 @@ def _invalid(where: tuple[str, str], message: str, value: Any) -> RequestValidat
     )
 
 
+def _etag(version: str, *asked: Any) -> str:
+    """A list's validator: the published version and what was asked."""
+    text = json.dumps([version, *asked])
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+
+
 def _known_genres(catalog: Catalog, genres: list[str], where: tuple[str, str]) -> list[str]:
     if unknown := sorted(set(genres) - set(catalog.genres)):
         raise _invalid(where, f"unknown genres: {', '.join(unknown)}", genres)
@@ -300,7 +306,7 @@ def create_app(home: Path | None = None) -> FastAPI:
         manifest = files.manifest_path(root)
         return {
             "status": "ready",
-            "version": recommendations.manifest["version"],
+            "version": recommendations.version,
             "published_seconds_ago": round(time.time() - manifest.stat().st_mtime, 1),
             "users": recommendations.users,
             "movies": len(catalog.movies),
@@ -326,18 +332,17 @@ def create_app(home: Path | None = None) -> FastAPI:
         recommendations = published()
         catalog = open_catalog(root)
         genres = _known_genres(catalog, genre, ("query", "genre"))
-        version = recommendations.manifest["version"]
-        asked = json.dumps([version, user_id, k, discovery, sorted(genres)])
-        etag = '"' + hashlib.sha256(asked.encode()).hexdigest()[:32] + '"'
+        etag = _etag(recommendations.version, user_id, k, discovery, sorted(genres))
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         items = foldin().items if discovery else None
-        entries = known_user_list(
+        found = known_user_list(
             recommendations, catalog, items, user_id, n=k, discovery=discovery, genres=genres
         )
-        if entries is None:
+        if found is None:
             raise HTTPException(404, f"no user {user_id} in the models")
-        response.headers["ETag"] = etag
+        version, entries = found  # a publish since the manifest was read: the newer one
+        response.headers["ETag"] = _etag(version, user_id, k, discovery, sorted(genres))
         response.headers["Cache-Control"] = "no-cache"  # revalidate: a publish changes it
         return {"user_id": user_id, "version": version, "items": _recommended(catalog, entries)}
 
@@ -351,7 +356,7 @@ def create_app(home: Path | None = None) -> FastAPI:
         if unknown := sorted(m for m in rated if m not in catalog.movies.index):
             message = f"unknown movies: {', '.join(map(str, unknown))}"
             raise _invalid(("body", "ratings"), message, unknown)
-        version = published().manifest["version"]
+        version = published().version
         entries = foldin().recommend(rated, genres=genres, n=asked.k, discovery=asked.discovery)
         return {"version": version, "items": _recommended(catalog, entries)}
 
@@ -406,7 +411,7 @@ def create_app(home: Path | None = None) -> FastAPI:
         catalog = open_catalog(root)
         if movie_id not in catalog.movies.index:
             raise HTTPException(404, f"no movie {movie_id} in the catalog")
-        version = published().manifest["version"]
+        version = published().version
         found = similar_movies(foldin().items, movie_id, k)
         rows = {int(r["movieId"]): r for r in catalog.rows([f["movieId"] for f in found])}
         items = [

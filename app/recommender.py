@@ -243,17 +243,25 @@ class Recommendations:
     def users(self) -> int:
         return int(self.manifest["users"])
 
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
     def lookup(self, user_id: int) -> list[dict[str, Any]] | None:
-        """The user's ordered list, or None when the models do not know the user. A
-        version replaced since the manifest was read is followed to the new one."""
+        """The user's ordered list, or None when the models do not know the user."""
+        return self.find(user_id)[1]
+
+    def find(self, user_id: int) -> tuple[str, list[dict[str, Any]] | None]:
+        """(the version read, the user's list or None). A version replaced since the
+        manifest was read is followed to the new one, which the answer then names."""
         shard = files.shard_path(self.home, self.manifest, user_id)
         if not shard.exists():
             newer = Recommendations.load(self.home)
-            if newer.manifest["version"] != self.manifest["version"]:
-                return newer.lookup(user_id)
+            if newer.version != self.version:
+                return newer.find(user_id)
         with reading(f"The recommendations of user {user_id}", shard):
             lists = load_shard(str(shard), *_stamp(shard))
-        return lists.get(str(user_id))
+        return self.version, lists.get(str(user_id))
 
 
 @lru_cache(maxsize=64)
@@ -350,16 +358,17 @@ def known_user_list(
     n: int = SHOWN,
     discovery: float = 0.0,
     genres: Sequence[str] = (),
-) -> list[dict[str, Any]] | None:
-    """A known user's list as the app shows it: the served list re-ranked with
-    `discovery` more popularity penalty (needs the models' movie side, `items`), only
-    movies of `genres`, the best n; None when the models do not know the user."""
-    entries = recommendations.lookup(user_id)
+) -> tuple[str, list[dict[str, Any]]] | None:
+    """A known user's list as the app shows it, and the published version it comes from:
+    the served list re-ranked with `discovery` more popularity penalty (needs the
+    models' movie side, `items`), only movies of `genres`, the best n; None when the
+    models do not know the user."""
+    version, entries = recommendations.find(user_id)
     if entries is None:
         return None
     if items is not None:
         entries = with_discovery(items, entries, discovery, len(entries))
-    return with_genres(catalog, entries, genres)[:n]
+    return version, with_genres(catalog, entries, genres)[:n]
 
 
 def similar_movies(items: ModelItems, movie_id: int, n: int) -> list[dict[str, Any]]:

@@ -196,17 +196,18 @@ def for_you(
     if problem:
         st.info(plain(problem))
         return
-    shown = known_user_list(
+    found = known_user_list(
         recommendations, catalog, foldin.items if foldin is not None else None, user,
         n=SHOWN, discovery=discovery, genres=genres,
     )  # fmt: skip
-    if shown is None:
+    if found is None:
         st.warning(
             f"There is no user {user} in the models ({recommendations.users:,} users). "
             "Try another id, or rate a few movies under **New here**."
         )
         return
     st.query_params["user"] = str(user)
+    _, shown = found
     st.subheader(f"Top {len(shown)} for user {user}")
     if not shown:
         st.info("None of this user's recommendations has those genres.")
