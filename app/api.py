@@ -346,7 +346,12 @@ def create_app(home: Path | None = None) -> FastAPI:
         response.headers["Cache-Control"] = "no-cache"  # revalidate: a publish changes it
         return {"user_id": user_id, "version": version, "items": _recommended(catalog, entries)}
 
-    @api.post("/recommendations", response_model=NewUserList, tags=["lists"])
+    @api.post(
+        "/recommendations",
+        response_model=NewUserList,
+        responses={413: {"model": Problem, "description": "Body over 64 KB"}},
+        tags=["lists"],
+    )
     def new_user_recommendations(asked: NewUser) -> dict[str, Any]:
         """A new user's list from the ratings they give (and/or favourite genres): the
         models fold them in, as the app's New here does."""
