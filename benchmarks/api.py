@@ -75,11 +75,20 @@ def start_api(home: Path, workers: int) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the API was not ready in 120 s")
 
 
+def served_users(home: Path, shards: int = 10) -> list[int]:
+    """The users of up to `shards` of the published shards: users with a served list."""
+    manifest = json.loads(files.manifest_path(home).read_text())
+    folder = files.recommendations_dir(home) / manifest["version"]
+    found = [int(user) for path in sorted(folder.glob("*.json"))[:shards]
+             for user in json.loads(path.read_text())]  # fmt: skip
+    return sorted(found)
+
+
 def calls(home: Path, seed: int = 7) -> dict[str, Callable[[random.Random], Call]]:
     """What each measured call asks, drawn at random: users with a served list, movies
     with ratings (20 distinct per fold-in, stars on the half-star grid), and three
     letters of a title."""
-    users = np.unique(pq.read_table(files.profiles_path(home), columns=["userId"])[0])
+    users = served_users(home)
     catalog = pq.read_table(
         files.catalog_path(home), columns=["movieId", "display_title", "rating_count"]
     ).to_pandas()
