@@ -35,7 +35,6 @@ from app.recommender import (
     known_user_list,
     open_catalog,
     open_foldin,
-    similar_movies,
 )
 from cinematch_assets import settings
 from cinematch_assets.conventions import MAX_RATING, MIN_RATING
@@ -420,7 +419,7 @@ def create_app(home: Path | None = None) -> FastAPI:
         if movie_id not in catalog.movies.index:
             raise HTTPException(404, f"no movie {movie_id} in the catalog")
         version = published().version
-        found = similar_movies(foldin().items, movie_id, k)
+        found = foldin().similar(movie_id, k)
         rows = {int(r["movieId"]): r for r in catalog.rows([f["movieId"] for f in found])}
         items = [
             _movie(rows[f["movieId"]]) | {"score": f["score"]}

@@ -371,31 +371,6 @@ def known_user_list(
     return version, with_genres(catalog, entries, genres)[:n]
 
 
-def similar_movies(items: ModelItems, movie_id: int, n: int) -> list[dict[str, Any]]:
-    """The n movies closest to `movie_id` in the served order's item space: EASE's
-    weights from it when the order ranks with EASE (and EASE kept it), else the cosine of
-    the ranking model's factors. Empty when the models do not know the movie."""
-    at = int(position_of(items.movie_ids, [movie_id])[0])
-    if at < 0:
-        return []
-    ease = items.ease if items.policy.ranker == "ease" else None
-    kept = ease.kept if ease is not None else np.zeros(0, np.int64)
-    row = np.flatnonzero(kept == at)
-    if ease is not None and len(row):
-        scores = np.full(len(items.movie_ids), -np.inf)
-        scores[kept] = ease.weights[row[0]]
-    else:
-        unit = unit_rows(items.ranking_items.astype(np.float64))
-        scores = unit @ unit[at]
-    scores[at] = -np.inf
-    best = np.argsort(-scores, kind="stable")[:n]
-    return [
-        {"movieId": int(items.movie_ids[i]), "score": round(float(scores[i]), 4)}
-        for i in best
-        if np.isfinite(scores[i])
-    ]
-
-
 @dataclass(frozen=True)
 class FoldIn:
     """Every model's movie side (`ModelItems`, with the served order), ready to place a
@@ -426,6 +401,35 @@ class FoldIn:
     @property
     def movie_ids(self) -> np.ndarray:
         return self.items.movie_ids
+
+    @cached_property
+    def _unit_ranking_items(self) -> np.ndarray:
+        """The ranking model's movie factors at unit length, made once per loaded file."""
+        return unit_rows(self.items.ranking_items.astype(np.float64))
+
+    def similar(self, movie_id: int, n: int) -> list[dict[str, Any]]:
+        """The n movies closest to `movie_id` in the served order's item space: EASE's
+        weights from it when the order ranks with EASE (and EASE kept it), else the cosine
+        of the ranking model's factors. Empty when the models do not know the movie."""
+        items = self.items
+        at = int(self.positions([movie_id])[0])
+        if at < 0:
+            return []
+        ease = items.ease if items.policy.ranker == "ease" else None
+        row = np.flatnonzero(ease.kept == at) if ease is not None else np.zeros(0, np.int64)
+        if len(row):
+            scores = np.full(len(items.movie_ids), -np.inf)
+            scores[ease.kept] = ease.weights[row[0]]
+        else:
+            unit = self._unit_ranking_items
+            scores = unit @ unit[at]
+        scores[at] = -np.inf
+        best = np.argsort(-scores, kind="stable")[:n]
+        return [
+            {"movieId": int(items.movie_ids[i]), "score": round(float(scores[i]), 4)}
+            for i in best
+            if np.isfinite(scores[i])
+        ]
 
     def positions(self, movie_ids: list[int]) -> np.ndarray:
         """Positions of the ids the models know (-1 for the others)."""
