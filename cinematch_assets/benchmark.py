@@ -50,15 +50,21 @@ def _status_mb(pid: int, field: str) -> float | None:
     return None
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """A live process's /proc stat after its name (Linux; state, parent, ..., utime at
+    [11], stime at [12]); None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _descendants(pid: int) -> list[int]:
     """Live descendant process ids (Linux /proc), e.g. the Spark JVM under this Python."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+        if (fields := _stat_fields(stat.parent.name)) is not None:
             parents[int(stat.parent.name)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
     found, frontier = [], [pid]
     while frontier:
         parent = frontier.pop()
@@ -94,14 +100,8 @@ def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of live processes so far (Linux /proc: their threads,
     the finished ones included)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    live = [fields for pid in pids if (fields := _stat_fields(pid)) is not None]
+    return sum(int(fields[11]) + int(fields[12]) for fields in live) / ticks
 
 
 def _spark_job_times(spark) -> list[float] | None:
