@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,10 @@ def served_json(home: Path) -> dict[str, list[dict]]:
         part = files.recommendations_dir(home) / manifest["version"] / files.shard_name(shard)
         lists |= json.loads(part.read_text())
     return lists
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,13 +24,8 @@ from app.recommender import Recommendations, known_user_list, open_catalog, open
 from benchmarks.api import calls, load
 from cinematch_assets.storage import serving_files as files
 
+from .conftest import free_port
 from .serving_artifacts import HOSTILE_TITLE, USERS, write_serving_artifacts
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +36,7 @@ def home(tmp_path_factory) -> Path:
 
 
 def _serve(home: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 from cinematch_assets.sources.synthetic import MARKDOWN_TITLES
 from cinematch_assets.storage import serving_files as files
 
-from .conftest import REPO_ROOT, served_json
+from .conftest import REPO_ROOT, free_port, served_json
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -30,12 +29,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's chromium and chromium-driver (apt install chromium chromium-driver; "
     ".ci/run installs them where it can)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import zipfile
@@ -38,7 +37,14 @@ from cinematch_assets.storage import model_factors
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.delta_reader import read_delta
 
-from .conftest import NEW_MOVIE_GENRES, NEW_MOVIE_ID, REPO_ROOT, run_pipeline, served_json
+from .conftest import (
+    NEW_MOVIE_GENRES,
+    NEW_MOVIE_ID,
+    REPO_ROOT,
+    free_port,
+    run_pipeline,
+    served_json,
+)
 
 # Raw to Gold: the models need more data than synthetic-tiny to have anything to learn.
 UP_TO_GOLD = [
@@ -204,12 +210,6 @@ CLUSTER_TABLES = [
 ] + [
     ["gold", t] for t in ("ratings_filtered", "train_features_ml", "test_features_ml", "user_stats")
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_standalone_cluster_gives_the_local_tables(synthetic_run, tmp_path, monkeypatch):
