@@ -169,14 +169,14 @@ def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
     rendered_at = time.time()
     if at.exception:
         raise RuntimeError(f"the app failed: {at.exception}")
-    from app.recommender import Catalog, FoldIn, Recommendations, load_shard
+    from app.recommender import Catalog, FoldIn, Recommendations, load_shard_index
     from cinematch_assets.storage import serving_files as files
 
     rng = np.random.default_rng(1)
     users = rng.integers(1, Recommendations.load(home).users + 1, lookups)
     lookup_ms = []
     for user in users:
-        load_shard.cache_clear()  # the worst case: every lookup reads and parses its shard
+        load_shard_index.cache_clear()  # the worst case: every lookup reads its shard's index
         t = time.perf_counter()
         found = Recommendations.load(home).lookup(int(user))
         lookup_ms.append((time.perf_counter() - t) * 1000)

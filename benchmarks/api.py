@@ -1,16 +1,19 @@
 """`make bench` (API): throughput and latency of the HTTP API under concurrent clients, on
 a data root's serving files, over loopback.
 
-The API runs as `make api` runs it (uvicorn, one worker per core) in its own process;
-clients are threads with one keep-alive connection each, on the same machine. Three
-calls are measured at 1, 8 and 32 concurrent clients, each for a bounded number of
-requests and seconds: a known user's list, a new user's list from 20 ratings (the
-fold-in) and a title search. Then the known-user load runs again while the serving
-files are published twice (copies of the current version under new names): every
-request must succeed and name a version that was published.
+The API runs as `make api` runs it (uvicorn, one worker per core) in its own process.
+Three calls are measured at 1, 8 and 32 concurrent clients (keep-alive connections on the
+same machine): a known user's list, a new user's list from 20 ratings (the fold-in) and
+a title search. The load comes from `wrk` when it is installed (`apt install wrk`): a C
+client whose own CPU stays small beside the server's on shared cores, for `--seconds`
+per measurement. Without it, Python threads send `--requests` calls each (their GIL and
+CPU then weigh on the latencies, and the report says which client measured). Then the
+known-user load runs again, from Python clients that check every answer, while the
+serving files are published twice (copies of the current version under new names):
+every request must succeed and name a version that was published.
 
     python -m benchmarks.api --home data                 # the last `make materialize`
-    python -m benchmarks.api --home /path/to/home --requests 2000
+    python -m benchmarks.api --home /path/to/home --seconds 20
 
 The serving files are copied to a scratch folder first: the data root is only read.
 """
@@ -75,13 +78,12 @@ def start_api(home: Path, workers: int) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the API was not ready in 120 s")
 
 
-def served_users(home: Path, shards: int = 10) -> list[int]:
-    """The users of up to `shards` of the published shards: users with a served list."""
+def served_users(home: Path) -> list[int]:
+    """Every user with a served list (read from the shards' indexes)."""
     manifest = json.loads(files.manifest_path(home).read_text())
     folder = files.recommendations_dir(home) / manifest["version"]
-    found = [int(user) for path in sorted(folder.glob("*.json"))[:shards]
-             for user in json.loads(path.read_text())]  # fmt: skip
-    return sorted(found)
+    indexes = [files.read_shard_index(path) for path in folder.glob("*.index.npy")]
+    return sorted(int(user) for index in indexes for user in index[:, 0])
 
 
 def calls(home: Path, seed: int = 7) -> dict[str, Callable[[random.Random], Call]]:
@@ -163,6 +165,58 @@ def load(
     }
 
 
+# wrk's script: the calls drawn beforehand (CALLS), sent in turn by every connection; at
+# the end the latency percentiles and every kind of failure (non-2xx answers are `status`).
+WRK_SCRIPT = """
+calls = {CALLS}
+local next_call = 0
+request = function()
+  next_call = next_call % #calls + 1
+  local c = calls[next_call]
+  return wrk.format(c[1], c[2], c[3] and {["Content-Type"] = "application/json"} or nil, c[3])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\n{"requests": %d, "us": %d, "p50": %d, "p95": %d, "p99": %d, "failures": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def _lua_call(method: str, path: str, body: dict | None) -> str:
+    """One call as a Lua table of long strings: {method, path[, JSON body]}."""
+    parts = [method, path] + ([json.dumps(body)] if body is not None else [])
+    if any("]]" in part for part in parts):
+        raise ValueError(f"not a Lua long string: {parts}")
+    return "{" + ", ".join(f"[[{part}]]" for part in parts) + "}"
+
+
+def wrk_load(url: str, make: Callable[[random.Random], Call], clients: int, seconds: float) -> dict:
+    """`clients` keep-alive connections of wrk (a C load generator: the clients' own cost
+    stays small beside the server's on shared cores) for `seconds`: latency percentiles
+    in ms, throughput and failures (a connection error, a timeout, a status not 2xx)."""
+    rng = random.Random(clients)
+    calls = ",".join(_lua_call(*make(rng)) for _ in range(1_000))
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT.replace("CALLS", calls))
+        script.flush()
+        ran = subprocess.run(
+            ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+             "-s", script.name, url],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    got = json.loads(ran.stdout.strip().splitlines()[-1])
+    return {
+        "clients": clients,
+        "requests": got["requests"],
+        "requests_per_second": round(got["requests"] / (got["us"] / 1e6), 1),
+        **{f"p{q}_ms": round(got[f"p{q}"] / 1000, 1) for q in (50, 95, 99)},
+        "failures": got["failures"],
+    }
+
+
 def republish(home: Path, names: list[str], every: float, done: threading.Event) -> list[str]:
     """Publish copies of the current version under `names`, `every` seconds apart."""
     published = [files.published_version(home)]
@@ -196,8 +250,14 @@ def measure(home: Path, requests: int, seconds: float, workers: int) -> dict:
             "movies": pq.read_metadata(files.catalog_path(home)).num_rows,
             "workers": workers,
             "machine": {"cpus": os.cpu_count()},
+            "client": "wrk" if shutil.which("wrk") else "python threads",
             "calls": {
-                name: [load(url, make, clients, requests, seconds) for clients in CLIENTS]
+                name: [
+                    wrk_load(url, make, clients, seconds)
+                    if shutil.which("wrk")
+                    else load(url, make, clients, requests, seconds)
+                    for clients in CLIENTS
+                ]
                 for name, make in made.items()
             },
         }
@@ -220,8 +280,10 @@ def measure(home: Path, requests: int, seconds: float, workers: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True, help="a data root with serving files")
-    parser.add_argument("--requests", type=int, default=1000, help="per call and client count")
-    parser.add_argument("--seconds", type=float, default=60, help="at most, per measurement")
+    parser.add_argument(
+        "--requests", type=int, default=1000, help="per call and client count (Python client)"
+    )
+    parser.add_argument("--seconds", type=float, default=15, help="per measurement (at most)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, help="the report (default: under the data root)")
     args = parser.parse_args(argv)

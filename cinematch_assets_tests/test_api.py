@@ -21,7 +21,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from app.api import MAX_BODY_BYTES, create_app
 from app.recommender import Recommendations, known_user_list, open_catalog, open_foldin
-from benchmarks.api import calls, load
+from benchmarks.api import calls, load, wrk_load
 from cinematch_assets.storage import serving_files as files
 
 from .conftest import free_port
@@ -264,3 +264,16 @@ def test_the_load_benchmark_counts_every_call_and_every_failure(api, home):
         str(api.base_url), lambda rng: ("GET", "/users/99/recommendations", None), 2, 6, 30
     )
     assert broken["failures"] == 6 and "404" in broken["first_failures"][0]
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt install wrk)")
+def test_the_wrk_load_counts_requests_and_failures(api, home):
+    """The C client `make bench` prefers: its script sends the drawn calls (a POST with its
+    JSON body too) and reports what it counted."""
+    url = str(api.base_url)
+    for name, make in calls(home).items():
+        measured = wrk_load(url, make, clients=2, seconds=1)
+        assert measured["requests"] > 0 and measured["failures"] == 0, (name, measured)
+        assert measured["p50_ms"] <= measured["p95_ms"] <= measured["p99_ms"]
+    unknown = wrk_load(url, lambda rng: ("GET", "/users/99/recommendations", None), 1, 1)
+    assert unknown["failures"] == unknown["requests"] > 0

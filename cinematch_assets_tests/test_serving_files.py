@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from cinematch_assets.storage import atomic_files
 from cinematch_assets.storage import serving_files as files
 
@@ -90,6 +92,8 @@ def test_overlapping_publishes_never_remove_the_published_version(tmp_path):
 WRITER_THAT_DIES = """
 import os, sys
 from pathlib import Path
+
+import pytest
 from cinematch_assets.storage import serving_files as files
 with files.new_version(Path(sys.argv[1])) as (version, folder):
     files.write_json_shard(folder, 0, {"1": []})
@@ -146,3 +150,31 @@ def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
     assert len(events) == 3
     assert events[0].startswith("fsync .manifest.json.") and events[1] == "rename"
     assert events[2] == f"fsync {tmp_path.name}"
+
+
+def test_a_shard_is_json_and_its_index_reads_one_users_list(tmp_path):
+    """The whole shard parses as the JSON object it always was; through the index a reader
+    gets each user's list alone, whatever its characters, and None for a user not in it."""
+    lists = {
+        "12": [{"movieId": 1, "reason": None}, {"movieId": 2, "title": "Amélie 🎬"}],
+        "3": [],
+        "100": [{"movieId": 7, "score": 0.5}],
+    }
+    files.write_json_shard(tmp_path, 0, lists)
+    shard = tmp_path / files.shard_name(0)
+    assert json.loads(shard.read_text(encoding="utf-8")) == lists
+    index = files.read_shard_index(files.index_path(shard))
+    assert index[:, 0].tolist() == [3, 12, 100]
+    for user, entries in lists.items():
+        assert files.read_user_list(shard, index, int(user)) == entries
+    assert files.read_user_list(shard, index, 4) is None
+    assert files.read_user_list(shard, index, 101) is None
+
+
+def test_a_shard_shorter_than_its_index_is_an_error_not_a_wrong_list(tmp_path):
+    files.write_json_shard(tmp_path, 0, {"1": [{"movieId": 1}], "2": [{"movieId": 2}]})
+    shard = tmp_path / files.shard_name(0)
+    index = files.read_shard_index(files.index_path(shard))
+    shard.write_bytes(shard.read_bytes()[:30])
+    with pytest.raises(ValueError, match="ends before user 2"):
+        files.read_user_list(shard, index, 2)

@@ -170,8 +170,9 @@ def serving_recommendations(
     ins={"recommendations": AssetIn(keys.RECOMMENDATIONS)},
     kinds={"spark", "json"},
     description="The serving JSON (user id -> ordered [{movieId, pred_rating, score, "
-    "reason}]), sharded by userId modulo the shard count so a lookup parses one small "
-    "file; a new version is published by swapping recommendations/manifest.json.",
+    "reason}]), sharded by userId modulo the shard count, each shard with an index of "
+    "where each user's list lies so a lookup parses one list; a new version is published "
+    "by swapping recommendations/manifest.json.",
     **SERVING,
 )
 def serving_recommendations_json(

@@ -5,6 +5,7 @@ the app reads through the same layout the serving assets write.
       recommendations/manifest.json        {"version", "shards", "users", "n", ...}
       recommendations/<version>/part-00000.json   {"<userId>": [{"movieId", "pred_rating",
                                                     "score", "reason"}, ...], ...}
+      recommendations/<version>/part-00000.index.npy  each user's list's place in the shard
       movie_catalog.parquet                one row per movie (title, year, genres, ids, stats)
       user_profiles.parquet                each user's highest-rated movies
       model_factors.npz                    both models' movie side (`ml.lists.ModelItems`):
@@ -28,7 +29,9 @@ replaced by the next publish.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -37,10 +40,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cinematch_assets.storage.atomic_files import exclusive_lock, write_atomic
 
-# A shard's JSON parses in about 15 ms at this many users, so a lookup never waits for
-# more than one small file, however many users there are.
+# Files per version stay few (118 at ML-33M's users); a lookup reads one user's bytes
+# through the shard's index, whatever the shard's size.
 USERS_PER_SHARD = 2_000
 
 
@@ -102,10 +107,60 @@ def shard_path(home: Path, manifest: dict[str, Any], user_id: int) -> Path:
     )
 
 
+def index_name(shard: int) -> str:
+    return f"part-{shard:05d}.index.npy"
+
+
+def index_path(shard_file: Path) -> Path:
+    """The index beside a shard file."""
+    return shard_file.with_name(shard_file.name.removesuffix(".json") + ".index.npy")
+
+
 def write_json_shard(directory: Path, shard: int, lists: dict[str, list[dict[str, Any]]]) -> int:
-    """One shard file (user id -> ordered list); returns its size in bytes."""
-    target = write_atomic(directory / shard_name(shard), json.dumps(lists, ensure_ascii=False))
+    """One shard file (user id -> ordered list) and its index; returns the shard's size in
+    bytes. The shard is one JSON object, a user per line in ascending id order; the index
+    holds (userId, byte offset, byte length) of each user's list, so a reader parses one
+    list, not the shard (`read_user_list`)."""
+    users = sorted(lists, key=int)
+    lines, index, at = [b"{\n"], np.zeros((len(users), 3), dtype=np.int64), 2
+    for row, user in enumerate(users):
+        key = json.dumps(str(user)).encode() + b": "
+        value = json.dumps(lists[user], ensure_ascii=False).encode()
+        index[row] = int(user), at + len(key), len(value)
+        lines.append(key + value + (b",\n" if row < len(users) - 1 else b"\n"))
+        at += len(lines[-1])
+    lines.append(b"}\n")
+    target = write_atomic(directory / shard_name(shard), b"".join(lines))
+    buffer = io.BytesIO()
+    np.save(buffer, index)
+    write_atomic(directory / index_name(shard), buffer.getvalue())
     return target.stat().st_size
+
+
+def read_shard_index(path: Path) -> np.ndarray:
+    """A shard's index: (userId, offset, length) rows sorted by userId."""
+    index = np.load(path, allow_pickle=False)
+    if index.ndim != 2 or index.shape[1] != 3 or index.dtype != np.int64:
+        raise ValueError(f"not a shard index: {index.dtype} {index.shape}")
+    return index
+
+
+def read_user_list(
+    shard_file: Path, index: np.ndarray, user_id: int
+) -> list[dict[str, Any]] | None:
+    """One user's list from a shard through its index (None: not in the shard)."""
+    row = int(np.searchsorted(index[:, 0], user_id))
+    if row == len(index) or index[row, 0] != user_id:
+        return None
+    offset, length = int(index[row, 1]), int(index[row, 2])
+    with open(shard_file, "rb") as f:
+        data = os.pread(f.fileno(), length, offset)
+    if len(data) != length:
+        raise ValueError(f"the shard ends before user {user_id}'s list")
+    entries = json.loads(data)
+    if not isinstance(entries, list):
+        raise ValueError(f"user {user_id}'s entry is not a list")
+    return entries
 
 
 def _writing_marker(directory: Path, version: str) -> Path:

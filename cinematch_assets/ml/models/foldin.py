@@ -16,6 +16,7 @@ A nonnegative model (the article's variant) solves the same system under x >= 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -119,6 +120,12 @@ class RatingTerms:
         )
         return bias, factor
 
+    @cached_property
+    def _movie_terms(self) -> np.ndarray:
+        """Global mean + each movie's bias (float32), made once: a server predicts every
+        movie's stars for each new user."""
+        return (self.global_mean + np.asarray(self.item_bias, dtype=np.float64)).astype(np.float32)
+
     def predict_all(
         self, user_bias: np.ndarray | None, user_factors: np.ndarray | None
     ) -> np.ndarray:
@@ -129,8 +136,7 @@ class RatingTerms:
             stars = np.asarray(user_factors, dtype=np.float32) @ items.T
         else:
             stars = np.zeros((users, len(items)), dtype=np.float32)
-        movie_terms = self.global_mean + np.asarray(self.item_bias, dtype=np.float64)
-        stars += movie_terms.astype(np.float32)
+        stars += self._movie_terms
         if user_bias is not None:
             user_terms = np.nan_to_num(np.asarray(user_bias, dtype=np.float64))
             stars += user_terms.astype(np.float32)[:, None]
