@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -144,6 +145,23 @@ def parse_user_id(text: str | None) -> tuple[int | None, str | None]:
         # Not echoed: the text may come from a crafted link (?user=...).
         return None, "That is not a user id: ids are whole numbers, such as 510."
     return int(text), None
+
+
+class SaveLimit:
+    """At most `saves` saves in any `seconds`: a session's bound on writing ratings."""
+
+    def __init__(self, saves: int = 30, seconds: float = 60.0) -> None:
+        self.saves, self.seconds = saves, seconds
+        self._times: list[float] = []
+
+    def allow(self, now: float | None = None) -> bool:
+        """Count a save at `now` (monotonic seconds) if the bound allows it."""
+        now = time.monotonic() if now is None else now
+        self._times = [t for t in self._times if now - t < self.seconds]
+        if len(self._times) >= self.saves:
+            return False
+        self._times.append(now)
+        return True
 
 
 # ------------------------------------------------------------------------------ catalog

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import logging
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from app.recommender import (
     Catalog,
     FoldIn,
     Recommendations,
+    SaveLimit,
     community_line,
     known_user_list,
     open_catalog,
@@ -36,8 +38,9 @@ from app.recommender import (
 )
 from cinematch_assets import settings
 from cinematch_assets.conventions import SHOWN
-from cinematch_assets.storage import report_files
+from cinematch_assets.storage import app_ratings, report_files
 from cinematch_assets.storage import serving_files as files
+from cinematch_assets.storage.app_ratings import APP_USERS_FROM, RatingRefused
 
 log = logging.getLogger("cinematch.app")
 T = TypeVar("T")
@@ -200,6 +203,12 @@ def for_you(
         recommendations, catalog, foldin.items if foldin is not None else None, user,
         n=SHOWN, discovery=discovery, genres=genres,
     )  # fmt: skip
+    if found is None and user >= APP_USERS_FROM:
+        st.info(
+            f"User {user} rates in this app: saved ratings reach a list of their own at "
+            "the next run of the pipeline. Meanwhile **New here** makes one from them."
+        )
+        return
     if found is None:
         st.warning(
             f"There is no user {user} in the models ({recommendations.users:,} users). "
@@ -224,8 +233,60 @@ def for_you(
                 st.text(f"★ {stars:.1f}  {titles.get(movie_id, movie_id)}")
 
 
-def new_here(catalog: Catalog, foldin: FoldIn) -> None:
+def back_with_link(home: Path) -> None:
+    """A visitor back with their link (?user=...&key=...): their saved ratings fill New
+    here, once per session."""
+    if "account" in st.session_state:
+        return
+    st.session_state["account"] = None
+    user, _ = parse_user_id(st.query_params.get("user"))
+    key = st.query_params.get("key")
+    if user is None or user < APP_USERS_FROM or not key:
+        return
+    try:
+        saved = app_ratings.saved_ratings(home, user, key)
+    except RatingRefused as refused:
+        st.warning(f"{plain(str(refused))}. Ratings you save now go to a new account.")
+        return
+    except Exception:
+        log.exception("reading saved ratings failed")
+        st.warning("Your saved ratings could not be read now (the app's log says why).")
+        return
+    st.session_state["account"] = (user, key)
+    st.session_state["new_ratings"] = saved
+
+
+def save_ratings(
+    home: Path, catalog: Catalog, ratings: dict[int, float | None], version: str
+) -> bool:
+    """Save `ratings` (None: remove) for this visitor, opening their account at the first
+    save; says on the page what went wrong when nothing was saved."""
+    limit: SaveLimit = st.session_state.setdefault("save_limit", SaveLimit())
+    if not limit.allow():
+        st.warning(f"Not saved: at most {limit.saves} saves a minute. Try again in a moment.")
+        return False
+    session = st.session_state.setdefault("session_id", uuid.uuid4().hex)
+    try:
+        if st.session_state.get("account") is None:
+            st.session_state["account"] = app_ratings.create_account(home)
+        user, key = st.session_state["account"]
+        app_ratings.save_ratings(
+            home, user, key, ratings, catalog, session=session, serving_version=version
+        )
+    except RatingRefused as refused:
+        st.error(f"Not saved: {plain(str(refused))}.")
+        return False
+    except Exception:
+        log.exception("saving ratings failed")
+        st.error("Not saved: the app could not write to the lake (its log says why).")
+        return False
+    st.query_params.update(user=str(user), key=key)
+    return True
+
+
+def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None:
     rated: dict[int, float] = st.session_state.setdefault("new_ratings", {})
+    account = st.session_state.get("account")
     st.markdown("Rate a few movies you have seen (or pick genres) and get a list at once.")
     query = st.text_input("Find a movie you have seen", key="new_query", placeholder="matrix")
     found = catalog.search(query, n=200)
@@ -239,8 +300,12 @@ def new_here(catalog: Catalog, foldin: FoldIn) -> None:
             key="new_movie",
         )
         stars = middle.select_slider("Your stars", STAR_CHOICES, value=4.0, key="new_stars")
-        if right.button("Rate it", key="rate"):
-            rated[int(choice)] = float(stars)
+        # An account holder's rating is saved at once; a visitor's stays in the session.
+        rating = {int(choice): float(stars)}
+        if right.button("Rate it", key="rate") and (
+            account is None or save_ratings(home, catalog, rating, version)
+        ):
+            rated.update(rating)
     elif query:
         st.info("No movie the models know matches that title.")
     left, right = st.columns([3, 1])
@@ -256,9 +321,31 @@ def new_here(catalog: Catalog, foldin: FoldIn) -> None:
         if gone:
             yours += f" (and {gone} no longer in the catalog, left out)"
         st.caption("Your ratings: " + yours)
-        if st.button("Start over", key="clear"):
-            rated.clear()
-            st.rerun()
+        if account is None:
+            save, clear = st.columns([1, 1])
+            if save.button("Save my ratings", key="save") and save_ratings(
+                home, catalog, dict(known), version
+            ):
+                st.rerun()
+            if clear.button("Start over", key="clear"):
+                rated.clear()
+                st.rerun()
+        else:
+            left, right = st.columns([3, 1])
+            gone = left.selectbox(
+                "Remove a saved rating", list(known), key="remove_movie",
+                format_func=lambda m: catalog.movies.loc[m, "display_title"],
+            )  # fmt: skip
+            if right.button("Remove", key="remove") and save_ratings(
+                home, catalog, {int(gone): None}, version
+            ):
+                rated.pop(int(gone), None)
+                st.rerun()
+    if account is not None:
+        st.success(
+            f"You are user {account[0]}: your ratings are saved. Bookmark this page (its "
+            "address holds your key) to come back to them."
+        )
     if not known and not genres:
         return
     recs = foldin.recommend(known, genres=genres, n=SHOWN, discovery=discovery)
@@ -350,11 +437,13 @@ def main() -> None:
             f"{recommendations[0].users:,} users · {len(catalog[0].movies):,} movies · "
             f"lists of {plain(recommendations[0].manifest.get('created', 'unknown date'))}"
         )
+    back_with_link(home)
     tabs = st.tabs(["For you", "New here", "Search", "Insights"])
     with tabs[0]:
         show(for_you, (home, None), catalog, recommendations, (foldin[0], None))
     with tabs[1]:
-        show(new_here, catalog, foldin)
+        version = recommendations[0].version if recommendations[0] is not None else ""
+        show(new_here, (home, None), catalog, foldin, (version, None))
     with tabs[2]:
         show(search, catalog)
     with tabs[3]:

@@ -78,19 +78,21 @@ def key_unique(key: Key, columns: Sequence[str]) -> AssetChecksDefinition:
     return check
 
 
-def rows_reconcile(key: Key, upstream: Key) -> AssetChecksDefinition:
-    """Upstream rows = rows kept here + rows dropped (per reason, in the asset's metadata)."""
+def rows_reconcile(key: Key, *upstreams: Key) -> AssetChecksDefinition:
+    """Upstream rows (of every source) = rows kept here + rows dropped (per reason, in the
+    asset's metadata)."""
+    sources = " + ".join(keys.label(upstream) for upstream in upstreams)
 
     @asset_check(
         asset=AssetKey(key),
         name="rows_reconcile",
         blocking=True,
-        description=f"Rows of {keys.label(upstream)} = rows kept here + rows dropped with a "
-        "reason: nothing vanishes.",
+        description=f"Rows of {sources} = rows kept here + rows dropped with a reason: "
+        "nothing vanishes.",
     )
     def check(context: AssetCheckExecutionContext, lakehouse: Lakehouse) -> AssetCheckResult:
         recorded = latest_metadata(context, key)
-        upstream_rows = lakehouse.describe(upstream).num_rows
+        upstream_rows = sum(lakehouse.describe(upstream).num_rows for upstream in upstreams)
         kept = lakehouse.describe(key).num_rows
         dropped = recorded.get("dropped_by_reason") or {}
         unaccounted = upstream_rows - kept - sum(dropped.values())
@@ -222,7 +224,7 @@ silver_checks = [
     key_unique(keys.RATINGS_CLEAN, ["userId", "movieId"]),
     silver_rating_on_grid,
     ratings_reference_movies,
-    rows_reconcile(keys.RATINGS_CLEAN, keys.BRONZE_RATINGS),
+    rows_reconcile(keys.RATINGS_CLEAN, keys.BRONZE_RATINGS, keys.BRONZE_APP_RATINGS),
     keys_not_null(keys.MOVIES_CLEAN, ["movieId"]),
     key_unique(keys.MOVIES_CLEAN, ["movieId"]),
     release_year_plausible,

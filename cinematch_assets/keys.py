@@ -25,6 +25,9 @@ def quarantine(table: str) -> Key:
 
 
 BRONZE_RATINGS = bronze("ratings")
+# The ratings visitors save in the app (written by the app), and their Bronze copy.
+APP_RATINGS: Key = ("app", "ratings")
+BRONZE_APP_RATINGS = bronze("app_ratings")
 
 MOVIES_CLEAN: Key = ("silver", "movies_clean")
 RATINGS_CLEAN: Key = ("silver", "ratings_clean")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance
 
@@ -13,6 +15,7 @@ from cinematch_assets.definitions import build_definitions, build_resources
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.spark import SparkResource
 from cinematch_assets.sources.synthetic import SyntheticSpec, generate_movielens
+from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -118,12 +121,32 @@ def synthetic_release(tmp_path_factory) -> Path:
     return folder
 
 
+def save_app_ratings(home: Path, release: Path) -> tuple[int, dict[int, float]]:
+    """A visitor of the app saves 5 stars for the 30 most rated animated films, then
+    removes one: (their user id, the ratings that stand)."""
+    movies = pd.read_csv(release / "movies.csv")
+    counts = pd.read_csv(release / "ratings.csv")["movieId"].value_counts()
+    animated = movies.loc[movies["genres"].str.contains("Animation"), "movieId"]
+    liked = counts.reindex(animated).dropna().sort_values(ascending=False).index[:30]
+    user, key = app_ratings.create_account(home)
+    ratings = {int(m): 5.0 for m in liked}
+    save = partial(app_ratings.save_ratings, home, user, key, movies=set(movies["movieId"]),
+                   session="test", serving_version=None)  # fmt: skip
+    save(ratings)
+    removed = next(iter(ratings))
+    save({removed: None})
+    del ratings[removed]
+    return user, ratings
+
+
 @pytest.fixture(scope="session")
 def synthetic_models_run(spark, synthetic_release, tmp_path_factory):
     """The whole graph on synthetic-small (ratings and choices with planted structure),
-    plus one movie nobody rated yet."""
+    plus one movie nobody rated yet, and an app visitor's saved ratings (the first app
+    account: user `APP_USERS_FROM`)."""
     home = tmp_path_factory.mktemp("models")
     raw = {"local_path": str(synthetic_release)}
+    save_app_ratings(home, synthetic_release)
     return (*run_pipeline(spark, home, raw, ops=SMALL_GRIDS, studies=True), home)
 
 

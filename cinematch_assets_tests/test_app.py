@@ -21,7 +21,9 @@ import streamlit as st
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
+from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
+from cinematch_assets.storage.app_ratings import APP_USERS_FROM
 
 from .conftest import REPO_ROOT
 from .serving_artifacts import (
@@ -361,6 +363,51 @@ def test_new_here_rates_movies_and_gets_recommendations(app_env):
     shown = cards(at, "New here")
     assert len(shown) == N
     assert "The Matrix" not in "".join(shown).split("Because")[0]
+
+
+def test_saved_ratings_open_an_account_and_come_back_with_its_link(app_env):
+    at = run_app()
+    for query in ("matrix", "amelie"):
+        at.text_input(key="new_query").input(query).run()
+        at.button(key="rate").click().run()
+    at.button(key="save").click().run()
+    assert not at.exception
+    user, key = at.session_state["account"]
+    assert user >= APP_USERS_FROM
+    assert any(f"You are user {user}" in m.value for m in at.success)
+    saved = app_ratings.saved_ratings(app_env, user, key)
+    assert saved == at.session_state["new_ratings"] and len(saved) == 2
+    # From now on a rating is saved at once, and one can be removed.
+    at.text_input(key="new_query").input("movie 1").run()
+    at.button(key="rate").click().run()
+    assert len(app_ratings.saved_ratings(app_env, user, key)) == 3
+    gone = at.selectbox(key="remove_movie").value
+    at.button(key="remove").click().run()
+    assert gone not in app_ratings.saved_ratings(app_env, user, key)
+
+    # A new session with the link: the saved ratings are back, and the list with them.
+    back = AppTest.from_file(APP, default_timeout=60)
+    back.query_params["user"], back.query_params["key"] = str(user), key
+    back.run()
+    assert back.session_state["new_ratings"] == app_ratings.saved_ratings(app_env, user, key)
+    assert len(cards(back, "New here")) == N
+    assert any("saved ratings reach a list" in m.value for m in back.info)
+    # A wrong key reads nothing and says so; a release user's link opens no account.
+    for who, wrong, warned in ((str(user), "guess", True), ("510", key, False)):
+        stranger = AppTest.from_file(APP, default_timeout=60)
+        stranger.query_params["user"], stranger.query_params["key"] = who, wrong
+        stranger.run()
+        assert stranger.session_state["account"] is None
+        assert not stranger.session_state["new_ratings"]
+        warnings = [m.value for m in stranger.warning]
+        assert any("Ratings you save now go to a new account" in m for m in warnings) is warned
+
+
+def test_saving_is_bounded_per_session(app_module):
+    recommender, _ = app_module
+    limit = recommender.SaveLimit(saves=3, seconds=60)
+    assert [limit.allow(now=t) for t in (0, 1, 2, 3)] == [True, True, True, False]
+    assert limit.allow(now=61)
 
 
 def test_new_here_with_genres_only(app_env):

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from cinematch_assets.transforms.bronze import (
     BRONZE_TABLES,
+    NOT_AN_APP_USER,
     QUARANTINE_SCHEMA,
+    QUARANTINED,
     BronzeFormatError,
     bronze_schema,
     empty_bronze,
     parse_csv,
+    split_app_ratings,
 )
+from cinematch_assets.transforms.reconcile import KEPT
 
 RATINGS = BRONZE_TABLES["ratings"]
 MOVIES = BRONZE_TABLES["movies"]
@@ -202,3 +208,38 @@ def test_a_file_without_line_breaks_gets_a_short_error(spark, tmp_path):
     with pytest.raises(BronzeFormatError) as error:
         parse_csv(spark, long_header, MOVIES, batch_id="b")
     assert len(str(error.value)) < 400
+
+
+def test_app_ratings_quarantine_rows_that_break_the_tables_contract(spark):
+    """A removal (null rating) is kept for Silver; a row without a key or a time, or of a
+    user outside the app's range (a release user cannot be written as), is quarantined."""
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    events = spark.createDataFrame(
+        [
+            (1_000_000_000, 1, 4.0, now, "s", "v1"),
+            (1_000_000_000, 2, None, now, "s", "v1"),
+            (510, 1, 5.0, now, "batch", None),
+            (None, 1, 3.0, now, "s", "v1"),
+            (1_000_000_001, None, 3.0, now, "s", "v1"),
+            (1_000_000_001, 3, 3.0, None, "s", "v1"),
+        ],
+        "userId long, movieId long, rating double, rated_at timestamp, session string, "
+        "serving_version string",
+    )
+    parsed = split_app_ratings(events, source="app/ratings@v3", batch_id="run-1")
+    assert sorted((r.movieId, r.rating) for r in parsed.rows.collect()) == [(1, 4.0), (2, None)]
+    assert {r.reason for r in parsed.quarantine.collect()} == {
+        NOT_AN_APP_USER,
+        "missing userId",
+        "missing movieId",
+        "missing rated_at",
+    }
+    assert parsed.counts == {
+        KEPT: 2,
+        QUARANTINED + NOT_AN_APP_USER: 1,
+        QUARANTINED + "missing userId": 1,
+        QUARANTINED + "missing movieId": 1,
+        QUARANTINED + "missing rated_at": 1,
+    }
+    assert parsed.rows.first().source_file == "app/ratings@v3"
+    parsed.release()

@@ -131,8 +131,19 @@ def mean_ratings_count(cards) -> float:
     return sum(counts) / len(counts)
 
 
+def button(driver, text: str):
+    return next(b for b in driver.find_elements("css selector", "button") if b.text == text)
+
+
 def open_tab(driver, name: str) -> None:
-    tab = next(t for t in driver.find_elements("css selector", '[role="tab"]') if t.text == name)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # A page just opened may not have drawn its tabs yet.
+    tab = WebDriverWait(driver, WAIT_SECONDS).until(
+        lambda d: next(
+            (t for t in d.find_elements("css selector", '[role="tab"]') if t.text == name), None
+        )
+    )
     # Clear of the page's sticky header, wherever the page was scrolled to.
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", tab)
     tab.click()
@@ -196,6 +207,20 @@ def test_a_person_uses_every_tab(app_url, browser):
     assert [c.text for c in visible_cards(browser)] != first
     assert mean_ratings_count(visible_cards(browser)) <= mean_ratings_count(first)
     shot(browser, "3b-new-here-more-discovery")
+
+    # Saved, the ratings come back with the page's address, in a new session.
+    ratings = re.search(r"Your ratings: ([^\n]+)", browser.find_element("tag name", "body").text)
+    button(browser, "Save my ratings").click()
+    settled(browser)
+    assert "your ratings are saved" in browser.page_source
+    link = browser.current_url
+    assert "user=1000000" in link and "key=" in link
+    shot(browser, "3c-new-here-saved")
+    browser.get(link)
+    open_tab(browser, "New here")
+    again = re.search(r"Your ratings: ([^\n]+)", browser.find_element("tag name", "body").text)
+    assert set(again.group(1).split(", ")) == set(ratings.group(1).split(", "))
+    assert len(visible_cards(browser)) == 10
 
     open_tab(browser, "Insights")
     charts = [

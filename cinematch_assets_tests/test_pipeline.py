@@ -35,7 +35,9 @@ from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.sources.synthetic import GENRES, SyntheticSpec, planted_model
 from cinematch_assets.storage import model_factors
 from cinematch_assets.storage import serving_files as files
+from cinematch_assets.storage.app_ratings import APP_USERS_FROM
 from cinematch_assets.storage.delta_reader import read_delta
+from cinematch_assets.transforms.silver import REMOVED, SUPERSEDED
 
 from .conftest import (
     NEW_MOVIE_GENRES,
@@ -169,6 +171,8 @@ def test_malformed_lines_are_quarantined_and_reconciled(spark, synthetic_run, tm
         ["bronze", "movies"],
         ["bronze", "movies_quarantine"],
         ["silver", "movies_clean"],
+        ["bronze", "app_ratings"],
+        ["bronze", "app_ratings_quarantine"],
         ["silver", "ratings_clean"],
     ]
     result, instance, bad_lake = run_pipeline(
@@ -668,6 +672,7 @@ def test_a_movie_added_with_no_ratings_is_placed_toward_the_users_whose_tastes_m
     assert items.new is not None
     at = int(np.flatnonzero(items.new.movie_ids == NEW_MOVIE_ID)[0])
     users = lakehouse.read(keys.RANKING_USER_FACTORS).toPandas()
+    users = users[users["userId"] < APP_USERS_FROM]  # the release's: their tastes are planted
     factors = np.stack(users["features"].to_numpy()).astype(np.float32)
     scores = ScoreScale.of(items.ranking_items).standardize(
         factors, factors @ items.new.ranking_items[at]
@@ -680,3 +685,30 @@ def test_a_movie_added_with_no_ratings_is_placed_toward_the_users_whose_tastes_m
     order = np.argsort(-affinity)
     tenth = len(order) // 10
     assert scores[order[:tenth]].mean() > scores[order[-tenth:]].mean() + 0.25
+
+
+def test_a_product_run_trains_on_the_ratings_saved_in_the_app(synthetic_models_run):
+    """The visitor saved 5 stars for 30 animated films and removed one (conftest): Silver
+    holds the 29 that stand, counted under the app's source, and the visitor has a served
+    list of their own, with far more animated films than the release's users get, and
+    reasons from their own ratings."""
+    result, instance, lakehouse, home = synthetic_models_run
+    assert result.success, failed_checks(result)
+    silver = read_delta(home / "lake" / "silver" / "ratings_clean").to_pylist()
+    theirs = {r["movieId"]: r["rating"] for r in silver if r["userId"] == APP_USERS_FROM}
+    assert len(theirs) == 29 and set(theirs.values()) == {5.0}
+    event = instance.get_latest_materialization_event(AssetKey(list(keys.RATINGS_CLEAN)))
+    by_source = event.asset_materialization.metadata["by_source"].value
+    assert by_source["app"]["kept_rows"] == 29
+    assert by_source["app"]["dropped_by_reason"] == {REMOVED: 1, SUPERSEDED: 1}
+    lists = served_json(home)
+    catalog = pq.read_table(files.catalog_path(home)).to_pandas().set_index("movieId")
+
+    def animated(served: list[dict]) -> float:
+        return np.mean(["Animation" in catalog.loc[r["movieId"], "genres"] for r in served[:10]])
+
+    theirs_served = lists[str(APP_USERS_FROM)]
+    others = np.mean([animated(v) for u, v in lists.items() if int(u) < APP_USERS_FROM])
+    # Animated films are 4% of synthetic-small's movies and 2-3% of its users' top tens.
+    assert animated(theirs_served) >= max(0.2, 5 * others), (animated(theirs_served), others)
+    assert all(r["reason"] in theirs for r in theirs_served if r["reason"] is not None)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
-from cinematch_assets.transforms.reconcile import KEPT, REASON, kept_rows, reason_counts
+from cinematch_assets.transforms.reconcile import (
+    KEPT,
+    REASON,
+    kept_rows,
+    reason_counts,
+    reason_counts_by,
+    total_counts,
+)
 from cinematch_assets.transforms.silver import (
     EMPTY_TAG,
     NO_TIMESTAMP,
     OFF_GRID,
+    RELEASE_USER_IN_APP_RANGE,
+    REMOVED,
     SUPERSEDED,
     UNKNOWN_MOVIE,
     annotate_ratings,
@@ -123,3 +132,44 @@ def test_tags_are_trimmed_and_grouped_case_insensitively(spark):
         3: ("Pixar  Animation", "pixar animation"),
     }
     assert reason_counts(annotated) == {KEPT: 3, EMPTY_TAG: 2}
+
+
+APP_RATINGS = "userId long, movieId long, rating double, rated_at timestamp"
+APP_USER, OTHER_APP_USER = 1_000_000_000, 1_000_000_001
+
+
+def at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def test_app_ratings_merge_with_the_release_the_latest_winning(spark, movies):
+    """A user rating in the app and a release user (read-only) side by side: an app rating
+    is a rating like any, the latest of a pair wins across sources, a removal takes the
+    pair out, and every row is counted under its source."""
+    release = spark.createDataFrame(
+        [(7, 1, 3.0, 100), (7, 2, 4.0, 100), (1_000_000_005, 1, 4.0, 100)], RATINGS
+    )
+    app = spark.createDataFrame(
+        [
+            (APP_USER, 1, 4.0, at(1000.25)),
+            (APP_USER, 1, 2.5, at(1000.5)),  # changed half a second later: wins
+            (APP_USER, 2, 5.0, at(1000.0)),
+            (APP_USER, 2, None, at(1001.0)),  # removed
+            (OTHER_APP_USER, 3, 3.5, at(900.0)),
+            (OTHER_APP_USER, 3, None, at(800.0)),  # an older removal changes nothing
+            (OTHER_APP_USER, 99, 4.0, at(900.0)),  # unknown movie
+            (OTHER_APP_USER, 1, 4.2, at(900.0)),  # off the grid
+        ],
+        APP_RATINGS,
+    )
+    annotated = annotate_ratings(release, movies, app).cache()
+    kept = {(r.userId, r.movieId): r.rating for r in kept_rows(annotated).collect()}
+    assert kept == {(7, 1): 3.0, (7, 2): 4.0, (APP_USER, 1): 2.5, (OTHER_APP_USER, 3): 3.5}
+    by_source = reason_counts_by(annotated, "source")
+    assert by_source == {
+        "movielens": {KEPT: 2, RELEASE_USER_IN_APP_RANGE: 1},
+        "app": {KEPT: 2, SUPERSEDED: 3, REMOVED: 1, UNKNOWN_MOVIE: 1, OFF_GRID: 1},
+    }
+    assert sum(total_counts(by_source).values()) == annotated.count() == 11
+    row = kept_rows(annotated).filter(f"userId = {APP_USER}").first()
+    assert row.timestamp == 1000  # whole seconds, as the release's

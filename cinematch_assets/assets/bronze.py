@@ -1,19 +1,32 @@
-"""Bronze: one Delta table per MovieLens CSV, plus its quarantine of malformed lines."""
+"""Bronze: one Delta table per MovieLens CSV, plus its quarantine of malformed lines; and
+the ratings saved in the app, the second source, with their quarantine."""
 
 from dagster import (
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
     AssetOut,
     AssetsDefinition,
+    MaterializeResult,
     MetadataValue,
     Output,
+    asset,
     multi_asset,
 )
+from pyspark.sql import DataFrame
 
 from cinematch_assets import keys
+from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.resources.spark import SparkResource
 from cinematch_assets.sources.movielens import MovieLensRelease
-from cinematch_assets.transforms.bronze import BRONZE_TABLES, CsvTable, empty_bronze, parse_csv
+from cinematch_assets.storage import app_ratings as app_ratings_table
+from cinematch_assets.transforms.bronze import (
+    BRONZE_TABLES,
+    CsvTable,
+    empty_bronze,
+    parse_csv,
+    split_app_ratings,
+)
 from cinematch_assets.transforms.reconcile import reconciliation_metadata
 
 
@@ -62,4 +75,59 @@ def build_bronze_asset(table: CsvTable) -> AssetsDefinition:
     return bronze
 
 
-bronze_assets = [build_bronze_asset(table) for table in BRONZE_TABLES.values()]
+@asset(
+    key=keys.APP_RATINGS,
+    group_name="app",
+    kinds={"delta"},
+    description="Ratings visitors save in the app (userId from 1,000,000,000, movieId, "
+    "rating: null for a removal, rated_at, session, serving_version), appended by the app "
+    "with delta-rs, one commit per save. Materializing creates it empty when missing and "
+    "records its version and size.",
+)
+def app_ratings(lakehouse: Lakehouse) -> MaterializeResult:
+    app_ratings_table.ensure_tables(lakehouse.data_root.path)
+    table = lakehouse.describe(keys.APP_RATINGS)
+    return MaterializeResult(metadata={"delta_version": table.version, "rows": table.num_rows})
+
+
+@multi_asset(
+    name="bronze_app_ratings",
+    group_name="bronze",
+    deps=[AssetKey(keys.APP_RATINGS)],
+    outs={
+        "table": AssetOut(
+            key=keys.BRONZE_APP_RATINGS,
+            description="The app's ratings as of this run, with ingest_time, source_file "
+            "(the app table's Delta version) and batch_id (the run id).",
+            kinds={"spark", "delta"},
+        ),
+        "quarantine": AssetOut(
+            key=keys.quarantine("app_ratings"),
+            description="App ratings that break the table's contract (no user, movie or "
+            "time; a user outside the app's id range), with the reason.",
+            kinds={"spark", "delta"},
+        ),
+    },
+)
+def bronze_app_ratings(context: AssetExecutionContext, lakehouse: Lakehouse):
+    # A run that selects Bronze without `app/ratings` on a new data root reads it empty.
+    app_ratings_table.ensure_tables(lakehouse.data_root.path)
+    # The version read is pinned, so rows saved during the run wait for the next one.
+    version = lakehouse.describe(keys.APP_RATINGS).version
+    events: DataFrame = lakehouse.read(keys.APP_RATINGS, version=version)
+    parsed = split_app_ratings(
+        events, source=f"app/ratings@v{version}", batch_id=context.run.run_id
+    )
+    counts = {"app_table_version": version, **reconciliation_metadata(parsed.counts)}
+    if parsed.quarantined:
+        context.log.warning(f"app ratings: {parsed.quarantined} rows quarantined")
+    yield Output(parsed.rows, output_name="table", metadata=counts)
+    yield Output(parsed.quarantine, output_name="quarantine", metadata=counts)
+    parsed.release()
+
+
+bronze_assets = [
+    *(build_bronze_asset(table) for table in BRONZE_TABLES.values()),
+    app_ratings,
+    bronze_app_ratings,
+]

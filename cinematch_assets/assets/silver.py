@@ -1,16 +1,20 @@
 """Silver: cleaned, deduplicated, typed tables. Every dropped row is counted by reason."""
 
-from dagster import AssetExecutionContext, AssetIn, asset
+from dagster import AssetExecutionContext, AssetIn, Failure, asset
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cinematch_assets import keys
+from cinematch_assets.storage.app_ratings import APP_USERS_FROM
 from cinematch_assets.transforms.reconcile import (
     kept_rows,
     reason_counts,
+    reason_counts_by,
     reconciliation_metadata,
+    total_counts,
 )
 from cinematch_assets.transforms.silver import (
+    RELEASE_USER_IN_APP_RANGE,
     annotate_ratings,
     annotate_tags,
     clean_links,
@@ -42,17 +46,32 @@ def movies_clean(context: AssetExecutionContext, movies: DataFrame) -> DataFrame
 
 @asset(
     key=keys.RATINGS_CLEAN,
-    ins={"ratings": AssetIn(keys.BRONZE_RATINGS), "movies": AssetIn(keys.MOVIES_CLEAN)},
-    description="One rating per (userId, movieId), the most recent (ties: the higher rating), "
-    "on the half-star grid, of a known movie, with rated_at as a UTC timestamp.",
+    ins={
+        "ratings": AssetIn(keys.BRONZE_RATINGS),
+        "app_ratings": AssetIn(keys.BRONZE_APP_RATINGS),
+        "movies": AssetIn(keys.MOVIES_CLEAN),
+    },
+    description="One rating per (userId, movieId) from the release and the app, the most "
+    "recent (ties: the higher rating; an app removal takes the pair out), on the half-star "
+    "grid, of a known movie, with rated_at as a UTC timestamp.",
     **SILVER,
 )
 def ratings_clean(
-    context: AssetExecutionContext, ratings: DataFrame, movies: DataFrame
+    context: AssetExecutionContext, ratings: DataFrame, app_ratings: DataFrame, movies: DataFrame
 ) -> DataFrame:
-    annotated = annotate_ratings(ratings, movies)
-    context.add_output_metadata(reconciliation_metadata(reason_counts(annotated)))
-    return kept_rows(annotated)
+    annotated = annotate_ratings(ratings, movies, app_ratings)
+    by_source = reason_counts_by(annotated, "source")
+    total = total_counts(by_source)
+    if clash := total.get(RELEASE_USER_IN_APP_RANGE):
+        raise Failure(
+            f"{clash:,} ratings of the MovieLens release have a userId from {APP_USERS_FROM:,} "
+            "up, where the app numbers its own users: the two would mix. Nothing was written."
+        )
+    context.add_output_metadata(
+        reconciliation_metadata(total)
+        | {"by_source": {s: reconciliation_metadata(c) for s, c in sorted(by_source.items())}}
+    )
+    return kept_rows(annotated).drop("source")
 
 
 @asset(

@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cinematch_assets.storage.app_ratings import APP_USERS_FROM
 from cinematch_assets.transforms.reconcile import KEPT
 
 CORRUPT = "_corrupt_record"
@@ -267,4 +268,63 @@ def empty_bronze(spark: SparkSession, table: CsvTable) -> BronzeParse:
         rows=spark.createDataFrame([], bronze_schema(table)),
         quarantine=spark.createDataFrame([], QUARANTINE_SCHEMA),
         counts={"header": 0, "blank": 0, KEPT: 0},
+    )
+
+
+# ----------------------------------------------------------------- the app's ratings
+
+APP_RATINGS_SCHEMA = _schema(
+    ("userId", LONG),
+    ("movieId", LONG),
+    ("rating", DOUBLE),
+    ("rated_at", T.TimestampType()),
+    ("session", STRING),
+    ("serving_version", STRING),
+)
+APP_QUARANTINE_SCHEMA = T.StructType(
+    APP_RATINGS_SCHEMA.fields + [T.StructField("reason", STRING)] + INGEST_FIELDS.fields
+)
+NOT_AN_APP_USER = f"userId below the app's range (from {APP_USERS_FROM})"
+
+
+def split_app_ratings(events: DataFrame, *, source: str, batch_id: str) -> BronzeParse:
+    """The app's ratings table (`storage.app_ratings`, or any writer with its columns) as
+    Bronze rows and a quarantine: a row without a user, movie or time, or whose user is
+    not an app user (the release's users are read-only), is quarantined with its reason.
+    A null rating (a removal) is kept: Silver applies it."""
+    reason = F.coalesce(
+        *[
+            F.when(F.col(c).isNull(), F.lit(f"missing {c}"))
+            for c in ("userId", "movieId", "rated_at")
+        ],
+        F.when(F.col("userId") < APP_USERS_FROM, F.lit(NOT_AN_APP_USER)),
+    )
+    marked = events.select(
+        *[F.col(f.name).cast(f.dataType).alias(f.name) for f in APP_RATINGS_SCHEMA],
+        reason.alias("reason"),
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    outcome = F.when(F.col("reason").isNull(), F.lit(KEPT)).otherwise(
+        F.concat(F.lit(QUARANTINED), F.col("reason"))
+    )
+    counts = {
+        KEPT: 0,
+        **{
+            r["outcome"]: r["count"]
+            for r in marked.groupBy(outcome.alias("outcome")).count().collect()
+        },
+    }
+    ingest = [
+        F.lit(datetime.now(UTC)).alias("ingest_time"),
+        F.lit(source).alias("source_file"),
+        F.lit(batch_id).alias("batch_id"),
+    ]
+    return BronzeParse(
+        rows=marked.filter(F.col("reason").isNull()).select(
+            *APP_RATINGS_SCHEMA.fieldNames(), *ingest
+        ),
+        quarantine=marked.filter(F.col("reason").isNotNull()).select(
+            *APP_RATINGS_SCHEMA.fieldNames(), "reason", *ingest
+        ),
+        counts=counts,
+        cached=marked,
     )

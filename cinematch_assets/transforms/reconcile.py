@@ -39,6 +39,24 @@ def reason_counts(annotated: DataFrame) -> dict[str, int]:
     return {KEPT: 0} | {row["r"]: row["count"] for row in counts.collect()}
 
 
+def reason_counts_by(annotated: DataFrame, column: str) -> dict[str, dict[str, int]]:
+    """`reason_counts` for each value of `column` (a source), in one pass."""
+    reason = F.coalesce(F.col(REASON), F.lit(KEPT)).alias("r")
+    counts: dict[str, dict[str, int]] = {}
+    for row in annotated.groupBy(F.col(column).alias("by"), reason).count().collect():
+        counts.setdefault(row["by"], {KEPT: 0})[row["r"]] = row["count"]
+    return counts
+
+
+def total_counts(counts: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Per-reason counts summed over the groups of `reason_counts_by`."""
+    total = {KEPT: 0}
+    for group in counts.values():
+        for reason, n in group.items():
+            total[reason] = total.get(reason, 0) + n
+    return total
+
+
 def reconciliation_metadata(counts: dict[str, int]) -> dict[str, Any]:
     """input rows = kept rows + dropped rows, with the reasons: the materialization
     metadata that the `rows_reconcile` checks read back."""
