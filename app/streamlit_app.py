@@ -332,14 +332,14 @@ def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None
                 st.rerun()
         else:
             left, right = st.columns([3, 1])
-            gone = left.selectbox(
+            unwanted = left.selectbox(
                 "Remove a saved rating", list(known), key="remove_movie",
                 format_func=lambda m: catalog.movies.loc[m, "display_title"],
             )  # fmt: skip
             if right.button("Remove", key="remove") and save_ratings(
-                home, catalog, {int(gone): None}, version
+                home, catalog, {int(unwanted): None}, version
             ):
-                rated.pop(int(gone), None)
+                rated.pop(int(unwanted), None)
                 st.rerun()
     if account is not None:
         st.success(
