@@ -211,8 +211,9 @@ def test_a_file_without_line_breaks_gets_a_short_error(spark, tmp_path):
 
 
 def test_app_ratings_quarantine_rows_that_break_the_tables_contract(spark):
-    """A removal (null rating) is kept for Silver; a row without a key or a time, or of a
-    user outside the app's range (a release user cannot be written as), is quarantined."""
+    """A removal (null rating) is kept for Silver; a row without a key or a time, of a
+    user outside the app's range (a release user cannot be written as), or with an id
+    past 32 bits, is quarantined."""
     now = datetime(2026, 12, 1, tzinfo=UTC)
     events = spark.createDataFrame(
         [
@@ -222,6 +223,7 @@ def test_app_ratings_quarantine_rows_that_break_the_tables_contract(spark):
             (None, 1, 3.0, now, "s", "v1"),
             (1_000_000_001, None, 3.0, now, "s", "v1"),
             (1_000_000_001, 3, 3.0, None, "s", "v1"),
+            (5_000_000_000, 3, 3.0, now, "batch", None),
         ],
         "userId long, movieId long, rating double, rated_at timestamp, session string, "
         "serving_version string",
@@ -233,6 +235,7 @@ def test_app_ratings_quarantine_rows_that_break_the_tables_contract(spark):
         "missing userId",
         "missing movieId",
         "missing rated_at",
+        "userId above 2147483647",
     }
     assert parsed.counts == {
         KEPT: 2,
@@ -240,6 +243,7 @@ def test_app_ratings_quarantine_rows_that_break_the_tables_contract(spark):
         QUARANTINED + "missing userId": 1,
         QUARANTINED + "missing movieId": 1,
         QUARANTINED + "missing rated_at": 1,
+        QUARANTINED + "userId above 2147483647": 1,
     }
     assert parsed.rows.first().source_file == "app/ratings@v3"
     parsed.release()

@@ -104,7 +104,7 @@ def app_ratings(lakehouse: Lakehouse) -> MaterializeResult:
         "quarantine": AssetOut(
             key=keys.quarantine("app_ratings"),
             description="App ratings that break the table's contract (no user, movie or "
-            "time; a user outside the app's id range), with the reason.",
+            "time; a user outside the app's id range; an id past 32 bits), with the reason.",
             kinds={"spark", "delta"},
         ),
     },

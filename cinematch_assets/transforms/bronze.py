@@ -285,12 +285,14 @@ APP_QUARANTINE_SCHEMA = T.StructType(
     APP_RATINGS_SCHEMA.fields + [T.StructField("reason", STRING)] + INGEST_FIELDS.fields
 )
 NOT_AN_APP_USER = f"userId below the app's range (from {APP_USERS_FROM})"
+INT_MAX = 2**31 - 1
 
 
 def split_app_ratings(events: DataFrame, *, source: str, batch_id: str) -> BronzeParse:
     """The app's ratings table (`storage.app_ratings`, or any writer with its columns) as
-    Bronze rows and a quarantine: a row without a user, movie or time, or whose user is
-    not an app user (the release's users are read-only), is quarantined with its reason.
+    Bronze rows and a quarantine: a row without a user, movie or time, whose user is not
+    an app user (the release's users are read-only), or with an id past 32 bits, is
+    quarantined with its reason.
     A null rating (a removal) is kept: Silver applies it."""
     reason = F.coalesce(
         *[
@@ -298,6 +300,8 @@ def split_app_ratings(events: DataFrame, *, source: str, batch_id: str) -> Bronz
             for c in ("userId", "movieId", "rated_at")
         ],
         F.when(F.col("userId") < APP_USERS_FROM, F.lit(NOT_AN_APP_USER)),
+        # Silver keeps ids as 32-bit ints, as the release and Spark's ALS have them.
+        *[F.when(F.col(c) > INT_MAX, F.lit(f"{c} above {INT_MAX}")) for c in ("userId", "movieId")],
     )
     marked = events.select(
         *[F.col(f.name).cast(f.dataType).alias(f.name) for f in APP_RATINGS_SCHEMA],
