@@ -34,6 +34,7 @@ from cinematch_assets.ml.lists.top_n import ScoreRows
 from cinematch_assets.ml.models.foldin import implicit_gram, preference_values, solve_implicit
 from cinematch_assets.storage import model_factors
 from cinematch_assets.storage import serving_files as files
+from cinematch_assets.storage.app_ratings import APP_USERS_FROM
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -120,7 +121,12 @@ class LatestFiles:
 
 
 def _stamp(path: Path) -> tuple[int, int]:
-    stat = path.stat()
+    """What changes when `path` is replaced; a missing file has a stamp too (loading it
+    is what fails, or finds an optional file absent)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return 0, -1
     return stat.st_mtime_ns, stat.st_size
 
 
@@ -308,10 +314,16 @@ def load_shard_index(path: str, mtime_ns: int, size: int) -> np.ndarray:
     return files.read_shard_index(Path(path))
 
 
-def load_profiles(path: Path) -> pd.DataFrame:
-    """user_profiles.parquet indexed by userId."""
+def load_profiles(path: Path, app_path: Path | None = None) -> pd.DataFrame:
+    """user_profiles.parquet indexed by userId; once `app_path` exists, the app's
+    visitors' profiles come from it (the ratings they saved, as they stand now)."""
     columns = ["userId", "rank", "movieId", "rating"]
-    return pq.read_table(path, columns=columns).to_pandas().set_index("userId")
+    profiles = pq.read_table(path, columns=columns).to_pandas()
+    if app_path is not None and app_path.exists():
+        visitors = pq.read_table(app_path, columns=columns).to_pandas()
+        kept = profiles[profiles["userId"] < APP_USERS_FROM]
+        profiles = pd.concat([kept, visitors.astype(kept.dtypes)], ignore_index=True)
+    return profiles.set_index("userId")
 
 
 def user_favourites(profiles: pd.DataFrame, user_id: int) -> pd.DataFrame:
@@ -567,9 +579,9 @@ def open_catalog(home: Path) -> Catalog:
 
 
 def open_profiles(home: Path) -> pd.DataFrame:
-    path = files.profiles_path(home)
+    path, app_path = files.profiles_path(home), files.app_profiles_path(home)
     with reading("The users' favourite movies", path):
-        return LOADED.get([path], lambda: load_profiles(path))
+        return LOADED.get([path, app_path], lambda: load_profiles(path, app_path))
 
 
 def open_foldin(home: Path) -> FoldIn:

@@ -11,6 +11,7 @@ from dagster import (
     in_process_executor,
 )
 
+from cinematch_assets import keys, settings
 from cinematch_assets.assets.bronze import bronze_assets
 from cinematch_assets.assets.eda import eda_report
 from cinematch_assets.assets.gold import gold_features, ratings_filtered
@@ -32,6 +33,7 @@ from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.io_manager import DeltaLakeIOManager, PickleIOManager
 from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.resources.spark import SparkResource
+from cinematch_assets.sensors import app_ratings_sensor
 
 all_assets = [
     movielens_archive,
@@ -67,6 +69,12 @@ studies_job = define_asset_job(
     description="The studies on the product's latest models: ablation, the article's "
     "variant, every candidate order on test, the discovery curve, the cold-movie protocol.",
 )
+app_ratings_job = define_asset_job(
+    "cinematch_app_ratings",
+    selection=AssetSelection.assets(keys.APP_USER_LISTS),
+    description="The light run: the app's visitors who saved ratings since the served "
+    "lists were made, folded into the served models and published; no Spark, no refit.",
+)
 
 # Weekly, Monday 03:00 UTC, and off until someone switches it on in the UI.
 weekly_refresh = ScheduleDefinition(
@@ -99,8 +107,9 @@ def build_definitions(resources: dict | None = None) -> Definitions:
     return Definitions(
         assets=all_assets,
         asset_checks=all_checks,
-        jobs=[product_job, studies_job],
+        jobs=[product_job, studies_job, app_ratings_job],
         schedules=[weekly_refresh],
+        sensors=[app_ratings_sensor(app_ratings_job, settings.fold_in_interval_seconds())],
         resources=resources or build_resources(),
         # One process and one JVM for the whole run: a JVM per step costs seconds and GBs.
         executor=in_process_executor,

@@ -68,3 +68,5 @@ USER_PROFILES: Key = ("serving", "user_profiles")
 RECOMMENDATIONS: Key = ("serving", "recommendations")
 RECOMMENDATIONS_JSON: Key = ("serving", "recommendations_json")
 MODEL_FACTORS: Key = ("serving", "model_factors")
+# The app's visitors folded into the served models between product runs.
+APP_USER_LISTS: Key = ("serving", "app_user_lists")

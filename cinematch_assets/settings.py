@@ -102,3 +102,9 @@ def tmdb_api_key() -> str | None:
 def tmdb_api_base(default: str) -> str:
     """TMDB's API, or a mirror / local stand-in (CINEMATCH_TMDB_API)."""
     return _get("CINEMATCH_TMDB_API", default).rstrip("/")
+
+
+def fold_in_interval_seconds() -> int:
+    """The least time between two light runs of app_ratings_sensor (CINEMATCH_FOLD_IN_INTERVAL,
+    seconds, default 60): new app ratings wait at most this long, plus the run, to be served."""
+    return max(int(_get("CINEMATCH_FOLD_IN_INTERVAL") or 60), 1)

@@ -30,6 +30,14 @@ def test_weekly_schedule_of_the_whole_job_is_stopped_by_default():
     assert schedule.job_name == "cinematch_product"
 
 
+def test_the_light_run_is_the_visitors_lists_alone_and_its_sensor_is_off_by_default():
+    light = defs.resolve_job_def("cinematch_app_ratings").asset_layer.asset_graph
+    assert set(light.executable_asset_keys) == {dg.AssetKey(list(keys.APP_USER_LISTS))}
+    sensor = defs.resolve_sensor_def("app_ratings_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert sensor.minimum_interval_seconds == 60 and sensor.job_name == "cinematch_app_ratings"
+
+
 def test_the_product_job_leaves_out_the_studies_and_nothing_it_serves_needs_them():
     product = defs.resolve_job_def("cinematch_product").asset_layer.asset_graph
     studies = defs.resolve_job_def("cinematch_studies").asset_layer.asset_graph

@@ -10,7 +10,11 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from cinematch_assets.storage.delta_reader import UnsupportedTableError, read_delta
+from cinematch_assets.storage.delta_reader import (
+    UnsupportedTableError,
+    read_delta,
+    read_delta_since,
+)
 from cinematch_assets.storage.delta_tables import read_table, write_table
 
 from .conftest import REPO_ROOT
@@ -110,3 +114,16 @@ def test_reading_a_table_then_exiting_is_clean_every_time(committed):
     assert [(run.returncode, run.stdout.strip()) for run in outcomes] == [(0, "5")] * 8, [
         run.stderr[-500:] for run in outcomes if run.returncode
     ]
+
+
+def test_the_rows_appended_since_a_version(tmp_path):
+    """An append-only table read from a version on: the rows of later commits only; all of
+    them from None or from a version the log no longer has."""
+    path = tmp_path / "log"
+    for start in (0, 10, 20):
+        write_deltalake(str(path), pa.table({"n": list(range(start, start + 10))}), mode="append")
+    version, since = read_delta_since(path, 0)
+    assert version == 2 and sorted(since.column("n").to_pylist()) == list(range(10, 30))
+    assert read_delta_since(path, 2)[1].num_rows == 0
+    assert read_delta_since(path, None)[1].num_rows == 30
+    assert read_delta_since(path, 7)[1].num_rows == 30

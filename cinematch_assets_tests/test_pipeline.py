@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,13 +17,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, DagsterInstance, build_sensor_context
 from deltalake import DeltaTable
 
+from app.recommender import load_profiles, user_favourites
 from cinematch_assets import keys, settings
 from cinematch_assets.assets.serving import served_items
 from cinematch_assets.conventions import LIKED_STARS
-from cinematch_assets.definitions import all_assets
+from cinematch_assets.definitions import all_assets, build_definitions, build_resources
 from cinematch_assets.ml.lists.build import ScoreScale
 from cinematch_assets.ml.lists.new_movies import read_new_movie_ratings, read_new_movies
 from cinematch_assets.ml.lists.recommend import served_lists, without_new_movies
@@ -32,8 +34,9 @@ from cinematch_assets.ml.models.content import read_content
 from cinematch_assets.ml.models.ease import fit_ease_model
 from cinematch_assets.ml.selection import cold
 from cinematch_assets.ml.selection.champion import read_candidates
+from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.sources.synthetic import GENRES, SyntheticSpec, planted_model
-from cinematch_assets.storage import model_factors
+from cinematch_assets.storage import app_ratings, model_factors
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.app_ratings import APP_USERS_FROM
 from cinematch_assets.storage.delta_reader import read_delta
@@ -712,3 +715,63 @@ def test_a_product_run_trains_on_the_ratings_saved_in_the_app(synthetic_models_r
     # Animated films are 4% of synthetic-small's movies and 2-3% of its users' top tens.
     assert animated(theirs_served) >= max(0.2, 5 * others), (animated(theirs_served), others)
     assert all(r["reason"] in theirs for r in theirs_served if r["reason"] is not None)
+
+
+def test_the_sensor_serves_a_new_visitor_without_a_refit(synthetic_models_run, tmp_path):
+    """The loop between product runs, on a copy of the served files and the app's tables:
+    a new visitor saves 5 stars for animated films through the app's storage code; the
+    sensor requests the light run, which serves them a list of mostly animated films with
+    reasons from their ratings and their favourites, publishes a new version and leaves
+    every other user's list as it was; then the sensor has nothing to do."""
+    _, _, _, home = synthetic_models_run
+    shutil.copytree(home / "serving", tmp_path / "serving")
+    shutil.copytree(home / "lake" / "app", tmp_path / "lake" / "app")
+    before, lists_before = files.read_manifest(tmp_path), served_json(tmp_path)
+    # The product run ended by taking in every app rating it trained on.
+    app_version = DeltaTable(str(app_ratings.ratings_path(home))).version()
+    assert before[files.APP_RATINGS_VERSION] == app_version
+
+    instance = DagsterInstance.ephemeral()
+    definitions = build_definitions(build_resources(DataRoot(home=str(tmp_path))))
+    sensor = definitions.resolve_sensor_def("app_ratings_sensor")
+
+    def tick():
+        context = build_sensor_context(
+            instance=instance, resources={"data_root": DataRoot(home=str(tmp_path))}
+        )
+        return sensor(context)
+
+    assert "take in the app's ratings" in tick().skip_message
+    catalog = pq.read_table(files.catalog_path(tmp_path)).to_pandas().set_index("movieId")
+    animated = catalog.index[catalog["genres"].map(lambda g: "Animation" in g)]
+    liked = catalog.loc[animated].sort_values("rating_count").index[-40:-20]
+    visitor, key = app_ratings.create_account(tmp_path)
+    app_ratings.save_ratings(
+        tmp_path, visitor, key, {int(m): 5.0 for m in liked}, set(catalog.index),
+        session="test", serving_version=before["version"],
+    )  # fmt: skip
+
+    requested = tick().run_requests
+    assert len(requested) == 1
+    run = definitions.resolve_job_def("cinematch_app_ratings").execute_in_process(
+        instance=instance, tags=requested[0].tags
+    )
+    assert run.success
+    after = files.read_manifest(tmp_path)
+    assert after["version"] != before["version"] and after["users"] == before["users"] + 1
+    assert after[files.APP_RATINGS_VERSION] == app_version + 1
+    lists = served_json(tmp_path)
+    theirs = lists.pop(str(visitor))
+    assert lists == lists_before
+    shown = [catalog.loc[r["movieId"]] for r in theirs[:10]]
+    assert np.mean(["Animation" in m["genres"] for m in shown]) >= 0.5, theirs
+    assert not {r["movieId"] for r in theirs} & set(liked)
+    assert {r["reason"] for r in theirs} - {None} <= set(liked)
+    favourites = user_favourites(
+        load_profiles(files.profiles_path(tmp_path), files.app_profiles_path(tmp_path)), visitor
+    )
+    assert len(favourites) == 10 and set(favourites["movieId"]) <= set(liked)
+    event = instance.get_latest_materialization_event(AssetKey(list(keys.APP_USER_LISTS)))
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert metadata["new_app_ratings"] == 20 and metadata["visitors_folded_in"] == 1
+    assert "take in the app's ratings" in tick().skip_message

@@ -178,3 +178,36 @@ def test_a_shard_shorter_than_its_index_is_an_error_not_a_wrong_list(tmp_path):
     shard.write_bytes(shard.read_bytes()[:30])
     with pytest.raises(ValueError, match="ends before user 2"):
         files.read_user_list(shard, index, 2)
+
+
+def test_changed_lists_are_published_over_the_published_version(tmp_path):
+    """Users' lists replaced, added and removed in a new version: the shards they fall in
+    are rewritten, the others are the published files themselves (hard links), and the
+    manifest keeps its fields with the user count moved."""
+    with files.new_version(tmp_path) as (base, folder):
+        write_version(tmp_path, folder, "base")
+        files.publish_recommendations(tmp_path, base, manifest("base"))
+    changed = {3: [{"movieId": 7}], 0: None}  # shard 0: user 3 added, user 0 removed
+    published = files.publish_changed_lists(tmp_path, changed, {"note": 1}, base=base)
+    assert files.published_version(tmp_path) == published["version"] != base
+    assert published["users"] == SHARDS and published["note"] == 1
+    assert published["created"] == "base"
+    new, old = (files.recommendations_dir(tmp_path) / v for v in (published["version"], base))
+    shard0 = json.loads((new / files.shard_name(0)).read_text())
+    assert shard0 == {"3": [{"movieId": 7}]}
+    index = files.read_shard_index(new / files.index_name(0))
+    assert files.read_user_list(new / files.shard_name(0), index, 3) == [{"movieId": 7}]
+    for shard in (1, 2):
+        assert (new / files.shard_name(shard)).samefile(old / files.shard_name(shard))
+
+
+def test_changed_lists_made_against_a_replaced_version_are_not_published(tmp_path):
+    with files.new_version(tmp_path) as (base, folder):
+        write_version(tmp_path, folder, "base")
+        files.publish_recommendations(tmp_path, base, manifest("base"))
+    with files.new_version(tmp_path) as (newer, folder):
+        write_version(tmp_path, folder, "newer")
+        files.publish_recommendations(tmp_path, newer, manifest("newer"))
+    with pytest.raises(files.PublishedMeanwhile, match=f"{newer} was published since {base}"):
+        files.publish_changed_lists(tmp_path, {1: []}, {}, base=base)
+    assert files.published_version(tmp_path) == newer

@@ -626,7 +626,7 @@ def model_evaluation(
     validation = lakehouse.read(keys.RANKING_CHAMPION).toPandas().drop(columns=CHAMPION_COLUMNS)
     card, paths = write_model_report(
         report_files.models_dir(data_root.path), served, evaluation, validation, versions,
-        k=config.k, run=run_stamp(context.run_id),
+        k=config.k, run=run_stamp(context.run.run_id),
     )  # fmt: skip
     context.log.info(f"Model report: {paths['index.html'].as_uri()}")
     spark = train.sparkSession

@@ -12,6 +12,7 @@ from dagster import (
     AssetKey,
     AutomationCondition,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
     Output,
@@ -28,9 +29,10 @@ from cinematch_assets.ml.models import artifacts
 from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.lakehouse import Lakehouse
-from cinematch_assets.storage import model_factors
+from cinematch_assets.storage import app_ratings, model_factors
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.atomic_files import atomic_path
+from cinematch_assets.storage.delta_reader import read_delta, read_delta_since
 from cinematch_assets.transforms.serving import (
     PROFILE_SIZE,
     movie_catalog,
@@ -180,6 +182,9 @@ def serving_recommendations_json(
 ) -> MaterializeResult:
     home = data_root.path
     users = recommendations.select("userId").distinct().count()
+    # The app ratings the models were trained on: later ones are folded in (app_user_lists).
+    bronze = context.instance.get_latest_materialization_event(AssetKey(keys.BRONZE_APP_RATINGS))
+    app_version = bronze.asset_materialization.metadata.get("app_table_version") if bronze else None
     shards = files.shard_count(users)
     started = time.perf_counter()
     # Held from the first shard to the manifest swap: an overlapping run's publish leaves
@@ -194,6 +199,7 @@ def serving_recommendations_json(
                 "users": users,
                 "n": int(recommendations.agg({"rank": "max"}).first()[0] or 0),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                files.APP_RATINGS_VERSION: app_version.value if app_version else None,
             },
         )
     seconds = time.perf_counter() - started
@@ -235,10 +241,85 @@ def serving_model_factors(data_root: DataRoot, lakehouse: Lakehouse) -> Material
     )
 
 
+@asset(
+    key=keys.APP_USER_LISTS,
+    deps=[
+        AssetKey(keys.APP_RATINGS),
+        AssetKey(keys.RECOMMENDATIONS_JSON),
+        AssetKey(keys.MODEL_FACTORS),
+        AssetKey(keys.MOVIE_CATALOG),
+        AssetKey(keys.USER_PROFILES),
+    ],
+    group_name="serving",
+    kinds={"python", "json", "parquet"},
+    description="The app's visitors served like known users between product runs: each "
+    "visitor who saved ratings since the served lists were made, or has none, is folded "
+    "into the served models (the app's own fold-in; nothing is refitted), and a new "
+    "version of the served lists is published with their lists in place; their "
+    "favourites go to app_user_profiles.parquet. The light run, requested by the "
+    "app_ratings_sensor; the product run ends with it too.",
+)
+def serving_app_user_lists(
+    context: AssetExecutionContext, data_root: DataRoot
+) -> MaterializeResult:
+    # The app's own code, which reads the serving files (no Spark, no models' tables).
+    from app.recommender import ArtifactProblem, open_foldin
+
+    home = data_root.path
+    started = time.perf_counter()
+    manifest = files.read_manifest(home)
+    if manifest is None:
+        raise Failure("Nothing is served yet: run the product job (`make materialize`) first.")
+    app_ratings.ensure_tables(home)
+    table = app_ratings.ratings_path(home)
+    covered = manifest.get(files.APP_RATINGS_VERSION)
+    version, added = read_delta_since(table, covered, columns=app_ratings.LATEST_COLUMNS)
+    every = app_ratings.servable(read_delta(table, version, columns=app_ratings.LATEST_COLUMNS))
+    standing = app_ratings.latest_ratings(every)
+    served = files.ListedUsers(home, manifest)
+    changed = set(app_ratings.servable(added).column("userId").to_pylist())
+    users = sorted(changed | {user for user in standing if user not in served})
+    try:
+        foldin = open_foldin(home)
+    except ArtifactProblem as problem:
+        raise Failure(str(problem)) from problem
+    n = max(int(manifest.get("n") or 0), 1)
+    lists = {
+        user: foldin.recommend({m: s for m, (s, _) in standing[user].items()}, n=n)
+        if standing.get(user)
+        else None
+        for user in users
+    }
+    profiles = app_ratings.top_rated(standing, PROFILE_SIZE)
+    with atomic_path(files.app_profiles_path(home)) as temp:
+        pq.write_table(profiles, temp)
+    published = manifest
+    if lists or covered != version:
+        fields = {files.APP_RATINGS_VERSION: version}
+        try:
+            published = files.publish_changed_lists(home, lists, fields, base=manifest["version"])
+        except files.PublishedMeanwhile as moved:
+            raise Failure(f"{moved}: the next light run folds visitors in against it") from moved
+    seconds = time.perf_counter() - started
+    context.log.info(f"{len(users)} visitors folded in, version {published['version']}")
+    return MaterializeResult(
+        metadata={
+            "version": published["version"],
+            "app_table_version": version,
+            "new_app_ratings": added.num_rows,
+            "visitors_folded_in": len(lists),
+            "visitors_without_ratings": sum(entries is None for entries in lists.values()),
+            "visitors_served": len(standing),
+            "seconds": round(seconds, 2),
+        }
+    )
+
+
 serving_assets = [
     serving_movie_catalog,
     serving_user_profiles,
     serving_recommendations,
     serving_recommendations_json,
     serving_model_factors,
+    serving_app_user_lists,
 ]

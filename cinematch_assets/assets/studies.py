@@ -283,7 +283,7 @@ def studies_report(
     }
     product = lakehouse.read(keys.MODEL_EVALUATION).toPandas()
     card = studies_card(
-        table, versions, k=k, run=run_stamp(context.run_id), cold=cold, cv=cv,
+        table, versions, k=k, run=run_stamp(context.run.run_id), cold=cold, cv=cv,
         sample={"test_users": test_users, "sampled": sampled},
         check=sample_check(table, product, champion),
     )  # fmt: skip

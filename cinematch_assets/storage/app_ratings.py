@@ -39,6 +39,7 @@ from cinematch_assets.storage.delta_reader import read_delta
 
 APP_USERS_FROM = 1_000_000_000
 MAX_RATINGS_PER_SAVE = 500
+INT32_MAX = 2**31 - 1
 
 RATINGS_SCHEMA = pa.schema([
     ("userId", pa.int64()),
@@ -173,15 +174,39 @@ def saved_ratings(home: Path, user_id: int, key: str | None) -> dict[int, float]
     check_key(home, user_id, key)
     if not DeltaTable.is_deltatable(str(ratings_path(home))):
         return {}
-    columns = ["userId", "movieId", "rating", "rated_at"]
-    rows = _of_user(read_delta(ratings_path(home), columns=columns), user_id)
-    latest: dict[int, tuple[datetime, float | None]] = {}
-    for movie, stars, at in zip(
-        *(rows.column(c).to_pylist() for c in ("movieId", "rating", "rated_at")), strict=True
+    rows = _of_user(read_delta(ratings_path(home), columns=LATEST_COLUMNS), user_id)
+    standing = latest_ratings(rows).get(user_id, {})
+    return {movie: stars for movie, (stars, _) in sorted(standing.items())}
+
+
+LATEST_COLUMNS = ["userId", "movieId", "rating", "rated_at"]
+
+
+def latest_ratings(rows: pa.Table) -> dict[int, dict[int, tuple[float, datetime]]]:
+    """Each user's ratings as they stand in `rows` (of the ratings table): movieId ->
+    (stars, rated_at) from the latest row of each (user, movie), removals left out."""
+    latest: dict[int, dict[int, tuple[float | None, datetime]]] = {}
+    for user, movie, stars, at in zip(
+        *(rows.column(c).to_pylist() for c in LATEST_COLUMNS), strict=True
     ):
-        if movie not in latest or at >= latest[movie][0]:
-            latest[movie] = (at, stars)
-    return {m: s for m, (_, s) in sorted(latest.items()) if s is not None}
+        mine = latest.setdefault(user, {})
+        if movie not in mine or at >= mine[movie][1]:
+            mine[movie] = (stars, at)
+    return {
+        user: {m: (s, at) for m, (s, at) in movies.items() if s is not None}
+        for user, movies in latest.items()
+    }
+
+
+def servable(rows: pa.Table) -> pa.Table:
+    """The rows a list can be built from: an app user, a movie and a time, every id in 32
+    bits (the rest Bronze quarantines, with the reason, at the next product run)."""
+    user, movie, at = (rows.column(c) for c in ("userId", "movieId", "rated_at"))
+    keep = pc.and_(
+        pc.and_(pc.greater_equal(user, APP_USERS_FROM), pc.less_equal(user, INT32_MAX)),
+        pc.and_(pc.less_equal(movie, INT32_MAX), pc.is_valid(at)),
+    )
+    return rows.filter(pc.fill_null(keep, False))
 
 
 def _of_user(table: pa.Table, user_id: int) -> pa.Table:
@@ -190,3 +215,22 @@ def _of_user(table: pa.Table, user_id: int) -> pa.Table:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def top_rated(latest: Mapping[int, Mapping[int, tuple[float, datetime]]], size: int) -> pa.Table:
+    """Each user's `size` highest-rated movies in `latest` (`latest_ratings`), latest
+    first among equal stars: userId, rank, movieId, rating, rated_at, as the served
+    user profiles hold them."""
+    rows: dict[str, list] = {c: [] for c in ("userId", "rank", "movieId", "rating", "rated_at")}
+    for user, movies in sorted(latest.items()):
+        best = sorted(movies.items(), key=lambda m: (-m[1][0], -m[1][1].timestamp(), m[0]))
+        for rank, (movie, (stars, at)) in enumerate(best[:size], start=1):
+            for column, value in zip(rows, (user, rank, movie, stars, at), strict=True):
+                rows[column].append(value)
+    return pa.table(
+        rows,
+        schema=pa.schema([
+            ("userId", pa.int64()), ("rank", pa.int32()), ("movieId", pa.int64()),
+            ("rating", pa.float64()), ("rated_at", pa.timestamp("us", tz="UTC")),
+        ]),
+    )  # fmt: skip

@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 
 # Reader features a plain list of Parquet files cannot honour, and what they are called.
 UNSUPPORTED_READER_FEATURES = {
@@ -85,3 +86,21 @@ def read_delta(
     table = plain_snapshot(path, version)
     dataset = ds.dataset(table.file_uris(), schema=arrow_schema(table), format="parquet")
     return dataset.to_table(columns=list(columns) if columns is not None else None)
+
+
+def read_delta_since(
+    path: str | os.PathLike[str],
+    since: int | None,
+    columns: Sequence[str] | None = None,
+) -> tuple[int, pa.Table]:
+    """(the latest version, the rows of the files added after version `since`): for an
+    append-only table, the rows appended since then. All rows when `since` is None or no
+    longer readable. A rewrite (compaction) re-adds old rows: over-reading, never missing."""
+    table = plain_snapshot(path)
+    try:
+        before = set() if since is None else set(plain_snapshot(path, since).file_uris())
+    except DeltaError:  # a version past the log's retention: read everything
+        before = set()
+    added = [uri for uri in table.file_uris() if uri not in before]
+    dataset = ds.dataset(added, schema=arrow_schema(table), format="parquet")
+    return table.version(), dataset.to_table(columns=list(columns) if columns is not None else None)

@@ -8,6 +8,8 @@ the app reads through the same layout the serving assets write.
       recommendations/<version>/part-00000.index.npy  each user's list's place in the shard
       movie_catalog.parquet                one row per movie (title, year, genres, ids, stats)
       user_profiles.parquet                each user's highest-rated movies
+      app_user_profiles.parquet            the same for the app's visitors, from the
+                                           ratings they saved (read over the above)
       model_factors.npz                    both models' movie side (`ml.lists.ModelItems`):
                                            what new users' lists are built from
 
@@ -15,7 +17,9 @@ Every file is written to a temporary name beside its target, flushed and renamed
 place, so a reader sees the old file or the new one, never half of one. The
 recommendations are a directory per version: all shards are written first, then the
 manifest is swapped to point at them; the previous version stays until the next publish,
-so an app that read the old manifest a moment ago can still open its shards.
+so an app that read the old manifest a moment ago can still open its shards. Between
+product runs, the app's visitors are folded in: a new version is the published one with
+their lists replaced (`publish_changed_lists`), its other shards linked, not copied.
 
 Runs may overlap (Dagster runs assets of two runs at once; `make materialize` runs outside
 any queue). A run holds a lock on its version folder from creation to publication
@@ -44,6 +48,8 @@ import numpy as np
 
 from cinematch_assets.storage.atomic_files import exclusive_lock, write_atomic
 
+# The manifest's record of the app ratings table's Delta version its lists take in.
+APP_RATINGS_VERSION = "app_ratings_version"
 # Files per version stay few (118 at ML-33M's users); a lookup reads one user's bytes
 # through the shard's index, whatever the shard's size.
 USERS_PER_SHARD = 2_000
@@ -69,6 +75,10 @@ def profiles_path(home: Path) -> Path:
     return serving_root(home) / "user_profiles.parquet"
 
 
+def app_profiles_path(home: Path) -> Path:
+    return serving_root(home) / "app_user_profiles.parquet"
+
+
 def factors_path(home: Path) -> Path:
     return serving_root(home) / "model_factors.npz"
 
@@ -78,6 +88,7 @@ WRITTEN_BY = {
     "movie_catalog.parquet": "serving/movie_catalog",
     "user_profiles.parquet": "serving/user_profiles",
     "model_factors.npz": "serving/model_factors",
+    "app_user_profiles.parquet": "serving/app_user_lists",
 }
 
 
@@ -204,29 +215,117 @@ def _held_by_a_writer(directory: Path, version: str) -> bool:
         return False
 
 
-def published_version(home: Path) -> str | None:
-    """The version the manifest names; None when there is no readable manifest."""
+def read_manifest(home: Path) -> dict[str, Any] | None:
+    """The published manifest; None when there is no readable one."""
     try:
         manifest = json.loads(manifest_path(home).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    version = manifest.get("version") if isinstance(manifest, dict) else None
-    return version if isinstance(version, str) else None
+    ok = isinstance(manifest, dict) and isinstance(manifest.get("version"), str)
+    return manifest if ok else None
+
+
+def published_version(home: Path) -> str | None:
+    """The version the manifest names; None when there is no readable manifest."""
+    manifest = read_manifest(home)
+    return manifest["version"] if manifest else None
 
 
 def publish_recommendations(home: Path, version: str, manifest: dict[str, Any]) -> Path:
     """Point the manifest at `version` (its shards already written), then remove every
     version but this one, the one it replaces and those other runs are still writing."""
+    with exclusive_lock(recommendations_dir(home) / ".publish.lock"):
+        return _publish(home, version, manifest)
+
+
+def _publish(home: Path, version: str, manifest: dict[str, Any]) -> Path:
+    """`publish_recommendations` once its caller holds the publish lock."""
     directory = recommendations_dir(home)
     path = manifest_path(home)
-    with exclusive_lock(directory / ".publish.lock"):
-        previous = published_version(home)
-        write_atomic(path, json.dumps({**manifest, "version": version}))
-        for old in directory.iterdir():
-            if (
-                old.is_dir()
-                and old.name not in {version, previous}
-                and not _held_by_a_writer(directory, old.name)
-            ):
-                shutil.rmtree(old, ignore_errors=True)
+    previous = published_version(home)
+    write_atomic(path, json.dumps({**manifest, "version": version}))
+    for old in directory.iterdir():
+        if (
+            old.is_dir()
+            and old.name not in {version, previous}
+            and not _held_by_a_writer(directory, old.name)
+        ):
+            shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+class PublishedMeanwhile(RuntimeError):
+    """Another version was published since the one a change was made against."""
+
+
+class ListedUsers:
+    """Which users have a list in the version `manifest` names (shard indexes read once)."""
+
+    def __init__(self, home: Path, manifest: dict[str, Any]) -> None:
+        self.home, self.manifest = home, manifest
+        self._indexes: dict[int, np.ndarray] = {}
+
+    def __contains__(self, user_id: object) -> bool:
+        if not isinstance(user_id, int):
+            return False
+        shard = shard_of(user_id, int(self.manifest["shards"]))
+        if shard not in self._indexes:
+            index = index_path(shard_path(self.home, self.manifest, user_id))
+            self._indexes[shard] = read_shard_index(index) if index.exists() else np.zeros((0, 3))
+        users = self._indexes[shard][:, 0]
+        row = int(np.searchsorted(users, user_id))
+        return row < len(users) and users[row] == user_id
+
+
+def publish_changed_lists(
+    home: Path,
+    lists: dict[int, list[dict[str, Any]] | None],
+    fields: dict[str, Any],
+    *,
+    base: str,
+) -> dict[str, Any]:
+    """Publish the published version with `lists` (user id -> new list; None: no list)
+    in place of those users' lists, and `fields` added to its manifest; returns the new
+    manifest. The shards no user of `lists` falls in are hard links to the published
+    ones (their files are never rewritten in place, only replaced), so this costs the
+    changed shards, not the whole set. `base` is the version the lists were made
+    against: when another was published since, nothing is (`PublishedMeanwhile`). Holds
+    the publish lock from reading the published version to the swap, so a product run
+    publishing meanwhile is never undone."""
+    directory = recommendations_dir(home)
+    directory.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(directory / ".publish.lock"):
+        published = read_manifest(home)
+        if published is None or published["version"] != base:
+            now = published["version"] if published else "nothing"
+            raise PublishedMeanwhile(f"{now} was published since {base}")
+        shards, users = int(published["shards"]), int(published["users"])
+        by_shard: dict[int, dict[int, list | None]] = {}
+        for user, entries in lists.items():
+            by_shard.setdefault(shard_of(user, shards), {})[user] = entries
+        with new_version(home) as (version, folder):
+            for shard in range(shards):
+                old = directory / base / shard_name(shard)
+                if shard not in by_shard:
+                    for name in (shard_name(shard), index_name(shard)):
+                        _link_or_copy(old.with_name(name), folder / name)
+                    continue
+                shard_lists = json.loads(old.read_bytes()) if old.exists() else {}
+                before = len(shard_lists)
+                for user, entries in by_shard[shard].items():
+                    if entries is None:
+                        shard_lists.pop(str(user), None)
+                    else:
+                        shard_lists[str(user)] = entries
+                users += len(shard_lists) - before
+                write_json_shard(folder, shard, shard_lists)
+            manifest = {**published, **fields, "users": users}
+            _publish(home, version, manifest)
+    return {**manifest, "version": version}
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)

@@ -19,7 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cinematch_assets.storage.app_ratings import APP_USERS_FROM
+from cinematch_assets.storage.app_ratings import APP_USERS_FROM, INT32_MAX
 from cinematch_assets.transforms.reconcile import KEPT
 
 CORRUPT = "_corrupt_record"
@@ -285,7 +285,6 @@ APP_QUARANTINE_SCHEMA = T.StructType(
     APP_RATINGS_SCHEMA.fields + [T.StructField("reason", STRING)] + INGEST_FIELDS.fields
 )
 NOT_AN_APP_USER = f"userId below the app's range (from {APP_USERS_FROM})"
-INT_MAX = 2**31 - 1
 
 
 def split_app_ratings(events: DataFrame, *, source: str, batch_id: str) -> BronzeParse:
@@ -301,7 +300,10 @@ def split_app_ratings(events: DataFrame, *, source: str, batch_id: str) -> Bronz
         ],
         F.when(F.col("userId") < APP_USERS_FROM, F.lit(NOT_AN_APP_USER)),
         # Silver keeps ids as 32-bit ints, as the release and Spark's ALS have them.
-        *[F.when(F.col(c) > INT_MAX, F.lit(f"{c} above {INT_MAX}")) for c in ("userId", "movieId")],
+        *[
+            F.when(F.col(c) > INT32_MAX, F.lit(f"{c} above {INT32_MAX}"))
+            for c in ("userId", "movieId")
+        ],
     )
     marked = events.select(
         *[F.col(f.name).cast(f.dataType).alias(f.name) for f in APP_RATINGS_SCHEMA],
