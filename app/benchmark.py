@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -236,9 +237,14 @@ def candidate_scoring(items, ranking, rating, rated, n: int, users: int) -> dict
 
 
 def run(args) -> dict:
-    """Every measure, on factors and files in a scratch folder removed afterwards."""
+    """Every measure, on factors and files in a scratch folder removed afterwards (its
+    serving files kept under `--keep-home`, for the API's and the feedback loop's
+    benchmarks)."""
     with tempfile.TemporaryDirectory(prefix="cinematch-bench-serving-") as scratch:
-        return measure(args, Path(scratch))
+        report = measure(args, Path(scratch))
+        if args.keep_home:
+            shutil.copytree(Path(scratch) / "home", args.keep_home, dirs_exist_ok=True)
+        return report
 
 
 def measure(args, scratch: Path) -> dict:
@@ -365,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=20_000,
         help="users whose candidate orders are scored (alone, then together)",
+    )
+    parser.add_argument(
+        "--keep-home", type=Path, help="keep the serving files made, as a data root here"
     )
     parser.add_argument("--app-only", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dagster import (
+    AssetKey,
     AssetSelection,
     DefaultScheduleStatus,
     Definitions,
@@ -15,6 +16,7 @@ from cinematch_assets import keys, settings
 from cinematch_assets.assets.bronze import bronze_assets
 from cinematch_assets.assets.eda import eda_report
 from cinematch_assets.assets.gold import gold_features, ratings_filtered
+from cinematch_assets.assets.maintenance import build_lake_retention
 from cinematch_assets.assets.ml import (
     als_ranking_model,
     als_rating_model,
@@ -35,7 +37,7 @@ from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.resources.spark import SparkResource
 from cinematch_assets.sensors import app_ratings_sensor
 
-all_assets = [
+product_assets = [
     movielens_archive,
     *bronze_assets,
     movies_clean,
@@ -53,6 +55,18 @@ all_assets = [
     content_model,
     model_evaluation,
     *serving_assets,
+]
+
+
+def last_keys(assets) -> list[AssetKey]:
+    """The keys no other asset of `assets` reads or waits for."""
+    upstream = {key for asset in assets for key in asset.dependency_keys}
+    return sorted({key for asset in assets for key in asset.keys} - upstream)
+
+
+all_assets = [
+    *product_assets,
+    build_lake_retention(after=last_keys(product_assets)),
     *study_assets,
 ]
 

@@ -70,3 +70,5 @@ RECOMMENDATIONS_JSON: Key = ("serving", "recommendations_json")
 MODEL_FACTORS: Key = ("serving", "model_factors")
 # The app's visitors folded into the served models between product runs.
 APP_USER_LISTS: Key = ("serving", "app_user_lists")
+
+LAKE_RETENTION: Key = ("maintenance", "lake_retention")

@@ -108,3 +108,9 @@ def fold_in_interval_seconds() -> int:
     """The least time between two light runs of app_ratings_sensor (CINEMATCH_FOLD_IN_INTERVAL,
     seconds, default 60): new app ratings wait at most this long, plus the run, to be served."""
     return max(int(_get("CINEMATCH_FOLD_IN_INTERVAL") or 60), 1)
+
+
+def lake_retention_hours() -> int:
+    """How long the lake keeps the files of replaced table versions (time travel), in hours
+    (CINEMATCH_LAKE_RETENTION_HOURS, default 168: 7 days)."""
+    return max(int(_get("CINEMATCH_LAKE_RETENTION_HOURS") or 168), 0)

@@ -69,7 +69,8 @@ def accounts_path(home: Path) -> Path:
     return ratings_path(home).with_name("accounts")
 
 
-def _lock(table: Path) -> Path:
+def write_lock(table: Path) -> Path:
+    """The lock every writer of `table` on this host holds while it commits."""
     return table.parent / f".{table.name}.lock"
 
 
@@ -83,7 +84,7 @@ def ensure_tables(home: Path) -> None:
         (ratings_path(home), RATINGS_SCHEMA),
         (accounts_path(home), ACCOUNTS_SCHEMA),
     ):
-        with exclusive_lock(_lock(table)):
+        with exclusive_lock(write_lock(table)):
             if not DeltaTable.is_deltatable(str(table)):
                 write_deltalake(str(table), schema.empty_table(), mode="append")
 
@@ -92,7 +93,7 @@ def create_account(home: Path) -> tuple[int, str]:
     """A new app user: (user id, secret key). The key is shown once; only its hash stays."""
     ensure_tables(home)
     table, key = accounts_path(home), secrets.token_urlsafe(18)
-    with exclusive_lock(_lock(table)):
+    with exclusive_lock(write_lock(table)):
         ids = read_delta(table, columns=["userId"]).column("userId")
         user_id = max(APP_USERS_FROM - 1, pc.max(ids).as_py() or 0) + 1
         row = {"userId": [user_id], "key_sha256": [_hash(key)], "created_at": [_now()]}
@@ -163,7 +164,7 @@ def save_ratings(
     )
     table = ratings_path(home)
     ensure_tables(home)
-    with exclusive_lock(_lock(table)):
+    with exclusive_lock(write_lock(table)):
         write_deltalake(str(table), rows, mode="append")
     return rows.num_rows
 
