@@ -42,6 +42,8 @@ T = TypeVar("T")
 # A new user's list leans on popularity until they have rated a few movies: the personal
 # score's weight is ratings / (ratings + BLEND_PRIOR), so 1 rating -> 1/3, 3 -> 3/5.
 BLEND_PRIOR = 2.0
+# The stars a "Not interested" counts as: a dislike, which counts against similar movies.
+NOT_INTERESTED = 1.0
 _LEADING_ARTICLE = re.compile(
     r"^(?:" + "|".join(re.escape(a.lower().rstrip("'")) for a in ARTICLES) + r")\s+"
 )

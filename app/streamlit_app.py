@@ -22,6 +22,7 @@ import streamlit as st
 
 from app.posters import PosterCache
 from app.recommender import (
+    NOT_INTERESTED,
     ArtifactProblem,
     Catalog,
     FoldIn,
@@ -184,6 +185,24 @@ def discovery_control(key: str, *, disabled: bool = False) -> float:
     )
 
 
+def rate_control(catalog: Catalog, movie_ids: list[int], key: str) -> dict[int, float]:
+    """A rating for one of `movie_ids` when the visitor gives one now ("Not interested"
+    counts as NOT_INTERESTED stars); empty otherwise."""
+    if not movie_ids:
+        return {}
+    left, middle, rate, skip = st.columns([3, 2, 1, 1])
+    choice = left.selectbox(
+        "Rate one of these", movie_ids, key=f"{key}_movie",
+        format_func=lambda m: catalog.movies.loc[m, "display_title"],
+    )  # fmt: skip
+    stars = middle.select_slider("Your stars", STAR_CHOICES, value=4.0, key=f"{key}_stars")
+    if rate.button("Rate it", key=f"{key}_rate"):
+        return {int(choice): float(stars)}
+    if skip.button("Not interested", key=f"{key}_skip"):
+        return {int(choice): NOT_INTERESTED}
+    return {}
+
+
 def for_you(
     home: Path, catalog: Catalog, recommendations: Recommendations, foldin: FoldIn | None
 ) -> None:
@@ -206,7 +225,8 @@ def for_you(
     if found is None and user >= APP_USERS_FROM:
         st.info(
             f"User {user} rates in this app: saved ratings reach a list of their own at "
-            "the next run of the pipeline. Meanwhile **New here** makes one from them."
+            "the pipeline's next run (within minutes when its app_ratings_sensor is on). "
+            "Meanwhile **New here** makes one from them."
         )
         return
     if found is None:
@@ -217,10 +237,35 @@ def for_you(
         return
     st.query_params["user"] = str(user)
     _, shown = found
+    # Ratings given here re-rank the list at once: the account holder's are saved too;
+    # anyone else's (a release user is read-only) stay in this session.
+    account = st.session_state.get("account")
+    holder = account is not None and account[0] == user
+    given = st.session_state.setdefault("you_ratings", {}).setdefault(user, {})
+    if given and foldin is not None:
+        if holder:
+            start, whose = st.session_state.get("new_ratings", {}), "saved"
+        else:
+            favourites = user_favourites(open_profiles(home), user)
+            start = dict(zip(favourites["movieId"], favourites["rating"], strict=True))
+            whose = f"this session only: user {user}'s own ratings are read-only"
+        start = {int(m): float(s) for m, s in {**start, **given}.items()}
+        shown = foldin.recommend(start, genres=genres, n=SHOWN, discovery=discovery)
+        st.caption(
+            f"Updated with your latest ratings ({len(given)} here, {whose}) until the next "
+            "run serves the new model."
+        )
     st.subheader(f"Top {len(shown)} for user {user}")
     if not shown:
         st.info("None of this user's recommendations has those genres.")
     show_cards(catalog, shown, recommended=True)
+    if foldin is not None:
+        rating = rate_control(catalog, [int(i["movieId"]) for i in shown], "you")
+        if rating and (not holder or save_ratings(home, catalog, rating, recommendations.version)):
+            given.update(rating)
+            if holder:
+                st.session_state.setdefault("new_ratings", {}).update(rating)
+            st.rerun()
     try:
         favourites = user_favourites(open_profiles(home), user)
     except ArtifactProblem as problem:
@@ -353,7 +398,7 @@ def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None
     show_cards(catalog, recs, recommended=True)
 
 
-def search(catalog: Catalog) -> None:
+def search(home: Path, catalog: Catalog, version: str) -> None:
     left, right = st.columns([2, 2])
     query = left.text_input("Title", key="search_query", placeholder="amelie")
     genres = right.multiselect("Genres", catalog.genres, key="search_genres")
@@ -366,6 +411,16 @@ def search(catalog: Catalog) -> None:
     )
     st.subheader(f"{heading} (Bayesian average)")
     show_cards(catalog, found.to_dict("records"), recommended=False)
+    # A rating here joins the ones under New here (saved at once for an account holder).
+    rating = rate_control(catalog, [int(m) for m in found["movieId"]], "search")
+    if rating and (
+        st.session_state.get("account") is None or save_ratings(home, catalog, rating, version)
+    ):
+        st.session_state.setdefault("new_ratings", {}).update(rating)
+        st.session_state["search_rated"] = catalog.movies.loc[next(iter(rating)), "display_title"]
+        st.rerun()  # New here, drawn before this tab, takes the rating in
+    if rated := st.session_state.pop("search_rated", None):
+        st.success(f"Rated {plain(rated)}: your list under **New here** takes it in.")
 
 
 def insights(home: Path) -> None:
@@ -441,11 +496,11 @@ def main() -> None:
     tabs = st.tabs(["For you", "New here", "Search", "Insights"])
     with tabs[0]:
         show(for_you, (home, None), catalog, recommendations, (foldin[0], None))
+    version = recommendations[0].version if recommendations[0] is not None else ""
     with tabs[1]:
-        version = recommendations[0].version if recommendations[0] is not None else ""
         show(new_here, (home, None), catalog, foldin, (version, None))
     with tabs[2]:
-        show(search, catalog)
+        show(search, (home, None), catalog, (version, None))
     with tabs[3]:
         show(insights, (home, None))
 

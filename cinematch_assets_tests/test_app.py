@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
 import threading
 import time
 import tomllib
@@ -21,9 +22,11 @@ import streamlit as st
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
+from app.recommender import NOT_INTERESTED, open_catalog, open_foldin
 from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.app_ratings import APP_USERS_FROM
+from cinematch_assets.storage.delta_reader import read_delta
 
 from .conftest import REPO_ROOT
 from .serving_artifacts import (
@@ -401,6 +404,60 @@ def test_saved_ratings_open_an_account_and_come_back_with_its_link(app_env):
         assert not stranger.session_state["new_ratings"]
         warnings = [m.value for m in stranger.warning]
         assert any("Ratings you save now go to a new account" in m for m in warnings) is warned
+
+
+def test_rating_on_for_you_re_ranks_at_once_and_a_release_user_stays_read_only(app_env):
+    at = run_app()
+    at.text_input(key="user_id").input("510").run()
+    first = at.selectbox(key="you_movie").value
+    at.button(key="you_rate").click().run()
+    assert not at.exception
+    assert at.session_state["you_ratings"][510] == {first: 4.0}
+    captions = " ".join(c.value for c in at.caption)
+    assert "Updated with your latest ratings" in captions and "read-only" in captions
+    shown = cards(at, "For you")
+    assert len(shown) == N
+    assert at.selectbox(key="you_movie").value != first  # the rated movie left the list
+    second = at.selectbox(key="you_movie").value
+    at.button(key="you_skip").click().run()
+    assert at.session_state["you_ratings"][510] == {first: 4.0, second: NOT_INTERESTED}
+    table = app_ratings.ratings_path(app_env)
+    if table.exists():  # nothing written for user 510
+        assert 510 not in read_delta(table, columns=["userId"]).column("userId").to_pylist()
+
+
+def test_an_account_holder_rates_on_for_you_and_it_is_saved(app_env, tmp_path, monkeypatch):
+    """A visitor with a served list (as after a light run) rates from it: saved at once."""
+    home = tmp_path / "home"
+    shutil.copytree(app_env, home)
+    monkeypatch.setenv("CINEMATCH_HOME", str(home))
+    user, key = app_ratings.create_account(home)
+    mine = {int(m): 5.0 for m in open_catalog(home).search("movie", n=3)["movieId"]}
+    app_ratings.save_ratings(home, user, key, mine, open_catalog(home),
+                             session="t", serving_version=None)  # fmt: skip
+    listed = open_foldin(home).recommend(mine, n=N)
+    base = files.read_manifest(home)["version"]
+    files.publish_changed_lists(home, {user: listed}, {}, base=base)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["user"], at.query_params["key"] = str(user), key
+    at.run()
+    assert len(cards(at, "For you")) == N
+    picked = at.selectbox(key="you_movie").value
+    at.button(key="you_rate").click().run()
+    assert not at.exception
+    assert app_ratings.saved_ratings(home, user, key) == {**mine, picked: 4.0}
+    assert "saved" in " ".join(c.value for c in at.caption)
+
+
+def test_rating_in_search_joins_new_here(app_env):
+    at = run_app()
+    at.text_input(key="search_query").input("matrix").run()
+    picked = at.selectbox(key="search_movie").value
+    at.button(key="search_rate").click().run()
+    assert not at.exception
+    assert at.session_state["new_ratings"] == {picked: 4.0}
+    assert any("your list under" in m.value for m in at.success)
+    assert len(cards(at, "New here")) == N
 
 
 def test_saving_is_bounded_per_session(app_module):
