@@ -63,14 +63,18 @@ BENCH_LOCAL ?= $(or $(CINEMATCH_MOVIELENS),$(wildcard $(SHARED_ARCHIVE)))
 BENCH_VARIANTS ?= synthetic-1m
 # The serving benchmark's shape (default: ML-33M's 330k users x 73k known + 13k new movies).
 BENCH_SERVING_ARGS ?=
+# Where the serving benchmark leaves its files, for the API's and the feedback loop's.
+BENCH_SERVING_HOME ?= $(CINEMATCH_HOME)/benchmarks/serving-home
 
 bench: install java  ## time the product and studies jobs (MovieLens copy, synthetic data), content vectors and serving at ML-33M's shape
 	$(if $(BENCH_LOCAL),$(BIN)/python -m cinematch_assets.benchmark --local $(BENCH_LOCAL))
 	for variant in $(BENCH_VARIANTS); do \
 	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
 	$(BIN)/python -m cinematch_assets.content_benchmark
-	$(BIN)/python -m app.benchmark $(BENCH_SERVING_ARGS)
-	$(if $(wildcard $(CINEMATCH_HOME)/serving/recommendations/manifest.json),$(BIN)/python -m benchmarks.api --home $(CINEMATCH_HOME))
+	$(BIN)/python -m app.benchmark --keep-home $(BENCH_SERVING_HOME) $(BENCH_SERVING_ARGS)
+	for home in $(if $(wildcard $(CINEMATCH_HOME)/serving/recommendations/manifest.json),$(CINEMATCH_HOME)) $(BENCH_SERVING_HOME); do \
+	  $(BIN)/python -m benchmarks.api --home $$home && \
+	  $(BIN)/python -m benchmarks.feedback_loop --home $$home || exit 1; done
 
 cluster-up: install  ## Spark standalone master + 2 workers on 127.0.0.1; prints the exports to use it
 	@$(BIN)/python -m cinematch_assets.cluster up

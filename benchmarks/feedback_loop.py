@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from dagster import AssetKey, DagsterInstance, RunsFilter
 
 from cinematch_assets import keys
+from cinematch_assets.sensors import IN_FLIGHT
 from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 
@@ -83,6 +84,16 @@ def well_known(home: Path, count: int, rng: random.Random) -> list[int]:
     return rng.sample(best[:500], count)
 
 
+def wait_for_runs(dagster_home: Path, timeout: float) -> None:
+    """Until no light run is in flight (one may still be finishing when its list is out):
+    stopping the daemon would stop it too."""
+    instance = DagsterInstance.from_config(str(dagster_home))
+    deadline = time.monotonic() + timeout
+    in_flight = RunsFilter(job_name="cinematch_app_ratings", statuses=IN_FLIGHT)
+    while instance.get_run_records(in_flight, limit=1) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def light_runs(dagster_home: Path) -> list[dict]:
     """Each light run's wall time and the light asset's own time, oldest first."""
     instance = DagsterInstance.from_config(str(dagster_home))
@@ -96,9 +107,20 @@ def light_runs(dagster_home: Path) -> list[dict]:
             "status": r.dagster_run.status.value,
             "run_seconds": round((r.end_time or time.time()) - (r.start_time or 0), 1),
             "asset_seconds": asset_seconds.get(r.dagster_run.run_id),
+            "error": failure(instance, r.dagster_run.run_id) if r.dagster_run.is_failure else None,
         }
         for r in sorted(records, key=lambda r: r.create_timestamp)
     ]
+
+
+def failure(instance: DagsterInstance, run_id: str) -> str:
+    """What a failed run's events say went wrong."""
+    messages = [
+        event.dagster_event.message or ""
+        for event in instance.all_logs(run_id)
+        if event.dagster_event is not None and event.dagster_event.is_failure
+    ]
+    return " | ".join(m for m in messages if m)[:2000]
 
 
 def measure(source: Path, saves: int, interval: int, timeout: float) -> dict:
@@ -125,6 +147,7 @@ def measure(source: Path, saves: int, interval: int, timeout: float) -> dict:
                         time.sleep(0.25)
                     seconds.append(round(time.monotonic() - saved_at, 1))
                     print(f"visitor {user}: served {seconds[-1]} s after the save", file=sys.stderr)
+                wait_for_runs(dagster_home, timeout)
             finally:
                 os.killpg(daemon.pid, signal.SIGTERM)
                 daemon.wait(timeout=60)
