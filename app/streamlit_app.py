@@ -22,6 +22,7 @@ import streamlit as st
 
 from app.posters import PosterCache
 from app.recommender import (
+    LOADED,
     NOT_INTERESTED,
     ArtifactProblem,
     Catalog,
@@ -423,7 +424,15 @@ def search(home: Path, catalog: Catalog, version: str) -> None:
         st.success(f"Rated {plain(rated)}: your list under **New here** takes it in.")
 
 
-def insights(home: Path) -> None:
+def insights(home: Path, catalog: Catalog) -> None:
+    # The models' data as of the last product run, and the app's ratings as they stand.
+    table = app_ratings.ratings_path(home)
+    saved, visitors = LOADED.get([table / "_delta_log"], lambda: app_ratings.standing_counts(home))
+    models, app, people = st.columns(3)
+    learned = int(catalog.movies["rating_count"].sum())
+    models.metric("Ratings the models learned from", f"{learned:,}")
+    app.metric("Ratings saved in this app", f"{saved:,}")
+    people.metric("Visitors who saved ratings", f"{visitors:,}")
     for title, folder in (
         ("Models", report_files.models_dir(home)),
         ("Studies", report_files.studies_dir(home)),
@@ -502,7 +511,7 @@ def main() -> None:
     with tabs[2]:
         show(search, (home, None), catalog, (version, None))
     with tabs[3]:
-        show(insights, (home, None))
+        show(insights, (home, None), catalog)
 
 
 main()

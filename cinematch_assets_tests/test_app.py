@@ -491,6 +491,28 @@ def test_insights_tab_shows_charts_and_model_card(app_env):
     at = run_app()
     assert len(at.get("plotly_chart")) == 2
     assert any("Model card" in e.label for e in at.expander)
+    counts = {m.label: m.value for m in at.metric}
+    assert set(counts) == {
+        "Ratings the models learned from", "Ratings saved in this app",
+        "Visitors who saved ratings",
+    }  # fmt: skip
+
+
+def test_insights_counts_the_ratings_saved_in_the_app(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    write_serving_artifacts(home)
+    monkeypatch.setenv("CINEMATCH_HOME", str(home))
+    movies = set(open_catalog(home).movies.index)
+    for ratings in ({1: 4.0, 2: 3.0}, {3: 5.0}):
+        user, key = app_ratings.create_account(home)
+        app_ratings.save_ratings(home, user, key, ratings, movies, session="s",
+                                 serving_version=None)  # fmt: skip
+    app_ratings.save_ratings(home, user, key, {3: None}, movies, session="s",
+                             serving_version=None)  # fmt: skip
+    at = run_app()
+    counts = {m.label: m.value for m in at.metric}
+    assert counts["Ratings saved in this app"] == "2"
+    assert counts["Visitors who saved ratings"] == "1"
 
 
 def test_missing_artifacts_give_one_clear_message(tmp_path, monkeypatch):

@@ -199,6 +199,14 @@ def latest_ratings(rows: pa.Table) -> dict[int, dict[int, tuple[float, datetime]
     }
 
 
+def standing_counts(home: Path) -> tuple[int, int]:
+    """(ratings that stand, visitors with any) in the app ratings table now."""
+    if not DeltaTable.is_deltatable(str(ratings_path(home))):
+        return 0, 0
+    standing = latest_ratings(servable(read_delta(ratings_path(home), columns=LATEST_COLUMNS)))
+    return sum(map(len, standing.values())), sum(1 for movies in standing.values() if movies)
+
+
 def servable(rows: pa.Table) -> pa.Table:
     """The rows a list can be built from: an app user, a movie and a time, every id in 32
     bits (the rest Bronze quarantines, with the reason, at the next product run)."""
