@@ -56,6 +56,7 @@ api: install  ## the JSON API on http://127.0.0.1:8000 (docs at /docs), on the s
 
 demo: materialize $(DAGSTER_HOME)/dagster.yaml  ## fresh clone -> everything materialized -> Dagster UI :3000 + app :8501
 	@echo "Dagster UI: http://127.0.0.1:3000   CineMatch app: http://127.0.0.1:$(APP_PORT)   (Ctrl-C stops both)"
+	@echo "Ratings saved in the app reach the visitor's list within a minute once app_ratings_sensor is on (Dagster UI > Automation)."
 	$(BIN)/python -m cinematch_assets.demo --dagster-port 3000 --app-port $(APP_PORT)
 
 SHARED_ARCHIVE := ../shared/data/movielens/ml-latest-small-2016.zip
