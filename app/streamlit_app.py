@@ -424,15 +424,23 @@ def search(home: Path, catalog: Catalog, version: str) -> None:
         st.success(f"Rated {plain(rated)}: your list under **New here** takes it in.")
 
 
-def insights(home: Path, catalog: Catalog) -> None:
-    # The models' data as of the last product run, and the app's ratings as they stand.
+def insights(home: Path, catalog: Catalog | None) -> None:
+    # The models' data as of the last product run (from the catalog, when it reads), and
+    # the app's ratings as they stand.
     table = app_ratings.ratings_path(home)
-    saved, visitors = LOADED.get([table / "_delta_log"], lambda: app_ratings.standing_counts(home))
     models, app, people = st.columns(3)
-    learned = int(catalog.movies["rating_count"].sum())
-    models.metric("Ratings the models learned from", f"{learned:,}")
-    app.metric("Ratings saved in this app", f"{saved:,}")
-    people.metric("Visitors who saved ratings", f"{visitors:,}")
+    if catalog is not None:
+        learned = int(catalog.movies["rating_count"].sum())
+        models.metric("Ratings the models learned from", f"{learned:,}")
+    try:
+        count = lambda: app_ratings.standing_counts(home)  # noqa: E731
+        saved, visitors = LOADED.get([table / "_delta_log"], count)
+    except Exception:  # the charts below do not need it
+        log.exception("counting the app's ratings failed")
+        app.caption("The app's ratings cannot be counted now (the app's log says why).")
+    else:
+        app.metric("Ratings saved in this app", f"{saved:,}")
+        people.metric("Visitors who saved ratings", f"{visitors:,}")
     for title, folder in (
         ("Models", report_files.models_dir(home)),
         ("Studies", report_files.studies_dir(home)),
@@ -511,7 +519,7 @@ def main() -> None:
     with tabs[2]:
         show(search, (home, None), catalog, (version, None))
     with tabs[3]:
-        show(insights, (home, None), catalog)
+        show(insights, (home, None), (catalog[0], None))
 
 
 main()
