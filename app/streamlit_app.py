@@ -14,6 +14,7 @@ import html
 import logging
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -433,7 +434,7 @@ def insights(home: Path, catalog: Catalog | None) -> None:
         learned = int(catalog.movies["rating_count"].sum())
         models.metric("Ratings the models learned from", f"{learned:,}")
     try:
-        count = lambda: app_ratings.standing_counts(home)  # noqa: E731
+        count = partial(app_ratings.standing_counts, home)
         saved, visitors = LOADED.get([table / "_delta_log"], count)
     except Exception:  # the charts below do not need it
         log.exception("counting the app's ratings failed")

@@ -41,3 +41,12 @@ def test_the_apps_small_saves_are_merged_and_every_rating_stands(tmp_path):
     assert len(DeltaTable(str(table)).file_uris()) == 1
     assert app_ratings.saved_ratings(tmp_path, user, key) == before
     assert kept.bytes_after < kept.bytes_before
+
+
+def test_a_table_with_nothing_to_remove_keeps_its_version(tmp_path):
+    """Its version is what the app ratings sensor watches: no vacuum commit without a
+    file to remove."""
+    table = tmp_path / "lake" / "app" / "ratings"
+    write_deltalake(str(table), pa.table({"n": [1]}), mode="append")
+    retention.apply_retention(tmp_path, tmp_path / "lake", retention_hours=0)
+    assert DeltaTable(str(table)).version() == 0

@@ -429,6 +429,11 @@ def vacuum_table(
     needs (time travel to older versions ends there). Returns what was (or would be)
     removed."""
     removed = [] if dry_run else remove_orphans(path)
-    return removed + DeltaTable(str(path)).vacuum(
-        retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False
-    )
+    table = DeltaTable(str(path))
+    settings = {"retention_hours": retention_hours, "enforce_retention_duration": False}
+    stale = table.vacuum(dry_run=True, **settings)
+    # delta-rs commits a vacuum even when it removes nothing: the version would move with
+    # no change, which a reader watching versions (the app ratings sensor) takes for news.
+    if dry_run or not stale:
+        return removed + stale
+    return removed + table.vacuum(dry_run=False, **settings)
