@@ -21,6 +21,8 @@ from dagster import (
 from pydantic import Field
 from pyspark.sql import DataFrame
 
+# The app's own fold-in, on the serving files (no Spark, no models' tables).
+from app.recommender import ArtifactProblem, open_foldin
 from cinematch_assets import keys
 from cinematch_assets.assets.ml import MODEL_TABLES
 from cinematch_assets.ml.lists.new_movies import read_new_movies
@@ -262,9 +264,6 @@ def serving_model_factors(data_root: DataRoot, lakehouse: Lakehouse) -> Material
 def serving_app_user_lists(
     context: AssetExecutionContext, data_root: DataRoot
 ) -> MaterializeResult:
-    # The app's own code, which reads the serving files (no Spark, no models' tables).
-    from app.recommender import ArtifactProblem, open_foldin
-
     home = data_root.path
     started = time.perf_counter()
     manifest = files.read_manifest(home)
@@ -278,7 +277,8 @@ def serving_app_user_lists(
     standing = app_ratings.latest_ratings(every)
     served = files.ListedUsers(home, manifest)
     changed = set(app_ratings.servable(added).column("userId").to_pylist())
-    users = sorted(changed | {user for user in standing if user not in served})
+    unserved = {user for user, movies in standing.items() if movies and user not in served}
+    users = sorted(changed | unserved)
     try:
         foldin = open_foldin(home)
     except ArtifactProblem as problem:
