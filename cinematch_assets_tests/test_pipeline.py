@@ -704,6 +704,8 @@ def test_a_product_run_trains_on_the_ratings_saved_in_the_app(synthetic_models_r
     by_source = event.asset_materialization.metadata["by_source"].value
     assert by_source["app"]["kept_rows"] == 29
     assert by_source["app"]["dropped_by_reason"] == {REMOVED: 1, SUPERSEDED: 1}
+    # Two saves (30 ratings, then one removal), all new to this first run.
+    assert metadata(instance, *keys.APP_RATINGS)["new_rows"] == 31
     lists = served_json(home)
     catalog = pq.read_table(files.catalog_path(home)).to_pandas().set_index("movieId")
 

@@ -82,12 +82,21 @@ def build_bronze_asset(table: CsvTable) -> AssetsDefinition:
     description="Ratings visitors save in the app (userId from 1,000,000,000, movieId, "
     "rating: null for a removal, rated_at, session, serving_version), appended by the app "
     "with delta-rs, one commit per save. Materializing creates it empty when missing and "
-    "records its version and size.",
+    "records its version, its rows and the rows new since the last materialization.",
 )
-def app_ratings(lakehouse: Lakehouse) -> MaterializeResult:
+def app_ratings(context: AssetExecutionContext, lakehouse: Lakehouse) -> MaterializeResult:
     app_ratings_table.ensure_tables(lakehouse.data_root.path)
     table = lakehouse.describe(keys.APP_RATINGS)
-    return MaterializeResult(metadata={"delta_version": table.version, "rows": table.num_rows})
+    # The table is a log: the rows added since the last materialization are the news.
+    last = context.instance.get_latest_materialization_event(AssetKey(keys.APP_RATINGS))
+    before = last.asset_materialization.metadata.get("rows") if last else None
+    return MaterializeResult(
+        metadata={
+            "delta_version": table.version,
+            "rows": table.num_rows,
+            "new_rows": table.num_rows - (before.value if before else 0),
+        }
+    )
 
 
 @multi_asset(
