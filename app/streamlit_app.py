@@ -426,13 +426,13 @@ def search(home: Path, catalog: Catalog, version: str) -> None:
 
 
 def insights(home: Path, catalog: Catalog | None) -> None:
-    # The models' data as of the last product run (from the catalog, when it reads), and
+    # The ratings of the last product run (from the catalog, when it reads), and
     # the app's ratings as they stand.
     table = app_ratings.ratings_path(home)
     models, app, people = st.columns(3)
     if catalog is not None:
         learned = int(catalog.movies["rating_count"].sum())
-        models.metric("Ratings the models learned from", f"{learned:,}")
+        models.metric("Ratings in the models' data", f"{learned:,}")
     try:
         count = partial(app_ratings.standing_counts, home)
         saved, visitors = LOADED.get([table / "_delta_log"], count)

@@ -493,7 +493,7 @@ def test_insights_tab_shows_charts_and_model_card(app_env):
     assert any("Model card" in e.label for e in at.expander)
     counts = {m.label: m.value for m in at.metric}
     assert set(counts) == {
-        "Ratings the models learned from", "Ratings saved in this app",
+        "Ratings in the models' data", "Ratings saved in this app",
         "Visitors who saved ratings",
     }  # fmt: skip
 

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cinematch_assets.storage import atomic_files
@@ -199,6 +200,8 @@ def test_changed_lists_are_published_over_the_published_version(tmp_path):
     assert files.read_user_list(new / files.shard_name(0), index, 3) == [{"movieId": 7}]
     for shard in (1, 2):
         assert (new / files.shard_name(shard)).samefile(old / files.shard_name(shard))
+    listed = files.ListedUsers(tmp_path, published)
+    assert 3 in listed and np.int64(1) in listed and 0 not in listed and 4 not in listed
 
 
 def test_changed_lists_made_against_a_replaced_version_are_not_published(tmp_path):

@@ -266,8 +266,9 @@ class ListedUsers:
         self._indexes: dict[int, np.ndarray] = {}
 
     def __contains__(self, user_id: object) -> bool:
-        if not isinstance(user_id, int):
+        if not isinstance(user_id, int | np.integer):
             return False
+        user_id = int(user_id)
         shard = shard_of(user_id, int(self.manifest["shards"]))
         if shard not in self._indexes:
             index = index_path(shard_path(self.home, self.manifest, user_id))
