@@ -4,10 +4,17 @@ events of the assets, recorded in an ephemeral instance)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 
 from cinematch_assets import keys
 from cinematch_assets.definitions import all_assets, defs
+
+from .conftest import REPO_ROOT
 
 DOWNSTREAM_GROUPS = {"ml", "serving"}
 
@@ -80,3 +87,23 @@ def test_models_and_serving_follow_new_upstream_data():
     record(instance, [dg.AssetKey(["silver", "movies_clean"])])
     catalog = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=done.cursor)
     assert catalog.get_num_requested(dg.AssetKey(["serving", "movie_catalog"])) == 1
+
+
+def test_dagsters_dg_cli_checks_and_lists_the_same_definitions():
+    """`dg check defs` and `dg list defs` work on the project as it is laid out
+    (pyproject's [tool.dg] points them at cinematch_assets.definitions)."""
+    dg = Path(sys.executable).parent / "dg"
+    check = subprocess.run([dg, "check", "defs"], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "All definitions loaded successfully" in check.stdout + check.stderr
+    listed = subprocess.run([dg, "list", "defs", "--json"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=300, check=True)  # fmt: skip
+    found = json.loads(listed.stdout)
+    assert {a["asset_key"] for a in found["assets"]} == {
+        key.to_user_string() for asset in all_assets for key in asset.keys
+    }
+    assert {j["name"] for j in found["jobs"]} == {
+        "cinematch_product", "cinematch_studies", "cinematch_app_ratings"
+    }  # fmt: skip
+    assert {s["name"] for s in found["schedules"]} == {"weekly_refresh"}
