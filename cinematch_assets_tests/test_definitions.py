@@ -1,6 +1,7 @@
-"""Operations: the weekly schedule and the automation that makes the models and serving
-follow new upstream data, evaluated by Dagster itself (no Spark: only materialization
-events of the assets, recorded in an ephemeral instance)."""
+"""Operations: the weekly schedule, the automation that makes the models and serving
+follow new upstream data and the sensor that serves the app's visitors, evaluated by
+Dagster itself (no Spark: materialization events and runs recorded in an ephemeral
+instance); and Dagster's `dg` CLI on the same definitions."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.test_utils import create_run_for_test
 
 from cinematch_assets import keys
 from cinematch_assets.definitions import all_assets, defs
+from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.storage import app_ratings
+from cinematch_assets.storage import serving_files as files
 
 from .conftest import REPO_ROOT
 
@@ -107,3 +112,33 @@ def test_dagsters_dg_cli_checks_and_lists_the_same_definitions():
         "cinematch_product", "cinematch_studies", "cinematch_app_ratings"
     }  # fmt: skip
     assert {s["name"] for s in found["schedules"]} == {"weekly_refresh"}
+
+
+def test_the_app_ratings_sensor_waits_for_news_and_for_a_light_run_in_flight(tmp_path):
+    """Nothing served, no app table, lists that take in the table's version, a light run
+    queued or running: each is a skip that says why; else one run per pair of versions."""
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = defs.resolve_sensor_def("app_ratings_sensor")
+    root = DataRoot(home=str(tmp_path))
+
+    def tick():
+        return sensor(dg.build_sensor_context(instance=instance, resources={"data_root": root}))
+
+    assert "Nothing is served yet" in tick().skip_message
+    with files.new_version(tmp_path) as (version, folder):
+        files.write_json_shard(folder, 0, {"1": []})
+        manifest = {"shards": 1, "users": 1, "n": 1, files.APP_RATINGS_VERSION: 0}
+        files.publish_recommendations(tmp_path, version, manifest)
+    assert "No ratings were saved" in tick().skip_message
+    app_ratings.ensure_tables(tmp_path)  # version 0: what the lists take in
+    assert "take in the app's ratings (v0)" in tick().skip_message
+    user, key = app_ratings.create_account(tmp_path)
+    app_ratings.save_ratings(tmp_path, user, key, {1: 4.0}, {1}, session="s",
+                             serving_version=version)  # fmt: skip
+    running = create_run_for_test(
+        instance, job_name="cinematch_app_ratings", status=dg.DagsterRunStatus.STARTED
+    )
+    assert f"in flight ({running.run_id})" in tick().skip_message
+    instance.report_run_canceled(running)
+    requested = tick().run_requests
+    assert [r.run_key for r in requested] == [f"{version}@v1"]
