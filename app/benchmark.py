@@ -253,6 +253,7 @@ def measure(args, scratch: Path) -> dict:
     from cinematch_assets.ml.models.rating import RatingModel, RatingParams
     from cinematch_assets.resources.spark import SparkResource
     from cinematch_assets.storage import serving_files as files
+    from cinematch_assets.storage.retention import folder_bytes
     from cinematch_assets.transforms.serving import write_json_shards
 
     resource = SparkResource()
@@ -340,9 +341,7 @@ def measure(args, scratch: Path) -> dict:
     report["app"] = json.loads(measured.stdout.strip().splitlines()[-1])
     # From spawning a fresh Python to the first page rendered on the artifacts.
     report["app"]["cold_start_seconds"] = round(report["app"].pop("rendered_at") - spawned_at, 2)
-    report["app"]["artifact_bytes"] = sum(
-        p.stat().st_size for p in files.serving_root(home).rglob("*") if p.is_file()
-    )
+    report["app"]["artifact_bytes"] = folder_bytes(files.serving_root(home))
     return report
 
 

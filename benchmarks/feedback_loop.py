@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from dagster import AssetKey, DagsterInstance, RunsFilter
 
+from benchmarks import scratch_dagster_home
 from cinematch_assets import keys
 from cinematch_assets.sensors import IN_FLIGHT
 from cinematch_assets.storage import app_ratings
@@ -52,8 +53,7 @@ def copy_home(source: Path, target: Path) -> None:
 
 def start_daemon(home: Path, dagster_home: Path, interval: int, log) -> subprocess.Popen:
     """The daemon on `home`, with the sensor switched on first."""
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    scratch_dagster_home(dagster_home)
     env = {
         **os.environ,
         "CINEMATCH_HOME": str(home),

@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import scratch_dagster_home
 from cinematch_assets.storage.retention import folder_bytes
 
 PARTS = ("lake", "serving", "models", "reports", "raw")
@@ -34,9 +35,8 @@ def sizes(home: Path) -> dict[str, int]:
 
 def measure(source: dict[str, str], runs: int, retention_hours: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="cinematch-bench-retention-") as scratch:
-        home, dagster_home = Path(scratch) / "home", Path(scratch) / "dagster"
-        dagster_home.mkdir()
-        (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        home = Path(scratch) / "home"
+        dagster_home = scratch_dagster_home(Path(scratch) / "dagster")
         env = {
             **os.environ, **source,
             "CINEMATCH_HOME": str(home),
