@@ -94,14 +94,15 @@ def test_parquet_file_stats_from_footer(tmp_path):
             "s": pa.array(["b", "a", "x" * 40]),  # longer than Delta keeps: no min/max
             "f": pa.array([1.5, float("nan"), 0.5]),
             "d": pa.array([datetime(2020, 1, 1).date()] * 3),
+            "inf": pa.array([float("-inf"), 0.0, 1.0]),  # JSON has no infinity: left out
         }
     )
     pq.write_table(table, tmp_path / "f.parquet")
     stats = parquet_file_stats(pq.ParquetFile(tmp_path / "f.parquet").metadata)
     assert stats["numRecords"] == 3
     assert stats["minValues"]["a"] == 1 and stats["maxValues"]["a"] == 3
-    assert stats["nullCount"] == {"a": 1, "s": 0, "f": 0, "d": 0}
-    assert "s" not in stats["minValues"]
+    assert stats["nullCount"] == {"a": 1, "s": 0, "f": 0, "d": 0, "inf": 0}
+    assert "s" not in stats["minValues"] and "inf" not in stats["minValues"]
     assert stats["minValues"]["d"] == "2020-01-01"
 
 

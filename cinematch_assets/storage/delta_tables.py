@@ -127,7 +127,8 @@ def _stat_value(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float):
-        return None if math.isnan(value) else value
+        # JSON has no infinity: delta-rs reads a file's whole statistics as missing.
+        return value if math.isfinite(value) else None
     if isinstance(value, str):
         return value if len(value) <= MAX_STRING_STAT else None
     if isinstance(value, int):
