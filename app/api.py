@@ -89,17 +89,28 @@ class Recommended(Movie):
     reason: int | None = Field(description="A movie the user rated highly that led here.")
     reason_title: str | None
     new: bool = Field(description="A new movie, placed from its content.")
+    follows: bool = Field(
+        default=False, description="The reason is the film this new movie follows."
+    )
+
+
+NEW_FOR_YOU_HELP = (
+    'The "New for you" row: movies the models do not know yet, by their fit for the user, '
+    "the latest releases first."
+)
 
 
 class UserList(BaseModel):
     user_id: int
     version: str = Field(description="The published serving version the list comes from.")
     items: list[Recommended]
+    new_for_you: list[Recommended] = Field(description=NEW_FOR_YOU_HELP)
 
 
 class NewUserList(BaseModel):
     version: str
     items: list[Recommended]
+    new_for_you: list[Recommended] = Field(description=NEW_FOR_YOU_HELP)
 
 
 class MoviePage(BaseModel):
@@ -210,6 +221,7 @@ def _recommended(catalog: Catalog, entries: list[dict[str, Any]]) -> list[dict[s
                 "reason": None if reason_row is None else int(reason),
                 "reason_title": None if reason_row is None else str(reason_row["display_title"]),
                 "new": bool(entry.get("new", False)),
+                "follows": bool(entry.get("follows", False)),
             }
         )
     return out
@@ -366,10 +378,15 @@ def create_app(home: Path | None = None) -> FastAPI:
         )
         if found is None:
             raise HTTPException(404, f"no user {user_id} in the models")
-        version, entries = found  # a publish since the manifest was read: the newer one
+        version, entries, row = found  # a publish since the manifest was read: the newer one
         response.headers["ETag"] = _etag(version, user_id, k, discovery, sorted(genres))
         response.headers["Cache-Control"] = "no-cache"  # revalidate: a publish changes it
-        return {"user_id": user_id, "version": version, "items": _recommended(catalog, entries)}
+        return {
+            "user_id": user_id,
+            "version": version,
+            "items": _recommended(catalog, entries),
+            "new_for_you": _recommended(catalog, row),
+        }
 
     @api.post(
         "/recommendations",
@@ -387,8 +404,14 @@ def create_app(home: Path | None = None) -> FastAPI:
             message = f"unknown movies: {', '.join(map(str, unknown))}"
             raise _invalid(("body", "ratings"), message, unknown)
         version = published().version
-        entries = foldin().recommend(rated, genres=genres, n=asked.k, discovery=asked.discovery)
-        return {"version": version, "items": _recommended(catalog, entries)}
+        model = foldin()
+        entries = model.recommend(rated, genres=genres, n=asked.k, discovery=asked.discovery)
+        row = model.new_for_you(rated, genres=genres)
+        return {
+            "version": version,
+            "items": _recommended(catalog, entries),
+            "new_for_you": _recommended(catalog, row),
+        }
 
     @api.get("/movies", response_model=MoviePage, tags=["movies"])
     async def search_movies(

@@ -406,17 +406,18 @@ def known_user_list(
     n: int = SHOWN,
     discovery: float = 0.0,
     genres: Sequence[str] = (),
-) -> tuple[str, list[dict[str, Any]]] | None:
-    """A known user's list as the app shows it, and the published version it comes from:
-    the served list re-ranked with `discovery` more popularity penalty (needs the
-    models' movie side, `items`), only movies of `genres`, the best n; None when the
-    models do not know the user."""
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """A known user's list as the app shows it, their "New for you" row, and the
+    published version both come from: the served list re-ranked with `discovery` more
+    popularity penalty (needs the models' movie side, `items`), only movies of `genres`,
+    the best n; the row's movies of `genres`. None when the models do not know the user."""
     version, entries = recommendations.find(user_id)
     if entries is None:
         return None
+    top, row = files.split_rows(entries)
     if items is not None:
-        entries = with_discovery(items, entries, discovery, len(entries))
-    return version, with_genres(catalog, entries, genres)[:n]
+        top = with_discovery(items, top, discovery, len(top))
+    return version, with_genres(catalog, top, genres)[:n], with_genres(catalog, row, genres)
 
 
 @dataclass(frozen=True)
@@ -496,6 +497,79 @@ class FoldIn:
             self.items.ranking_alpha,
         )
 
+    def _block(self, ratings: dict[int, float]) -> tuple[UserBlock, int]:
+        """A brand-new user as a block of one, folded into the models from `ratings`
+        (movieId -> stars), and how many of them say "more like this"."""
+        at = self.positions(list(ratings))
+        positions = at[at >= 0]
+        stars = np.asarray(list(ratings.values()), dtype=np.float64)[at >= 0]
+        # Only movies the user wanted more of make the list personal.
+        wanted = int((preference_values(stars) > 0).sum())
+        rank = self.items.ranking_items.shape[1]
+        factor = self.ranking_factor(positions, stars) if wanted else np.zeros(rank)
+        bias, star_factor = self.items.rating.fold_in(positions, stars)
+        block = UserBlock(
+            user_ids=np.zeros(1, dtype=np.int64),
+            factors=factor[None, :].astype(np.float32),
+            rated_at=positions,
+            rated_stars=stars,
+            rated_by=np.zeros(len(positions), dtype=np.int64),
+            star_bias=np.array([bias]),
+            star_factors=star_factor[None, :],
+        )
+        return block, wanted
+
+    def _of_genres(self, genres: Sequence[str]) -> np.ndarray:
+        of_genres = np.zeros(len(self.movie_ids), dtype=bool)
+        for genre in genres:
+            of_genres |= self.genres.get(genre, of_genres)
+        return of_genres
+
+    def _new_of_genres(self, genres: Sequence[str]) -> np.ndarray:
+        new = self.items.new
+        of_genres = np.zeros(len(new.movie_ids) if new is not None else 0, dtype=bool)
+        for genre in genres:
+            of_genres |= self.new_genres.get(genre, of_genres)
+        return of_genres
+
+    def new_for_you(
+        self, ratings: dict[int, float], *, genres: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The "New for you" row of a user who gave `ratings` (movieId -> stars), only
+        new movies of `genres` when given: what the served rows hold for known users
+        (`ModelItems.new_for_you`), on a block of one. Empty when the models have no row
+        or no new movie reaches the user."""
+        new = self.items.new
+        if new is None or new.row is None:
+            return []
+        if genres:
+            new = new.only(self._new_of_genres(genres))
+        block, _ = self._block(ratings)
+        rated = position_of(new.movie_ids, list(ratings))
+        picks = self.items.new_for_you(block, [rated[rated >= 0]], new)
+        if picks is None:
+            return []
+        found = picks.positions[0] >= 0
+        return [
+            {
+                "movieId": int(new.movie_ids[p]),
+                "pred_rating": round(float(s), 2),
+                "score": round(float(v), 4),
+                "reason": int(self.movie_ids[r]) if r >= 0 else None,
+                "new": True,
+                "row": files.NEW_FOR_YOU,
+                **({"follows": True} if follows else {}),
+            }
+            for p, s, v, r, follows in zip(
+                picks.positions[0][found],
+                picks.stars[0][found],
+                picks.scores[0][found],
+                picks.reasons[0][found],
+                picks.follows[0][found],
+                strict=True,
+            )
+        ]
+
     def recommend(
         self,
         ratings: dict[int, float],
@@ -509,39 +583,20 @@ class FoldIn:
         to its popularity penalty): the models folded in (the ranking model's factor, the
         rating model's bias and factor), leaning on popularity while there are few
         ratings; the list builder of every served list, on a block of one user."""
-        at = self.positions(list(ratings))
-        positions = at[at >= 0]
-        stars = np.asarray(list(ratings.values()), dtype=np.float64)[at >= 0]
-        # Only movies the user wanted more of make the list personal; its share is
-        # wanted / (wanted + BLEND_PRIOR). On the z-scored personal score, that is a
-        # popularity bonus of (1 - share) / share; with none, popularity alone.
-        wanted = int((preference_values(stars) > 0).sum())
-        rank = self.items.ranking_items.shape[1]
-        factor = self.ranking_factor(positions, stars) if wanted else np.zeros(rank)
+        block, wanted = self._block(ratings)
+        # The personal score's share is wanted / (wanted + BLEND_PRIOR). On the z-scored
+        # personal score, that is a popularity bonus of (1 - share) / share; with none,
+        # popularity alone.
         bonus = BLEND_PRIOR / wanted if wanted else 1.0
         policy = self.items.policy
         policy = replace(policy, popularity_penalty=policy.popularity_penalty + discovery - bonus)
         ranker: Ranker = self.items.ranker(policy)
         new = self.items.new_slots(n)
         if genres:
-            of_genres = np.zeros(len(self.movie_ids), dtype=bool)
-            new_of_genres = np.zeros(len(new.movies.movie_ids) if new else 0, dtype=bool)
-            for genre in genres:
-                of_genres |= self.genres.get(genre, of_genres)
-                new_of_genres |= self.new_genres.get(genre, new_of_genres)
+            of_genres = self._of_genres(genres)
             ranker = OnlyMovies(ranker, of_genres)
             if new is not None:
-                new = replace(new, movies=new.movies.only(new_of_genres))
-        bias, star_factor = self.items.rating.fold_in(positions, stars)
-        block = UserBlock(
-            user_ids=np.zeros(1, dtype=np.int64),
-            factors=factor[None, :].astype(np.float32),
-            rated_at=positions,
-            rated_stars=stars,
-            rated_by=np.zeros(len(positions), dtype=np.int64),
-            star_bias=np.array([bias]),
-            star_factors=star_factor[None, :],
-        )
+                new = replace(new, movies=new.movies.only(self._new_of_genres(genres)))
         # A rated new movie is left out of the new picks (the models cannot use its stars).
         new_ids = new.movies.movie_ids if new is not None else np.zeros(0, np.int64)
         rated_new = position_of(new_ids, list(ratings))

@@ -133,7 +133,9 @@ def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason:
     count = int(movie.get("rating_count") or 0)
     lines.append(f'<div class="cm-meta">{community_line(movie.get("avg_rating"), count)}</div>')
     if rec is not None:
-        if new:
+        if new and reason and rec.get("follows"):
+            why = f"New, and it follows {esc(reason)}, which you rated highly"
+        elif new:
             why = (
                 f"New, and like {esc(reason)}, which you rated highly"
                 if reason
@@ -142,7 +144,9 @@ def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason:
         else:
             why = f"Because you rated {esc(reason)} highly" if reason else "Popular with viewers"
         lines.append(f'<div class="cm-why">{why}</div>')
-    return f'<div class="cm-card">{image}<div class="cm-body">{"".join(lines)}</div></div>'
+    # The "New for you" row's cards are told apart from the top list's (cm-row).
+    kind = "cm-card cm-row" if rec is not None and rec.get("row") else "cm-card"
+    return f'<div class="{kind}">{image}<div class="cm-body">{"".join(lines)}</div></div>'
 
 
 def show_cards(catalog: Catalog, items: list[dict[str, Any]], *, recommended: bool) -> None:
@@ -238,7 +242,7 @@ def for_you(
         )
         return
     st.query_params["user"] = str(user)
-    _, shown = found
+    _, shown, row = found
     # Ratings given here re-rank the list at once: the account holder's are saved too;
     # anyone else's (a release user is read-only) stay in this session.
     account = st.session_state.get("account")
@@ -253,6 +257,7 @@ def for_you(
             whose = f"this session only: user {user}'s own ratings are read-only"
         start = {int(m): float(s) for m, s in {**start, **given}.items()}
         shown = foldin.recommend(start, genres=genres, n=SHOWN, discovery=discovery)
+        row = foldin.new_for_you(start, genres=genres)
         st.caption(
             f"Updated with your latest ratings ({len(given)} here, {whose}) until the next "
             "run serves the new model."
@@ -268,6 +273,7 @@ def for_you(
             if holder:
                 st.session_state.setdefault("new_ratings", {}).update(rating)
             st.rerun()
+    new_for_you_row(catalog, row)
     try:
         favourites = user_favourites(open_profiles(home), user)
     except ArtifactProblem as problem:
@@ -398,6 +404,16 @@ def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None
     recs = foldin.recommend(known, genres=genres, n=SHOWN, discovery=discovery)
     st.subheader("Recommended for you")
     show_cards(catalog, recs, recommended=True)
+    new_for_you_row(catalog, foldin.new_for_you(known, genres=genres))
+
+
+def new_for_you_row(catalog: Catalog, row: list[dict[str, Any]]) -> None:
+    """The "New for you" row under a list: movies too new for the ratings to say."""
+    if not row:
+        return
+    st.subheader("New for you")
+    st.caption("Too new for the ratings to say: picked from what they are, and their titles.")
+    show_cards(catalog, row, recommended=True)
 
 
 def search(home: Path, catalog: Catalog, version: str) -> None:

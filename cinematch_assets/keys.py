@@ -66,6 +66,7 @@ STUDY_REPORT: Key = ("studies", "report")
 MOVIE_CATALOG: Key = ("serving", "movie_catalog")
 USER_PROFILES: Key = ("serving", "user_profiles")
 RECOMMENDATIONS: Key = ("serving", "recommendations")
+NEW_FOR_YOU: Key = ("serving", "new_for_you")
 RECOMMENDATIONS_JSON: Key = ("serving", "recommendations_json")
 MODEL_FACTORS: Key = ("serving", "model_factors")
 # The app's visitors folded into the served models between product runs.

@@ -16,6 +16,7 @@ import pytest
 
 from cinematch_assets.sources.synthetic import MARKDOWN_TITLES
 from cinematch_assets.storage import serving_files as files
+from cinematch_assets.storage.serving_files import split_rows
 
 from .conftest import REPO_ROOT, free_port, served_json
 
@@ -154,8 +155,14 @@ def open_tab(driver, name: str) -> None:
     settled(driver)
 
 
-def visible_cards(driver) -> list:
-    return [c for c in driver.find_elements("css selector", ".cm-card") if c.is_displayed()]
+def visible_cards(driver, css: str = ".cm-card:not(.cm-row)") -> list:
+    """The movie cards on the page: a list's or a search's, not the New for you row's."""
+    return [c for c in driver.find_elements("css selector", css) if c.is_displayed()]
+
+
+def row_cards(driver) -> list:
+    """The "New for you" row's cards."""
+    return visible_cards(driver, ".cm-row")
 
 
 def shot(driver, name: str) -> None:
@@ -291,20 +298,22 @@ def test_text_from_the_url_and_from_data_stays_text(app_url, browser):
 
 
 def test_a_new_movie_shows_with_its_badge_and_reason(app_url, browser):
-    """A movie too new for the ratings to say, on a user's list: a New badge and a reason
-    in words; and the movie added to the release with no rating is in Search."""
+    """Movies too new for the ratings to say, in a user's "New for you" row under their
+    top 10: a New badge and a reason in words; and the movie added to the release with
+    no rating is in Search."""
     url, home = app_url
-    user, recs = next((u, recs) for u, recs in served_json(home).items()
-                      if any(r.get("new") for r in recs[:10]))  # fmt: skip
+    user, row = next((u, split_rows(entries)[1]) for u, entries in served_json(home).items()
+                     if split_rows(entries)[1])  # fmt: skip
     browser.get(f"{url}/?user={user}")
     settled(browser)
-    cards = visible_cards(browser)
-    assert len(cards) == 10
-    fresh = [c for c in cards if c.find_elements("css selector", ".cm-new")]
-    assert len(fresh) == sum(bool(r.get("new")) for r in recs[:10])
-    assert all("New, and like" in c.text for c in fresh), [c.text for c in fresh]
+    assert len(visible_cards(browser)) == 10
+    assert "New for you" in browser.find_element("css selector", "body").text
+    fresh = row_cards(browser)
+    assert len(fresh) == len(row)
+    assert all(c.find_elements("css selector", ".cm-new") for c in fresh)
+    assert all("New, and" in c.text for c in fresh), [c.text for c in fresh]
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", fresh[0])
-    shot(browser, "7-new-movie")
+    shot(browser, "7-new-for-you")
 
     open_tab(browser, "Search")
     type_into(browser, "Title", "sing along sky")

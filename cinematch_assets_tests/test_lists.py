@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from app.recommender import with_discovery
 from cinematch_assets.ml.lists.build import (
@@ -19,15 +20,17 @@ from cinematch_assets.ml.lists.build import (
     ListPolicy,
     ModelItems,
     NewMovies,
+    NewRow,
     ScoreScale,
     UserBlock,
     build_lists,
     build_lists_each,
     zscore_rows,
 )
-from cinematch_assets.ml.lists.new_movies import audience_cuts
+from cinematch_assets.ml.lists.new_movies import audience_cuts, tune_follows_weight
 from cinematch_assets.ml.models.ease import fit_ease, gram, kept_movies
 from cinematch_assets.ml.models.foldin import RatingTerms
+from cinematch_assets.ml.models.titles import TitleLinks
 from cinematch_assets.ml.selection.champion import choose
 from cinematch_assets.ml.selection.metrics import gini
 from cinematch_assets.storage import model_factors
@@ -434,3 +437,118 @@ def test_model_items_keep_their_new_movies_through_the_npz(tmp_path):
     broken = model_factors.to_arrays(items) | {"new_rating_bias": np.zeros(3, np.float32)}
     with pytest.raises(ValueError, match="new movies"):
         model_factors.from_arrays(broken)
+
+
+def with_row(
+    new: NewMovies, *, links: np.ndarray | None = None, fresh=None, audience=None, weight=4.0
+) -> NewMovies:
+    """`new` with a "New for you" row of 3: no audience cut, nothing fresh, no titles
+    alike, unless given (`links`: new x known title similarities)."""
+    count = len(new.movie_ids)
+    links = np.zeros((count, MOVIES), np.float32) if links is None else links
+    return replace(
+        new,
+        row=NewRow(
+            size=3,
+            audience=np.full(count, -np.inf, np.float32) if audience is None else audience,
+            fresh=np.zeros(count, bool) if fresh is None else fresh,
+            links=TitleLinks(sparse.csr_matrix(links)),
+            follows_weight=weight,
+        ),
+    )
+
+
+def row_items(new: NewMovies, floor: float = 0.0) -> ModelItems:
+    return ModelItems(
+        np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0, terms(),
+        popularity=np.zeros(MOVIES, np.float32), policy=ListPolicy("als", star_floor=floor),
+        new=new,
+    )  # fmt: skip
+
+
+def test_the_new_for_you_row_is_the_best_fits_by_z_score_leaving_out_rated_ones():
+    items = row_items(with_row(new_movies(threshold=np.inf, slots=0)))
+    users = block([[0, 1], [2]])
+    picks = items.new_for_you(users, [np.array([0]), np.array([], np.int64)])
+    z = ScoreScale.of(items.ranking_items).standardize(
+        users.factors, users.factors @ items.new.ranking_items.T
+    )
+    z[0, 0] = -np.inf  # user 0 rated the first new movie
+    for user in range(2):
+        assert picks.positions[user].tolist() == np.argsort(-z[user], kind="stable")[:3].tolist()
+        np.testing.assert_allclose(picks.scores[user], np.sort(z[user])[::-1][:3], rtol=1e-5)
+    assert not picks.follows.any()
+    # The top list's slots and threshold play no part: no new movie in the top list.
+    assert items.new_slots(10) is None
+
+
+def test_a_title_like_one_the_user_rated_highly_lifts_the_new_movie_and_is_its_reason():
+    """New movie 5 is titled like known movie 7: user 0 liked movie 7, user 1 only rated
+    it 2 stars. With the follows weight the sequel leads user 0's row, with the film it
+    follows as the reason; user 1's row does not change."""
+    links = np.zeros((8, MOVIES), np.float32)
+    links[5, 7] = 0.8
+    items = row_items(with_row(new_movies(threshold=np.inf), links=links, weight=100.0))
+    users = block([[7, 3], [7]])
+    users = replace(users, rated_stars=np.array([5.0, 4.0, 2.0]))
+    picks = items.new_for_you(users)
+    assert picks.positions[0][0] == 5 and picks.follows[0][0] and picks.reasons[0][0] == 7
+    plain = replace(items, new=with_row(items.new, weight=100.0)).new_for_you(users)
+    assert picks.positions[1].tolist() == plain.positions[1].tolist()
+    assert not picks.follows[1].any()
+
+
+def test_the_row_offers_a_movie_only_past_its_audience_cut_fresh_ones_first_and_floored():
+    new = new_movies(threshold=np.inf)
+    users = block([[u % MOVIES] for u in range(12)])
+    # Movie 2 is offered to no one; movies 6 and 7 are fresh.
+    audience = np.full(8, -np.inf, np.float32)
+    audience[2] = np.inf
+    fresh = np.zeros(8, bool)
+    fresh[[6, 7]] = True
+    picks = row_items(with_row(new, audience=audience, fresh=fresh)).new_for_you(users)
+    assert not (picks.positions == 2).any()
+    assert (np.sort(picks.positions[:, :2], axis=1) == [6, 7]).all()
+    assert (picks.scores[:, 0] >= picks.scores[:, 1]).all()  # each part by fit
+    # Predicted below the star floor: never in the row (3.5 - 1.5 = 2 stars each).
+    low = replace(with_row(new), rating_bias=np.full(8, -1.5, np.float32))
+    assert (row_items(low, floor=3.0).new_for_you(users).positions == -1).all()
+
+
+def test_model_items_keep_their_new_for_you_row_through_the_npz(tmp_path):
+    links = np.zeros((8, MOVIES), np.float32)
+    links[5, 7], links[1, 3] = 0.8, 0.4
+    fresh = np.arange(8) % 2 == 0
+    new = with_row(new_movies(threshold=1.0), links=links, fresh=fresh,
+                   audience=np.linspace(-1, 1, 8, dtype=np.float32))  # fmt: skip
+    loaded = _saved(row_items(new), tmp_path / "f.npz").new.row
+    assert loaded.size == 3 and loaded.follows_weight == 4.0
+    np.testing.assert_array_equal(loaded.fresh, fresh)
+    np.testing.assert_array_equal(loaded.audience, new.row.audience)
+    np.testing.assert_array_equal(loaded.links.matrix.toarray(), links)
+
+
+def test_the_title_weight_is_the_one_that_finds_the_held_out_movies_people_liked():
+    """Validation of the title weight: 40 users each liked known movie u % 10 and held-out
+    movie 50 + u % 10. When each held-out movie's title follows the known movie its
+    likers liked, a heavier title weight finds it; when titles link the wrong movies,
+    weight 0 does best."""
+    known = RNG.normal(size=(MOVIES, RANK)).astype(np.float32)
+    scale = ScoreScale.of(known)
+    tuning_at = np.arange(50, 60)
+    liked = [[u % 10, 50 + u % 10] for u in range(40)]
+    users = block(liked)
+
+    def search(follows: np.ndarray) -> dict[float, float]:
+        links = np.zeros((10, MOVIES), np.float32)
+        links[np.arange(10), follows] = 1.0
+        tuning = with_row(
+            replace(new_movies(threshold=np.inf, count=10), ranking_items=known[tuning_at]),
+            links=links,
+        )
+        return tune_follows_weight(users, tuning, tuning_at, scale, [0.0, 1.0, 4.0])
+
+    right = search(np.arange(10))
+    assert right[4.0] > right[1.0] > right[0.0] and right[4.0] > 0.95
+    wrong = search((np.arange(10) + 1) % 10)
+    assert wrong[0.0] > wrong[4.0]

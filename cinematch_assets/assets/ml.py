@@ -31,7 +31,7 @@ from cinematch_assets.assets.ml_config import (
     RatingModelConfig,
     TuningConfig,
 )
-from cinematch_assets.ml.lists.new_movies import fit_new_movie_model
+from cinematch_assets.ml.lists.new_movies import RowSettings, fit_new_movie_model
 from cinematch_assets.ml.models import artifacts
 from cinematch_assets.ml.models.artifacts import ModelTables, Trained, Training
 from cinematch_assets.ml.models.content import (
@@ -44,6 +44,7 @@ from cinematch_assets.ml.models.ease import EaseModel, fit_ease_model
 from cinematch_assets.ml.models.fits import fits_since, fits_so_far
 from cinematch_assets.ml.models.ranking import RankingModel, fit_ranking_model
 from cinematch_assets.ml.models.rating import RatingModel, fit_biases, fit_rating_model
+from cinematch_assets.ml.models.titles import title_vectors
 from cinematch_assets.ml.selection.champion import (
     CHAMPION_COLUMNS,
     candidate_policies,
@@ -472,7 +473,11 @@ def movie_content(
 @multi_asset(
     name="content_model",
     deps=[*MODEL_TABLES, AssetKey(keys.MOVIE_CONTENT), AssetKey(keys.CONTENT_FEATURES)],
-    ins={"train": TRAIN, "ratings": AssetIn(keys.RATINGS_CLEAN)},
+    ins={
+        "train": TRAIN,
+        "ratings": AssetIn(keys.RATINGS_CLEAN),
+        "movies": AssetIn(keys.MOVIES_CLEAN),
+    },
     outs={
         "model": AssetOut(
             key=keys.CONTENT_MODEL,
@@ -488,8 +493,11 @@ def movie_content(
             key=keys.NEW_MOVIE_FACTORS,
             description="Every movie the models do not know (too few ratings for Gold, or "
             "none), placed from its content (and its few ratings): movieId, "
-            "ranking_features, rating_bias, rating_features, and audience_z, the score "
-            "(on a user's own scale) of the share of users it is offered to.",
+            "ranking_features, rating_bias, rating_features, audience_z (the score, on a "
+            "user's own scale, of the share of users a new slot offers it to), and for the "
+            '"New for you" row: row_audience_z (the fit of the share of users the row '
+            "offers it to), fresh, and the known movies whose titles it follows "
+            "(follows, follows_similarity).",
             **ML,
         ),
     },
@@ -500,8 +508,10 @@ def content_model(
     lakehouse: Lakehouse,
     train: DataFrame,
     ratings: DataFrame,
+    movies: DataFrame,
 ):
     started = time.perf_counter()
+    titles = movies.select("movieId", "title_clean", "release_year").toPandas()
     ranking = artifacts.read_ranking_model(lakehouse.read).model
     rating = artifacts.read_rating_model(lakehouse.read).model
     model = fit_new_movie_model(
@@ -517,6 +527,15 @@ def content_model(
         audience_share=config.audience_share,
         slots=config.new_slots,
         fill_share=config.fill_share,
+        row=RowSettings(
+            size=config.row_size,
+            share=config.row_share,
+            min_title_similarity=config.min_title_similarity,
+            fresh_years=config.fresh_years,
+        ),
+        follows_weights=config.follows_weights,
+        titles=title_vectors(titles["movieId"], titles["title_clean"], titles["release_year"]),
+        release_years=titles.set_index("movieId")["release_year"],
     )
     searches = model.mapping.searches
     row = {
@@ -529,6 +548,13 @@ def content_model(
         "new_slots": config.new_slots,
         "fill_share": config.fill_share,
         "audience_share": config.audience_share,
+        "row_size": config.row_size,
+        "row_share": config.row_share,
+        "follows_weight": model.row.follows_weight,
+        "min_title_similarity": config.min_title_similarity,
+        "fresh_since": model.fresh_since,
+        "fresh_new_movies": int(model.items["fresh"].sum()),
+        "new_movies_following_a_title": int((model.items["follows"].map(len) > 0).sum()),
         "ranking_rank": ranking.params.rank,
         "rating_rank": rating.params.rank,
         "known_movies": len(model.mapping.movie_ids),
@@ -548,19 +574,28 @@ def content_model(
          for r, e in s.errors.items()]
     )  # fmt: skip
     yield Output(
-        spark.createDataFrame(pd.DataFrame([row])),
+        spark.createDataFrame(pd.DataFrame([row]).astype({"fresh_since": "Int64"})),
         output_name="model",
         metadata={
             **scalars,
             "seconds": round(seconds, 1),
             "ridge_search": MetadataValue.md(search_table.to_markdown(index=False)),
+            "follows_search": MetadataValue.md(
+                pd.DataFrame(
+                    {
+                        "follows_weight": list(model.follows_search),
+                        "validation_ndcg": list(model.follows_search.values()),
+                    }
+                ).to_markdown(index=False)
+            ),  # fmt: skip
         },
     )
     yield Output(
         spark.createDataFrame(
             model.items,
             "movieId int, ranking_features array<float>, rating_bias float, "
-            "rating_features array<float>, audience_z double",
+            "rating_features array<float>, audience_z double, row_audience_z double, "
+            "fresh boolean, follows array<int>, follows_similarity array<float>",
         ),
         output_name="items",
         metadata={"new_movies": len(model.items)},

@@ -143,8 +143,9 @@ class ContentModelConfig(Config):
         "new movies people liked).",
     )
     new_slots: int = Field(
-        default=2,
-        description="Places of the shown list a new movie may take (0: no new movies).",
+        default=0,
+        description="Places of the shown top 10 a new movie may take (0: none; new movies "
+        "have their own row). Every such place is a certain miss on held-out ratings.",
     )
     fill_share: float = Field(
         default=0.3,
@@ -156,5 +157,28 @@ class ContentModelConfig(Config):
         default=0.1,
         description="A new movie is offered only to this share of the users, those it suits "
         "best (1: no limit), so one new movie cannot take a slot in most lists.",
+    )
+    row_size: int = Field(default=10, description='Movies in the "New for you" row.')
+    row_share: float = Field(
+        default=0.2,
+        description='The exploration budget: a new movie is in the "New for you" row of at '
+        "most this share of the users, those it fits best (1: no limit).",
+    )
+    follows_weights: list[float] = Field(
+        default=[0.0, 0.5, 1.0, 2.0, 4.0],
+        description="What a title like one the user rated highly may add to a new movie's "
+        "fit in the row, per unit of title similarity (z-score units; 0: titles ignored): "
+        "the one whose row order finds the known movies held out of the ridge best for "
+        "the users who liked them (validation NDCG@10).",
+    )
+    min_title_similarity: float = Field(
+        default=0.3,
+        description="Titles less alike than this (cosine) are unrelated, as are titles "
+        "that do not start with the same word.",
+    )
+    fresh_years: int = Field(
+        default=2,
+        description="Movies released in this many years up to the latest rating (or later) "
+        "are fresh: the row ranks them before older movies the models do not know.",
     )
     seed: int = Field(default=42, description="Seed of the held-out movies.")

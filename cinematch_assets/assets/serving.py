@@ -20,13 +20,14 @@ from dagster import (
 )
 from pydantic import Field
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 # The app's own fold-in, on the serving files (no Spark, no models' tables).
 from app.recommender import ArtifactProblem, open_foldin
 from cinematch_assets import keys
 from cinematch_assets.assets.ml import MODEL_TABLES
 from cinematch_assets.ml.lists.new_movies import read_new_movies
-from cinematch_assets.ml.lists.recommend import model_items, served_lists
+from cinematch_assets.ml.lists.recommend import model_items, new_for_you_lists, served_lists
 from cinematch_assets.ml.models import artifacts
 from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.resources.data_root import DataRoot
@@ -170,17 +171,65 @@ def serving_recommendations(
 
 
 @asset(
+    key=keys.NEW_FOR_YOU,
+    ins={"ratings": RATINGS_CLEAN},
+    deps=EVALUATED_MODELS,
+    kinds={"spark", "delta"},
+    description='Every user\'s "New for you" row, beside their top-n: up to its size of the '
+    "movies the models do not know (no ratings, or too few for Gold), by their fit for the "
+    "user (the content model's score on the user's own scale, plus a title like one they "
+    "rated highly), each offered to its exploration budget's share of users, the latest "
+    "releases first, none predicted below the star floor (userId, rank, movieId, score, "
+    "pred_rating, reason, follows: the reason is the film it follows).",
+    **SERVING,
+)
+def serving_new_for_you(
+    context: AssetExecutionContext, lakehouse: Lakehouse, ratings: DataFrame
+) -> Output:
+    items, ranking, rating = served_items(lakehouse)
+    started = time.perf_counter()
+    history = ratings.select("userId", "movieId", "rating")
+    rows = new_for_you_lists(items, ranking.users, rating.users, history).cache()
+    summary = rows.agg(
+        F.count("*").alias("rows"),
+        F.countDistinct("userId").alias("users"),
+        F.countDistinct("movieId").alias("movies"),
+        F.avg(F.col("follows").cast("double")).alias("follows"),
+    ).first()
+    seconds = time.perf_counter() - started
+    context.log.info(f"New for you: {summary['rows']:,} rows in {seconds:.1f} s")
+    users = ranking.users.count()
+    return Output(
+        rows,
+        metadata={
+            "users_with_a_row": summary["users"],
+            "share_of_users_with_a_row": round(summary["users"] / max(users, 1), 4),
+            "movies_shown": summary["movies"],
+            "share_with_a_followed_title": round(summary["follows"] or 0.0, 4),
+            "scoring_seconds": round(seconds, 1),
+        },
+    )
+
+
+@asset(
     key=keys.RECOMMENDATIONS_JSON,
-    ins={"recommendations": AssetIn(keys.RECOMMENDATIONS)},
+    ins={
+        "recommendations": AssetIn(keys.RECOMMENDATIONS),
+        "new_for_you": AssetIn(keys.NEW_FOR_YOU),
+    },
     kinds={"spark", "json"},
     description="The serving JSON (user id -> ordered [{movieId, pred_rating, score, "
-    "reason}]), sharded by userId modulo the shard count, each shard with an index of "
+    "reason}]: the top-n, then the New for you row's entries, marked row: new_for_you), "
+    "sharded by userId modulo the shard count, each shard with an index of "
     "where each user's list lies so a lookup parses one list; a new version is published "
     "by swapping recommendations/manifest.json.",
     **SERVING,
 )
 def serving_recommendations_json(
-    context: AssetExecutionContext, data_root: DataRoot, recommendations: DataFrame
+    context: AssetExecutionContext,
+    data_root: DataRoot,
+    recommendations: DataFrame,
+    new_for_you: DataFrame,
 ) -> MaterializeResult:
     home = data_root.path
     users = recommendations.select("userId").distinct().count()
@@ -192,7 +241,7 @@ def serving_recommendations_json(
     # Held from the first shard to the manifest swap: an overlapping run's publish leaves
     # this version alone.
     with files.new_version(home) as (version, folder):
-        written = write_json_shards(recommendations, folder, shards)
+        written = write_json_shards(recommendations, folder, shards, new_for_you)
         manifest = files.publish_recommendations(
             home,
             version,
@@ -285,7 +334,7 @@ def serving_app_user_lists(
         raise Failure(str(problem)) from problem
     n = max(int(manifest.get("n") or 0), 1)
     lists = {
-        user: foldin.recommend({m: s for m, (s, _) in standing[user].items()}, n=n)
+        user: _visitor_lists(foldin, {m: s for m, (s, _) in standing[user].items()}, n)
         if standing.get(user)
         else None
         for user in users
@@ -315,10 +364,16 @@ def serving_app_user_lists(
     )
 
 
+def _visitor_lists(foldin, ratings: dict[int, float], n: int) -> list[dict]:
+    """A visitor's served entries, as a known user's: the top-n, then "New for you"."""
+    return foldin.recommend(ratings, n=n) + foldin.new_for_you(ratings)
+
+
 serving_assets = [
     serving_movie_catalog,
     serving_user_profiles,
     serving_recommendations,
+    serving_new_for_you,
     serving_recommendations_json,
     serving_model_factors,
     serving_app_user_lists,

@@ -25,8 +25,10 @@ from pyspark.sql import DataFrame
 from cinematch_assets import keys
 from cinematch_assets.assets.ml import MODEL_TABLES, TRAIN
 from cinematch_assets.checks import latest_metadata
+from cinematch_assets.ml.lists.new_movies import RowSettings
 from cinematch_assets.ml.models import artifacts
 from cinematch_assets.ml.models.content import read_content
+from cinematch_assets.ml.models.titles import title_vectors
 from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.ml.selection.cold import cold_movie_evaluation
 from cinematch_assets.ml.selection.evaluation import METRICS_SCHEMA, metrics_table
@@ -189,7 +191,7 @@ def candidates_on_test(
 
 @asset(
     key=keys.STUDY_COLD_MOVIES,
-    ins={"train": TRAIN, "test": TEST},
+    ins={"train": TRAIN, "test": TEST, "movies": AssetIn(keys.MOVIES_CLEAN)},
     deps=[
         *MODEL_TABLES,
         AssetKey(keys.MOVIE_CONTENT),
@@ -199,7 +201,9 @@ def candidates_on_test(
     description="The cold-movie protocol: a seeded share of the Gold movies held out of "
     "training entirely, the models refitted on the rest, the held-out movies placed from "
     "their content alone and ranked for the users who rated them (role `cold`), against a "
-    "genre profile and random; their stars against global mean + user bias.",
+    "genre profile and random, with the New for you row's order (with and without "
+    "titles) and the content model without each part of the content; their stars "
+    "against global mean + user bias.",
     **STUDIES,
 )
 def cold_movies(
@@ -208,8 +212,11 @@ def cold_movies(
     lakehouse: Lakehouse,
     train: DataFrame,
     test: DataFrame,
+    movies: DataFrame,
 ) -> Output:
     started = time.perf_counter()
+    content_model = lakehouse.read(keys.CONTENT_MODEL).first()
+    titles = movies.select("movieId", "title_clean", "release_year").toPandas()
     cold = cold_movie_evaluation(
         train,
         test,
@@ -217,9 +224,15 @@ def cold_movies(
         rating=artifacts.read_rating_model(lakehouse.read).model,
         ranking=artifacts.read_ranking_model(lakehouse.read).model,
         fraction=config.cold_fraction,
-        regs=lakehouse.read(keys.CONTENT_MODEL).first()["regs"],
+        regs=content_model["regs"],
         k=config.k,
         seed=config.seed,
+        titles=title_vectors(titles["movieId"], titles["title_clean"], titles["release_year"]),
+        row=RowSettings(
+            share=content_model["row_share"],
+            follows_weight=content_model["follows_weight"],
+            min_title_similarity=content_model["min_title_similarity"],
+        ),
         parallelism=config.parallel_fits,
         log=context.log.info,
     )

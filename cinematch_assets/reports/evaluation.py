@@ -487,7 +487,11 @@ refitted on the rest, and ridge regressions from content vectors to the ranking 
 factors (regularization {cold["ranking_reg"]:g}) and to the rating model's movie bias and \
 factors ({cold["rating_reg"]:g}), tuned on warm movies held out of the mapping's fit. Lists: \
 the held-out movies ranked for each user who rated one, relevant = rated >= 4, NDCG@{k} among \
-them; stars: every rating of a held-out movie.
+them; stars: every rating of a held-out movie. The New for you row's order is the content \
+model's score on each user's own scale plus the title weight chosen on validation times the \
+similarity of a title like one the user liked in training, each movie offered only to its \
+exploration budget's share of these users (its lists can be short); "without titles" drops \
+the title; "content without ..." refits the mapping without one part of the content vectors.
 
 {metrics_markdown(table[table["role"] == "cold"])}"""
 

@@ -4,8 +4,11 @@ one NumPy archive, what serving writes and what the app places new users with.
 Each array is a key of the archive; scalars are 0-d arrays. `ARRAY_KEYS` must be there;
 EASE's weights (`ease_kept`, `ease_weights`) only when the served order ranks with EASE,
 the new movies (`new_*`) only when there are any to place, and `new_audience` only when
-the content model cut each new movie's audience. Reading checks that the arrays agree
-with each other, so a damaged or mismatched file fails with a clear error.
+the content model cut each new movie's audience; the "New for you" row (`new_row_*`: its
+size, follows weight, each new movie's row audience and freshness, and the title links as
+a sparse matrix's three arrays) only when the content model made one. Reading checks
+that the arrays agree with each other, so a damaged or mismatched file fails with a
+clear error.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
-from cinematch_assets.ml.lists.build import EaseItems, ListPolicy, ModelItems, NewMovies
+from cinematch_assets.ml.lists.build import EaseItems, ListPolicy, ModelItems, NewMovies, NewRow
 from cinematch_assets.ml.models.foldin import RatingTerms
+from cinematch_assets.ml.models.titles import TitleLinks
 from cinematch_assets.storage.atomic_files import atomic_path
 
 ARRAY_KEYS = (
@@ -60,10 +65,37 @@ def to_arrays(items: ModelItems) -> dict[str, np.ndarray]:
         }
         if new.audience is not None:
             arrays["new_audience"] = new.audience
+        if (row := new.row) is not None:
+            links = row.links.matrix
+            arrays |= {
+                "new_row_size": np.int64(row.size),
+                "new_row_follows_weight": np.float64(row.follows_weight),
+                "new_row_audience": row.audience,
+                "new_row_fresh": row.fresh,
+                "new_row_links_data": links.data,
+                "new_row_links_indices": links.indices,
+                "new_row_links_indptr": links.indptr,
+            }
     return arrays
 
 
-def _new_movies(arrays: Any) -> NewMovies:
+def _new_row(arrays: Any, known: int) -> NewRow:
+    indptr = np.asarray(arrays["new_row_links_indptr"])
+    links = sparse.csr_matrix(
+        (np.asarray(arrays["new_row_links_data"], np.float32),
+         np.asarray(arrays["new_row_links_indices"]), indptr),
+        shape=(len(indptr) - 1, known),
+    )  # fmt: skip
+    return NewRow(
+        int(arrays["new_row_size"]),
+        np.asarray(arrays["new_row_audience"], dtype=np.float32),
+        np.asarray(arrays["new_row_fresh"], dtype=bool),
+        TitleLinks(links),
+        float(arrays["new_row_follows_weight"]),
+    )
+
+
+def _new_movies(arrays: Any, known: int) -> NewMovies:
     return NewMovies(
         np.asarray(arrays["new_movie_ids"], dtype=np.int64),
         np.asarray(arrays["new_ranking_items"], dtype=np.float32),
@@ -73,6 +105,7 @@ def _new_movies(arrays: Any) -> NewMovies:
         int(arrays["new_slots"]),
         # Artifacts written before the audience cut have none.
         np.asarray(arrays["new_audience"], dtype=np.float32) if "new_audience" in arrays else None,
+        _new_row(arrays, known) if "new_row_size" in arrays else None,
     )
 
 
@@ -100,7 +133,7 @@ def from_arrays(arrays: Any) -> ModelItems:
     ease = None
     if "ease_kept" in arrays:
         ease = EaseItems(np.asarray(arrays["ease_kept"]), np.asarray(arrays["ease_weights"]))
-    new = _new_movies(arrays) if "new_movie_ids" in arrays else None
+    new = _new_movies(arrays, len(ids)) if "new_movie_ids" in arrays else None
     items = ModelItems(
         ids, np.asarray(arrays["ranking_items"]), float(arrays["ranking_reg_param"]),
         float(arrays["ranking_alpha"]), rating, np.asarray(arrays["popularity"]), policy,
@@ -118,6 +151,8 @@ def from_arrays(arrays: Any) -> ModelItems:
         and new.ranking_items.shape[1] == items.ranking_items.shape[1]
         and new.rating_items.shape[1] == rating.item_factors.shape[1]
         and (new.audience is None or len(new.audience) == len(new.movie_ids))
+        and (new.row is None or len(new.row.audience) == len(new.row.fresh)
+             == new.row.links.matrix.shape[0] == len(new.movie_ids))
     ):  # fmt: skip
         raise ValueError("the new movies' arrays do not match each other or the models")
     return items

@@ -4,7 +4,9 @@ the app reads through the same layout the serving assets write.
     $CINEMATCH_HOME/serving/
       recommendations/manifest.json        {"version", "shards", "users", "n", ...}
       recommendations/<version>/part-00000.json   {"<userId>": [{"movieId", "pred_rating",
-                                                    "score", "reason"}, ...], ...}
+                                                    "score", "reason"}, ...], ...}: the
+                                                    top-n, then the "New for you" row,
+                                                    its entries marked "row": "new_for_you"
       recommendations/<version>/part-00000.index.npy  each user's list's place in the shard
       movie_catalog.parquet                one row per movie (title, year, genres, ids, stats)
       user_profiles.parquet                each user's highest-rated movies
@@ -50,6 +52,8 @@ from cinematch_assets.storage.atomic_files import exclusive_lock, write_atomic
 
 # The manifest's record of the app ratings table's Delta version its lists take in.
 APP_RATINGS_VERSION = "app_ratings_version"
+# What marks an entry of the "New for you" row in a user's served entries.
+NEW_FOR_YOU = "new_for_you"
 # Files per version stay few (118 at ML-33M's users); a lookup reads one user's bytes
 # through the shard's index, whatever the shard's size.
 USERS_PER_SHARD = 2_000
@@ -146,6 +150,12 @@ def write_json_shard(directory: Path, shard: int, lists: dict[str, list[dict[str
     np.save(buffer, index)
     write_atomic(directory / index_name(shard), buffer.getvalue())
     return target.stat().st_size
+
+
+def split_rows(entries: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """A user's served entries as (the top-n, the "New for you" row)."""
+    top = [entry for entry in entries if entry.get("row") != NEW_FOR_YOU]
+    return top, [entry for entry in entries if entry.get("row") == NEW_FOR_YOU]
 
 
 def read_shard_index(path: Path) -> np.ndarray:

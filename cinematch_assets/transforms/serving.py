@@ -12,15 +12,17 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, Row, Window
 from pyspark.sql import functions as F
 
-from cinematch_assets.storage.serving_files import write_json_shard
+from cinematch_assets.storage.serving_files import NEW_FOR_YOU, write_json_shard
 
 CATALOG_TAGS = 3
 PROFILE_SIZE = 10
 SHARD_INPUT = pa.schema(
     [("shard", pa.int32()), ("userId", pa.int32()), ("rank", pa.int32()), ("movieId", pa.int32()),
      ("score", pa.float32()), ("pred_rating", pa.float32()), ("reason", pa.int32()),
-     ("new", pa.bool_())]
+     ("new", pa.bool_()), ("row", pa.int32()), ("follows", pa.bool_())]
 )  # fmt: skip
+# The rows of a user's served entries, in their order: the top-n, then "New for you".
+TOP_ROW, NEW_FOR_YOU_ROW = 0, 1
 
 
 def bayesian_prior(ratings: DataFrame) -> tuple[float, float]:
@@ -96,36 +98,47 @@ def user_profiles(ratings: DataFrame, size: int = PROFILE_SIZE) -> DataFrame:
     )
 
 
-def write_json_shards(recommendations: DataFrame, directory: Path, shards: int) -> list[Row]:
+def write_json_shards(
+    recommendations: DataFrame, directory: Path, shards: int, new_for_you: DataFrame | None = None
+) -> list[Row]:
     """The serving JSON of `recommendations` (userId, rank, movieId, pred_rating, score,
-    reason, new: marked only when true), one file per shard (userId modulo `shards`),
-    written by the executors into `directory` (a path every executor sees, as the lake
-    is). Returns (shard, users, bytes) per file."""
+    reason, new: marked only when true) and then each user's `new_for_you` row (the same
+    columns but `new`, and follows), its entries marked "row": "new_for_you" (and
+    "follows" when the reason is the film it follows), one file per shard (userId modulo
+    `shards`), written by the executors into `directory` (a path every executor sees, as
+    the lake is). Returns (shard, users, bytes) per file."""
     target = str(directory)
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         # A shard may span several Arrow batches of its partition: gather them first.
-        table = pa.Table.from_batches(list(batches), schema=SHARD_INPUT)
+        # Cast: the top list's literal columns arrive as non-nullable, the row's nullable.
+        table = pa.Table.from_batches([b.cast(SHARD_INPUT) for b in batches], schema=SHARD_INPUT)
         table = table.sort_by(
-            [("shard", "ascending"), ("userId", "ascending"), ("rank", "ascending")]
-        )
+            [("shard", "ascending"), ("userId", "ascending"), ("row", "ascending"),
+             ("rank", "ascending")]
+        )  # fmt: skip
         shards = table.column("shard").to_numpy()
         written = []
         for shard in np.unique(shards):
             start, stop = np.searchsorted(shards, [shard, shard + 1])
             rows = table.slice(start, stop - start)
             lists: dict[str, list[dict]] = {}
-            for user, movie, stars, score, reason, new in zip(
+            for user, movie, stars, score, reason, new, row, follows in zip(
                 rows.column("userId").to_pylist(),
                 rows.column("movieId").to_pylist(),
                 pc.round(rows.column("pred_rating").cast(pa.float64()), 2).to_pylist(),
                 pc.round(rows.column("score").cast(pa.float64()), 4).to_pylist(),
                 rows.column("reason").to_pylist(),
                 rows.column("new").fill_null(False).to_pylist(),
+                rows.column("row").to_pylist(),
+                rows.column("follows").fill_null(False).to_pylist(),
                 strict=True,
             ):
                 entry = {"movieId": movie, "pred_rating": stars, "score": score, "reason": reason}
-                lists.setdefault(str(user), []).append(entry | ({"new": True} if new else {}))
+                entry |= {"new": True} if new else {}
+                entry |= {"row": NEW_FOR_YOU} if row == NEW_FOR_YOU_ROW else {}
+                entry |= {"follows": True} if follows else {}
+                lists.setdefault(str(user), []).append(entry)
             size = write_json_shard(Path(target), int(shard), lists)
             written.append((int(shard), len(lists), size))
         yield pa.RecordBatch.from_pylist(
@@ -134,10 +147,20 @@ def write_json_shards(recommendations: DataFrame, directory: Path, shards: int) 
         )
 
     Path(directory).mkdir(parents=True, exist_ok=True)
-    keyed = recommendations.select(
-        (F.col("userId") % F.lit(shards)).cast("int").alias("shard"),
+    entries = recommendations.select(
         "userId", "rank", "movieId", "score", "pred_rating", "reason", "new",
+        F.lit(TOP_ROW).alias("row"), F.lit(False).alias("follows"),
     )  # fmt: skip
+    if new_for_you is not None:
+        entries = entries.unionByName(
+            new_for_you.select(
+                "userId", "rank", "movieId", "score", "pred_rating", "reason",
+                F.lit(True).alias("new"), F.lit(NEW_FOR_YOU_ROW).alias("row"), "follows",
+            )
+        )  # fmt: skip
+    keyed = entries.select(
+        (F.col("userId") % F.lit(shards)).cast("int").alias("shard"), *entries.columns
+    )
     # Every row of a shard in one partition, so exactly one task writes each file.
     return (
         keyed.repartition(shards, "shard")

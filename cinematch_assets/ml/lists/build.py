@@ -20,6 +20,7 @@ from cinematch_assets.conventions import DISLIKED_BELOW_STARS, LIKED_STARS
 from cinematch_assets.ml.lists.explain import reasons_by_similarity
 from cinematch_assets.ml.lists.top_n import K, ScoreRows, dot_scores, top_n, top_n_each
 from cinematch_assets.ml.models.foldin import RatingTerms
+from cinematch_assets.ml.models.titles import TitleLinks
 
 
 @dataclass(frozen=True)
@@ -467,6 +468,22 @@ class ModelItems:
         """The ranking model's ranker, built once (it keeps its score scale)."""
         return FactorRanker(self.movie_ids, self.ranking_items)
 
+    def new_for_you(
+        self,
+        block: UserBlock,
+        rated_new: list[np.ndarray] | None = None,
+        new: NewMovies | None = None,
+    ) -> NewPicks | None:
+        """Each user's "New for you" row among `new` (default: every new movie; rated
+        ones, `rated_new`, left out); None when the models have no row."""
+        new = new or self.new
+        if new is None or new.row is None or new.row.size <= 0 or not len(new.movie_ids):
+            return None
+        block = replace(block, factors=block.factors[:, : self._als.rank])
+        return pick_new_for_you(
+            block, new, self._als, self.rating, self.policy.star_floor, rated_new
+        )
+
     def _base(self, ranker: str) -> FactorRanker | EaseRanker:
         als = self._als
         if ranker != "ease":
@@ -510,6 +527,7 @@ class NewMovies:
     threshold: float
     slots: int
     audience: np.ndarray | None = None
+    row: NewRow | None = None
 
     def bar(self) -> np.ndarray | float:
         """The score each new movie must reach."""
@@ -526,6 +544,31 @@ class NewMovies:
             rating_bias=self.rating_bias[keep],
             rating_items=self.rating_items[keep],
             audience=None if self.audience is None else self.audience[keep],
+            row=None if self.row is None else self.row.only(keep),
+        )
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """The "New for you" row: each user's best `size` new movies by their fit (the
+    ranking model's z-score against the user's known movies, plus `follows_weight` x the
+    title similarity to a film the user rated highly: a sequel's fans find it), each new
+    movie offered only to the users it fits best (`audience`: the fit its share of users
+    reach, the exploration budget), releases of the catalog's latest years (`fresh`)
+    before older movies the models do not know, and the star floor kept."""
+
+    size: int
+    audience: np.ndarray  # per new movie: the fit a user must reach
+    fresh: np.ndarray  # per new movie: released in the catalog's latest years
+    links: TitleLinks  # new movies x known movies: title similarities
+    follows_weight: float
+
+    def only(self, keep: np.ndarray) -> NewRow:
+        return replace(
+            self,
+            audience=self.audience[keep],
+            fresh=self.fresh[keep],
+            links=TitleLinks(self.links.matrix[np.flatnonzero(keep)]),
         )
 
 
@@ -583,6 +626,7 @@ class NewPicks:
     scores: np.ndarray
     stars: np.ndarray
     reasons: np.ndarray
+    follows: np.ndarray | None = None  # users x slots: the reason is a film it follows
 
 
 def pick_new_movies(
@@ -618,6 +662,94 @@ def pick_new_movies(
     stars = terms.predict_block(bias, factors, positions)
     reasons = reasons_by_similarity(known, positions, *block.liked(), candidates=new.ranking_items)
     return NewPicks(positions, scores, stars, reasons)
+
+
+# Added to a fresh movie's fit in the row's ordering: every fresh one first.
+FRESH_FIRST = np.float32(1e3)
+
+
+def follows_of(
+    links: TitleLinks, block: UserBlock
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each (user, new movie) whose title is like one the user rated highly, the
+    highest such similarity and that movie's position: (rows, new positions,
+    similarities, known positions), sorted by row then new position."""
+    liked_at, liked_by = block.liked()
+    by_known = links.by_known
+    counts = np.diff(by_known.indptr)[liked_at]
+    total = int(counts.sum())
+    if not total:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32), empty
+    starts = np.repeat(by_known.indptr[liked_at], counts)
+    offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    at = starts + offsets
+    users, new = np.repeat(liked_by, counts), by_known.indices[at].astype(np.int64)
+    similarity, known = by_known.data[at], np.repeat(liked_at, counts)
+    order = np.lexsort((similarity, new, users))  # the best last in each (user, movie)
+    users, new, similarity, known = users[order], new[order], similarity[order], known[order]
+    last = np.ones(len(users), dtype=bool)
+    last[:-1] = (users[1:] != users[:-1]) | (new[1:] != new[:-1])
+    return users[last], new[last], similarity[last], known[last]
+
+
+def row_fit(
+    users: np.ndarray, new: NewMovies, scale: ScoreScale, follows: np.ndarray
+) -> np.ndarray:
+    """The row's fit of the new movies for `users` (factors): the z-score on each user's
+    own scale plus the row's weight x `follows` (users x new movies)."""
+    z = scale.standardize(users, users @ new.ranking_items.T)
+    return (z + new.row.follows_weight * follows).astype(np.float32)
+
+
+def pick_new_for_you(
+    block: UserBlock,
+    new: NewMovies,
+    known: FactorRanker,
+    rating: RatingTerms,
+    star_floor: float,
+    rated: list[np.ndarray] | None = None,
+) -> NewPicks:
+    """Each user's "New for you" row (`NewMovies.row`): the new movies whose fit reaches
+    their audience cut and whose predicted stars reach the star floor, the fresh ones
+    first, each part by fit; `rated[u]` (positions among the new movies) left out. The
+    reason: the film it follows when the user rated one highly, else the liked movie
+    closest in the ranking model's space."""
+    row = new.row
+    terms = replace(rating, item_bias=new.rating_bias, item_factors=new.rating_items)
+    bias, factors = block.star_bias, block.star_factors
+    users_of, new_of, similarity, known_of = follows_of(row.links, block)
+    bounds = np.searchsorted(users_of, np.arange(len(block) + 1))
+    fresh = row.fresh * FRESH_FIRST
+
+    def score(start: int, stop: int, out: np.ndarray) -> None:
+        part = slice(bounds[start], bounds[stop])
+        follows = np.zeros((stop - start, len(new.movie_ids)), np.float32)
+        follows[users_of[part] - start, new_of[part]] = similarity[part]
+        fit = row_fit(block.factors[start:stop], new, known.scale, follows)
+        stars = terms.predict_all(
+            None if bias is None else bias[start:stop],
+            None if factors is None else factors[start:stop],
+        )
+        out[:] = np.where((fit >= row.audience) & (stars >= star_floor), fit + fresh, -np.inf)
+
+    positions, scores = top_n(score, len(block), len(new.movie_ids), row.size, exclude=rated)
+    scores = np.where(positions >= 0, scores - fresh[positions.clip(0)], scores)
+    stars = terms.predict_block(bias, factors, positions)
+    reasons = reasons_by_similarity(
+        known.items, positions, *block.liked(), candidates=new.ranking_items
+    )
+    # The film it follows, where there is one, is the reason.
+    width = len(new.movie_ids)
+    pairs = users_of * width + new_of  # sorted: by user, then new movie
+    wanted = np.arange(len(block))[:, None] * width + positions.clip(0)
+    followed = np.full(positions.shape, -1, dtype=np.int64)
+    if len(pairs):
+        at = np.searchsorted(pairs, wanted).clip(0, len(pairs) - 1)
+        found = (positions >= 0) & (pairs[at] == wanted)
+        followed[found] = known_of[at[found]]
+    follows = followed >= 0
+    return NewPicks(positions, scores, stars, np.where(follows, followed, reasons), follows)
 
 
 def with_new_movies(lists: Lists, picks: NewPicks, shown: int, known: int) -> Lists:

@@ -6,16 +6,25 @@ slots. `selection.cold` tests the mapping on movies held out of training."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from scipy import sparse
 
 from cinematch_assets import keys
 from cinematch_assets.conventions import LIKED_STARS, MAX_RATING, MIN_RATING
-from cinematch_assets.ml.lists.build import NewMovies, ScoreScale
+from cinematch_assets.ml.arrays import position_of
+from cinematch_assets.ml.lists.build import (
+    NewMovies,
+    NewRow,
+    ScoreScale,
+    UserBlock,
+    follows_of,
+    row_fit,
+)
 from cinematch_assets.ml.lists.recommend import item_matrix
 from cinematch_assets.ml.models.artifacts import Read
 from cinematch_assets.ml.models.content import (
@@ -28,6 +37,75 @@ from cinematch_assets.ml.models.content import (
 )
 from cinematch_assets.ml.models.ranking import RankingModel
 from cinematch_assets.ml.models.rating import RatingModel
+from cinematch_assets.ml.models.titles import TitleLinks, TitleVectors, title_links
+
+
+@dataclass(frozen=True)
+class RowSettings:
+    """How the "New for you" row is made (`build.NewRow`): its length, the share of users
+    each new movie may reach (the exploration budget), the weight of a title like one the
+    user rated highly and the similarity below which titles are unrelated, and how many
+    of the latest years' releases count as fresh (ranked before older new movies)."""
+
+    size: int = 10
+    share: float = 0.2
+    follows_weight: float = 2.0
+    min_title_similarity: float = 0.3
+    fresh_years: int = 2
+
+
+def without_self_links(links: TitleLinks, rows: np.ndarray, columns: np.ndarray) -> TitleLinks:
+    """`links` (`rows` ids x `columns` ids) without a movie's link to itself."""
+    matrix = links.matrix.tocoo()
+    keep = rows[matrix.row] != columns[matrix.col]
+    kept = sparse.csr_matrix(
+        (matrix.data[keep], (matrix.row[keep], matrix.col[keep])), shape=matrix.shape
+    )
+    return TitleLinks(kept)
+
+
+def tune_follows_weight(
+    sample: UserBlock,
+    tuning: NewMovies,
+    tuning_at: np.ndarray,
+    scale: ScoreScale,
+    weights: Sequence[float],
+    *,
+    k: int = 10,
+    block: int = 1_024,
+) -> dict[float, float]:
+    """Each title weight's NDCG@k of the row's order on validation: the movies held out
+    of the mapping's tuning fit (`tuning`: their factors through a ridge that never saw
+    them, their title links to the other known movies; `tuning_at`: their positions
+    among the known movies), ranked for each `sample` user who liked one in training
+    (relevant: those they liked). The row's own question, on movies whose audience is
+    known: does a title like one the user liked find it?"""
+    liked_at, liked_by = sample.liked()
+    relevant = np.zeros((len(sample), len(tuning_at)), dtype=bool)
+    column = position_of(tuning_at, liked_at)
+    relevant[liked_by[column >= 0], column[column >= 0]] = True
+    users = np.flatnonzero(relevant.any(axis=1))
+    if not len(users):
+        return {float(w): float("nan") for w in weights}
+    users_of, new_of, similarity, _ = follows_of(tuning.row.links, sample)
+    bounds = np.searchsorted(users_of, np.arange(len(sample) + 1))
+    discount = 1 / np.log2(np.arange(2, k + 2))
+    totals = dict.fromkeys(map(float, weights), 0.0)
+    for start in range(0, len(users), block):
+        rows = users[start : start + block]
+        follows = np.zeros((len(rows), len(tuning_at)), np.float32)
+        for place, user in enumerate(rows):
+            part = slice(bounds[user], bounds[user + 1])
+            follows[place, new_of[part]] = similarity[part]
+        wanted = relevant[rows]
+        ideal = np.cumsum(discount)[np.minimum(wanted.sum(axis=1), k) - 1]
+        for weight in totals:
+            fit = row_fit(sample.factors[rows], replace(tuning, row=replace(tuning.row,
+                          follows_weight=weight)), scale, follows)  # fmt: skip
+            top = np.argsort(-np.nan_to_num(fit, nan=-np.inf), axis=1, kind="stable")[:, :k]
+            hits = np.take_along_axis(wanted, top, axis=1)
+            totals[weight] += float(((hits @ discount[: top.shape[1]]) / ideal).sum())
+    return {weight: total / len(users) for weight, total in totals.items()}
 
 
 @dataclass(frozen=True)
@@ -97,6 +175,9 @@ class NewMovieModel:
     mapping: ContentMapping
     liked_pairs: int
     observed: ObservedShift
+    row: RowSettings | None = None  # the row's settings, with the title weight chosen
+    fresh_since: int | None = None  # the first release year counted fresh
+    follows_search: dict[float, float] = field(default_factory=dict)  # weight -> NDCG@10
 
     @property
     def threshold(self) -> float:
@@ -197,6 +278,27 @@ def fill_bar(
     return float(np.nextafter(taken[allowed], np.inf)) if allowed < len(taken) else float("-inf")
 
 
+def row_audience_cuts(
+    sample: UserBlock, new: NewMovies, scale: ScoreScale, share: float, *, block: int = 2_048
+) -> np.ndarray:
+    """For each new movie, the row fit (`build.row_fit`) that the `share` of the `sample`
+    users it fits best reach: the row offers it to those users only. -inf for every movie
+    when `share` is 1 or more, or there is no sample."""
+    cuts = np.full(len(new.movie_ids), -np.inf)
+    if share >= 1 or not len(sample):
+        return cuts
+    users_of, new_of, similarity, _ = follows_of(new.row.links, sample)
+    for start in range(0, len(new.movie_ids), block):
+        stop = min(start + block, len(new.movie_ids))
+        inside = (new_of >= start) & (new_of < stop)
+        follows = np.zeros((len(sample), stop - start), np.float32)
+        follows[users_of[inside], new_of[inside] - start] = similarity[inside]
+        part = replace(new, ranking_items=new.ranking_items[start:stop])
+        fit = row_fit(sample.factors, part, scale, follows)
+        cuts[start:stop] = np.nanquantile(fit, 1 - share, axis=0)
+    return cuts
+
+
 @dataclass(frozen=True)
 class ObservedShift:
     """The new movies' bias shifts from their own ratings, and the check that they help:
@@ -266,6 +368,10 @@ def fit_new_movie_model(
     audience_users: int = 10_000,
     slots: int = 2,
     fill_share: float = 1.0,
+    row: RowSettings | None = None,
+    titles: TitleVectors | None = None,
+    release_years: pd.Series | None = None,
+    follows_weights: Sequence[float] = (),
 ) -> NewMovieModel:
     """Map content into the final models (`fit_content_mapping`) and place every movie
     they do not know; with `observed` (userId, movieId, rating: every rating, e.g. Silver)
@@ -275,7 +381,12 @@ def fit_new_movie_model(
     them in training (`train`), never the test split; it is raised, when needed, so that
     new movies fill at most `fill_share` of the `slots` new slots (`fill_bar`). Each
     movie's audience cut (`audience_cuts`) and the fill are measured on a seeded sample
-    of up to `audience_users` users."""
+    of up to `audience_users` users. With `row`, the "New for you" row too: the known
+    movies each new one follows (`titles`), its audience cut in the row (on the same
+    sample, with what they liked in `train`) and whether it is fresh (`release_years`,
+    movieId -> year, against the year of the latest training rating); with
+    `follows_weights`, the title weight is the one whose row order finds the tuning
+    movies best for the sample (`tune_follows_weight`), not `row.follows_weight`."""
     mapping = fit_content_mapping(
         content, ranking, rating, regs=regs, tune_fraction=tune_fraction, seed=seed
     )
@@ -289,12 +400,11 @@ def fit_new_movie_model(
         shifted = _shift_by_observed(new_ids, bias, star_factors, observed, rating)
     bias = bias + shifted.shift
     factors = mapping.ranking_factors(new_content)
-    sample = np.zeros((0, known_items.shape[1]), np.float32)
-    if (audience_share < 1 or fill_share < 1) and len(new_ids):
-        rows = ranking.users.select("features").orderBy(F.rand(seed)).limit(audience_users)
-        if len(found := rows.toPandas()):
-            sample = np.stack(found["features"].to_numpy()).astype(np.float32)
-    audience = audience_cuts(sample, factors, scale, audience_share)
+    sample = UserBlock(np.zeros(0, np.int64), np.zeros((0, known_items.shape[1]), np.float32),
+                       *(np.zeros(0, np.int64),) * 3)  # fmt: skip
+    if (audience_share < 1 or fill_share < 1 or row is not None) and len(new_ids):
+        sample = _sample_users(ranking, train, known_ids, audience_users, seed)
+    audience = audience_cuts(sample.factors, factors, scale, audience_share)
     items = pd.DataFrame(
         {
             "movieId": new_ids.astype(np.int32),
@@ -304,6 +414,37 @@ def fit_new_movie_model(
             "audience_z": audience,
         }
     )
+    fresh_since, follows_search = None, {}
+    if row is not None:
+        if follows_weights:
+            tuning_ids = mapping.movie_ids[mapping.tuning]
+            links = title_links(
+                titles, tuning_ids, known_ids, row.min_title_similarity, earlier_only=False
+            )
+            tuning = NewMovies(
+                tuning_ids, mapping.ranking_without_tuning.predict(content.rows(tuning_ids)),
+                np.zeros(len(tuning_ids)), np.zeros((len(tuning_ids), 0)), np.inf, 0,
+                row=NewRow(0, np.zeros(0), np.zeros(0, bool),
+                           without_self_links(links, tuning_ids, known_ids), 0.0),
+            )  # fmt: skip
+            tuning_at = position_of(known_ids, tuning_ids)
+            follows_search = tune_follows_weight(sample, tuning, tuning_at, scale, follows_weights)
+            best = max(follows_search, key=lambda w: (follows_search[w], -w))
+            row = replace(row, follows_weight=best)
+        latest = train.agg(F.max("rated_at")).first()[0]  # the data's present
+        if latest is not None and row.fresh_years > 0:
+            fresh_since = latest.year - row.fresh_years + 1
+        years = release_years.reindex(new_ids).fillna(-1).to_numpy(np.int64)
+        fresh = years >= fresh_since if fresh_since else np.zeros(len(new_ids), dtype=bool)
+        links = title_links(titles, new_ids, known_ids, row.min_title_similarity)
+        placed = NewRow(row.size, np.zeros(0), fresh, links, row.follows_weight)
+        placed = NewMovies(new_ids, factors, bias, star_factors, np.inf, 0, row=placed)
+        by_new = links.matrix
+        spans = list(zip(by_new.indptr[:-1], by_new.indptr[1:], strict=True))
+        items["row_audience_z"] = row_audience_cuts(sample, placed, scale, row.share)
+        items["fresh"] = fresh
+        items["follows"] = [known_ids[by_new.indices[a:b]].astype(np.int32) for a, b in spans]
+        items["follows_similarity"] = [by_new.data[a:b] for a, b in spans]
 
     # The threshold: the tuning movies, mapped by a ridge that never saw them.
     ids = mapping.movie_ids[mapping.tuning]
@@ -324,16 +465,50 @@ def fit_new_movie_model(
     return NewMovieModel(
         items,
         new_slot_threshold(z, movies, quantile),
-        fill_bar(sample, factors, scale, audience, slots, fill_share),
+        fill_bar(sample.factors, factors, scale, audience, slots, fill_share),
         mapping,
         len(z),
         shifted,
+        row,
+        fresh_since,
+        follows_search,
+    )
+
+
+def _sample_users(
+    ranking: RankingModel, train: DataFrame, known_ids: np.ndarray, size: int, seed: int
+) -> UserBlock:
+    """A seeded sample of up to `size` users of the ranking model: their factors and the
+    known movies they liked in `train` (positions among `known_ids`)."""
+    users = ranking.users.select("userId", "features").orderBy(F.rand(seed)).limit(size).cache()
+    found = users.toPandas().sort_values("userId")
+    liked = (
+        train.filter(F.col("rating") >= LIKED_STARS)
+        .join(users.select("userId"), "userId")
+        .select("userId", "movieId", "rating")
+        .toPandas()
+    )
+    users.unpersist()
+    ids = found["userId"].to_numpy(np.int64)
+    factors = (np.stack(found["features"].to_numpy()).astype(np.float32) if len(found)
+               else np.zeros((0, 0), np.float32))  # fmt: skip
+    at = position_of(known_ids, liked["movieId"].to_numpy(np.int64))
+    kept = at >= 0
+    by = np.searchsorted(ids, liked["userId"].to_numpy(np.int64))
+    order = np.argsort(by[kept], kind="stable")
+    return UserBlock(
+        user_ids=ids,
+        factors=factors,
+        rated_at=at[kept][order],
+        rated_stars=liked["rating"].to_numpy(np.float64)[kept][order],
+        rated_by=by[kept][order],
     )
 
 
 def read_new_movies(read: Read) -> NewMovies:
     """The movies the models do not know, placed from their content (`ml/content_model`
-    and `ml/new_movie_factors`), with the slot threshold and count."""
+    and `ml/new_movie_factors`), with the slot threshold and count, and the "New for you"
+    row when the content model made one."""
     row = read(keys.CONTENT_MODEL).first()
     items = read(keys.NEW_MOVIE_FACTORS).orderBy("movieId").toPandas()
 
@@ -342,7 +517,7 @@ def read_new_movies(read: Read) -> NewMovies:
             return np.zeros((0, width), np.float32)
         return np.stack(items[column].to_numpy()).astype(np.float32)
 
-    return NewMovies(
+    new = NewMovies(
         movie_ids=items["movieId"].to_numpy(np.int64),
         ranking_items=stacked("ranking_features", row["ranking_rank"]),
         rating_bias=items["rating_bias"].to_numpy(np.float32),
@@ -351,6 +526,31 @@ def read_new_movies(read: Read) -> NewMovies:
         slots=int(row["new_slots"]),
         # A table written before the audience cut has none.
         audience=items["audience_z"].to_numpy(np.float32) if "audience_z" in items else None,
+    )
+    if "row_audience_z" not in items:  # written before the row
+        return new
+    known = read(keys.RANKING_ITEM_FACTORS).select("movieId").toPandas()["movieId"]
+    known_ids = np.sort(known.to_numpy(np.int64))
+    follows = [np.asarray(f if f is not None else [], np.int64) for f in items["follows"]]
+    similarity = [np.asarray(s if s is not None else [], np.float32)
+                  for s in items["follows_similarity"]]  # fmt: skip
+    columns = position_of(known_ids, np.concatenate([np.zeros(0, np.int64), *follows]))
+    if (columns < 0).any():
+        raise ValueError("ml/new_movie_factors follows movies the ranking model does not know")
+    links = sparse.csr_matrix(
+        (np.concatenate([np.zeros(0, np.float32), *similarity]), columns,
+         np.concatenate([[0], np.cumsum([len(f) for f in follows])])),
+        shape=(len(items), len(known_ids)),
+    )  # fmt: skip
+    return replace(
+        new,
+        row=NewRow(
+            size=int(row["row_size"]),
+            audience=items["row_audience_z"].to_numpy(np.float32),
+            fresh=items["fresh"].to_numpy(bool),
+            links=TitleLinks(links),
+            follows_weight=float(row["follows_weight"]),
+        ),
     )
 
 

@@ -40,6 +40,10 @@ from cinematch_assets.ml.models.rating import RatingModel
 LIST_SCHEMA = (
     "userId int, rank int, movieId int, score float, pred_rating float, reason int, new boolean"
 )
+# The "New for you" row: `follows` marks a reason that is the film the new one follows.
+NEW_FOR_YOU_SCHEMA = (
+    "userId int, rank int, movieId int, score float, pred_rating float, reason int, follows boolean"
+)
 
 
 def item_matrix(
@@ -179,6 +183,24 @@ def recommend_candidates(
     if new is not None:
         rank = max(rank, new.known.rank)
     star_rank = 0 if stars is None else stars.item_factors.shape[1]
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            block, rated_new = _user_block(batch, ids, new_ids, rank, star_rank)
+            built = build_lists_each(
+                block, rankers, n, stars, new=new, rated_new=rated_new, explain=explain
+            )
+            for name, lists in built.items():
+                yield _rows(block, lists, every_id, n, name)
+
+    return _with_history(users, history, star_users).mapInArrow(
+        score, f"candidate string, {LIST_SCHEMA}"
+    )
+
+
+def _with_history(users: DataFrame, history: DataFrame, star_users: DataFrame | None) -> DataFrame:
+    """`users` (userId, features) with their rating-model terms (_bias, _factors: null
+    without `star_users`) and what they rated (_movies, _stars)."""
     # Two lists filled row by row in the same aggregation, so their orders match.
     rated = history.groupBy("userId").agg(
         F.collect_list("movieId").alias("_movies"), F.collect_list("rating").alias("_stars")
@@ -195,37 +217,34 @@ def recommend_candidates(
         users = users.withColumn("_bias", F.lit(None).cast("double")).withColumn(
             "_factors", F.lit(None).cast("array<float>")
         )
-    users = users.join(rated, "userId", "left").select(
+    return users.join(rated, "userId", "left").select(
         "userId", "features", "_bias", "_factors", "_movies", "_stars"
     )
 
-    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            movies, owners = _flat(batch.column("_movies"))
-            given, _ = _flat(batch.column("_stars"))
-            at = position_of(ids, movies)
-            known = at >= 0
-            block = UserBlock(
-                user_ids=batch.column("userId").to_numpy(),
-                factors=_matrix(batch.column("features"), rank),
-                rated_at=at[known],
-                rated_stars=given[known].astype(np.float64),
-                rated_by=owners[known],
-                star_bias=batch.column("_bias").to_numpy(zero_copy_only=False),
-                star_factors=_matrix(batch.column("_factors"), star_rank),
-            )
-            rated_new = None
-            if len(new_ids):
-                at_new = position_of(new_ids, movies)
-                rated_new = np.split(at_new, np.cumsum(np.bincount(owners, minlength=len(block))))
-                rated_new = [r[r >= 0] for r in rated_new[: len(block)]]
-            built = build_lists_each(
-                block, rankers, n, stars, new=new, rated_new=rated_new, explain=explain
-            )
-            for name, lists in built.items():
-                yield _rows(block, lists, every_id, n, name)
 
-    return users.mapInArrow(score, f"candidate string, {LIST_SCHEMA}")
+def _user_block(
+    batch: pa.RecordBatch, ids: np.ndarray, new_ids: np.ndarray, rank: int, star_rank: int
+) -> tuple[UserBlock, list[np.ndarray] | None]:
+    """A batch of `_with_history` rows as a block on the movies `ids`, and each user's
+    rated new movies (positions among `new_ids`; None when there are none)."""
+    movies, owners = _flat(batch.column("_movies"))
+    given, _ = _flat(batch.column("_stars"))
+    at = position_of(ids, movies)
+    known = at >= 0
+    block = UserBlock(
+        user_ids=batch.column("userId").to_numpy(),
+        factors=_matrix(batch.column("features"), rank),
+        rated_at=at[known],
+        rated_stars=given[known].astype(np.float64),
+        rated_by=owners[known],
+        star_bias=batch.column("_bias").to_numpy(zero_copy_only=False),
+        star_factors=_matrix(batch.column("_factors"), star_rank),
+    )
+    if not len(new_ids):
+        return block, None
+    at_new = position_of(new_ids, movies)
+    rated_new = np.split(at_new, np.cumsum(np.bincount(owners, minlength=len(block))))
+    return block, [r[r >= 0] for r in rated_new[: len(block)]]
 
 
 def served_lists(
@@ -249,6 +268,43 @@ def served_lists(
         star_users=rating_users,
         new=items.new_slots(shown),
     )
+
+
+def new_for_you_lists(
+    items: ModelItems, ranking_users: DataFrame, rating_users: DataFrame, history: DataFrame
+) -> DataFrame:
+    """Every user's "New for you" row (`ModelItems.new_for_you`): NEW_FOR_YOU_SCHEMA rows,
+    rank 1.. (none for a user no new movie reaches, and none at all without a row);
+    `history` (userId, movieId, rating): what the titles they liked link to, and the
+    new movies they rated, left out."""
+    new = items.new
+    new_ids = np.zeros(0, np.int64) if new is None else new.movie_ids
+    rank, star_rank = items.ranking_items.shape[1], items.rating.item_factors.shape[1]
+
+    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            block, rated_new = _user_block(batch, items.movie_ids, new_ids, rank, star_rank)
+            picks = items.new_for_you(block, rated_new)
+            if picks is None:
+                continue
+            found = picks.positions >= 0
+            users, places = np.nonzero(found)
+            reasons = picks.reasons[found]
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(block.user_ids[users].astype(np.int32)),
+                    pa.array((places + 1).astype(np.int32)),
+                    pa.array(new_ids[picks.positions[found]].astype(np.int32)),
+                    pa.array(picks.scores[found].astype(np.float32)),
+                    pa.array(picks.stars[found].astype(np.float32)),
+                    pa.array(items.movie_ids[reasons.clip(0)].astype(np.int32), mask=reasons < 0),
+                    pa.array(picks.follows[found]),
+                ],
+                names=["userId", "rank", "movieId", "score", "pred_rating", "reason", "follows"],
+            )
+
+    users = ranking_users.select("userId", "features")
+    return _with_history(users, history, rating_users).mapInArrow(rows, NEW_FOR_YOU_SCHEMA)
 
 
 def without_new_movies(lists: DataFrame, n: int) -> DataFrame:

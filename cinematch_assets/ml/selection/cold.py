@@ -5,7 +5,10 @@ and the held-out movies are scored from their content alone:
 
 - lists: for every user who rated a held-out movie, the held-out movies ranked for them,
   NDCG@k against the ones they liked, beside a genre-profile match (the user's genre
-  distribution against the movie's genres) and a random order;
+  distribution against the movie's genres) and a random order; the "New for you" row's
+  order (the content model's z-score plus the weight of a title like one the user liked
+  in training, each movie offered to its budget's share of these users), with and
+  without titles; and the content model without each part of the content (ablation);
 - stars: RMSE on every rating of a held-out movie, beside global mean + user bias.
 """
 
@@ -19,11 +22,15 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 
-from cinematch_assets.conventions import MAX_RATING, MIN_RATING
-from cinematch_assets.ml.lists.new_movies import fit_content_mapping, pair_stars
-from cinematch_assets.ml.models.content import ContentVectors, held_out_mask
+from cinematch_assets.conventions import LIKED_STARS, MAX_RATING, MIN_RATING
+from cinematch_assets.ml.arrays import position_of
+from cinematch_assets.ml.lists.build import ScoreScale, UserBlock, follows_of
+from cinematch_assets.ml.lists.new_movies import RowSettings, fit_content_mapping, pair_stars
+from cinematch_assets.ml.lists.recommend import item_matrix
+from cinematch_assets.ml.models.content import PARTS, ContentVectors, held_out_mask
 from cinematch_assets.ml.models.ranking import RankingModel, fit_ranking_model
 from cinematch_assets.ml.models.rating import RatingModel, refit_rating_model
+from cinematch_assets.ml.models.titles import TitleVectors, title_links
 from cinematch_assets.ml.selection.metrics import (
     ranking_metrics_by,
     regression_metrics_by,
@@ -32,10 +39,62 @@ from cinematch_assets.ml.selection.metrics import (
 from cinematch_assets.ml.selection.tuning import concurrently
 
 CONTENT_MODEL = "content into the ranking model, cold movies"
+NEW_FOR_YOU_ROW = "New for you row, cold movies"
+ROW_WITHOUT_TITLES = "New for you row without titles, cold movies"
 CONTENT_STARS = "content into the rating model, cold movies"
 GENRE_PROFILE = "genre profile, cold movies"
 RANDOM = "random, cold movies"
 USER_BIAS = "global mean + user bias, cold movies"
+
+
+def _row_scorers(
+    ranking: RankingModel,
+    warm: DataFrame,
+    users: np.ndarray,
+    user_factors: np.ndarray,
+    cold_factors: np.ndarray,
+    titles: TitleVectors,
+    cold_ids: np.ndarray,
+    row: RowSettings,
+    seed: int,
+    *,
+    sample_size: int = 10_000,
+) -> dict[str, Callable[[slice], np.ndarray]]:
+    """The row's order of the cold movies for `users` (sorted; their factors in the
+    refitted `ranking`), with and without titles: each movie offered to the `row.share`
+    of a seeded sample of them it fits best (to no one else: a row can be short)."""
+    warm_ids, warm_items, _ = item_matrix(ranking.items)
+    liked = warm.filter(f"rating >= {LIKED_STARS}").select("userId", "movieId", "rating")
+    liked = liked.toPandas().sort_values("userId", kind="stable")
+    at = position_of(warm_ids, liked["movieId"].to_numpy(np.int64))
+    by = position_of(users, liked["userId"].to_numpy(np.int64))
+    kept = (at >= 0) & (by >= 0)
+    block = UserBlock(users, user_factors, at[kept], liked["rating"].to_numpy()[kept], by[kept])
+    links = title_links(titles, cold_ids, warm_ids, row.min_title_similarity)
+    users_of, cold_of, similarity, _ = follows_of(links, block)
+    bounds = np.searchsorted(users_of, np.arange(len(users) + 1))
+    scale = ScoreScale.of(warm_items)
+
+    def fit(rows: np.ndarray, weight: float) -> np.ndarray:
+        follows = np.zeros((len(rows), len(cold_ids)), np.float32)
+        for place, user in enumerate(rows):
+            part = slice(bounds[user], bounds[user + 1])
+            follows[place, cold_of[part]] = similarity[part]
+        z = scale.standardize(user_factors[rows], user_factors[rows] @ cold_factors.T)
+        return np.nan_to_num(z + weight * follows, nan=-np.inf)
+
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.permutation(len(users))[:sample_size])
+    scorers = {}
+    for name, weight in ((NEW_FOR_YOU_ROW, row.follows_weight), (ROW_WITHOUT_TITLES, 0.0)):
+        cut = np.quantile(fit(sample, weight), 1 - row.share, axis=0) if row.share < 1 else -np.inf
+
+        def offered(rows: slice, weight: float = weight, cut=cut) -> np.ndarray:
+            scores = fit(np.arange(len(users))[rows], weight)
+            return np.where(scores >= cut, scores, -np.inf)  # the row offers it to others
+
+        scorers[name] = offered
+    return scorers
 
 
 @dataclass(frozen=True)
@@ -47,11 +106,13 @@ class ColdEvaluation:
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column positions of each row's k best scores, best first."""
+    """Column positions of each row's k best scores, best first (-1 past a row's last
+    score above -inf: a movie not offered to that user)."""
     k = min(k, scores.shape[1])
     best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(best, order, axis=1)
+    best = np.take_along_axis(best, order, axis=1)
+    return np.where(np.take_along_axis(scores, best, axis=1) > -np.inf, best, -1)
 
 
 def _top_k_by_block(
@@ -65,12 +126,13 @@ def _top_k_by_block(
 
 def _lists(name: str, users: np.ndarray, movies: np.ndarray, top: np.ndarray) -> pd.DataFrame:
     k = top.shape[1]
+    shown = top.ravel() >= 0
     return pd.DataFrame(
         {
             "list": name,
-            "userId": np.repeat(users, k).astype(np.int32),
-            "rank": np.tile(np.arange(1, k + 1), len(users)).astype(np.int32),
-            "movieId": movies[top].ravel().astype(np.int32),
+            "userId": np.repeat(users, k).astype(np.int32)[shown],
+            "rank": np.tile(np.arange(1, k + 1), len(users)).astype(np.int32)[shown],
+            "movieId": movies[top.ravel()[shown]].astype(np.int32),
         }
     )
 
@@ -105,12 +167,15 @@ def cold_movie_evaluation(
     regs: Sequence[float],
     k: int,
     seed: int,
+    titles: TitleVectors | None = None,
+    row: RowSettings | None = None,
     parallelism: int = 3,
     log: Callable[[str], object] = print,
 ) -> ColdEvaluation:
     """Hold out a seeded `fraction` of the Gold movies (all their training and test
     ratings), refit `rating` and `ranking` (same parameters) on the rest of `train`, map
-    content into both, and score the held-out movies for the users who rated them."""
+    content into both, and score the held-out movies for the users who rated them (with
+    `titles` and `row`, the row's order too)."""
     gold = train.select("userId", "movieId", "rating").unionByName(
         test.select("userId", "movieId", "rating")
     )
@@ -169,6 +234,26 @@ def cold_movie_evaluation(
         GENRE_PROFILE: lambda users: profile[users] @ movie_genres + 1e-6 * noise(users),
         RANDOM: noise,
     }
+    # Each part of the content left out in turn: what it adds.
+    for part in PARTS:
+        columns = content.part(part)
+        if not (content.matrix[:, columns] != 0).any():
+            continue  # the release has no such data
+        without = ContentVectors(
+            content.movie_ids, np.where(columns, 0, content.matrix).astype(np.float32),
+            content.names,
+        )  # fmt: skip
+        ablated = fit_content_mapping(
+            without, models["ranking"], models["rating"], regs=regs, tune_fraction=fraction,
+            seed=seed,
+        ).ranking_factors(without.rows(cold_ids))  # fmt: skip
+        scorers[f"content without {part}s, cold movies"] = lambda users, ablated=ablated: (
+            user_factors[users] @ ablated.T
+        )
+    if titles is not None and row is not None:
+        scorers |= _row_scorers(
+            models["ranking"], warm, known, user_factors, factors, titles, cold_ids, row, seed
+        )
     lists = pd.concat(
         [
             _lists(name, known, cold_ids, _top_k_by_block(score, len(known), k))
@@ -211,7 +296,7 @@ def cold_movie_evaluation(
         for name in (CONTENT_STARS, USER_BIAS)
     ] + [
         {"name": name, "role": "cold", "task": "lists", "k": k, **list_scores[name]}
-        for name in (CONTENT_MODEL, GENRE_PROFILE, RANDOM)
+        for name in scorers
     ]
     details = {
         "held_out_movies": len(cold_ids),

@@ -1,0 +1,165 @@
+"""Titles as content: what makes a sequel findable before anyone rates it. "Toy Story 4"
+shares "toy", "story" and "toy story" with the films before it; "The Lego Batman Movie"
+shares "lego" with "The Lego Movie".
+
+A title's phrases are its words and adjacent word pairs, lower-cased, with the release
+year (already out of Silver's `title_clean`), articles and sequel numbers ("2", "III")
+removed: the number tells a sequel from its franchise, not what the franchise is. Each
+phrase weighs its inverse document frequency, log(movies / movies with the phrase), so a
+rare shared phrase counts and a common word barely does; a title's vector has unit
+length over all its phrases, so a title that is mostly its own words stays far from
+every other. Only
+phrases of two movies or more are kept as columns (a phrase of one movie links nothing).
+
+Two titles' cosine is their similarity; `title_links` keeps, for each new movie, the known
+movies released no later than it whose titles start with the same word and are at least
+`min_similarity` alike: the films it follows (a sequel, or a remake; never a film that
+came after it). A franchise leads its titles ("Shrek Forever After", "The Lego Batman
+Movie"); a word shared further in is a coincidence ("Brothers" and "The Blues Brothers"
+are 0.52 alike, "Shrek Forever After" and "Shrek" 0.45).
+No Spark.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from scipy import sparse
+
+from cinematch_assets.conventions import ARTICLES
+from cinematch_assets.ml.arrays import position_of
+
+# Articles and the two joiners whose spelling varies ("Pride and Prejudice", "Pride &
+# Prejudice"): words no title is known by.
+STOP_WORDS = frozenset({a.lower().rstrip("'") for a in ARTICLES} | {"and", "of", "&"})
+_WORD = re.compile(r"\w+")
+_NUMBER = re.compile(r"\d+|[ivx]+")  # 2, 3, 10; ii, iii, iv, vi (a lone "v" too)
+
+
+def _words(title: str | None) -> list[str]:
+    """A clean title's words, lower-cased, articles and numbers removed. MovieLens puts
+    an article last ("Lego Movie, The"): it is removed wherever it stands."""
+    return [
+        w
+        for w in _WORD.findall((title or "").lower())
+        if w not in STOP_WORDS and not _NUMBER.fullmatch(w)
+    ]
+
+
+def title_phrases(title: str | None) -> set[str]:
+    """The words and adjacent word pairs of a clean title, articles and numbers removed."""
+    words = _words(title)
+    return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)}
+
+
+@dataclass(frozen=True)
+class TitleVectors:
+    """One unit-length TF-IDF row per movie (`movie_ids`, ascending; a row of zeros for a
+    title that shares no phrase), one column per phrase of two movies or more, each
+    movie's release year (-1: unknown) and its title's first word (a code; -1: none)."""
+
+    movie_ids: np.ndarray
+    matrix: sparse.csr_matrix
+    phrases: list[str]
+    years: np.ndarray
+    leads: np.ndarray
+
+    def rows(self, movie_ids: np.ndarray) -> sparse.csr_matrix:
+        """The rows of `movie_ids` (zeros for a movie without a title here)."""
+        at = position_of(self.movie_ids, movie_ids)
+        found = at >= 0
+        pick = sparse.csr_matrix(
+            (np.ones(found.sum(), np.float32), (np.flatnonzero(found), at[found])),
+            shape=(len(movie_ids), len(self.movie_ids)),
+        )
+        return (pick @ self.matrix).tocsr()
+
+    def year_of(self, movie_ids: np.ndarray) -> np.ndarray:
+        """The release years of `movie_ids` (-1: unknown, or no such movie)."""
+        at = position_of(self.movie_ids, movie_ids)
+        return np.where(at >= 0, self.years[at.clip(0)], -1)
+
+    def lead_of(self, movie_ids: np.ndarray) -> np.ndarray:
+        """The first words' codes of `movie_ids` (-1: none, or no such movie)."""
+        at = position_of(self.movie_ids, movie_ids)
+        return np.where(at >= 0, self.leads[at.clip(0)], -1)
+
+
+def title_vectors(
+    movie_ids: Sequence[int] | np.ndarray,
+    titles: Iterable[str | None],
+    years: Iterable[float | None],
+) -> TitleVectors:
+    """TF-IDF title vectors of the movies (ids, titles and release years aligned; ids
+    need not be sorted; a missing year is None or NaN)."""
+    ids = np.asarray(movie_ids, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    released = np.nan_to_num(np.asarray(list(years), dtype=np.float64), nan=-1)[order]
+    words = [_words(t) for t in titles]
+    words = [words[i] for i in order]
+    phrases = [title_phrases(" ".join(w)) for w in words]
+    codes: dict[str, int] = {}
+    leads = np.array([codes.setdefault(w[0], len(codes)) if w else -1 for w in words], np.int64)
+    ids = ids[order]
+    counts = Counter(p for movie in phrases for p in movie)
+    idf = {p: float(np.log(len(ids) / c)) for p, c in counts.items()}
+    kept = sorted(p for p, c in counts.items() if c >= 2)
+    column = {p: i for i, p in enumerate(kept)}
+    rows, cols, values = [], [], []
+    for row, movie in enumerate(phrases):
+        norm = np.sqrt(sum(idf[p] ** 2 for p in movie))
+        for p in movie:
+            if p in column and norm > 0:
+                rows.append(row)
+                cols.append(column[p])
+                values.append(idf[p] / norm)
+    matrix = sparse.csr_matrix(
+        (np.asarray(values, np.float32), (rows, cols)), shape=(len(ids), len(kept))
+    )
+    return TitleVectors(ids, matrix, kept, released.astype(np.int64), leads)
+
+
+@dataclass(frozen=True)
+class TitleLinks:
+    """For each of `rows` movies (e.g. the new ones), the `columns` movies (the known ones)
+    whose titles are alike: a sparse rows x columns matrix of cosines, each at least the
+    threshold it was made with."""
+
+    matrix: sparse.csr_matrix
+
+    @cached_property
+    def by_known(self) -> sparse.csc_matrix:
+        """The same similarities by column: what a user's liked movies link to."""
+        return self.matrix.tocsc()
+
+
+def title_links(
+    titles: TitleVectors,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    min_similarity: float,
+    *,
+    earlier_only: bool = True,
+) -> TitleLinks:
+    """The title similarities of `rows` movies to `columns` movies whose titles start
+    with the same word, those below `min_similarity` dropped; with `earlier_only`, also
+    those to a movie released after the row's (or when either year is unknown): a movie
+    follows only what came before it. Without, a franchise's films link both ways (what
+    validation asks: does a shared title say who likes a movie?)."""
+    similarity = (titles.rows(rows) @ titles.rows(columns).T).tocoo()
+    same_lead = titles.lead_of(rows)[similarity.row] == titles.lead_of(columns)[similarity.col]
+    keep = (similarity.data >= min_similarity) & same_lead
+    if earlier_only:
+        row_years = titles.year_of(rows)[similarity.row]
+        column_years = titles.year_of(columns)[similarity.col]
+        keep &= (row_years >= column_years) & (row_years >= 0) & (column_years >= 0)
+    kept = sparse.csr_matrix(
+        (similarity.data[keep].astype(np.float32), (similarity.row[keep], similarity.col[keep])),
+        shape=similarity.shape,
+    )
+    return TitleLinks(kept)
