@@ -22,7 +22,7 @@ $(INSTALLED): pyproject.toml requirements.lock
 install: $(INSTALLED)  ## create .venv with the pinned stack
 
 java: $(INSTALLED)  ## find Java >= 17, or fetch a Temurin JRE 21 into the user cache
-	@$(BIN)/python -m cinematch_assets.java
+	@$(BIN)/python -m cinematch_assets.ops.java
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
@@ -32,7 +32,7 @@ test: install java  ## the whole default test suite
 	$(BIN)/pytest
 
 preflight: install  ## check that the MovieLens source (download or local copy) is usable
-	@$(BIN)/python -m cinematch_assets.preflight
+	@$(BIN)/python -m cinematch_assets.ops.preflight
 
 materialize: install java preflight $(DAGSTER_HOME)/dagster.yaml  ## run the product job: raw to serving (headless)
 	$(BIN)/dagster job execute -m cinematch_assets.definitions -j cinematch_product
@@ -57,7 +57,7 @@ api: install  ## the JSON API on http://127.0.0.1:8000 (docs at /docs), on the s
 demo: materialize $(DAGSTER_HOME)/dagster.yaml  ## fresh clone -> everything materialized -> Dagster UI :3000 + app :8501
 	@echo "Dagster UI: http://127.0.0.1:3000   CineMatch app: http://127.0.0.1:$(APP_PORT)   (Ctrl-C stops both)"
 	@echo "Ratings saved in the app reach the visitor's list within a minute once app_ratings_sensor is on (Dagster UI > Automation)."
-	$(BIN)/python -m cinematch_assets.demo --dagster-port 3000 --app-port $(APP_PORT)
+	$(BIN)/python -m cinematch_assets.ops.demo --dagster-port 3000 --app-port $(APP_PORT)
 
 SHARED_ARCHIVE := ../shared/data/movielens/ml-latest-small-2016.zip
 BENCH_LOCAL ?= $(or $(CINEMATCH_MOVIELENS),$(wildcard $(SHARED_ARCHIVE)))
@@ -68,20 +68,20 @@ BENCH_SERVING_ARGS ?=
 BENCH_SERVING_HOME ?= $(CINEMATCH_HOME)/benchmarks/serving-home
 
 bench: install java  ## time the product and studies jobs (MovieLens copy, synthetic data), content vectors and serving at ML-33M's shape
-	$(if $(BENCH_LOCAL),$(BIN)/python -m cinematch_assets.benchmark --local $(BENCH_LOCAL))
+	$(if $(BENCH_LOCAL),$(BIN)/python -m benchmarks.pipeline --local $(BENCH_LOCAL))
 	for variant in $(BENCH_VARIANTS); do \
-	  $(BIN)/python -m cinematch_assets.benchmark --variant $$variant --als-iterations || exit 1; done
-	$(BIN)/python -m cinematch_assets.content_benchmark
-	$(BIN)/python -m app.benchmark --keep-home $(BENCH_SERVING_HOME) $(BENCH_SERVING_ARGS)
+	  $(BIN)/python -m benchmarks.pipeline --variant $$variant --als-iterations || exit 1; done
+	$(BIN)/python -m benchmarks.content
+	$(BIN)/python -m benchmarks.serving --keep-home $(BENCH_SERVING_HOME) $(BENCH_SERVING_ARGS)
 	for home in $(if $(wildcard $(CINEMATCH_HOME)/serving/recommendations/manifest.json),$(CINEMATCH_HOME)) $(BENCH_SERVING_HOME); do \
 	  $(BIN)/python -m benchmarks.api --home $$home && \
 	  $(BIN)/python -m benchmarks.feedback_loop --home $$home || exit 1; done
 
 cluster-up: install  ## Spark standalone master + 2 workers on 127.0.0.1; prints the exports to use it
-	@$(BIN)/python -m cinematch_assets.cluster up
+	@$(BIN)/python -m cinematch_assets.ops.cluster up
 
 cluster-down:  ## stop the standalone cluster
-	@$(BIN)/python -m cinematch_assets.cluster down
+	@$(BIN)/python -m cinematch_assets.ops.cluster down
 
 lint: install  ## ruff
 	$(BIN)/ruff check .

@@ -89,8 +89,10 @@ class Recommended(Movie):
     reason: int | None = Field(description="A movie the user rated highly that led here.")
     reason_title: str | None
     new: bool = Field(description="A new movie, placed from its content.")
-    follows: bool = Field(
-        default=False, description="The reason is the film this new movie follows."
+    by_title: bool = Field(
+        default=False,
+        description="The reason is a film whose title this new movie shares (a sequel's "
+        "earlier films, a remake's original).",
     )
 
 
@@ -221,7 +223,7 @@ def _recommended(catalog: Catalog, entries: list[dict[str, Any]]) -> list[dict[s
                 "reason": None if reason_row is None else int(reason),
                 "reason_title": None if reason_row is None else str(reason_row["display_title"]),
                 "new": bool(entry.get("new", False)),
-                "follows": bool(entry.get("follows", False)),
+                "by_title": bool(entry.get("by_title", False)),
             }
         )
     return out

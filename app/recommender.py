@@ -558,14 +558,14 @@ class FoldIn:
                 "reason": int(self.movie_ids[r]) if r >= 0 else None,
                 "new": True,
                 "row": files.NEW_FOR_YOU,
-                **({"follows": True} if follows else {}),
+                **({"by_title": True} if by_title else {}),
             }
-            for p, s, v, r, follows in zip(
+            for p, s, v, r, by_title in zip(
                 picks.positions[0][found],
                 picks.stars[0][found],
                 picks.scores[0][found],
                 picks.reasons[0][found],
-                picks.follows[0][found],
+                picks.by_title[0][found],
                 strict=True,
             )
         ]

@@ -113,7 +113,14 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason: str | None) -> str:
+def card(
+    movie: dict[str, Any],
+    poster: str | None,
+    *,
+    rec: dict | None,
+    reason: str | None,
+    reason_year: int | None = None,
+) -> str:
     """One movie card as HTML; every value from data is escaped."""
     year = _year(movie.get("release_year"))
     title = esc(movie["display_title"]) + (f" ({year})" if year else "")
@@ -133,8 +140,11 @@ def card(movie: dict[str, Any], poster: str | None, *, rec: dict | None, reason:
     count = int(movie.get("rating_count") or 0)
     lines.append(f'<div class="cm-meta">{community_line(movie.get("avg_rating"), count)}</div>')
     if rec is not None:
-        if new and reason and rec.get("follows"):
-            why = f"New, and it follows {esc(reason)}, which you rated highly"
+        if new and reason and rec.get("by_title"):
+            # A film of the same title: the one it follows, or (older) its original.
+            later = year is not None and reason_year is not None and year >= reason_year
+            relation = "it follows" if later else "it shares its title with"
+            why = f"New, and {relation} {esc(reason)}, which you rated highly"
         elif new:
             why = (
                 f"New, and like {esc(reason)}, which you rated highly"
@@ -157,7 +167,7 @@ def show_cards(catalog: Catalog, items: list[dict[str, Any]], *, recommended: bo
     items = [item for item in items if int(item["movieId"]) in by_id]
     tmdb_ids = [by_id[int(i["movieId"])]["tmdbId"] for i in items]
     posters = poster_cache().get_many(tmdb_ids, api_key())
-    reasons = {m["movieId"]: m["display_title"] for m in catalog.rows(
+    reasons = {m["movieId"]: m for m in catalog.rows(
         [int(i["reason"]) for i in items if recommended and i.get("reason") is not None]
     )}  # fmt: skip
     for start in range(0, len(items), COLUMNS):
@@ -168,9 +178,13 @@ def show_cards(catalog: Catalog, items: list[dict[str, Any]], *, recommended: bo
             movie = by_id[int(item["movieId"])]
             reason = reasons.get(item.get("reason")) if recommended else None
             column.markdown(
-                card(movie, poster, rec=item if recommended else None, reason=reason),
+                card(
+                    movie, poster, rec=item if recommended else None,
+                    reason=reason["display_title"] if reason else None,
+                    reason_year=_year(reason.get("release_year")) if reason else None,
+                ),
                 unsafe_allow_html=True,
-            )
+            )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- pages

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cinematch_assets.benchmark_table import END, START, main, markdown_table, with_table
+from benchmarks.table import END, START, main, markdown_table, with_table
 
 REPORT = {
     "date": "2026-12-03T14:00:00+00:00",
@@ -51,4 +51,4 @@ def test_the_table_replaces_what_is_between_the_markers():
 
 
 def test_the_readme_table_is_made_from_the_kept_reports():
-    assert main(["--check"]) == 0, "run: python -m cinematch_assets.benchmark_table"
+    assert main(["--check"]) == 0, "run: python -m benchmarks.table"

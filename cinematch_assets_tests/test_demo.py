@@ -63,7 +63,7 @@ def test_demo_servers_stop_with_every_child(signum, tmp_path):
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "CINEMATCH_HOME": str(tmp_path / "data")}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "cinematch_assets.demo",
+        [sys.executable, "-m", "cinematch_assets.ops.demo",
          "--dagster-port", str(dagster_port), "--app-port", str(app_port)],
         cwd=REPO_ROOT, env=env, start_new_session=True,  # a terminal's foreground group
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from cinematch_assets import java as jv
+from cinematch_assets.ops import java as jv
 
 BASH = shutil.which("bash") or "/bin/bash"
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -413,8 +413,8 @@ def test_cli_in_fresh_process(tmp_path: Path) -> None:
         jv.INDEX_URL_ENV: refused_url(),
         "NO_PROXY": "127.0.0.1",
     }
-    # Same as `python -m cinematch_assets.java`, minus the machine's install locations.
-    code = "import sys, cinematch_assets.java as j\nj.SEARCH_GLOBS = ()\nsys.exit(j.main())\n"
+    # Same as `python -m cinematch_assets.ops.java`, minus the machine's install locations.
+    code = "import sys, cinematch_assets.ops.java as j\nj.SEARCH_GLOBS = ()\nsys.exit(j.main())\n"
     proc = subprocess.run(
         [sys.executable, "-c", code],
         env=env,

@@ -27,7 +27,7 @@ from cinematch_assets.ml.lists.build import (
     build_lists_each,
     zscore_rows,
 )
-from cinematch_assets.ml.lists.new_movies import audience_cuts, tune_follows_weight
+from cinematch_assets.ml.lists.new_movies import audience_cuts, tune_title_weight
 from cinematch_assets.ml.models.ease import fit_ease, gram, kept_movies
 from cinematch_assets.ml.models.foldin import RatingTerms
 from cinematch_assets.ml.models.titles import TitleLinks
@@ -453,7 +453,7 @@ def with_row(
             audience=np.full(count, -np.inf, np.float32) if audience is None else audience,
             fresh=np.zeros(count, bool) if fresh is None else fresh,
             links=TitleLinks(sparse.csr_matrix(links)),
-            follows_weight=weight,
+            title_weight=weight,
         ),
     )
 
@@ -477,25 +477,25 @@ def test_the_new_for_you_row_is_the_best_fits_by_z_score_leaving_out_rated_ones(
     for user in range(2):
         assert picks.positions[user].tolist() == np.argsort(-z[user], kind="stable")[:3].tolist()
         np.testing.assert_allclose(picks.scores[user], np.sort(z[user])[::-1][:3], rtol=1e-5)
-    assert not picks.follows.any()
+    assert not picks.by_title.any()
     # The top list's slots and threshold play no part: no new movie in the top list.
     assert items.new_slots(10) is None
 
 
 def test_a_title_like_one_the_user_rated_highly_lifts_the_new_movie_and_is_its_reason():
     """New movie 5 is titled like known movie 7: user 0 liked movie 7, user 1 only rated
-    it 2 stars. With the follows weight the sequel leads user 0's row, with the film it
-    follows as the reason; user 1's row does not change."""
+    it 2 stars. With the title weight the sequel leads user 0's row, with the film
+    of its title as the reason; user 1's row does not change."""
     links = np.zeros((8, MOVIES), np.float32)
     links[5, 7] = 0.8
     items = row_items(with_row(new_movies(threshold=np.inf), links=links, weight=100.0))
     users = block([[7, 3], [7]])
     users = replace(users, rated_stars=np.array([5.0, 4.0, 2.0]))
     picks = items.new_for_you(users)
-    assert picks.positions[0][0] == 5 and picks.follows[0][0] and picks.reasons[0][0] == 7
+    assert picks.positions[0][0] == 5 and picks.by_title[0][0] and picks.reasons[0][0] == 7
     plain = replace(items, new=with_row(items.new, weight=100.0)).new_for_you(users)
     assert picks.positions[1].tolist() == plain.positions[1].tolist()
-    assert not picks.follows[1].any()
+    assert not picks.by_title[1].any()
 
 
 def test_the_row_offers_a_movie_only_past_its_audience_cut_fresh_ones_first_and_floored():
@@ -522,7 +522,7 @@ def test_model_items_keep_their_new_for_you_row_through_the_npz(tmp_path):
     new = with_row(new_movies(threshold=1.0), links=links, fresh=fresh,
                    audience=np.linspace(-1, 1, 8, dtype=np.float32))  # fmt: skip
     loaded = _saved(row_items(new), tmp_path / "f.npz").new.row
-    assert loaded.size == 3 and loaded.follows_weight == 4.0
+    assert loaded.size == 3 and loaded.title_weight == 4.0
     np.testing.assert_array_equal(loaded.fresh, fresh)
     np.testing.assert_array_equal(loaded.audience, new.row.audience)
     np.testing.assert_array_equal(loaded.links.matrix.toarray(), links)
@@ -530,7 +530,7 @@ def test_model_items_keep_their_new_for_you_row_through_the_npz(tmp_path):
 
 def test_the_title_weight_is_the_one_that_finds_the_held_out_movies_people_liked():
     """Validation of the title weight: 40 users each liked known movie u % 10 and held-out
-    movie 50 + u % 10. When each held-out movie's title follows the known movie its
+    movie 50 + u % 10. When each held-out movie's title is like that of the known movie its
     likers liked, a heavier title weight finds it; when titles link the wrong movies,
     weight 0 does best."""
     known = RNG.normal(size=(MOVIES, RANK)).astype(np.float32)
@@ -539,14 +539,14 @@ def test_the_title_weight_is_the_one_that_finds_the_held_out_movies_people_liked
     liked = [[u % 10, 50 + u % 10] for u in range(40)]
     users = block(liked)
 
-    def search(follows: np.ndarray) -> dict[float, float]:
+    def search(linked: np.ndarray) -> dict[float, float]:
         links = np.zeros((10, MOVIES), np.float32)
-        links[np.arange(10), follows] = 1.0
+        links[np.arange(10), linked] = 1.0
         tuning = with_row(
             replace(new_movies(threshold=np.inf, count=10), ranking_items=known[tuning_at]),
             links=links,
         )
-        return tune_follows_weight(users, tuning, tuning_at, scale, [0.0, 1.0, 4.0])
+        return tune_title_weight(users, tuning, tuning_at, scale, [0.0, 1.0, 4.0])
 
     right = search(np.arange(10))
     assert right[4.0] > right[1.0] > right[0.0] and right[4.0] > 0.95

@@ -871,7 +871,7 @@ def test_make_preflight_ends_with_the_message_not_a_traceback(tmp_path):
     """What `make materialize` runs first: an unusable source is the last thing printed."""
     env = {**os.environ, "CINEMATCH_HOME": str(tmp_path), ENV_VAR: str(tmp_path / "gone.zip")}
     run = subprocess.run(
-        [sys.executable, "-m", "cinematch_assets.preflight"],
+        [sys.executable, "-m", "cinematch_assets.ops.preflight"],
         env=env,
         capture_output=True,
         text=True,

@@ -196,7 +196,7 @@ def test_graph_up_to_gold_runs_on_spark_connect(tmp_path):
         [
             sys.executable,
             "-m",
-            "cinematch_assets.benchmark",
+            "benchmarks.pipeline",
             "--variant",
             "synthetic-tiny",
             "--home",

@@ -496,8 +496,8 @@ def movie_content(
             "ranking_features, rating_bias, rating_features, audience_z (the score, on a "
             "user's own scale, of the share of users a new slot offers it to), and for the "
             '"New for you" row: row_audience_z (the fit of the share of users the row '
-            "offers it to), fresh, and the known movies whose titles it follows "
-            "(follows, follows_similarity).",
+            "offers it to), fresh, and the known movies whose titles it shares "
+            "(title_links, title_similarity).",
             **ML,
         ),
     },
@@ -533,8 +533,8 @@ def content_model(
             min_title_similarity=config.min_title_similarity,
             fresh_years=config.fresh_years,
         ),
-        follows_weights=config.follows_weights,
-        titles=title_vectors(titles["movieId"], titles["title_clean"], titles["release_year"]),
+        title_weights=config.title_weights,
+        titles=title_vectors(titles["movieId"], titles["title_clean"]),
         release_years=titles.set_index("movieId")["release_year"],
     )
     searches = model.mapping.searches
@@ -550,11 +550,11 @@ def content_model(
         "audience_share": config.audience_share,
         "row_size": config.row_size,
         "row_share": config.row_share,
-        "follows_weight": model.row.follows_weight,
+        "title_weight": model.row.title_weight,
         "min_title_similarity": config.min_title_similarity,
         "fresh_since": model.fresh_since,
         "fresh_new_movies": int(model.items["fresh"].sum()),
-        "new_movies_following_a_title": int((model.items["follows"].map(len) > 0).sum()),
+        "new_movies_sharing_a_title": int((model.items["title_links"].map(len) > 0).sum()),
         "ranking_rank": ranking.params.rank,
         "rating_rank": rating.params.rank,
         "known_movies": len(model.mapping.movie_ids),
@@ -580,11 +580,11 @@ def content_model(
             **scalars,
             "seconds": round(seconds, 1),
             "ridge_search": MetadataValue.md(search_table.to_markdown(index=False)),
-            "follows_search": MetadataValue.md(
+            "title_weight_search": MetadataValue.md(
                 pd.DataFrame(
                     {
-                        "follows_weight": list(model.follows_search),
-                        "validation_ndcg": list(model.follows_search.values()),
+                        "title_weight": list(model.title_weight_search),
+                        "validation_ndcg": list(model.title_weight_search.values()),
                     }
                 ).to_markdown(index=False)
             ),  # fmt: skip
@@ -595,7 +595,7 @@ def content_model(
             model.items,
             "movieId int, ranking_features array<float>, rating_bias float, "
             "rating_features array<float>, audience_z double, row_audience_z double, "
-            "fresh boolean, follows array<int>, follows_similarity array<float>",
+            "fresh boolean, title_links array<int>, title_similarity array<float>",
         ),
         output_name="items",
         metadata={"new_movies": len(model.items)},

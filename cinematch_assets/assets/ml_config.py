@@ -160,11 +160,11 @@ class ContentModelConfig(Config):
     )
     row_size: int = Field(default=10, description='Movies in the "New for you" row.')
     row_share: float = Field(
-        default=0.2,
+        default=0.3,
         description='The exploration budget: a new movie is in the "New for you" row of at '
         "most this share of the users, those it fits best (1: no limit).",
     )
-    follows_weights: list[float] = Field(
+    title_weights: list[float] = Field(
         default=[0.0, 0.5, 1.0, 2.0, 4.0],
         description="What a title like one the user rated highly may add to a new movie's "
         "fit in the row, per unit of title similarity (z-score units; 0: titles ignored): "

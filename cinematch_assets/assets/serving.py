@@ -180,7 +180,7 @@ def serving_recommendations(
     "user (the content model's score on the user's own scale, plus a title like one they "
     "rated highly), each offered to its exploration budget's share of users, the latest "
     "releases first, none predicted below the star floor (userId, rank, movieId, score, "
-    "pred_rating, reason, follows: the reason is the film it follows).",
+    "pred_rating, reason, by_title: the reason is a film whose title it shares).",
     **SERVING,
 )
 def serving_new_for_you(
@@ -194,7 +194,7 @@ def serving_new_for_you(
         F.count("*").alias("rows"),
         F.countDistinct("userId").alias("users"),
         F.countDistinct("movieId").alias("movies"),
-        F.avg(F.col("follows").cast("double")).alias("follows"),
+        F.avg(F.col("by_title").cast("double")).alias("by_title"),
     ).first()
     seconds = time.perf_counter() - started
     context.log.info(f"New for you: {summary['rows']:,} rows in {seconds:.1f} s")
@@ -205,7 +205,7 @@ def serving_new_for_you(
             "users_with_a_row": summary["users"],
             "share_of_users_with_a_row": round(summary["users"] / max(users, 1), 4),
             "movies_shown": summary["movies"],
-            "share_with_a_followed_title": round(summary["follows"] or 0.0, 4),
+            "share_by_title": round(summary["by_title"] or 0.0, 4),
             "scoring_seconds": round(seconds, 1),
         },
     )

@@ -216,7 +216,7 @@ def cold_movies(
 ) -> Output:
     started = time.perf_counter()
     content_model = lakehouse.read(keys.CONTENT_MODEL).first()
-    titles = movies.select("movieId", "title_clean", "release_year").toPandas()
+    titles = movies.select("movieId", "title_clean").toPandas()
     cold = cold_movie_evaluation(
         train,
         test,
@@ -227,10 +227,10 @@ def cold_movies(
         regs=content_model["regs"],
         k=config.k,
         seed=config.seed,
-        titles=title_vectors(titles["movieId"], titles["title_clean"], titles["release_year"]),
+        titles=title_vectors(titles["movieId"], titles["title_clean"]),
         row=RowSettings(
             share=content_model["row_share"],
-            follows_weight=content_model["follows_weight"],
+            title_weight=content_model["title_weight"],
             min_title_similarity=content_model["min_title_similarity"],
         ),
         parallelism=config.parallel_fits,

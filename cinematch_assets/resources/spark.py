@@ -22,7 +22,7 @@ from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
 from cinematch_assets import settings
-from cinematch_assets.java import ensure_java
+from cinematch_assets.ops.java import ensure_java
 from cinematch_assets.resources.data_root import DataRoot
 
 log = logging.getLogger(__name__)

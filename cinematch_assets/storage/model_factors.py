@@ -5,7 +5,7 @@ Each array is a key of the archive; scalars are 0-d arrays. `ARRAY_KEYS` must be
 EASE's weights (`ease_kept`, `ease_weights`) only when the served order ranks with EASE,
 the new movies (`new_*`) only when there are any to place, and `new_audience` only when
 the content model cut each new movie's audience; the "New for you" row (`new_row_*`: its
-size, follows weight, each new movie's row audience and freshness, and the title links as
+size, title weight, each new movie's row audience and freshness, and the title links as
 a sparse matrix's three arrays) only when the content model made one. Reading checks
 that the arrays agree with each other, so a damaged or mismatched file fails with a
 clear error.
@@ -69,7 +69,7 @@ def to_arrays(items: ModelItems) -> dict[str, np.ndarray]:
             links = row.links.matrix
             arrays |= {
                 "new_row_size": np.int64(row.size),
-                "new_row_follows_weight": np.float64(row.follows_weight),
+                "new_row_title_weight": np.float64(row.title_weight),
                 "new_row_audience": row.audience,
                 "new_row_fresh": row.fresh,
                 "new_row_links_data": links.data,
@@ -91,7 +91,7 @@ def _new_row(arrays: Any, known: int) -> NewRow:
         np.asarray(arrays["new_row_audience"], dtype=np.float32),
         np.asarray(arrays["new_row_fresh"], dtype=bool),
         TitleLinks(links),
-        float(arrays["new_row_follows_weight"]),
+        float(arrays["new_row_title_weight"]),
     )
 
 

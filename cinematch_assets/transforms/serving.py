@@ -19,7 +19,7 @@ PROFILE_SIZE = 10
 SHARD_INPUT = pa.schema(
     [("shard", pa.int32()), ("userId", pa.int32()), ("rank", pa.int32()), ("movieId", pa.int32()),
      ("score", pa.float32()), ("pred_rating", pa.float32()), ("reason", pa.int32()),
-     ("new", pa.bool_()), ("row", pa.int32()), ("follows", pa.bool_())]
+     ("new", pa.bool_()), ("row", pa.int32()), ("by_title", pa.bool_())]
 )  # fmt: skip
 # The rows of a user's served entries, in their order: the top-n, then "New for you".
 TOP_ROW, NEW_FOR_YOU_ROW = 0, 1
@@ -103,8 +103,8 @@ def write_json_shards(
 ) -> list[Row]:
     """The serving JSON of `recommendations` (userId, rank, movieId, pred_rating, score,
     reason, new: marked only when true) and then each user's `new_for_you` row (the same
-    columns but `new`, and follows), its entries marked "row": "new_for_you" (and
-    "follows" when the reason is the film it follows), one file per shard (userId modulo
+    columns but `new`, and by_title), its entries marked "row": "new_for_you" (and
+    "by_title" when the reason is a film whose title it shares), one file per shard (userId modulo
     `shards`), written by the executors into `directory` (a path every executor sees, as
     the lake is). Returns (shard, users, bytes) per file."""
     target = str(directory)
@@ -123,7 +123,7 @@ def write_json_shards(
             start, stop = np.searchsorted(shards, [shard, shard + 1])
             rows = table.slice(start, stop - start)
             lists: dict[str, list[dict]] = {}
-            for user, movie, stars, score, reason, new, row, follows in zip(
+            for user, movie, stars, score, reason, new, row, by_title in zip(
                 rows.column("userId").to_pylist(),
                 rows.column("movieId").to_pylist(),
                 pc.round(rows.column("pred_rating").cast(pa.float64()), 2).to_pylist(),
@@ -131,13 +131,13 @@ def write_json_shards(
                 rows.column("reason").to_pylist(),
                 rows.column("new").fill_null(False).to_pylist(),
                 rows.column("row").to_pylist(),
-                rows.column("follows").fill_null(False).to_pylist(),
+                rows.column("by_title").fill_null(False).to_pylist(),
                 strict=True,
             ):
                 entry = {"movieId": movie, "pred_rating": stars, "score": score, "reason": reason}
                 entry |= {"new": True} if new else {}
                 entry |= {"row": NEW_FOR_YOU} if row == NEW_FOR_YOU_ROW else {}
-                entry |= {"follows": True} if follows else {}
+                entry |= {"by_title": True} if by_title else {}
                 lists.setdefault(str(user), []).append(entry)
             size = write_json_shard(Path(target), int(shard), lists)
             written.append((int(shard), len(lists), size))
@@ -149,13 +149,13 @@ def write_json_shards(
     Path(directory).mkdir(parents=True, exist_ok=True)
     entries = recommendations.select(
         "userId", "rank", "movieId", "score", "pred_rating", "reason", "new",
-        F.lit(TOP_ROW).alias("row"), F.lit(False).alias("follows"),
+        F.lit(TOP_ROW).alias("row"), F.lit(False).alias("by_title"),
     )  # fmt: skip
     if new_for_you is not None:
         entries = entries.unionByName(
             new_for_you.select(
                 "userId", "rank", "movieId", "score", "pred_rating", "reason",
-                F.lit(True).alias("new"), F.lit(NEW_FOR_YOU_ROW).alias("row"), "follows",
+                F.lit(True).alias("new"), F.lit(NEW_FOR_YOU_ROW).alias("row"), "by_title",
             )
         )  # fmt: skip
     keyed = entries.select(

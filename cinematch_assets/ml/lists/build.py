@@ -551,7 +551,7 @@ class NewMovies:
 @dataclass(frozen=True)
 class NewRow:
     """The "New for you" row: each user's best `size` new movies by their fit (the
-    ranking model's z-score against the user's known movies, plus `follows_weight` x the
+    ranking model's z-score against the user's known movies, plus `title_weight` x the
     title similarity to a film the user rated highly: a sequel's fans find it), each new
     movie offered only to the users it fits best (`audience`: the fit its share of users
     reach, the exploration budget), releases of the catalog's latest years (`fresh`)
@@ -561,7 +561,7 @@ class NewRow:
     audience: np.ndarray  # per new movie: the fit a user must reach
     fresh: np.ndarray  # per new movie: released in the catalog's latest years
     links: TitleLinks  # new movies x known movies: title similarities
-    follows_weight: float
+    title_weight: float
 
     def only(self, keep: np.ndarray) -> NewRow:
         return replace(
@@ -626,7 +626,7 @@ class NewPicks:
     scores: np.ndarray
     stars: np.ndarray
     reasons: np.ndarray
-    follows: np.ndarray | None = None  # users x slots: the reason is a film it follows
+    by_title: np.ndarray | None = None  # users x slots: the reason shares its title
 
 
 def pick_new_movies(
@@ -668,7 +668,7 @@ def pick_new_movies(
 FRESH_FIRST = np.float32(1e3)
 
 
-def follows_of(
+def title_matches(
     links: TitleLinks, block: UserBlock
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each (user, new movie) whose title is like one the user rated highly, the
@@ -694,12 +694,13 @@ def follows_of(
 
 
 def row_fit(
-    users: np.ndarray, new: NewMovies, scale: ScoreScale, follows: np.ndarray
+    users: np.ndarray, new: NewMovies, scale: ScoreScale, title_match: np.ndarray
 ) -> np.ndarray:
     """The row's fit of the new movies for `users` (factors): the z-score on each user's
-    own scale plus the row's weight x `follows` (users x new movies)."""
+    own scale plus the row's weight x `title_match` (users x new movies: the title
+    similarity to a movie the user rated highly)."""
     z = scale.standardize(users, users @ new.ranking_items.T)
-    return (z + new.row.follows_weight * follows).astype(np.float32)
+    return (z + new.row.title_weight * title_match).astype(np.float32)
 
 
 def pick_new_for_you(
@@ -713,20 +714,20 @@ def pick_new_for_you(
     """Each user's "New for you" row (`NewMovies.row`): the new movies whose fit reaches
     their audience cut and whose predicted stars reach the star floor, the fresh ones
     first, each part by fit; `rated[u]` (positions among the new movies) left out. The
-    reason: the film it follows when the user rated one highly, else the liked movie
-    closest in the ranking model's space."""
+    reason: a film whose title it shares, when the user rated one highly, else the liked
+    movie closest in the ranking model's space."""
     row = new.row
     terms = replace(rating, item_bias=new.rating_bias, item_factors=new.rating_items)
     bias, factors = block.star_bias, block.star_factors
-    users_of, new_of, similarity, known_of = follows_of(row.links, block)
+    users_of, new_of, similarity, known_of = title_matches(row.links, block)
     bounds = np.searchsorted(users_of, np.arange(len(block) + 1))
     fresh = row.fresh * FRESH_FIRST
 
     def score(start: int, stop: int, out: np.ndarray) -> None:
         part = slice(bounds[start], bounds[stop])
-        follows = np.zeros((stop - start, len(new.movie_ids)), np.float32)
-        follows[users_of[part] - start, new_of[part]] = similarity[part]
-        fit = row_fit(block.factors[start:stop], new, known.scale, follows)
+        title_match = np.zeros((stop - start, len(new.movie_ids)), np.float32)
+        title_match[users_of[part] - start, new_of[part]] = similarity[part]
+        fit = row_fit(block.factors[start:stop], new, known.scale, title_match)
         stars = terms.predict_all(
             None if bias is None else bias[start:stop],
             None if factors is None else factors[start:stop],
@@ -739,17 +740,17 @@ def pick_new_for_you(
     reasons = reasons_by_similarity(
         known.items, positions, *block.liked(), candidates=new.ranking_items
     )
-    # The film it follows, where there is one, is the reason.
+    # A film whose title it shares, where there is one, is the reason.
     width = len(new.movie_ids)
     pairs = users_of * width + new_of  # sorted: by user, then new movie
     wanted = np.arange(len(block))[:, None] * width + positions.clip(0)
-    followed = np.full(positions.shape, -1, dtype=np.int64)
+    titled = np.full(positions.shape, -1, dtype=np.int64)
     if len(pairs):
         at = np.searchsorted(pairs, wanted).clip(0, len(pairs) - 1)
         found = (positions >= 0) & (pairs[at] == wanted)
-        followed[found] = known_of[at[found]]
-    follows = followed >= 0
-    return NewPicks(positions, scores, stars, np.where(follows, followed, reasons), follows)
+        titled[found] = known_of[at[found]]
+    by_title = titled >= 0
+    return NewPicks(positions, scores, stars, np.where(by_title, titled, reasons), by_title)
 
 
 def with_new_movies(lists: Lists, picks: NewPicks, shown: int, known: int) -> Lists:

@@ -22,8 +22,8 @@ from cinematch_assets.ml.lists.build import (
     NewRow,
     ScoreScale,
     UserBlock,
-    follows_of,
     row_fit,
+    title_matches,
 )
 from cinematch_assets.ml.lists.recommend import item_matrix
 from cinematch_assets.ml.models.artifacts import Read
@@ -48,8 +48,8 @@ class RowSettings:
     of the latest years' releases count as fresh (ranked before older new movies)."""
 
     size: int = 10
-    share: float = 0.2
-    follows_weight: float = 2.0
+    share: float = 0.3
+    title_weight: float = 2.0
     min_title_similarity: float = 0.3
     fresh_years: int = 2
 
@@ -64,7 +64,7 @@ def without_self_links(links: TitleLinks, rows: np.ndarray, columns: np.ndarray)
     return TitleLinks(kept)
 
 
-def tune_follows_weight(
+def tune_title_weight(
     sample: UserBlock,
     tuning: NewMovies,
     tuning_at: np.ndarray,
@@ -87,21 +87,21 @@ def tune_follows_weight(
     users = np.flatnonzero(relevant.any(axis=1))
     if not len(users):
         return {float(w): float("nan") for w in weights}
-    users_of, new_of, similarity, _ = follows_of(tuning.row.links, sample)
+    users_of, new_of, similarity, _ = title_matches(tuning.row.links, sample)
     bounds = np.searchsorted(users_of, np.arange(len(sample) + 1))
     discount = 1 / np.log2(np.arange(2, k + 2))
     totals = dict.fromkeys(map(float, weights), 0.0)
     for start in range(0, len(users), block):
         rows = users[start : start + block]
-        follows = np.zeros((len(rows), len(tuning_at)), np.float32)
+        title_match = np.zeros((len(rows), len(tuning_at)), np.float32)
         for place, user in enumerate(rows):
             part = slice(bounds[user], bounds[user + 1])
-            follows[place, new_of[part]] = similarity[part]
+            title_match[place, new_of[part]] = similarity[part]
         wanted = relevant[rows]
         ideal = np.cumsum(discount)[np.minimum(wanted.sum(axis=1), k) - 1]
         for weight in totals:
             fit = row_fit(sample.factors[rows], replace(tuning, row=replace(tuning.row,
-                          follows_weight=weight)), scale, follows)  # fmt: skip
+                          title_weight=weight)), scale, title_match)  # fmt: skip
             top = np.argsort(-np.nan_to_num(fit, nan=-np.inf), axis=1, kind="stable")[:, :k]
             hits = np.take_along_axis(wanted, top, axis=1)
             totals[weight] += float(((hits @ discount[: top.shape[1]]) / ideal).sum())
@@ -177,7 +177,7 @@ class NewMovieModel:
     observed: ObservedShift
     row: RowSettings | None = None  # the row's settings, with the title weight chosen
     fresh_since: int | None = None  # the first release year counted fresh
-    follows_search: dict[float, float] = field(default_factory=dict)  # weight -> NDCG@10
+    title_weight_search: dict[float, float] = field(default_factory=dict)  # weight -> NDCG@10
 
     @property
     def threshold(self) -> float:
@@ -287,14 +287,14 @@ def row_audience_cuts(
     cuts = np.full(len(new.movie_ids), -np.inf)
     if share >= 1 or not len(sample):
         return cuts
-    users_of, new_of, similarity, _ = follows_of(new.row.links, sample)
+    users_of, new_of, similarity, _ = title_matches(new.row.links, sample)
     for start in range(0, len(new.movie_ids), block):
         stop = min(start + block, len(new.movie_ids))
         inside = (new_of >= start) & (new_of < stop)
-        follows = np.zeros((len(sample), stop - start), np.float32)
-        follows[users_of[inside], new_of[inside] - start] = similarity[inside]
+        title_match = np.zeros((len(sample), stop - start), np.float32)
+        title_match[users_of[inside], new_of[inside] - start] = similarity[inside]
         part = replace(new, ranking_items=new.ranking_items[start:stop])
-        fit = row_fit(sample.factors, part, scale, follows)
+        fit = row_fit(sample.factors, part, scale, title_match)
         cuts[start:stop] = np.nanquantile(fit, 1 - share, axis=0)
     return cuts
 
@@ -371,7 +371,7 @@ def fit_new_movie_model(
     row: RowSettings | None = None,
     titles: TitleVectors | None = None,
     release_years: pd.Series | None = None,
-    follows_weights: Sequence[float] = (),
+    title_weights: Sequence[float] = (),
 ) -> NewMovieModel:
     """Map content into the final models (`fit_content_mapping`) and place every movie
     they do not know; with `observed` (userId, movieId, rating: every rating, e.g. Silver)
@@ -382,11 +382,11 @@ def fit_new_movie_model(
     new movies fill at most `fill_share` of the `slots` new slots (`fill_bar`). Each
     movie's audience cut (`audience_cuts`) and the fill are measured on a seeded sample
     of up to `audience_users` users. With `row`, the "New for you" row too: the known
-    movies each new one follows (`titles`), its audience cut in the row (on the same
+    movies whose titles each new one shares (`titles`), its audience cut in the row (on the same
     sample, with what they liked in `train`) and whether it is fresh (`release_years`,
     movieId -> year, against the year of the latest training rating); with
-    `follows_weights`, the title weight is the one whose row order finds the tuning
-    movies best for the sample (`tune_follows_weight`), not `row.follows_weight`."""
+    `title_weights`, the title weight is the one whose row order finds the tuning
+    movies best for the sample (`tune_title_weight`), not `row.title_weight`."""
     mapping = fit_content_mapping(
         content, ranking, rating, regs=regs, tune_fraction=tune_fraction, seed=seed
     )
@@ -414,13 +414,11 @@ def fit_new_movie_model(
             "audience_z": audience,
         }
     )
-    fresh_since, follows_search = None, {}
+    fresh_since, title_weight_search = None, {}
     if row is not None:
-        if follows_weights:
+        if title_weights:
             tuning_ids = mapping.movie_ids[mapping.tuning]
-            links = title_links(
-                titles, tuning_ids, known_ids, row.min_title_similarity, earlier_only=False
-            )
+            links = title_links(titles, tuning_ids, known_ids, row.min_title_similarity)
             tuning = NewMovies(
                 tuning_ids, mapping.ranking_without_tuning.predict(content.rows(tuning_ids)),
                 np.zeros(len(tuning_ids)), np.zeros((len(tuning_ids), 0)), np.inf, 0,
@@ -428,23 +426,23 @@ def fit_new_movie_model(
                            without_self_links(links, tuning_ids, known_ids), 0.0),
             )  # fmt: skip
             tuning_at = position_of(known_ids, tuning_ids)
-            follows_search = tune_follows_weight(sample, tuning, tuning_at, scale, follows_weights)
-            best = max(follows_search, key=lambda w: (follows_search[w], -w))
-            row = replace(row, follows_weight=best)
+            title_weight_search = tune_title_weight(sample, tuning, tuning_at, scale, title_weights)
+            best = max(title_weight_search, key=lambda w: (title_weight_search[w], -w))
+            row = replace(row, title_weight=best)
         latest = train.agg(F.max("rated_at")).first()[0]  # the data's present
         if latest is not None and row.fresh_years > 0:
             fresh_since = latest.year - row.fresh_years + 1
         years = release_years.reindex(new_ids).fillna(-1).to_numpy(np.int64)
         fresh = years >= fresh_since if fresh_since else np.zeros(len(new_ids), dtype=bool)
         links = title_links(titles, new_ids, known_ids, row.min_title_similarity)
-        placed = NewRow(row.size, np.zeros(0), fresh, links, row.follows_weight)
+        placed = NewRow(row.size, np.zeros(0), fresh, links, row.title_weight)
         placed = NewMovies(new_ids, factors, bias, star_factors, np.inf, 0, row=placed)
         by_new = links.matrix
         spans = list(zip(by_new.indptr[:-1], by_new.indptr[1:], strict=True))
         items["row_audience_z"] = row_audience_cuts(sample, placed, scale, row.share)
         items["fresh"] = fresh
-        items["follows"] = [known_ids[by_new.indices[a:b]].astype(np.int32) for a, b in spans]
-        items["follows_similarity"] = [by_new.data[a:b] for a, b in spans]
+        items["title_links"] = [known_ids[by_new.indices[a:b]].astype(np.int32) for a, b in spans]
+        items["title_similarity"] = [by_new.data[a:b] for a, b in spans]
 
     # The threshold: the tuning movies, mapped by a ridge that never saw them.
     ids = mapping.movie_ids[mapping.tuning]
@@ -471,7 +469,7 @@ def fit_new_movie_model(
         shifted,
         row,
         fresh_since,
-        follows_search,
+        title_weight_search,
     )
 
 
@@ -531,15 +529,15 @@ def read_new_movies(read: Read) -> NewMovies:
         return new
     known = read(keys.RANKING_ITEM_FACTORS).select("movieId").toPandas()["movieId"]
     known_ids = np.sort(known.to_numpy(np.int64))
-    follows = [np.asarray(f if f is not None else [], np.int64) for f in items["follows"]]
+    linked = [np.asarray(f if f is not None else [], np.int64) for f in items["title_links"]]
     similarity = [np.asarray(s if s is not None else [], np.float32)
-                  for s in items["follows_similarity"]]  # fmt: skip
-    columns = position_of(known_ids, np.concatenate([np.zeros(0, np.int64), *follows]))
+                  for s in items["title_similarity"]]  # fmt: skip
+    columns = position_of(known_ids, np.concatenate([np.zeros(0, np.int64), *linked]))
     if (columns < 0).any():
-        raise ValueError("ml/new_movie_factors follows movies the ranking model does not know")
+        raise ValueError("ml/new_movie_factors links movies the ranking model does not know")
     links = sparse.csr_matrix(
         (np.concatenate([np.zeros(0, np.float32), *similarity]), columns,
-         np.concatenate([[0], np.cumsum([len(f) for f in follows])])),
+         np.concatenate([[0], np.cumsum([len(f) for f in linked])])),
         shape=(len(items), len(known_ids)),
     )  # fmt: skip
     return replace(
@@ -549,7 +547,7 @@ def read_new_movies(read: Read) -> NewMovies:
             audience=items["row_audience_z"].to_numpy(np.float32),
             fresh=items["fresh"].to_numpy(bool),
             links=TitleLinks(links),
-            follows_weight=float(row["follows_weight"]),
+            title_weight=float(row["title_weight"]),
         ),
     )
 

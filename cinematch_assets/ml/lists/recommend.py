@@ -40,10 +40,11 @@ from cinematch_assets.ml.models.rating import RatingModel
 LIST_SCHEMA = (
     "userId int, rank int, movieId int, score float, pred_rating float, reason int, new boolean"
 )
-# The "New for you" row: `follows` marks a reason that is the film the new one follows.
+# The "New for you" row: `by_title` marks a reason that is a film whose title it shares.
 NEW_FOR_YOU_SCHEMA = (
-    "userId int, rank int, movieId int, score float, pred_rating float, reason int, follows boolean"
-)
+    "userId int, rank int, movieId int, score float, pred_rating float, reason int, "
+    "by_title boolean"
+)  # fmt: skip
 
 
 def item_matrix(
@@ -298,9 +299,9 @@ def new_for_you_lists(
                     pa.array(picks.scores[found].astype(np.float32)),
                     pa.array(picks.stars[found].astype(np.float32)),
                     pa.array(items.movie_ids[reasons.clip(0)].astype(np.int32), mask=reasons < 0),
-                    pa.array(picks.follows[found]),
+                    pa.array(picks.by_title[found]),
                 ],
-                names=["userId", "rank", "movieId", "score", "pred_rating", "reason", "follows"],
+                names=["userId", "rank", "movieId", "score", "pred_rating", "reason", "by_title"],
             )
 
     users = ranking_users.select("userId", "features")

@@ -12,11 +12,10 @@ every other. Only
 phrases of two movies or more are kept as columns (a phrase of one movie links nothing).
 
 Two titles' cosine is their similarity; `title_links` keeps, for each new movie, the known
-movies released no later than it whose titles start with the same word and are at least
-`min_similarity` alike: the films it follows (a sequel, or a remake; never a film that
-came after it). A franchise leads its titles ("Shrek Forever After", "The Lego Batman
-Movie"); a word shared further in is a coincidence ("Brothers" and "The Blues Brothers"
-are 0.52 alike, "Shrek Forever After" and "Shrek" 0.45).
+movies whose titles start with the same word and are at least `min_similarity` alike: a
+sequel's earlier films, a remake's original. A franchise leads its titles ("Shrek Forever
+After", "The Lego Batman Movie"); a word shared further in is a coincidence ("Brothers"
+and "The Blues Brothers" are 0.52 alike, "Shrek Forever After" and "Shrek" 0.45).
 No Spark.
 """
 
@@ -60,13 +59,12 @@ def title_phrases(title: str | None) -> set[str]:
 @dataclass(frozen=True)
 class TitleVectors:
     """One unit-length TF-IDF row per movie (`movie_ids`, ascending; a row of zeros for a
-    title that shares no phrase), one column per phrase of two movies or more, each
-    movie's release year (-1: unknown) and its title's first word (a code; -1: none)."""
+    title that shares no phrase), one column per phrase of two movies or more, and each
+    title's first word (a code; -1: none)."""
 
     movie_ids: np.ndarray
     matrix: sparse.csr_matrix
     phrases: list[str]
-    years: np.ndarray
     leads: np.ndarray
 
     def rows(self, movie_ids: np.ndarray) -> sparse.csr_matrix:
@@ -79,11 +77,6 @@ class TitleVectors:
         )
         return (pick @ self.matrix).tocsr()
 
-    def year_of(self, movie_ids: np.ndarray) -> np.ndarray:
-        """The release years of `movie_ids` (-1: unknown, or no such movie)."""
-        at = position_of(self.movie_ids, movie_ids)
-        return np.where(at >= 0, self.years[at.clip(0)], -1)
-
     def lead_of(self, movie_ids: np.ndarray) -> np.ndarray:
         """The first words' codes of `movie_ids` (-1: none, or no such movie)."""
         at = position_of(self.movie_ids, movie_ids)
@@ -91,15 +84,11 @@ class TitleVectors:
 
 
 def title_vectors(
-    movie_ids: Sequence[int] | np.ndarray,
-    titles: Iterable[str | None],
-    years: Iterable[float | None],
+    movie_ids: Sequence[int] | np.ndarray, titles: Iterable[str | None]
 ) -> TitleVectors:
-    """TF-IDF title vectors of the movies (ids, titles and release years aligned; ids
-    need not be sorted; a missing year is None or NaN)."""
+    """TF-IDF title vectors of the movies (ids and titles aligned; ids need not be sorted)."""
     ids = np.asarray(movie_ids, dtype=np.int64)
     order = np.argsort(ids, kind="stable")
-    released = np.nan_to_num(np.asarray(list(years), dtype=np.float64), nan=-1)[order]
     words = [_words(t) for t in titles]
     words = [words[i] for i in order]
     phrases = [title_phrases(" ".join(w)) for w in words]
@@ -121,7 +110,7 @@ def title_vectors(
     matrix = sparse.csr_matrix(
         (np.asarray(values, np.float32), (rows, cols)), shape=(len(ids), len(kept))
     )
-    return TitleVectors(ids, matrix, kept, released.astype(np.int64), leads)
+    return TitleVectors(ids, matrix, kept, leads)
 
 
 @dataclass(frozen=True)
@@ -139,25 +128,14 @@ class TitleLinks:
 
 
 def title_links(
-    titles: TitleVectors,
-    rows: np.ndarray,
-    columns: np.ndarray,
-    min_similarity: float,
-    *,
-    earlier_only: bool = True,
+    titles: TitleVectors, rows: np.ndarray, columns: np.ndarray, min_similarity: float
 ) -> TitleLinks:
     """The title similarities of `rows` movies to `columns` movies whose titles start
-    with the same word, those below `min_similarity` dropped; with `earlier_only`, also
-    those to a movie released after the row's (or when either year is unknown): a movie
-    follows only what came before it. Without, a franchise's films link both ways (what
-    validation asks: does a shared title say who likes a movie?)."""
+    with the same word, those below `min_similarity` dropped. Both ways in time: a
+    franchise's fans like its earlier films as they like its later ones."""
     similarity = (titles.rows(rows) @ titles.rows(columns).T).tocoo()
     same_lead = titles.lead_of(rows)[similarity.row] == titles.lead_of(columns)[similarity.col]
     keep = (similarity.data >= min_similarity) & same_lead
-    if earlier_only:
-        row_years = titles.year_of(rows)[similarity.row]
-        column_years = titles.year_of(columns)[similarity.col]
-        keep &= (row_years >= column_years) & (row_years >= 0) & (column_years >= 0)
     kept = sparse.csr_matrix(
         (similarity.data[keep].astype(np.float32), (similarity.row[keep], similarity.col[keep])),
         shape=similarity.shape,

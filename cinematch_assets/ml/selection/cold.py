@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 
 from cinematch_assets.conventions import LIKED_STARS, MAX_RATING, MIN_RATING
 from cinematch_assets.ml.arrays import position_of
-from cinematch_assets.ml.lists.build import ScoreScale, UserBlock, follows_of
+from cinematch_assets.ml.lists.build import ScoreScale, UserBlock, title_matches
 from cinematch_assets.ml.lists.new_movies import RowSettings, fit_content_mapping, pair_stars
 from cinematch_assets.ml.lists.recommend import item_matrix
 from cinematch_assets.ml.models.content import PARTS, ContentVectors, held_out_mask
@@ -71,22 +71,22 @@ def _row_scorers(
     kept = (at >= 0) & (by >= 0)
     block = UserBlock(users, user_factors, at[kept], liked["rating"].to_numpy()[kept], by[kept])
     links = title_links(titles, cold_ids, warm_ids, row.min_title_similarity)
-    users_of, cold_of, similarity, _ = follows_of(links, block)
+    users_of, cold_of, similarity, _ = title_matches(links, block)
     bounds = np.searchsorted(users_of, np.arange(len(users) + 1))
     scale = ScoreScale.of(warm_items)
 
     def fit(rows: np.ndarray, weight: float) -> np.ndarray:
-        follows = np.zeros((len(rows), len(cold_ids)), np.float32)
+        title_match = np.zeros((len(rows), len(cold_ids)), np.float32)
         for place, user in enumerate(rows):
             part = slice(bounds[user], bounds[user + 1])
-            follows[place, cold_of[part]] = similarity[part]
+            title_match[place, cold_of[part]] = similarity[part]
         z = scale.standardize(user_factors[rows], user_factors[rows] @ cold_factors.T)
-        return np.nan_to_num(z + weight * follows, nan=-np.inf)
+        return np.nan_to_num(z + weight * title_match, nan=-np.inf)
 
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.permutation(len(users))[:sample_size])
     scorers = {}
-    for name, weight in ((NEW_FOR_YOU_ROW, row.follows_weight), (ROW_WITHOUT_TITLES, 0.0)):
+    for name, weight in ((NEW_FOR_YOU_ROW, row.title_weight), (ROW_WITHOUT_TITLES, 0.0)):
         cut = np.quantile(fit(sample, weight), 1 - row.share, axis=0) if row.share < 1 else -np.inf
 
         def offered(rows: slice, weight: float = weight, cut=cut) -> np.ndarray:

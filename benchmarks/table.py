@@ -2,8 +2,8 @@
 the reports kept in `benchmarks/results/` become one row per (dataset, job), between the
 README's `<!-- benchmarks:start -->` and `<!-- benchmarks:end -->` markers.
 
-    python -m cinematch_assets.benchmark_table            # rewrite README.md's table
-    python -m cinematch_assets.benchmark_table --check    # fail when it is out of date
+    python -m benchmarks.table            # rewrite README.md's table
+    python -m benchmarks.table --check    # fail when it is out of date
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ and the genome (`--genome-movies` x `--genome-tags` relevance scores). Measured:
 the vectors (`content_vectors`), the ridge mapping to factors of the models' ranks on the
 `--known` most-rated movies with its regularization search, and peak memory.
 
-    python -m cinematch_assets.content_benchmark
-    python -m cinematch_assets.content_benchmark --movies 10000 --genome-movies 0
+    python -m benchmarks.content
+    python -m benchmarks.content --movies 10000 --genome-movies 0
 """
 
 from __future__ import annotations

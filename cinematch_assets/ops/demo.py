@@ -5,7 +5,7 @@ Each server runs in a process group of its own. Ctrl-C, SIGTERM or SIGHUP to thi
 to whatever is left after a grace period. `dagster dev` alone does not reliably stop its
 webserver, daemon and code servers on a signal; a group kill takes every one of them.
 
-    python -m cinematch_assets.demo --dagster-port 3000 --app-port 8501
+    python -m cinematch_assets.ops.demo --dagster-port 3000 --app-port 8501
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = REPO_ROOT / "app" / "streamlit_app.py"
 LOOPBACK = "127.0.0.1"
 # What the servers get to stop on their own before they are killed.

@@ -3,9 +3,9 @@ started from the installed PySpark distribution: one master and `--workers` work
 on 127.0.0.1, each worker with `--cores` cores and `--memory` memory. Logs, pid files and
 the workers' scratch space live under $CINEMATCH_HOME/cluster.
 
-    python -m cinematch_assets.cluster up        # master spark://127.0.0.1:7077, UI :8080
-    python -m cinematch_assets.cluster env       # the settings that point CineMatch at it
-    python -m cinematch_assets.cluster down
+    python -m cinematch_assets.ops.cluster up        # master spark://127.0.0.1:7077, UI :8080
+    python -m cinematch_assets.ops.cluster env       # the settings that point CineMatch at it
+    python -m cinematch_assets.ops.cluster down
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cinematch_assets.java import ensure_java
+from cinematch_assets.ops.java import ensure_java
 from cinematch_assets.settings import cinematch_home
 
 HOST = "127.0.0.1"

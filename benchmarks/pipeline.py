@@ -7,10 +7,10 @@ planning, whatever its size), the models fitted, the CPU seconds and the peak me
 every process together (sampled), and for the run the rows per layer and the peaks of the
 Python driver and the Spark JVM, as JSON under $CINEMATCH_HOME/benchmarks/.
 
-    python -m cinematch_assets.benchmark --variant synthetic-1m
-    python -m cinematch_assets.benchmark --local ../shared/data/movielens/ml-latest-small-2016.zip
-    python -m cinematch_assets.benchmark --variant synthetic-1m --groups raw bronze silver gold
-    python -m cinematch_assets.benchmark --variant synthetic-1m --jobs cinematch_product
+    python -m benchmarks.pipeline --variant synthetic-1m
+    python -m benchmarks.pipeline --local ../shared/data/movielens/ml-latest-small-2016.zip
+    python -m benchmarks.pipeline --variant synthetic-1m --groups raw bronze silver gold
+    python -m benchmarks.pipeline --variant synthetic-1m --jobs cinematch_product
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`make bench` (serving): every user's top-n and the app, at ML-33M's shape. It lives
-beside the app because it measures both: the library never imports the app.
+"""`make bench` (serving): every user's top-n and the app, at ML-33M's shape (apart from
+the app and the library: it drives Spark and the app both, and the app stays free of
+Spark).
 
 Synthetic factors of the models' shape (both rank `--rank`) for `--users` users and
 `--movies` movies, with `--rated` ratings per user as the already-rated set, and
@@ -12,12 +13,14 @@ audience cuts). Measured:
   the same factors (which excludes nothing), both written to Spark's no-op sink;
 - the champion's candidate orders for a sample of users, each scored alone and all in
   one pass that shares the model's scores (`ModelItems.rankers`);
-- the JSON export of the lists (`write_json_shards`);
+- every user's New for you row (`new_for_you_lists`);
+- the JSON export of the lists and rows (`write_json_shards`);
 - the app, in a fresh process: cold start (imports, artifact loads and a first render
-  through Streamlit's AppTest), user lookup and new-user fold-in latencies, peak memory.
+  through Streamlit's AppTest), user lookup, new-user fold-in and New for you row
+  latencies, peak memory.
 
-    python -m app.benchmark                  # 330k users x 73k movies + 13k new ones
-    python -m app.benchmark --users 30000 --movies 10000 --new-movies 2000
+    python -m benchmarks.serving                  # 330k users x 73k movies + 13k new ones
+    python -m benchmarks.serving --users 30000 --movies 10000 --new-movies 2000
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import numpy as np
 from cinematch_assets import settings
 from cinematch_assets.storage import model_factors
 
-APP = Path(__file__).resolve().parent / "streamlit_app.py"
+APP = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
 
 
 def synthetic_factors(spark, rows: int, rank: int, seed: int, id_name: str):
@@ -90,9 +93,14 @@ def als_model_with(spark, users, items, rank: int, scratch: Path):
 def content_placed(users, known, count: int):
     """`count` new movies (ids after the `known` ModelItems' ones), with factors a third
     as long as the known ones' (content maps to shrunken factors), their audience cuts and
-    the slot threshold the content model's fill bar gives, over a sample of `users`."""
-    from cinematch_assets.ml.lists.build import NewMovies, ScoreScale
+    the slot threshold the content model's fill bar gives, over a sample of `users`; and
+    their New for you row: a tenth of them following one to three known movies by title
+    (the archive: 702 of 8,017), a twentieth fresh, each in at most a fifth of the rows."""
+    from scipy import sparse
+
+    from cinematch_assets.ml.lists.build import NewMovies, NewRow, ScoreScale
     from cinematch_assets.ml.lists.new_movies import audience_cuts, fill_bar
+    from cinematch_assets.ml.models.titles import TitleLinks
 
     rng = np.random.default_rng(400)
     rank, star_rank = known.ranking_items.shape[1], known.rating.item_factors.shape[1]
@@ -101,6 +109,20 @@ def content_placed(users, known, count: int):
     sample = np.stack(sample["features"].to_numpy()).astype(np.float32)
     scale = ScoreScale.of(known.ranking_items)
     audience = audience_cuts(sample, placed, scale, 0.1)
+    following = np.flatnonzero(rng.random(count) < 0.1)
+    links = rng.integers(1, 4, len(following))
+    titles = sparse.csr_matrix(
+        (rng.uniform(0.5, 1.0, links.sum()).astype(np.float32),
+         (np.repeat(following, links), rng.integers(0, len(known.movie_ids), links.sum()))),
+        shape=(count, len(known.movie_ids)),
+    )  # fmt: skip
+    row = NewRow(
+        size=10,
+        audience=audience_cuts(sample, placed, scale, 0.2).astype(np.float32),
+        fresh=rng.random(count) < 0.05,
+        links=TitleLinks(titles),
+        title_weight=2.0,
+    )
     first = int(known.movie_ids.max()) + 1
     return NewMovies(
         movie_ids=np.arange(first, first + count, dtype=np.int64),
@@ -110,6 +132,7 @@ def content_placed(users, known, count: int):
         threshold=fill_bar(sample, placed, scale, audience, 2, 0.3),
         slots=2,
         audience=audience.astype(np.float32),
+        row=row,
     )
 
 
@@ -184,13 +207,17 @@ def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
         assert found is not None
     catalog = Catalog.load(files.catalog_path(home))
     foldin = FoldIn.load(files.factors_path(home), catalog)
-    fold_ms = []
+    fold_ms, row_ms = [], []
     for _ in range(fold_ins):
         rated = rng.choice(foldin.movie_ids, int(rng.integers(3, 21)), replace=False)
-        stars = rng.integers(1, 11, len(rated)) / 2
+        ratings = dict(zip(rated.tolist(), (rng.integers(1, 11, len(rated)) / 2).tolist(),
+                           strict=True))  # fmt: skip
         t = time.perf_counter()
-        foldin.recommend(dict(zip(rated.tolist(), stars.tolist(), strict=True)), n=10)
+        foldin.recommend(ratings, n=10)
         fold_ms.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        foldin.new_for_you(ratings)  # the New for you row the app shows under the list
+        row_ms.append((time.perf_counter() - t) * 1000)
     return {
         "rendered_at": rendered_at,
         "first_render_seconds": round(first_render, 2),
@@ -198,6 +225,8 @@ def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
                       "p95": round(np.percentile(lookup_ms, 95), 2)},
         "fold_in_ms": {"p50": round(np.percentile(fold_ms, 50), 2),
                        "p95": round(np.percentile(fold_ms, 95), 2)},
+        "new_for_you_ms": {"p50": round(np.percentile(row_ms, 50), 2),
+                           "p95": round(np.percentile(row_ms, 95), 2)},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }  # fmt: skip
 
@@ -248,7 +277,7 @@ def run(args) -> dict:
 
 
 def measure(args, scratch: Path) -> dict:
-    from cinematch_assets.ml.lists.recommend import model_items, served_lists
+    from cinematch_assets.ml.lists.recommend import model_items, new_for_you_lists, served_lists
     from cinematch_assets.ml.models.ranking import RankingModel, RankingParams
     from cinematch_assets.ml.models.rating import RatingModel, RatingParams
     from cinematch_assets.resources.spark import SparkResource
@@ -322,9 +351,16 @@ def measure(args, scratch: Path) -> dict:
     lists = serving.cache()
     lists.count()
     report["users_with_new_movies"] = lists.filter("new").select("userId").distinct().count()
+    history = rated.select("userId", "movieId", "rating")
+    rows = new_for_you_lists(movie_side, ranking.users, rating.users, history)
+    report["new_for_you_seconds"] = timed(
+        lambda: rows.write.format("noop").mode("overwrite").save()
+    )
+    rows = rows.cache()
+    report["users_with_a_new_for_you_row"] = rows.select("userId").distinct().count()
     shards = files.shard_count(args.users)
     report["json_export_seconds"] = timed(
-        lambda: write_json_shards(lists, files.recommendations_dir(home) / "v1", shards)
+        lambda: write_json_shards(lists, files.recommendations_dir(home) / "v1", shards, rows)
     )
     files.publish_recommendations(
         home, "v1", {"shards": shards, "users": args.users, "n": args.n, "created": "bench"}
@@ -333,7 +369,7 @@ def measure(args, scratch: Path) -> dict:
     spark.stop()
     spawned_at = time.time()
     measured = subprocess.run(
-        [sys.executable, "-m", "app.benchmark", "--app-only", str(home)],
+        [sys.executable, "-m", "benchmarks.serving", "--app-only", str(home)],
         check=True,
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ runtime fetched earlier into our cache, and finally a download of a Temurin
 JRE 21 with cjdk. Offline with nothing usable, `JavaNotFoundError` explains
 what was tried and how to install Java by hand.
 
-`python -m cinematch_assets.java` prints the chosen JAVA_HOME.
+`python -m cinematch_assets.ops.java` prints the chosen JAVA_HOME.
 """
 
 from __future__ import annotations

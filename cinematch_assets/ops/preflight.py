@@ -6,7 +6,7 @@ CINEMATCH_MOVIELENS_URL), so that an offline machine or a missing or corrupt loc
 archive ends with one clear message on the last lines of the screen, not inside a
 Dagster traceback.
 
-    python -m cinematch_assets.preflight
+    python -m cinematch_assets.ops.preflight
 """
 
 from __future__ import annotations
