@@ -640,8 +640,8 @@ def pick_new_movies(
     their audience cut (`NewMovies.bar`) and whose predicted stars (the rating model's
     user terms with the new movies' terms) reach the star floor; `rated[u]` (positions
     among the new movies) are left out. The reason: of the user's liked movies, the
-    closest to the new one in the ranking model's space."""
-    new, known = slots.movies, slots.known.items
+    closest to the new one in the ranking model's space (`new_movie_reasons`)."""
+    new = slots.movies
     terms = replace(rating, item_bias=new.rating_bias, item_factors=new.rating_items)
     bias, factors = block.star_bias, block.star_factors
     scale = slots.known.scale
@@ -660,8 +660,20 @@ def pick_new_movies(
         score, len(block), len(new.movie_ids), max(new.slots, 0), exclude=rated
     )
     stars = terms.predict_block(bias, factors, positions)
-    reasons = reasons_by_similarity(known, positions, *block.liked(), candidates=new.ranking_items)
-    return NewPicks(positions, scores, stars, reasons)
+    return NewPicks(positions, scores, stars, new_movie_reasons(slots.known, new, positions, block))
+
+
+def new_movie_reasons(
+    known: FactorRanker, new: NewMovies, positions: np.ndarray, block: UserBlock
+) -> np.ndarray:
+    """For new movies at `positions` (users x n), the liked movie closest to each, with
+    every factor taken from the known movies' mean first: content maps a new movie close
+    to that mean (ridge shrinks), so by plain cosine one liked movie, the most typical,
+    was the reason for a whole row; what sets a new movie apart is its departure."""
+    centre = known.scale.mean.astype(np.float32)
+    return reasons_by_similarity(
+        known.items - centre, positions, *block.liked(), candidates=new.ranking_items - centre
+    )
 
 
 # Added to a fresh movie's fit in the row's ordering: every fresh one first.
@@ -737,9 +749,7 @@ def pick_new_for_you(
     positions, scores = top_n(score, len(block), len(new.movie_ids), row.size, exclude=rated)
     scores = np.where(positions >= 0, scores - fresh[positions.clip(0)], scores)
     stars = terms.predict_block(bias, factors, positions)
-    reasons = reasons_by_similarity(
-        known.items, positions, *block.liked(), candidates=new.ranking_items
-    )
+    reasons = new_movie_reasons(known, new, positions, block)
     # A film whose title it shares, where there is one, is the reason.
     width = len(new.movie_ids)
     pairs = users_of * width + new_of  # sorted: by user, then new movie
