@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar
 
+from cinematch_assets.storage.atomic_files import replace_folder
 from cinematch_assets.storage.leftovers import sweep, temp_prefix
 
 __all__ = [
@@ -587,7 +588,7 @@ def _install_zip(
         data_dir = _find_data_dir(extracted, f"The archive {source}")
         files = _csv_sizes(data_dir)
         _write_marker(data_dir, variant=variant, source=source, md5=md5, files=files)
-        _swap_into_place(data_dir, dest)
+        replace_folder(data_dir, dest, temp_prefix(TMP_KIND) + "old-")
     log(f"MovieLens {variant}: ready at {dest} ({', '.join(files)})")
     return MovieLensRelease(variant=variant, path=dest, source=source, md5=md5, files=files)
 
@@ -789,28 +790,6 @@ def _temp_file(parent: Path, suffix: str) -> Iterator[Path]:
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)
-
-
-def _swap_into_place(new: Path, dest: Path) -> None:
-    """Rename ``new`` to ``dest``; an old ``dest`` is moved aside and deleted only afterwards.
-
-    The old copy is restored if the second rename fails, so ``dest`` is never half-written;
-    it is absent only between two renames.
-    """
-    aside: Path | None = None
-    if dest.exists() or dest.is_symlink():
-        aside = Path(tempfile.mkdtemp(prefix=temp_prefix(TMP_KIND) + "old-", dir=dest.parent))
-        os.replace(dest, aside / dest.name)
-    try:
-        os.replace(new, dest)
-    except OSError:
-        if aside is not None:
-            os.replace(aside / dest.name, dest)
-            aside.rmdir()
-        raise
-    # Deleted only now that the new copy is in place.
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -47,6 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cinematch_assets.storage.atomic_files import replace_folder
 from cinematch_assets.storage.leftovers import sweep, temp_prefix
 
 __all__ = [
@@ -831,7 +832,11 @@ def generate_movielens(
         summary = _write_dataset(spec, tmp, chunk_users)
         text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
         (tmp / MANIFEST_NAME).write_text(text, encoding="utf-8")
-        if not _swap_into_place(tmp, out_dir, spec):
+        try:
+            replace_folder(tmp, out_dir, f"{tmp.name}.old-")
+        except OSError:
+            if _read_manifest(out_dir, spec) is None:
+                raise
             return {**summary, "reused": True}  # a concurrent run got there first
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
@@ -853,25 +858,6 @@ def _read_manifest(folder: Path, spec: SyntheticSpec) -> dict[str, Any] | None:
     current = summary.get("spec") == asdict(spec)
     current = current and summary.get("generator_version") == GENERATOR_VERSION
     return summary if current else None
-
-
-def _swap_into_place(new: Path, dest: Path, spec: SyntheticSpec) -> bool:
-    """Rename ``new`` to ``dest``, replacing an older synthetic output.
-
-    Returns False when ``dest`` meanwhile received the same spec from a concurrent run.
-    """
-    old = dest.with_name(f"{new.name}.old")
-    try:
-        if dest.exists() and (dest / MANIFEST_NAME).is_file():
-            dest.rename(old)  # ours but stale: move aside, then swap
-        new.rename(dest)  # atomic; also replaces an empty folder
-    except OSError:
-        if _read_manifest(dest, spec) is not None:
-            return False
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
-    return True
 
 
 # --------------------------------------------------------------------------- CLI

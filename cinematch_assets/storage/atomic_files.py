@@ -1,13 +1,16 @@
-"""Files written so that a reader sees the old version or the new one, never half of one:
-each is written beside its target under a temporary name, flushed to disk, and renamed
-onto it. No Spark, so the app, the reports and the serving files share it."""
+"""Files and folders written so that a reader sees the old version or the new one, never
+half of one: each is written beside its target under a temporary name, flushed to disk,
+and renamed onto it. No Spark, so the app, the reports, the serving files and the
+sources share it."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,3 +69,23 @@ def exclusive_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def replace_folder(new: Path, dest: Path, aside_prefix: str) -> None:
+    """Rename the finished folder `new` to `dest`. An old `dest` is first renamed aside
+    (a sibling named `aside_prefix` + a random part, which the caller's sweep of killed
+    writers' leftovers recognises) and deleted only once the new folder is in place; if
+    that second rename fails, the old folder is renamed back. So `dest` is never
+    half-written: it is absent only between two renames."""
+    aside = None
+    if dest.exists() or dest.is_symlink():
+        aside = dest.with_name(f"{aside_prefix}{uuid.uuid4().hex[:8]}")
+        os.replace(dest, aside)
+    try:
+        os.replace(new, dest)
+    except OSError:
+        if aside is not None:
+            os.replace(aside, dest)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
