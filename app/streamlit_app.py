@@ -521,6 +521,9 @@ def show(page: Callable[..., None], *needed: tuple[Any, str | None]) -> None:
         st.error("Something went wrong on this page; the details are in the app's log.")
 
 
+PAGES = ("For you", "New here", "Search", "Insights")
+
+
 def main() -> None:
     st.set_page_config(page_title="CineMatch", page_icon="🎬", layout="wide")
     st.markdown(STYLE, unsafe_allow_html=True)
@@ -541,16 +544,22 @@ def main() -> None:
             f"lists of {plain(recommendations[0].manifest.get('created', 'unknown date'))}"
         )
     back_with_link(home)
-    tabs = st.tabs(["For you", "New here", "Search", "Insights"])
-    with tabs[0]:
-        show(for_you, (home, None), catalog, recommendations, (foldin[0], None))
+    # Only the open tab runs (the others would read files and draw for nothing): a switch
+    # of tab reruns the page.
+    you, new, find, numbers = st.tabs(PAGES, key="page", on_change="rerun")
     version = recommendations[0].version if recommendations[0] is not None else ""
-    with tabs[1]:
-        show(new_here, (home, None), catalog, foldin, (version, None))
-    with tabs[2]:
-        show(search, (home, None), catalog, (version, None))
-    with tabs[3]:
-        show(insights, (home, None), (catalog[0], None))
+    if you.open:
+        with you:
+            show(for_you, (home, None), catalog, recommendations, (foldin[0], None))
+    if new.open:
+        with new:
+            show(new_here, (home, None), catalog, foldin, (version, None))
+    if find.open:
+        with find:
+            show(search, (home, None), catalog, (version, None))
+    if numbers.open:
+        with numbers:
+            show(insights, (home, None), (catalog[0], None))
 
 
 main()

@@ -306,13 +306,20 @@ TABS = {"For you": 0, "New here": 1, "Search": 2, "Insights": 3}
 
 
 def cards(at: AppTest, tab: str) -> list[str]:
-    """The movie cards on one tab (every tab is rendered on each run)."""
+    """The movie cards on one tab (the open one: the others do not run)."""
     markdown = at.tabs[TABS[tab]].markdown
     return [m.value for m in markdown if m.value.startswith('<div class="cm-card">')]
 
 
-def run_app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def run_app(tab: str = "For you") -> AppTest:
+    """The app, run once with `tab` open (only the open tab runs)."""
+    return open_tab(AppTest.from_file(APP, default_timeout=60), tab)
+
+
+def open_tab(at: AppTest, tab: str) -> AppTest:
+    """`at` run again with `tab` open, as a click on it does."""
+    at.session_state["page"] = tab
+    at.run()
     assert not at.exception, at.exception
     return at
 
@@ -356,7 +363,7 @@ def test_for_you_answers_bad_ids_clearly(app_env, typed, answer):
 
 
 def test_new_here_rates_movies_and_gets_recommendations(app_env):
-    at = run_app()
+    at = run_app("New here")
     for query in ("matrix", "amelie", "movie 1"):
         at.text_input(key="new_query").input(query).run()
         at.button(key="rate").click().run()
@@ -369,7 +376,7 @@ def test_new_here_rates_movies_and_gets_recommendations(app_env):
 
 
 def test_saved_ratings_open_an_account_and_come_back_with_its_link(app_env):
-    at = run_app()
+    at = run_app("New here")
     for query in ("matrix", "amelie"):
         at.text_input(key="new_query").input(query).run()
         at.button(key="rate").click().run()
@@ -393,13 +400,13 @@ def test_saved_ratings_open_an_account_and_come_back_with_its_link(app_env):
     back.query_params["user"], back.query_params["key"] = str(user), key
     back.run()
     assert back.session_state["new_ratings"] == app_ratings.saved_ratings(app_env, user, key)
-    assert len(cards(back, "New here")) == N
     assert any("saved ratings reach a list" in m.value for m in back.info)
+    assert len(cards(open_tab(back, "New here"), "New here")) == N
     # A wrong key reads nothing and says so; a release user's link opens no account.
     for who, wrong, warned in ((str(user), "guess", True), ("510", key, False)):
         stranger = AppTest.from_file(APP, default_timeout=60)
         stranger.query_params["user"], stranger.query_params["key"] = who, wrong
-        stranger.run()
+        open_tab(stranger, "New here")
         assert stranger.session_state["account"] is None
         assert not stranger.session_state["new_ratings"]
         warnings = [m.value for m in stranger.warning]
@@ -450,14 +457,14 @@ def test_an_account_holder_rates_on_for_you_and_it_is_saved(app_env, tmp_path, m
 
 
 def test_rating_in_search_joins_new_here(app_env):
-    at = run_app()
+    at = run_app("Search")
     at.text_input(key="search_query").input("matrix").run()
     picked = at.selectbox(key="search_movie").value
     at.button(key="search_rate").click().run()
     assert not at.exception
     assert at.session_state["new_ratings"] == {picked: 4.0}
     assert any("your list under" in m.value for m in at.success)
-    assert len(cards(at, "New here")) == N
+    assert len(cards(open_tab(at, "New here"), "New here")) == N
 
 
 def test_saving_is_bounded_per_session(app_module):
@@ -468,7 +475,7 @@ def test_saving_is_bounded_per_session(app_module):
 
 
 def test_new_here_with_genres_only(app_env):
-    at = run_app()
+    at = run_app("New here")
     at.multiselect(key="new_genres").select("Comedy").run()
     assert len(cards(at, "New here")) > 0 and all(
         "Comedy" in card for card in cards(at, "New here")
@@ -476,7 +483,7 @@ def test_new_here_with_genres_only(app_env):
 
 
 def test_search_tab(app_env):
-    at = run_app()
+    at = run_app("Search")
     top = cards(at, "Search")
     assert len(top) == 10  # the default: top 10 by Bayesian average
     at.text_input(key="search_query").input("amelie").run()
@@ -488,7 +495,7 @@ def test_search_tab(app_env):
 
 
 def test_insights_tab_shows_charts_and_model_card(app_env):
-    at = run_app()
+    at = run_app("Insights")
     assert len(at.get("plotly_chart")) == 2
     assert any("Model card" in e.label for e in at.expander)
     counts = {m.label: m.value for m in at.metric}
@@ -509,7 +516,7 @@ def test_insights_counts_the_ratings_saved_in_the_app(tmp_path, monkeypatch):
                                  serving_version=None)  # fmt: skip
     app_ratings.save_ratings(home, user, key, {3: None}, movies, session="s",
                              serving_version=None)  # fmt: skip
-    at = run_app()
+    at = run_app("Insights")
     counts = {m.label: m.value for m in at.metric}
     assert counts["Ratings saved in this app"] == "2"
     assert counts["Visitors who saved ratings"] == "1"
@@ -548,7 +555,7 @@ def test_a_crafted_user_link_stays_text(app_env):
 
 
 def test_titles_with_markdown_syntax_are_shown_as_written(app_env):
-    at = run_app()
+    at = run_app("New here")
     for title, _ in MARKDOWN_TITLES:
         at.text_input(key="new_query").input(title).run()
         at.button(key="rate").click().run()
@@ -565,7 +572,7 @@ def test_a_movie_dropped_by_a_new_materialization_leaves_the_session_working(
 ):
     write_serving_artifacts(tmp_path)
     monkeypatch.setenv("CINEMATCH_HOME", str(tmp_path))
-    at = run_app()
+    at = run_app("New here")
     for query in ("matrix reloaded", "amelie"):
         at.text_input(key="new_query").input(query).run()
         at.button(key="rate").click().run()
@@ -644,19 +651,19 @@ def test_a_broken_serving_file_gives_one_plain_message(broken, tmp_path, monkeyp
     monkeypatch.setenv("CINEMATCH_HOME", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["user"] = "510"
-    at.run()
+    open_tab(at, tab)
     assert not at.exception, broken
     messages = [e.value for e in at.tabs[TABS[tab]].error] + [
         w.value for w in at.tabs[TABS[tab]].warning
     ]
     assert len(messages) == 1, (broken, messages)
     assert "make materialize" in messages[0] and "Traceback" not in messages[0]
-    # Insights never needs the serving files; Search needs only the catalog.
-    assert len(at.tabs[TABS["Insights"]].get("plotly_chart")) == 2
-    if "catalog" not in broken:
-        assert len(cards(at, "Search")) == 10
     if tab == "For you" and broken == "no user_profiles.parquet":
         assert len(cards(at, "For you")) == N  # the list itself still shows
+    # Insights never needs the serving files; Search needs only the catalog.
+    assert len(open_tab(at, "Insights").tabs[TABS["Insights"]].get("plotly_chart")) == 2
+    if "catalog" not in broken:
+        assert len(cards(open_tab(at, "Search"), "Search")) == 10
 
 
 @pytest.mark.parametrize("kind", BROKEN)
@@ -689,6 +696,7 @@ def test_more_discovery_reorders_a_known_users_list_and_a_new_users(app_env):
     assert not at.exception and not at.error
     after = cards(at, "For you")
     assert len(before) == len(after) == N and before != after
+    open_tab(at, "New here")
     at.multiselect(key="new_genres").select("Comedy").run()
     plain_list = cards(at, "New here")
     at.slider(key="new_discovery").set_value(1.0).run()

@@ -133,7 +133,7 @@ def mean_ratings_count(cards) -> float:
 
 
 def button(driver, text: str):
-    """The visible button reading `text` (every tab is drawn; the others are hidden)."""
+    """The visible button reading `text` (of the open tab: only it is drawn)."""
     return next(
         b for b in driver.find_elements("css selector", "button")
         if b.text == text and b.is_displayed()

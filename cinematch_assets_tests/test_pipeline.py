@@ -789,7 +789,7 @@ def test_the_sensor_serves_a_new_visitor_without_a_refit(synthetic_models_run, t
     sensor requests the light run, which serves them a list of mostly animated films with
     reasons from their ratings and their favourites, publishes a new version and leaves
     every other user's list as it was; then the sensor has nothing to do."""
-    _, product_instance, _, home = synthetic_models_run
+    _, product_instance, lakehouse, home = synthetic_models_run
     shutil.copytree(home / "serving", tmp_path / "serving")
     shutil.copytree(home / "lake" / "app", tmp_path / "lake" / "app")
     # The product run's lists take in the app ratings it trained on.
@@ -831,8 +831,13 @@ def test_the_sensor_serves_a_new_visitor_without_a_refit(synthetic_models_run, t
     lists = served_json(tmp_path)
     theirs = lists.pop(str(visitor))
     assert lists == lists_before
+    theirs, row = files.split_rows(theirs)
     shown = [catalog.loc[r["movieId"]] for r in theirs[:10]]
     assert np.mean(["Animation" in m["genres"] for m in shown]) >= 0.5, theirs
+    # Their New for you row too, as a known user's: new movies only, none they rated.
+    new_ids = set(read_new_movies(lakehouse.read).movie_ids.tolist())
+    assert row and all(r["new"] and r["movieId"] in new_ids for r in row)
+    theirs = theirs + row
     assert not {r["movieId"] for r in theirs} & set(liked)
     assert {r["reason"] for r in theirs} - {None} <= set(liked)
     favourites = user_favourites(
