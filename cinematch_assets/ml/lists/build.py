@@ -670,10 +670,10 @@ def new_movie_reasons(
     every factor taken from the known movies' mean first: content maps a new movie close
     to that mean (ridge shrinks), so by plain cosine one liked movie, the most typical,
     was the reason for a whole row; what sets a new movie apart is its departure."""
-    centre = known.scale.mean.astype(np.float32)
     return reasons_by_similarity(
-        known.items - centre, positions, *block.liked(), candidates=new.ranking_items - centre
-    )
+        known.items, positions, *block.liked(), candidates=new.ranking_items,
+        centre=known.scale.mean.astype(np.float32),
+    )  # fmt: skip
 
 
 # Added to a fresh movie's fit in the row's ordering: every fresh one first.

@@ -19,12 +19,13 @@ def reasons_by_similarity(
     liked_by: np.ndarray,
     *,
     candidates: np.ndarray | None = None,
+    centre: np.ndarray | None = None,
 ) -> np.ndarray:
     """For each user's recommended positions (users x n, -1 = none) in `candidates`
     (default `items`: new movies have their own factor table), the position among the
     user's liked ones (`liked_at` in `items`, owned by row `liked_by`, grouped by row)
-    whose factor is most similar (cosine; the first such in the user's order); -1 when
-    the user liked none."""
+    whose factor is most similar (cosine, of the factors less `centre` when given; the
+    first such in the user's order); -1 when the user liked none."""
     why = np.full(recommended.shape, -1, dtype=np.int64)
     if len(liked_at) == 0 or items.shape[1] == 0:
         return why
@@ -32,8 +33,9 @@ def reasons_by_similarity(
     rows = np.unique(liked_by)
     starts = np.searchsorted(liked_by, rows)
     # Only the rows compared are normalized, each once: not the whole catalog per call.
-    liked_unit = unit_rows(items[liked_at])
-    shown_unit = unit_rows(candidates[recommended.clip(0)].reshape(-1, items.shape[1]))
+    centre = np.zeros(items.shape[1], np.float32) if centre is None else centre
+    liked_unit = unit_rows(items[liked_at] - centre)
+    shown_unit = unit_rows(candidates[recommended.clip(0)].reshape(-1, items.shape[1]) - centre)
     shown_unit = shown_unit.reshape(*recommended.shape, items.shape[1])
     for column in range(recommended.shape[1]):
         similarity = np.einsum("ek,ek->e", liked_unit, shown_unit[liked_by, column])
