@@ -476,7 +476,7 @@ class ModelItems:
     ) -> NewPicks | None:
         """Each user's "New for you" row among `new` (default: every new movie; rated
         ones, `rated_new`, left out); None when the models have no row."""
-        new = new or self.new
+        new = self.new if new is None else new
         if new is None or new.row is None or new.row.size <= 0 or not len(new.movie_ids):
             return None
         block = replace(block, factors=block.factors[:, : self._als.rank])
@@ -554,12 +554,13 @@ class NewRow:
     ranking model's z-score against the user's known movies, plus `title_weight` x the
     title similarity to a film the user rated highly: a sequel's fans find it), each new
     movie offered only to the users it fits best (`audience`: the fit its share of users
-    reach, the exploration budget), releases of the catalog's latest years (`fresh`)
-    before older movies the models do not know, and the star floor kept."""
+    reach, the exploration budget), the latest releases (`fresh`: released within a
+    few years of the latest rating) before older movies the models do not know, and the
+    star floor kept."""
 
     size: int
     audience: np.ndarray  # per new movie: the fit a user must reach
-    fresh: np.ndarray  # per new movie: released in the catalog's latest years
+    fresh: np.ndarray  # per new movie: one of the latest releases
     links: TitleLinks  # new movies x known movies: title similarities
     title_weight: float
 
