@@ -370,13 +370,15 @@ def test_a_server_that_never_answers_fails_within_the_timeout(tmp_path: Path) ->
     assert "sudo apt-get install -y openjdk-17-jre-headless" in message
 
 
-def test_timeouts_apply_only_inside_the_fetch() -> None:
+def test_timeouts_apply_only_to_cjdk_and_only_inside_the_fetch() -> None:
     import requests
+    from cjdk import _download
 
-    original = requests.Session.request
+    session, original = requests.Session.request, _download.requests
     with jv._bounded_requests(1.0, 2.0):
-        assert requests.Session.request is not original
-    assert requests.Session.request is original
+        assert _download.requests is not original
+        assert requests.Session.request is session  # the rest of the process: unchanged
+    assert _download.requests is original
 
 
 # --- the CLI ---------------------------------------------------------------------------

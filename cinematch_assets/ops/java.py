@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,21 +237,21 @@ class JavaDownloadTimeout(RuntimeError):
 
 @contextlib.contextmanager
 def _bounded_requests(connect_s: float, read_s: float) -> Iterator[None]:
-    """Give every `requests` call without a timeout these connect and read timeouts.
+    """Give cjdk's downloads these connect and read timeouts.
 
-    cjdk downloads with `requests` and sets no timeout (nor lets a caller set one), so
-    its calls would otherwise wait forever on a server that never answers.
+    cjdk downloads with `requests.get` and sets no timeout (nor lets a caller set one), so
+    its calls would otherwise wait forever on a server that never answers. Only cjdk's
+    own reference to `requests` is swapped, for the fetch (cjdk is pinned): nothing else
+    in the process sees a different `requests`.
     """
     import requests
+    from cjdk import _download
 
-    original = requests.Session.request
-
-    def request(self, method, url, **kwargs):
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = (connect_s, read_s)
-        return original(self, method, url, **kwargs)
-
-    requests.Session.request = request
+    original = _download.requests
+    _download.requests = types.SimpleNamespace(
+        get=functools.partial(requests.get, timeout=(connect_s, read_s)),
+        RequestException=requests.RequestException,
+    )
     try:
         yield
     except Exception as exc:
@@ -264,7 +265,7 @@ def _bounded_requests(connect_s: float, read_s: float) -> Iterator[None]:
             f"{read_s:g} s between reads): {cause}"
         ) from exc
     finally:
-        requests.Session.request = original
+        _download.requests = original
 
 
 def fetch_java(
