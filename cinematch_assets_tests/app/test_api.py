@@ -23,9 +23,8 @@ from app.api import MAX_BODY_BYTES, create_app
 from app.recommender import Recommendations, known_user_list, open_catalog, open_foldin
 from benchmarks.api import calls, load, wrk_load
 from cinematch_assets.storage import serving_files as files
-
-from .conftest import free_port
-from .serving_artifacts import HOSTILE_TITLE, USERS, write_serving_artifacts
+from cinematch_assets_tests.conftest import free_port
+from cinematch_assets_tests.serving_artifacts import HOSTILE_TITLE, USERS, write_serving_artifacts
 
 
 @pytest.fixture(scope="module")

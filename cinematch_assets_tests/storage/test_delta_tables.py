@@ -30,8 +30,7 @@ from cinematch_assets.storage.delta_tables import (
     vacuum_table,
     write_table,
 )
-
-from .conftest import REPO_ROOT
+from cinematch_assets_tests.conftest import REPO_ROOT
 
 SCHEMA = T.StructType(
     [

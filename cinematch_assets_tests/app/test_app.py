@@ -27,9 +27,8 @@ from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.app_ratings import APP_USERS_FROM
 from cinematch_assets.storage.delta_reader import read_delta
-
-from .conftest import REPO_ROOT
-from .serving_artifacts import (
+from cinematch_assets_tests.conftest import REPO_ROOT
+from cinematch_assets_tests.serving_artifacts import (
     HOSTILE_TITLE,
     MARKDOWN_TITLES,
     N,

@@ -17,8 +17,7 @@ import pytest
 from cinematch_assets.sources.synthetic import MARKDOWN_TITLES
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.serving_files import split_rows
-
-from .conftest import REPO_ROOT, free_port, served_json
+from cinematch_assets_tests.conftest import REPO_ROOT, free_port, served_json
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -16,8 +16,7 @@ from cinematch_assets.storage.delta_reader import (
     read_delta_since,
 )
 from cinematch_assets.storage.delta_tables import read_table, write_table
-
-from .conftest import REPO_ROOT
+from cinematch_assets_tests.conftest import REPO_ROOT
 
 ROWS = "userId int, title string, rated_at timestamp, genres array<string>"
 

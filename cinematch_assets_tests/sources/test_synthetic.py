@@ -34,8 +34,7 @@ from cinematch_assets.sources.synthetic import (
     scaled_spec,
 )
 from cinematch_assets.storage.leftovers import temp_prefix
-
-from .conftest import REPO_ROOT
+from cinematch_assets_tests.conftest import REPO_ROOT
 
 CSV_FILES = ("ratings.csv", "movies.csv", "links.csv", "tags.csv")
 HEADERS = {

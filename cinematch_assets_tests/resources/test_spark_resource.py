@@ -21,8 +21,7 @@ from cinematch_assets.resources.spark import (
     parse_conf,
     session_conf,
 )
-
-from .conftest import REPO_ROOT
+from cinematch_assets_tests.conftest import REPO_ROOT
 
 
 def test_parse_conf_accepts_spaces_and_commas():

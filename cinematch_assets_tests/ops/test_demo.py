@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT, free_port
+from cinematch_assets_tests.conftest import REPO_ROOT, free_port
 
 STARTUP_SECONDS = 180
 STOP_SECONDS = 10

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from cinematch_assets.ops import java as jv
+from cinematch_assets_tests.conftest import REPO_ROOT
 
 BASH = shutil.which("bash") or "/bin/bash"
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -420,7 +421,7 @@ def test_cli_in_fresh_process(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=60,

@@ -32,11 +32,12 @@ from cinematch_assets.sources.movielens import (
     parse_md5_file,
     use_local_movielens,
 )
+from cinematch_assets_tests.conftest import SHARED_ARCHIVE
 
 VARIANT = "ml-latest-small"
 ZIP_PATH = f"/{VARIANT}.zip"
 MD5_PATH = f"/{VARIANT}.zip.md5"
-REAL_ZIP = Path(__file__).resolve().parents[2] / "shared/data/movielens/ml-latest-small-2016.zip"
+REAL_ZIP = SHARED_ARCHIVE
 REAL_MD5 = "567abb45b9319401d7114ac18812565e"
 
 RATINGS = (
