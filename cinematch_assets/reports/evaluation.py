@@ -23,6 +23,8 @@ from cinematch_assets.ml.models.rating import RatingModel
 from cinematch_assets.ml.selection.evaluation import (
     BIAS_BASELINE,
     GLOBAL_MEAN,
+    SERVED,
+    SERVED_KNOWN,
     Evaluation,
     Served,
     prediction_analysis,
@@ -460,10 +462,11 @@ settings chose {cv["cv_choice"]}: {verdict}. Mean validation RMSE over the folds
 
 def sample_check(studies: pd.DataFrame, product: pd.DataFrame, champion: ListPolicy) -> str:
     """Does the champion's order, scored on the studies' user sample, land within its 95%
-    interval of what the product measured for it on every test user (its served lists
-    without new movies, the same order)?"""
-    name = "served ranking without new movies"
+    interval of what the product measured for it on every test user (its served lists,
+    without the new movies when they hold any: the same order)?"""
     on_sample = studies[(studies["name"] == champion.name) & (studies["role"] == "candidate")]
+    # Without new slots in the top lists, the served lists are the champion's order itself.
+    name = SERVED_KNOWN if (product["name"] == SERVED_KNOWN).any() else SERVED
     everyone = product[product["name"] == name]
     if on_sample.empty or everyone.empty or on_sample["ndcg_ci"].isna().all():
         return ""

@@ -33,3 +33,15 @@ def test_nothing_to_say_without_the_rows():
     studies, product = tables(0.12, 0.01, 0.115)
     assert sample_check(studies[studies["name"] == "other"], product, CHAMPION) == ""
     assert sample_check(studies, product.iloc[0:0], CHAMPION) == ""
+
+
+def test_without_new_slots_the_served_lists_are_the_champions_order():
+    studies, _ = tables(0.12, 0.01, 0.115)
+    product = pd.DataFrame(
+        [
+            {"name": "served ranking", "ndcg": 0.118, "ndcg_ci": 0.001},
+            {"name": "most popular", "ndcg": 0.05, "ndcg_ci": 0.001},
+        ]
+    )
+    check = sample_check(studies, product, CHAMPION)
+    assert "served ranking): 0.1180, inside the interval" in check
