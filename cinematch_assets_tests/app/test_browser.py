@@ -95,10 +95,15 @@ def settled(driver) -> None:
 
 def type_into(driver, label: str, text: str) -> None:
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    box = next(
-        e for e in driver.find_elements("css selector", f'input[aria-label="{label}"]')
-        if e.is_displayed()
+    # The open tab's widgets appear with its run (only the open tab is drawn).
+    box = WebDriverWait(driver, WAIT_SECONDS).until(
+        lambda d: next(
+            (e for e in d.find_elements("css selector", f'input[aria-label="{label}"]')
+             if e.is_displayed()),
+            None,
+        )
     )  # fmt: skip
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(text, Keys.ENTER)
@@ -132,10 +137,15 @@ def mean_ratings_count(cards) -> float:
 
 
 def button(driver, text: str):
-    """The visible button reading `text` (of the open tab: only it is drawn)."""
-    return next(
-        b for b in driver.find_elements("css selector", "button")
-        if b.text == text and b.is_displayed()
+    """The visible button reading `text` (of the open tab: only it is drawn, with its run)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_SECONDS).until(
+        lambda d: next(
+            (b for b in d.find_elements("css selector", "button")
+             if b.text == text and b.is_displayed()),
+            None,
+        )
     )  # fmt: skip
 
 
