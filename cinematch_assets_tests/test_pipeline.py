@@ -23,6 +23,7 @@ from deltalake import DeltaTable
 from app.recommender import load_profiles, user_favourites
 from cinematch_assets import keys, settings
 from cinematch_assets.assets.serving import served_items
+from cinematch_assets.assets.studies import STUDY_TABLES
 from cinematch_assets.conventions import LIKED_STARS
 from cinematch_assets.definitions import all_assets, build_definitions, build_resources
 from cinematch_assets.ml.lists.build import ScoreScale
@@ -359,6 +360,17 @@ def test_studies_score_on_the_product_models_beside_its_card(synthetic_models_ru
     product = {r["name"]: r for r in lakehouse.read(keys.MODEL_EVALUATION).collect()}
     for row in [*lakehouse.read(keys.STUDY_CANDIDATES).collect(), product["served ranking"]]:
         assert 0 < row["ndcg_ci"] < row["ndcg"], row["name"]
+    # Every row has a stable id beside its label, unique within its table.
+    for key in (keys.MODEL_EVALUATION, *STUDY_TABLES):
+        ids = [r["id"] for r in lakehouse.read(key).select("id").collect()]
+        assert None not in ids and len(set(ids)) == len(ids), key
+    assert {"served", "most_popular", "rating_model", "bias_baseline", "global_mean"} == {
+        r["id"] for r in lakehouse.read(keys.MODEL_EVALUATION).collect()
+    }
+    assert {r["id"] for r in ablated} == {
+        "ablation:bias_decay", "ablation:user_mean", "ablation:no_normalization",
+        "ablation:confidence",
+    }  # fmt: skip
     # Every test user with a liked test movie is averaged, in the sample as in the product.
     studied = lakehouse.read(keys.STUDY_CANDIDATES).first()
     assert studied["users"] == product["served ranking"]["users"]

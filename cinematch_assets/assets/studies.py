@@ -46,10 +46,16 @@ from cinematch_assets.reports.evaluation import (
     write_evaluation_report,
 )
 from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.resources.io_manager import ALLOW_SCHEMA_EVOLUTION
 from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.storage import report_files
 
-STUDIES = {"group_name": "studies", "kinds": {"spark", "delta"}}
+STUDIES = {
+    "group_name": "studies",
+    "kinds": {"spark", "delta"},
+    # The rows' id column joined the table: older homes' tables change shape.
+    "metadata": {ALLOW_SCHEMA_EVOLUTION: True},
+}
 TEST = AssetIn(keys.TEST)
 STUDY_TABLES = [
     keys.STUDY_ABLATION, keys.STUDY_CANDIDATES, keys.STUDY_COLD_MOVIES, keys.STUDY_RATING_CV,

@@ -316,7 +316,8 @@ def _fmt(value: Any) -> str:
 
 
 def metrics_markdown(table: pd.DataFrame) -> str:
-    columns = [c for c in table.columns if table[c].notna().any()]
+    """The table for a reader: its labels (`name`) and the metrics it has, not the ids."""
+    columns = [c for c in table.columns if c != "id" and table[c].notna().any()]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += [
         "| " + " | ".join(_fmt(row[c]) for c in columns) + " |" for _, row in table.iterrows()

@@ -23,6 +23,7 @@ from cinematch_assets.ml.models.rating import (
     fit_rating_model,
     predict,
 )
+from cinematch_assets.ml.selection.evaluation import metrics_table
 from cinematch_assets.ml.selection.metrics import (
     exposure_metrics_by,
     gini,
@@ -411,3 +412,12 @@ def test_a_user_sample_is_seeded_bounded_and_nested(spark):
     assert fifty < ids(120, seed=7)  # a smaller sample lies inside a larger one
     assert ids(50, seed=8) != fifty
     assert ids(1_000, seed=7) == set(range(1, 301))  # fewer users than asked: all of them
+
+
+def test_evaluation_rows_need_unique_ids():
+    rows = [{"id": "a", "name": "model A", "role": "model", "task": "stars", "rmse": 0.9}]
+    table = metrics_table(rows)
+    assert table.loc[0, "id"] == "a" and table.loc[0, "name"] == "model A"
+    for bad in ([{"name": "no id"}], rows + rows):
+        with pytest.raises(ValueError, match="unique ids"):
+            metrics_table(bad)

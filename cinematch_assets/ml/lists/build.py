@@ -218,6 +218,14 @@ class ListPolicy:
     star_floor: float = 0.0
 
     @property
+    def id(self) -> str:
+        """Its stable id, from its parameters: "ease-stars0-pop0.35-floor3"."""
+        return (
+            f"{self.ranker}-stars{self.stars_weight:g}-pop{self.popularity_penalty:g}"
+            f"-floor{self.star_floor:g}"
+        )
+
+    @property
     def name(self) -> str:
         parts = [{"als": "implicit ALS", "ease": "EASE"}[self.ranker]]
         if self.stars_weight:

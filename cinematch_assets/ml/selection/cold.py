@@ -45,6 +45,15 @@ CONTENT_STARS = "content into the rating model, cold movies"
 GENRE_PROFILE = "genre profile, cold movies"
 RANDOM = "random, cold movies"
 USER_BIAS = "global mean + user bias, cold movies"
+COLD_IDS = {
+    CONTENT_MODEL: "cold:content",
+    NEW_FOR_YOU_ROW: "cold:new_for_you",
+    ROW_WITHOUT_TITLES: "cold:new_for_you_without_titles",
+    CONTENT_STARS: "cold:content_stars",
+    GENRE_PROFILE: "cold:genre_profile",
+    RANDOM: "cold:random",
+    USER_BIAS: "cold:user_bias",
+}
 
 
 def _row_scorers(
@@ -291,13 +300,16 @@ def cold_movie_evaluation(
         f"{len(users):,} users; NDCG@{k} content {list_scores[CONTENT_MODEL]['ndcg']:.4f}, "
         f"genre profile {list_scores[GENRE_PROFILE]['ndcg']:.4f}"
     )
+    ids = COLD_IDS | {f"content without {part}s, cold movies": f"cold:content_without_{part}s"
+                      for part in PARTS}  # fmt: skip
     table = [
-        {"name": name, "role": "cold", "task": "stars", **star_scores[name]}
+        {"id": ids[name], "name": name, "role": "cold", "task": "stars", **star_scores[name]}
         for name in (CONTENT_STARS, USER_BIAS)
     ] + [
-        {"name": name, "role": "cold", "task": "lists", "k": k, **list_scores[name]}
+        {"id": ids[name], "name": name, "role": "cold", "task": "lists", "k": k,
+         **list_scores[name]}
         for name in scorers
-    ]
+    ]  # fmt: skip
     details = {
         "held_out_movies": len(cold_ids),
         "gold_movies": len(movies),

@@ -59,10 +59,19 @@ RATING_MODEL = "rating model"
 SERVED = "served ranking"
 SERVED_KNOWN = "served ranking without new movies"
 MOST_POPULAR = "most popular"
+# Each row's stable id (what code and queries select by); `name` is its display label.
+ROW_IDS = {
+    GLOBAL_MEAN: "global_mean",
+    BIAS_BASELINE: "bias_baseline",
+    RATING_MODEL: "rating_model",
+    SERVED: "served",
+    SERVED_KNOWN: "served_without_new_movies",
+    MOST_POPULAR: "most_popular",
+}
 PREDICTION_COLUMNS = ["model", "userId", "movieId", "rating", "prediction", "cold"]
 # The evaluation table: stars metrics (rmse..rows) or list metrics (k..map_ci) per row.
 METRICS_SCHEMA = (
-    "name string, role string, task string, rmse double, mse double, mae double, "
+    "id string, name string, role string, task string, rmse double, mse double, mae double, "
     "cold_share double, rows long, k int, precision double, recall double, ndcg double, "
     "map double, coverage double, novelty double, gini double, below_floor double, "
     "users long, precision_ci double, recall_ci double, ndcg_ci double, map_ci double"
@@ -146,7 +155,10 @@ class Evaluation:
 
 def metrics_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per model, baseline, study entry; METRIC_NAMES columns, None where a metric
-    does not apply."""
+    does not apply. Every row carries its stable `id` (unique) and its `name` (a label)."""
+    ids = [row.get("id") for row in rows]
+    if None in ids or len(set(ids)) != len(ids):
+        raise ValueError(f"evaluation rows need unique ids, not {ids}")
     return pd.DataFrame(
         [[row.get(name) for name in METRIC_NAMES] for row in rows],
         columns=METRIC_NAMES,
@@ -238,7 +250,8 @@ def evaluate_served(
     served.unpersist()  # its places past k were for the lists without new movies
     star_scores = scores.pop("stars")
     rows = [
-        {"name": e.name, "role": e.role, "task": e.task, **star_scores.get(e.name, {}),
+        {"id": ROW_IDS[e.name], "name": e.name, "role": e.role, "task": e.task,
+         **star_scores.get(e.name, {}),
          **scores.get(e.name, {})}
         for e in entries
     ]  # fmt: skip

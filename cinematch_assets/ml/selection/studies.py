@@ -108,15 +108,19 @@ def ablation_study(
         table.unpersist()
 
     ablated = [name for name in fitted if name != ARTICLE_VARIANT]
-    rows = [{"name": ARTICLE_VARIANT, "role": "baseline", "task": "stars",
-             **star_scores[ARTICLE_VARIANT]}]  # fmt: skip
+    ids = {label: row_id for row_id, label in ablation_labels(rating.model, ranking.model).items()}
+    rows = [{"id": "article_variant", "name": ARTICLE_VARIANT, "role": "baseline",
+             "task": "stars", **star_scores[ARTICLE_VARIANT]}]  # fmt: skip
     rows += [
-        {"name": name, "role": "baseline", "task": "lists", **scores[name]}
-        for name in (f"{RATING_MODEL} {BY_STARS}", f"{ARTICLE_VARIANT} {BY_STARS}")
+        {"id": row_id, "name": name, "role": "baseline", "task": "lists", **scores[name]}
+        for row_id, name in (
+            ("rating_model_by_stars", f"{RATING_MODEL} {BY_STARS}"),
+            ("article_variant_by_stars", f"{ARTICLE_VARIANT} {BY_STARS}"),
+        )
     ]
     # An ablated rating model is one row: its stars and its lists by stars.
     return rows + [
-        {"name": name, "role": "ablation",
+        {"id": f"ablation:{ids[name]}", "name": name, "role": "ablation",
          "task": "stars" if isinstance(fitted[name], RatingModel) else "lists",
          **star_scores.get(name, {}), **scores[name]}
         for name in ablated
@@ -156,34 +160,49 @@ def candidates_study(
         interval=True,
     )
     return [
-        {"name": name, "role": role, "task": "lists", "k": k, **scores[name]}
+        {"id": f"{role}:{policies[name].id}", "name": name, "role": role, "task": "lists",
+         "k": k, **scores[name]}
         for name, role in roles.items()
-    ]
+    ]  # fmt: skip
+
+
+def ablation_labels(rating: RatingModel, ranking: RankingModel) -> dict[str, str]:
+    """Each ablation's stable id and its label (which says what was flipped)."""
+    decay = rating.params.bias_decay_weighted
+    other = "binary" if ranking.params.confidence == "decay_weight" else "decay_weight"
+    return {
+        "bias_decay": f"rating model, biases {'without' if decay else 'with'} decay weights",
+        "user_mean": "rating model, user-mean normalization instead of biases",
+        "no_normalization": "rating model, no normalization",
+        "confidence": f"ranking model, {other} confidence",
+    }
 
 
 def ablation_fits(
     train: DataFrame, rating: RatingModel, ranking: RankingModel, seed: int
 ) -> dict[str, Callable[[], RatingModel | RankingModel]]:
-    """The chosen models with one choice flipped each, same hyperparameters otherwise."""
+    """The chosen models with one choice flipped each, same hyperparameters otherwise, by
+    label (`ablation_labels`)."""
     params = rating.params
     decay = params.bias_decay_weighted
     als = {"rank": params.rank, "reg_param": params.reg_param, "max_iter": params.max_iter}
     chosen = ranking.params
     other = "binary" if chosen.confidence == "decay_weight" else "decay_weight"
+    label = ablation_labels(rating, ranking)
 
     def flipped_biases() -> RatingModel:
         biases = fit_biases(train, damping=params.bias_damping, decay_weighted=not decay)
         return fit_rating_model(train, variant="bias_residual", seed=seed, biases=biases, **als)
 
     return {
-        f"rating model, biases {'without' if decay else 'with'} decay weights": flipped_biases,
-        "rating model, user-mean normalization instead of biases": lambda: fit_rating_model(
+        label["bias_decay"]: flipped_biases,
+        label["user_mean"]: lambda: fit_rating_model(
             train, variant="user_mean", seed=seed, nonnegative=False, **als
         ),
-        "rating model, no normalization": lambda: fit_rating_model(
+        label["no_normalization"]: lambda: fit_rating_model(
             train, variant="none", seed=seed, **als
         ),
-        f"ranking model, {other} confidence": lambda: fit_ranking_model(
+        label["confidence"]: lambda: fit_ranking_model(
             train,
             confidence=other,
             seed=seed,
@@ -235,9 +254,12 @@ def rating_cv_study(
             fit.unpersist()
             held.unpersist()
     rows = [
-        {"name": f"{name}, {_label(params)}", "role": "cv", "task": "stars",
+        {"id": f"cv:{row_id}:{_label(params).replace(', ', ':').replace('=', '-')}",
+         "name": f"{name}, {_label(params)}", "role": "cv", "task": "stars",
          "rmse": row[f"mean {search.metric}"]}
-        for name, search in (("damped bias baseline", biases), (RATING_MODEL, als))
+        for row_id, name, search in (
+            ("bias_baseline", "damped bias baseline", biases), ("rating_model", RATING_MODEL, als)
+        )
         for params, row in zip(_grid(search), search.rows, strict=True)
     ]  # fmt: skip
     product = searches["bias_search"].best_params | searches["als_search"].best_params
