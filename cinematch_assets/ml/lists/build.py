@@ -689,29 +689,49 @@ def new_movie_reasons(
 FRESH_FIRST = np.float32(1e3)
 
 
-def title_matches(
-    links: TitleLinks, block: UserBlock
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For each (user, new movie) whose title is like one the user rated highly, the
-    highest such similarity and that movie's position: (rows, new positions,
-    similarities, known positions), sorted by row then new position."""
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The indices starts[i] .. starts[i] + counts[i] - 1 of every i, one after another."""
+    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(starts, counts) + offsets
+
+
+@dataclass(frozen=True)
+class TitleMatches:
+    """For each (row of a block, new movie) whose title is like one the user rated
+    highly, the highest such similarity and that known movie's position, sorted by row
+    then new movie (`title_matches`)."""
+
+    users: np.ndarray
+    new: np.ndarray
+    similarity: np.ndarray
+    known: np.ndarray
+
+    def dense(self, rows: np.ndarray, width: int) -> np.ndarray:
+        """The similarities of the block's `rows` as a len(rows) x `width` matrix (0: no
+        title alike)."""
+        starts = np.searchsorted(self.users, rows)
+        counts = np.searchsorted(self.users, rows, side="right") - starts
+        at = _ranges(starts, counts)
+        out = np.zeros((len(rows), width), np.float32)
+        out[np.repeat(np.arange(len(rows)), counts), self.new[at]] = self.similarity[at]
+        return out
+
+
+def title_matches(links: TitleLinks, block: UserBlock) -> TitleMatches:
+    """The block's users' title matches: for each (user, new movie) whose title is like
+    one the user rated highly, the highest such similarity and that movie's position."""
     liked_at, liked_by = block.liked()
     by_known = links.by_known
     counts = np.diff(by_known.indptr)[liked_at]
-    total = int(counts.sum())
-    if not total:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, np.zeros(0, np.float32), empty
-    starts = np.repeat(by_known.indptr[liked_at], counts)
-    offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    at = starts + offsets
+    at = _ranges(by_known.indptr[liked_at], counts)
     users, new = np.repeat(liked_by, counts), by_known.indices[at].astype(np.int64)
-    similarity, known = by_known.data[at], np.repeat(liked_at, counts)
+    similarity = by_known.data[at].astype(np.float32)
+    known = np.repeat(liked_at, counts)
     order = np.lexsort((similarity, new, users))  # the best last in each (user, movie)
     users, new, similarity, known = users[order], new[order], similarity[order], known[order]
     last = np.ones(len(users), dtype=bool)
     last[:-1] = (users[1:] != users[:-1]) | (new[1:] != new[:-1])
-    return users[last], new[last], similarity[last], known[last]
+    return TitleMatches(users[last], new[last], similarity[last], known[last])
 
 
 def row_fit(
@@ -740,14 +760,12 @@ def pick_new_for_you(
     row = new.row
     terms = replace(rating, item_bias=new.rating_bias, item_factors=new.rating_items)
     bias, factors = block.star_bias, block.star_factors
-    users_of, new_of, similarity, known_of = title_matches(row.links, block)
-    bounds = np.searchsorted(users_of, np.arange(len(block) + 1))
+    matches = title_matches(row.links, block)
+    width = len(new.movie_ids)
     fresh = row.fresh * FRESH_FIRST
 
     def score(start: int, stop: int, out: np.ndarray) -> None:
-        part = slice(bounds[start], bounds[stop])
-        title_match = np.zeros((stop - start, len(new.movie_ids)), np.float32)
-        title_match[users_of[part] - start, new_of[part]] = similarity[part]
+        title_match = matches.dense(np.arange(start, stop), width)
         fit = row_fit(block.factors[start:stop], new, known.scale, title_match)
         stars = terms.predict_all(
             None if bias is None else bias[start:stop],
@@ -760,14 +778,13 @@ def pick_new_for_you(
     stars = terms.predict_block(bias, factors, positions)
     reasons = new_movie_reasons(known, new, positions, block)
     # A film whose title it shares, where there is one, is the reason.
-    width = len(new.movie_ids)
-    pairs = users_of * width + new_of  # sorted: by user, then new movie
+    pairs = matches.users * width + matches.new  # sorted: by user, then new movie
     wanted = np.arange(len(block))[:, None] * width + positions.clip(0)
     titled = np.full(positions.shape, -1, dtype=np.int64)
     if len(pairs):
         at = np.searchsorted(pairs, wanted).clip(0, len(pairs) - 1)
         found = (positions >= 0) & (pairs[at] == wanted)
-        titled[found] = known_of[at[found]]
+        titled[found] = matches.known[at[found]]
     by_title = titled >= 0
     return NewPicks(positions, scores, stars, np.where(by_title, titled, reasons), by_title)
 

@@ -87,16 +87,12 @@ def tune_title_weight(
     users = np.flatnonzero(relevant.any(axis=1))
     if not len(users):
         return {float(w): float("nan") for w in weights}
-    users_of, new_of, similarity, _ = title_matches(tuning.row.links, sample)
-    bounds = np.searchsorted(users_of, np.arange(len(sample) + 1))
+    matches = title_matches(tuning.row.links, sample)
     discount = 1 / np.log2(np.arange(2, k + 2))
     totals = dict.fromkeys(map(float, weights), 0.0)
     for start in range(0, len(users), block):
         rows = users[start : start + block]
-        title_match = np.zeros((len(rows), len(tuning_at)), np.float32)
-        for place, user in enumerate(rows):
-            part = slice(bounds[user], bounds[user + 1])
-            title_match[place, new_of[part]] = similarity[part]
+        title_match = matches.dense(rows, len(tuning_at))
         wanted = relevant[rows]
         ideal = np.cumsum(discount)[np.minimum(wanted.sum(axis=1), k) - 1]
         for weight in totals:
@@ -287,12 +283,12 @@ def row_audience_cuts(
     cuts = np.full(len(new.movie_ids), -np.inf)
     if share >= 1 or not len(sample):
         return cuts
-    users_of, new_of, similarity, _ = title_matches(new.row.links, sample)
+    matches = title_matches(new.row.links, sample)
     for start in range(0, len(new.movie_ids), block):
         stop = min(start + block, len(new.movie_ids))
-        inside = (new_of >= start) & (new_of < stop)
+        inside = (matches.new >= start) & (matches.new < stop)
         title_match = np.zeros((len(sample), stop - start), np.float32)
-        title_match[users_of[inside], new_of[inside] - start] = similarity[inside]
+        title_match[matches.users[inside], matches.new[inside] - start] = matches.similarity[inside]
         part = replace(new, ranking_items=new.ranking_items[start:stop])
         fit = row_fit(sample.factors, part, scale, title_match)
         cuts[start:stop] = np.nanquantile(fit, 1 - share, axis=0)
@@ -487,15 +483,23 @@ def _sample_users(
         .toPandas()
     )
     users.unpersist()
-    ids = found["userId"].to_numpy(np.int64)
     factors = (np.stack(found["features"].to_numpy()).astype(np.float32) if len(found)
                else np.zeros((0, 0), np.float32))  # fmt: skip
+    return liked_block(found["userId"].to_numpy(np.int64), factors, liked, known_ids)
+
+
+def liked_block(
+    user_ids: np.ndarray, factors: np.ndarray, liked: pd.DataFrame, known_ids: np.ndarray
+) -> UserBlock:
+    """Users (`user_ids`, sorted, and their factors) as a block with the movies of
+    `known_ids` (sorted) they liked: `liked` (userId, movieId, rating) rows of other users
+    or other movies are left out."""
     at = position_of(known_ids, liked["movieId"].to_numpy(np.int64))
-    kept = at >= 0
-    by = np.searchsorted(ids, liked["userId"].to_numpy(np.int64))
+    by = position_of(user_ids, liked["userId"].to_numpy(np.int64))
+    kept = (at >= 0) & (by >= 0)
     order = np.argsort(by[kept], kind="stable")
     return UserBlock(
-        user_ids=ids,
+        user_ids=user_ids,
         factors=factors,
         rated_at=at[kept][order],
         rated_stars=liked["rating"].to_numpy(np.float64)[kept][order],

@@ -23,9 +23,13 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from cinematch_assets.conventions import LIKED_STARS, MAX_RATING, MIN_RATING
-from cinematch_assets.ml.arrays import position_of
-from cinematch_assets.ml.lists.build import ScoreScale, UserBlock, title_matches
-from cinematch_assets.ml.lists.new_movies import RowSettings, fit_content_mapping, pair_stars
+from cinematch_assets.ml.lists.build import ScoreScale, title_matches
+from cinematch_assets.ml.lists.new_movies import (
+    RowSettings,
+    fit_content_mapping,
+    liked_block,
+    pair_stars,
+)
 from cinematch_assets.ml.lists.recommend import item_matrix
 from cinematch_assets.ml.models.content import PARTS, ContentVectors, held_out_mask
 from cinematch_assets.ml.models.ranking import RankingModel, fit_ranking_model
@@ -74,21 +78,13 @@ def _row_scorers(
     of a seeded sample of them it fits best (to no one else: a row can be short)."""
     warm_ids, warm_items, _ = item_matrix(ranking.items)
     liked = warm.filter(f"rating >= {LIKED_STARS}").select("userId", "movieId", "rating")
-    liked = liked.toPandas().sort_values("userId", kind="stable")
-    at = position_of(warm_ids, liked["movieId"].to_numpy(np.int64))
-    by = position_of(users, liked["userId"].to_numpy(np.int64))
-    kept = (at >= 0) & (by >= 0)
-    block = UserBlock(users, user_factors, at[kept], liked["rating"].to_numpy()[kept], by[kept])
+    block = liked_block(users, user_factors, liked.toPandas(), warm_ids)
     links = title_links(titles, cold_ids, warm_ids, row.min_title_similarity)
-    users_of, cold_of, similarity, _ = title_matches(links, block)
-    bounds = np.searchsorted(users_of, np.arange(len(users) + 1))
+    matches = title_matches(links, block)
     scale = ScoreScale.of(warm_items)
 
     def fit(rows: np.ndarray, weight: float) -> np.ndarray:
-        title_match = np.zeros((len(rows), len(cold_ids)), np.float32)
-        for place, user in enumerate(rows):
-            part = slice(bounds[user], bounds[user + 1])
-            title_match[place, cold_of[part]] = similarity[part]
+        title_match = matches.dense(rows, len(cold_ids))
         z = scale.standardize(user_factors[rows], user_factors[rows] @ cold_factors.T)
         return np.nan_to_num(z + weight * title_match, nan=-np.inf)
 
