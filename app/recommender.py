@@ -519,17 +519,13 @@ class FoldIn:
         )
         return block, wanted
 
-    def _of_genres(self, genres: Sequence[str]) -> np.ndarray:
-        of_genres = np.zeros(len(self.movie_ids), dtype=bool)
+    def _of_genres(self, genres: Sequence[str], *, new: bool = False) -> np.ndarray:
+        """Which known movies (or, with `new`, which new movies) have one of `genres`."""
+        new_ids = self.items.new.movie_ids if self.items.new is not None else ()
+        masks, size = (self.new_genres, len(new_ids)) if new else (self.genres, len(self.movie_ids))
+        of_genres = np.zeros(size, dtype=bool)
         for genre in genres:
-            of_genres |= self.genres.get(genre, of_genres)
-        return of_genres
-
-    def _new_of_genres(self, genres: Sequence[str]) -> np.ndarray:
-        new = self.items.new
-        of_genres = np.zeros(len(new.movie_ids) if new is not None else 0, dtype=bool)
-        for genre in genres:
-            of_genres |= self.new_genres.get(genre, of_genres)
+            of_genres |= masks.get(genre, of_genres)
         return of_genres
 
     def new_for_you(
@@ -543,7 +539,7 @@ class FoldIn:
         if new is None or new.row is None:
             return []
         if genres:
-            new = new.only(self._new_of_genres(genres))
+            new = new.only(self._of_genres(genres, new=True))
         block, _ = self._block(ratings)
         rated = position_of(new.movie_ids, list(ratings))
         picks = self.items.new_for_you(block, [rated[rated >= 0]], new)
@@ -596,7 +592,7 @@ class FoldIn:
             of_genres = self._of_genres(genres)
             ranker = OnlyMovies(ranker, of_genres)
             if new is not None:
-                new = replace(new, movies=new.movies.only(self._new_of_genres(genres)))
+                new = replace(new, movies=new.movies.only(self._of_genres(genres, new=True)))
         # A rated new movie is left out of the new picks (the models cannot use its stars).
         new_ids = new.movies.movie_ids if new is not None else np.zeros(0, np.int64)
         rated_new = position_of(new_ids, list(ratings))
