@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.recommender import (
@@ -48,7 +49,9 @@ from app.recommender import (
 )
 from cinematch_assets import settings
 from cinematch_assets.conventions import MAX_RATING, MIN_RATING
+from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
+from cinematch_assets.storage.app_ratings import APP_USERS_FROM
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +245,19 @@ def _etag(version: str, *asked: Any) -> str:
     return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
 
 
+def unknown_user(user_id: int) -> str:
+    return f"no user {user_id} in the models"
+
+
+# A visitor's key, as the app's link holds it: their list is theirs.
+visitor_key = HTTPBearer(
+    auto_error=False,
+    scheme_name="VisitorKey",
+    description="The key of an app visitor's link (`?user=...&key=...`): needed for that "
+    "visitor's own list only. MovieLens users' lists are public.",
+)
+
+
 def _known_genres(catalog: Catalog, genres: list[str], where: tuple[str, str]) -> list[str]:
     if unknown := sorted(set(genres) - set(catalog.genres)):
         raise _invalid(where, f"unknown genres: {', '.join(unknown)}", genres)
@@ -354,23 +370,36 @@ def create_app(home: Path | None = None) -> FastAPI:
     @api.get(
         "/users/{user_id}/recommendations",
         response_model=UserList,
-        responses={304: {"description": "Not modified (If-None-Match)"}, 404: {"model": Problem}},
+        responses={
+            304: {"description": "Not modified (If-None-Match)"},
+            401: {"model": Problem, "description": "A visitor's list asked for without a key"},
+            404: {"model": Problem, "description": "No such user, or not that visitor's key"},
+        },
+        # The key is optional: MovieLens users' lists need none ({}: no authentication).
+        openapi_extra={"security": [{}]},
         tags=["lists"],
     )
     async def user_recommendations(
         request: Request,
         response: Response,
         user_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(visitor_key)],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         discovery: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
         genre: Annotated[list[Genre], Query(max_length=MAX_GENRES)] = [],  # noqa: B006
     ) -> Any:
         """A known user's list, as the app shows it: the served order, `discovery` more
-        popularity penalty, only movies of the `genre`s given. Cacheable: the ETag
-        changes with the published version."""
-        recommendations = published()
+        popularity penalty, only movies of the `genre`s given. A MovieLens user's list is
+        public and cacheable (the ETag changes with the published version). A visitor of
+        the app (ids from 1,000,000,000) is private: their list is made now from the
+        ratings they saved, and only for their key (`Authorization: Bearer <key>`); a
+        wrong key gets the answer of an unknown id."""
         catalog = open_catalog(root)
         genres = _known_genres(catalog, genre, ("query", "genre"))
+        if user_id >= APP_USERS_FROM:
+            response.headers["Cache-Control"] = "private, no-store"
+            return visitor_list(user_id, credentials, catalog, genres, k, discovery)
+        recommendations = published()
         etag = _etag(recommendations.version, user_id, k, discovery, sorted(genres))
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
@@ -379,7 +408,7 @@ def create_app(home: Path | None = None) -> FastAPI:
             recommendations, catalog, items, user_id, n=k, discovery=discovery, genres=genres
         )
         if found is None:
-            raise HTTPException(404, f"no user {user_id} in the models")
+            raise HTTPException(404, unknown_user(user_id))
         version, entries, row = found  # a publish since the manifest was read: the newer one
         response.headers["ETag"] = _etag(version, user_id, k, discovery, sorted(genres))
         response.headers["Cache-Control"] = "no-cache"  # revalidate: a publish changes it
@@ -388,6 +417,36 @@ def create_app(home: Path | None = None) -> FastAPI:
             "version": version,
             "items": _recommended(catalog, entries),
             "new_for_you": _recommended(catalog, row),
+        }
+
+    def visitor_list(
+        user_id: int,
+        credentials: HTTPAuthorizationCredentials | None,
+        catalog: Catalog,
+        genres: list[str],
+        k: int,
+        discovery: float,
+    ) -> dict[str, Any]:
+        """A visitor's own list, from their saved ratings as they stand (the app's own
+        fold-in), for their key only."""
+        if credentials is None:
+            raise HTTPException(
+                401,
+                f"user {user_id}'s list is private: send its key (Authorization: Bearer <key>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            saved = app_ratings.saved_ratings(root, user_id, credentials.credentials)
+        except app_ratings.RatingRefused:
+            raise HTTPException(404, unknown_user(user_id)) from None
+        model = foldin()
+        rated = {movie: stars for movie, stars in saved.items() if movie in catalog}
+        entries = model.recommend(rated, genres=genres, n=k, discovery=discovery)
+        return {
+            "user_id": user_id,
+            "version": published().version,
+            "items": _recommended(catalog, entries),
+            "new_for_you": _recommended(catalog, model.new_for_you(rated, genres=genres)),
         }
 
     @api.post(

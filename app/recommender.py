@@ -34,7 +34,7 @@ from cinematch_assets.ml.lists.top_n import ScoreRows
 from cinematch_assets.ml.models.foldin import implicit_gram, preference_values, solve_implicit
 from cinematch_assets.storage import model_factors
 from cinematch_assets.storage import serving_files as files
-from cinematch_assets.storage.app_ratings import APP_USERS_FROM
+from cinematch_assets.storage.app_ratings import APP_USERS_FROM, INT32_MAX
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -149,9 +149,13 @@ def parse_user_id(text: str | None) -> tuple[int | None, str | None]:
     text = (text or "").strip()
     if not text:
         return None, "Enter a user id to see their recommendations."
-    if not re.fullmatch(r"\d{1,10}", text):
-        # Not echoed: the text may come from a crafted link (?user=...).
+    # Not echoed: the text may come from a crafted link (?user=...).
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
         return None, "That is not a user id: ids are whole numbers, such as 510."
+    if text.startswith("-") or not text.strip("+0"):
+        return None, "That is not a user id: ids start at 1."
+    if len(text.lstrip("+0")) > len(str(INT32_MAX)) or int(text) > INT32_MAX:
+        return None, f"That is not a user id: ids go up to {INT32_MAX:,}."
     return int(text), None
 
 
@@ -237,6 +241,15 @@ class Catalog:
 
     def __contains__(self, movie_id: object) -> bool:
         return movie_id in self._records
+
+    def label(self, movie_id: int) -> str:
+        """A movie as a picker names it: "Hamlet (1948)", so remakes tell apart."""
+        row = self._records.get(int(movie_id))
+        if row is None:  # dropped by a newer catalog
+            return f"Movie {int(movie_id)}"
+        year = row.get("release_year")
+        known = year is not None and not pd.isna(year)
+        return f"{row['display_title']} ({int(year)})" if known else str(row["display_title"])
 
     def rows(self, movie_ids: list[int]) -> list[dict[str, Any]]:
         """Catalog rows of the ids that are in it, in the given order (shared: read only)."""

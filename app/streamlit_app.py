@@ -14,6 +14,7 @@ import html
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -213,7 +214,7 @@ def rate_control(catalog: Catalog, movie_ids: list[int], key: str) -> dict[int, 
     left, middle, rate, skip = st.columns([3, 2, 1, 1])
     choice = left.selectbox(
         "Rate one of these", movie_ids, key=f"{key}_movie",
-        format_func=lambda m: catalog.movies.loc[m, "display_title"],
+        format_func=catalog.label,
     )  # fmt: skip
     stars = middle.select_slider("Your stars", STAR_CHOICES, value=4.0, key=f"{key}_stars")
     if rate.button("Rate it", key=f"{key}_rate"):
@@ -221,6 +222,14 @@ def rate_control(catalog: Catalog, movie_ids: list[int], key: str) -> dict[int, 
     if skip.button("Not interested", key=f"{key}_skip"):
         return {int(choice): NOT_INTERESTED}
     return {}
+
+
+# The same answer for every visitor's id without its key: whether the account exists
+# is theirs too.
+PRIVATE = (
+    "User {user} is a visitor of this app: their ratings and list are private. They open "
+    "with the link the app gave them when they saved (it holds their key)."
+)
 
 
 def for_you(
@@ -238,17 +247,31 @@ def for_you(
     if problem:
         st.info(plain(problem))
         return
+    if user >= APP_USERS_FROM:
+        account = st.session_state.get("account")
+        if account is None or account[0] != user:
+            st.info(PRIVATE.format(user=user))
+            return
+        your_list(home, catalog, recommendations.version, foldin, genres, discovery)
+        return
+    release_user_list(home, catalog, recommendations, foldin, user, genres, discovery)
+
+
+def release_user_list(
+    home: Path,
+    catalog: Catalog,
+    recommendations: Recommendations,
+    foldin: FoldIn | None,
+    user: int,
+    genres: list[str],
+    discovery: float,
+) -> None:
+    """A MovieLens user's served list; ratings given here re-rank it for this session
+    only (their own ratings are read-only)."""
     found = known_user_list(
         recommendations, catalog, foldin.items if foldin is not None else None, user,
         n=SHOWN, discovery=discovery, genres=genres,
     )  # fmt: skip
-    if found is None and user >= APP_USERS_FROM:
-        st.info(
-            f"User {user} rates in this app: saved ratings reach a list of their own at "
-            "the pipeline's next run (within minutes when its app_ratings_sensor is on). "
-            "Meanwhile **New here** makes one from them."
-        )
-        return
     if found is None:
         st.warning(
             f"There is no user {user} in the models ({recommendations.users:,} users). "
@@ -257,47 +280,76 @@ def for_you(
         return
     st.query_params["user"] = str(user)
     _, shown, row = found
-    # Ratings given here re-rank the list at once: the account holder's are saved too;
-    # anyone else's (a release user is read-only) stay in this session.
-    account = st.session_state.get("account")
-    holder = account is not None and account[0] == user
     given = st.session_state.setdefault("you_ratings", {}).setdefault(user, {})
-    if given and foldin is not None:
-        if holder:
-            start, whose = st.session_state.get("new_ratings", {}), "saved"
-        else:
-            favourites = user_favourites(open_profiles(home), user)
-            start = dict(zip(favourites["movieId"], favourites["rating"], strict=True))
-            whose = f"this session only: user {user}'s own ratings are read-only"
-        start = {int(m): float(s) for m, s in {**start, **given}.items()}
-        shown = foldin.recommend(start, genres=genres, n=SHOWN, discovery=discovery)
-        row = foldin.new_for_you(start, genres=genres)
-        st.caption(
-            f"Updated with your latest ratings ({len(given)} here, {whose}) until the next "
-            "run serves the new model."
-        )
-    st.subheader(f"Top {len(shown)} for user {user}")
-    if not shown:
-        st.info("None of this user's recommendations has those genres.")
-    show_cards(catalog, shown, recommended=True)
-    if foldin is not None:
-        rating = rate_control(catalog, [int(i["movieId"]) for i in shown], "you")
-        if rating and (not holder or save_ratings(home, catalog, rating, recommendations.version)):
-            given.update(rating)
-            if holder:
-                st.session_state.setdefault("new_ratings", {}).update(rating)
-            st.rerun()
-    new_for_you_row(catalog, row)
     try:
         favourites = user_favourites(open_profiles(home), user)
     except ArtifactProblem as problem:
         st.warning(str(problem))
+        favourites = {}
+    else:
+        favourites = dict(zip(favourites["movieId"], favourites["rating"], strict=True))
+    if given and foldin is not None:
+        start = {int(m): float(s) for m, s in {**favourites, **given}.items()}
+        shown = foldin.recommend(start, genres=genres, n=SHOWN, discovery=discovery)
+        row = foldin.new_for_you(start, genres=genres)
+        st.caption(
+            f"Updated with your latest ratings ({len(given)} here, this session only: user "
+            f"{user}'s own ratings are read-only) until the next run serves the new model."
+        )
+    draw_list(catalog, f"user {user}", shown)
+    if foldin is not None and (rating := rate_control(catalog, listed(shown), "you")):
+        given.update(rating)
+        st.rerun()
+    new_for_you_row(catalog, row)
+    highest_rated(catalog, "What this user rated highest", favourites)
+
+
+def your_list(
+    home: Path,
+    catalog: Catalog,
+    version: str,
+    foldin: FoldIn | None,
+    genres: list[str],
+    discovery: float,
+) -> None:
+    """An account holder's own list, made now from their saved ratings as they stand
+    (New here's and this tab's ratings and removals included): the served list of a
+    visitor is the same fold-in, as of the last light run."""
+    saved: dict[int, float] = st.session_state.setdefault("new_ratings", {})
+    if foldin is None:
+        st.warning("Your list cannot be made now: the model factors are not readable.")
         return
-    if len(favourites):
-        titles = {m["movieId"]: m["display_title"] for m in catalog.rows(favourites["movieId"])}
-        with st.expander("What this user rated highest"):
-            for movie_id, stars in zip(favourites["movieId"], favourites["rating"], strict=True):
-                st.text(f"★ {stars:.1f}  {titles.get(movie_id, movie_id)}")
+    known = {m: s for m, s in saved.items() if m in catalog}
+    shown = foldin.recommend(known, genres=genres, n=SHOWN, discovery=discovery)
+    st.caption(f"Made now from your {len(known)} saved rating{'' if len(known) == 1 else 's'}.")
+    draw_list(catalog, "you", shown)
+    rating = rate_control(catalog, listed(shown), "you")
+    if rating and save_ratings(home, catalog, rating, version):
+        saved.update(rating)
+        st.rerun()
+    new_for_you_row(catalog, foldin.new_for_you(known, genres=genres))
+    highest_rated(catalog, "What you rated highest", known)
+
+
+def listed(entries: list[dict[str, Any]]) -> list[int]:
+    return [int(entry["movieId"]) for entry in entries]
+
+
+def draw_list(catalog: Catalog, whom: str, shown: list[dict[str, Any]]) -> None:
+    if not shown:
+        st.info(f"None of the recommendations for {whom} has those genres.")
+        return
+    st.subheader(f"Top {len(shown)} for {whom}")
+    show_cards(catalog, shown, recommended=True)
+
+
+def highest_rated(catalog: Catalog, heading: str, stars: dict[int, float], most: int = 10) -> None:
+    """The `most` highest-rated of `stars` (movieId -> stars), in an expander."""
+    best = sorted(stars.items(), key=lambda item: -item[1])[:most]
+    if best:
+        with st.expander(heading):
+            for movie_id, given in best:
+                st.text(f"★ {given:.1f}  {catalog.label(movie_id)}")
 
 
 def back_with_link(home: Path) -> None:
@@ -363,7 +415,7 @@ def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None
         choice = left.selectbox(
             "Movie",
             found["movieId"].tolist(),
-            format_func=lambda m: catalog.movies.loc[m, "display_title"],
+            format_func=catalog.label,
             key="new_movie",
         )
         stars = middle.select_slider("Your stars", STAR_CHOICES, value=4.0, key="new_stars")
@@ -382,8 +434,7 @@ def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None
     # A re-materialization may have dropped a movie rated earlier in this session.
     known = {m: s for m, s in rated.items() if m in catalog.movies.index}
     if rated:
-        titles = catalog.movies["display_title"]
-        yours = ", ".join(f"{plain(titles[m])} ★{s:g}" for m, s in known.items())
+        yours = ", ".join(f"{plain(catalog.label(m))} ★{s:g}" for m, s in known.items())
         gone = len(rated) - len(known)
         if gone:
             yours += f" (and {gone} no longer in the catalog, left out)"
@@ -401,7 +452,7 @@ def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None
             left, right = st.columns([3, 1])
             unwanted = left.selectbox(
                 "Remove a saved rating", list(known), key="remove_movie",
-                format_func=lambda m: catalog.movies.loc[m, "display_title"],
+                format_func=catalog.label,
             )  # fmt: skip
             if right.button("Remove", key="remove") and save_ratings(
                 home, catalog, {int(unwanted): None}, version
@@ -449,7 +500,7 @@ def search(home: Path, catalog: Catalog, version: str) -> None:
         st.session_state.get("account") is None or save_ratings(home, catalog, rating, version)
     ):
         st.session_state.setdefault("new_ratings", {}).update(rating)
-        st.session_state["search_rated"] = catalog.movies.loc[next(iter(rating)), "display_title"]
+        st.session_state["search_rated"] = catalog.label(next(iter(rating)))
         st.rerun()  # New here, drawn before this tab, takes the rating in
     if rated := st.session_state.pop("search_rated", None):
         st.success(f"Rated {plain(rated)}: your list under **New here** takes it in.")
@@ -497,6 +548,30 @@ def insights(home: Path, catalog: Catalog | None) -> None:
                 st.markdown(load_text(str(card_path), mtime(card_path)))
 
 
+def when(stamp: Any) -> str:
+    """An ISO time from a manifest as people read it: "7 Dec 2026, 20:10 UTC"."""
+    try:
+        moment = datetime.fromisoformat(str(stamp)).astimezone(UTC)
+    except ValueError:
+        return "an unknown date"
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+def header(recommendations: Recommendations, catalog: Catalog) -> str:
+    """What is served: users, movies (and how many of them have ratings, as the charts
+    count them), when the lists were made and when visitors' lists were last added."""
+    movies = catalog.movies
+    rated = int((movies["rating_count"] > 0).sum())
+    manifest = recommendations.manifest
+    line = (
+        f"{recommendations.users:,} users · {len(movies):,} movies ({rated:,} rated) · "
+        f"lists of {when(manifest.get('created'))}"
+    )
+    if updated := manifest.get("updated"):
+        line += f" · visitors' lists updated {when(updated)}"
+    return line
+
+
 def opened(load: Callable[[], T]) -> tuple[T | None, str | None]:
     """(what `load` returns, None), or (None, the plain message of what is wrong)."""
     try:
@@ -539,10 +614,7 @@ def main() -> None:
     recommendations = opened(lambda: Recommendations.load(home))
     foldin = opened(lambda: open_foldin(home))
     if catalog[0] is not None and recommendations[0] is not None:
-        st.caption(
-            f"{recommendations[0].users:,} users · {len(catalog[0].movies):,} movies · "
-            f"lists of {plain(recommendations[0].manifest.get('created', 'unknown date'))}"
-        )
+        st.caption(plain(header(recommendations[0], catalog[0])))
     back_with_link(home)
     # Only the open tab runs (the others would read files and draw for nothing): a switch
     # of tab reruns the page.

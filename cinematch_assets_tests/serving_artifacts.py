@@ -51,6 +51,8 @@ def catalog_frame() -> pd.DataFrame:
                 "genres": [GENRES[i % 5], GENRES[(i * 3 + 1) % 5]],
             }
         )
+    # The last two movies are not in the models: one of a genre no list can hold.
+    rows[-1]["genres"] = ["Documentary"]
     frame = pd.DataFrame(rows)
     frame.insert(0, "movieId", np.arange(1, len(frame) + 1, dtype=np.int32))
     counts = np.array([(7 * i) % 50 for i in range(len(frame))])

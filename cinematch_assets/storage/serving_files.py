@@ -2,7 +2,8 @@
 the app reads through the same layout the serving assets write.
 
     $CINEMATCH_HOME/serving/
-      recommendations/manifest.json        {"version", "shards", "users", "n", ...}
+      recommendations/manifest.json        {"version", "shards", "users", "n", "created",
+                                            "updated" (visitors' lists), ...}
       recommendations/<version>/part-00000.json   {"<userId>": [{"movieId", "pred_rating",
                                                     "score", "reason"}, ...], ...}: the
                                                     top-n, then the "New for you" row,
@@ -296,13 +297,13 @@ def publish_changed_lists(
     base: str,
 ) -> dict[str, Any]:
     """Publish the published version with `lists` (user id -> new list; None: no list)
-    in place of those users' lists, and `fields` added to its manifest; returns the new
-    manifest. The shards no user of `lists` falls in are hard links to the published
-    ones (their files are never rewritten in place, only replaced), so this costs the
-    changed shards, not the whole set. `base` is the version the lists were made
-    against: when another was published since, nothing is (`PublishedMeanwhile`). Holds
-    the publish lock from reading the published version to the swap, so a product run
-    publishing meanwhile is never undone."""
+    in place of those users' lists, and `fields` added to its manifest (with the time,
+    `updated`); returns the new manifest. The shards no user of `lists` falls in are
+    hard links to the published ones (their files are never rewritten in place, only
+    replaced), so this costs the changed shards, not the whole set. `base` is the
+    version the lists were made against: when another was published since, nothing is
+    (`PublishedMeanwhile`). Holds the publish lock from reading the published version
+    to the swap, so a product run publishing meanwhile is never undone."""
     directory = recommendations_dir(home)
     directory.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(directory / ".publish.lock"):
@@ -330,7 +331,8 @@ def publish_changed_lists(
                         shard_lists[str(user)] = entries
                 users += len(shard_lists) - before
                 write_json_shard(folder, shard, shard_lists)
-            manifest = {**published, **fields, "users": users}
+            updated = datetime.now(UTC).isoformat(timespec="seconds")
+            manifest = {**published, **fields, "users": users, "updated": updated}
             _publish(home, version, manifest)
     return {**manifest, "version": version}
 

@@ -22,6 +22,7 @@ from schemathesis.checks import positive_data_acceptance
 from app.api import MAX_BODY_BYTES, create_app
 from app.recommender import Recommendations, known_user_list, open_catalog, open_foldin
 from benchmarks.api import calls, load, wrk_load
+from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets_tests.conftest import free_port
 from cinematch_assets_tests.serving_artifacts import HOSTILE_TITLE, USERS, write_serving_artifacts
@@ -94,6 +95,37 @@ def test_a_client_can_cache_a_list_until_the_next_publish(api):
     assert again.status_code == 304 and again.headers["etag"] == etag
     other = api.get("/users/1/recommendations", params={"k": 3}).headers["etag"]
     assert other != etag
+
+
+def test_a_visitors_list_answers_only_to_their_key(api, home):
+    """A visitor's saved ratings are theirs: their list (made now from them) only with
+    `Authorization: Bearer <key>`; no key is 401, a wrong key answers as an unknown id
+    does. MovieLens users stay public."""
+    user, key = app_ratings.create_account(home)
+    mine = {1: 5.0, 4: 4.5, 7: 1.0}
+    app_ratings.save_ratings(home, user, key, mine, open_catalog(home), session="t",
+                             serving_version=None)  # fmt: skip
+    path = f"/users/{user}/recommendations"
+    anonymous = api.get(path)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    assert "private" in anonymous.json()["detail"]
+    wrong = api.get(path, headers={"Authorization": "Bearer guess"})
+    unknown = api.get(f"/users/{user + 1}/recommendations", headers={"Authorization": "Bearer x"})
+    assert wrong.status_code == unknown.status_code == 404
+    assert wrong.json()["detail"].replace(str(user), "N") == unknown.json()["detail"].replace(
+        str(user + 1), "N"
+    )
+    own = api.get(path, headers={"Authorization": f"Bearer {key}"}, params={"k": 5})
+    assert own.status_code == 200 and own.headers["cache-control"] == "private, no-store"
+    expected = open_foldin(home).recommend(mine, n=5)
+    assert [i["movieId"] for i in own.json()["items"]] == [e["movieId"] for e in expected]
+    assert not set(mine) & {i["movieId"] for i in own.json()["items"]}
+    assert api.get("/users/510/recommendations").status_code == 200
+    schema = api.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["VisitorKey"]["scheme"] == "bearer"
+    assert {"401", "404"} <= set(schema["paths"]["/users/{user_id}/recommendations"]["get"][
+        "responses"
+    ])  # fmt: skip
 
 
 def test_a_new_users_list_from_posted_ratings(api, home):

@@ -22,7 +22,7 @@ import streamlit as st
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from app.recommender import NOT_INTERESTED, open_catalog, open_foldin
+from app.recommender import NOT_INTERESTED, Recommendations, open_catalog, open_foldin
 from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.app_ratings import APP_USERS_FROM
@@ -346,11 +346,25 @@ def test_for_you_reads_the_user_from_the_url_and_filters_by_genre(app_env):
     at.multiselect(key="you_genres").select("Drama").run()
     assert 0 < len(cards(at, "For you")) < N
     assert all("Drama" in card for card in cards(at, "For you"))
+    assert at.subheader[0].value == f"Top {len(cards(at, 'For you'))} for user 510"
+    # A genre none of the list has: said in words, not "Top 0".
+    served = {m for e in Recommendations.load(app_env).lookup(510) for m in [e["movieId"]]}
+    genres = open_catalog(app_env).movies.set_index("movieId")["genres"]
+    absent = sorted(set(genres.explode().dropna()) - set(genres[list(served)].explode()))
+    at.multiselect(key="you_genres").set_value(absent[:1]).run()
+    assert absent and cards(at, "For you") == [] and not at.subheader
+    assert any("None of the recommendations for user 510" in m.value for m in at.info)
 
 
 @pytest.mark.parametrize(
     ("typed", "answer"),
-    [("abc", "not a user id"), ("12.5", "not a user id"), ("4242", "no user 4242")],
+    [
+        ("abc", "whole numbers"),
+        ("12.5", "whole numbers"),
+        ("-1", "ids start at 1"),
+        ("99999999999", "ids go up to 2,147,483,647"),
+        ("4242", "no user 4242"),
+    ],
 )
 def test_for_you_answers_bad_ids_clearly(app_env, typed, answer):
     at = run_app()
@@ -399,7 +413,7 @@ def test_saved_ratings_open_an_account_and_come_back_with_its_link(app_env):
     back.query_params["user"], back.query_params["key"] = str(user), key
     back.run()
     assert back.session_state["new_ratings"] == app_ratings.saved_ratings(app_env, user, key)
-    assert any("saved ratings reach a list" in m.value for m in back.info)
+    assert len(cards(back, "For you")) == N  # their own list, made from the saved ratings
     assert len(cards(open_tab(back, "New here"), "New here")) == N
     # A wrong key reads nothing and says so; a release user's link opens no account.
     for who, wrong, warned in ((str(user), "guess", True), ("510", key, False)):
@@ -410,6 +424,73 @@ def test_saved_ratings_open_an_account_and_come_back_with_its_link(app_env):
         assert not stranger.session_state["new_ratings"]
         warnings = [m.value for m in stranger.warning]
         assert any("Ratings you save now go to a new account" in m for m in warnings) is warned
+
+
+def visitor_with_ratings(home: Path) -> tuple[int, str, dict[int, float]]:
+    """An app account with saved ratings, 1 star among them: (user, key, ratings)."""
+    user, key = app_ratings.create_account(home)
+    found = open_catalog(home).search("movie", n=4)["movieId"]
+    mine = {int(m): stars for m, stars in zip(found, (5.0, 4.5, 4.0, 1.0), strict=True)}
+    app_ratings.save_ratings(home, user, key, mine, open_catalog(home),
+                             session="t", serving_version=None)  # fmt: skip
+    return user, key, mine
+
+
+def test_a_visitors_list_and_ratings_show_only_with_their_key(app_env, tmp_path, monkeypatch):
+    """No key or a wrong one: one plain sentence, the same as for an id nobody has, and
+    nothing of theirs on the page (as after a light run served their list)."""
+    home = tmp_path / "home"
+    shutil.copytree(app_env, home)
+    monkeypatch.setenv("CINEMATCH_HOME", str(home))
+    user, key, mine = visitor_with_ratings(home)
+    listed = open_foldin(home).recommend(mine, n=N)
+    files.publish_changed_lists(home, {user: listed}, {}, base=files.read_manifest(home)["version"])
+    titles = {open_catalog(home).label(m) for m in mine}
+    answers = set()
+    for who, given in ((user, None), (user, "guess"), (user + 1, None), (user + 1, key)):
+        stranger = AppTest.from_file(APP, default_timeout=60)
+        stranger.query_params["user"] = str(who)
+        if given:
+            stranger.query_params["key"] = given
+        stranger.run()
+        assert not stranger.exception
+        assert cards(stranger, "For you") == [] and not stranger.expander
+        said = [m.value.replace(str(who), "N") for m in stranger.info]
+        assert len(said) == 1 and "private" in said[0], said
+        answers.add(said[0])
+        page = " ".join(str(e.value) for e in stranger.main if hasattr(e, "value"))
+        assert not any(title in page for title in titles)
+    assert len(answers) == 1  # a wrong key tells nothing an unknown id does not
+    owner = AppTest.from_file(APP, default_timeout=60)
+    owner.query_params["user"], owner.query_params["key"] = str(user), key
+    owner.run()
+    assert len(cards(owner, "For you")) == N
+    shown = [t.value for t in owner.expander[0].text]
+    assert len(shown) == len(mine) and all(t.split("  ", 1)[1] in titles for t in shown)
+
+
+def test_a_rating_given_under_new_here_reaches_for_you_at_once(app_env, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    shutil.copytree(app_env, home)
+    monkeypatch.setenv("CINEMATCH_HOME", str(home))
+    user, key, mine = visitor_with_ratings(home)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["user"], at.query_params["key"] = str(user), key
+    at.run()
+    before = cards(at, "For you")
+    top = at.selectbox(key="you_movie").value  # the first of their list
+    open_tab(at, "New here")
+    at.text_input(key="new_query").input(open_catalog(home).movies.loc[top, "display_title"])
+    at.run()
+    at.selectbox(key="new_movie").select(top).run()
+    at.button(key="rate").click().run()
+    assert app_ratings.saved_ratings(home, user, key)[top] == 4.0
+    open_tab(at, "For you")
+    after = cards(at, "For you")
+    assert after != before and at.selectbox(key="you_movie").value != top
+    assert open_catalog(home).label(top) not in at.selectbox(key="you_movie").options
+    highest = [t.value for t in at.expander[0].text]
+    assert any(open_catalog(home).label(top) in t for t in highest)
 
 
 def test_rating_on_for_you_re_ranks_at_once_and_a_release_user_stays_read_only(app_env):

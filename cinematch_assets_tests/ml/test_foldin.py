@@ -143,3 +143,25 @@ def test_block_reasons_match_a_brute_force_per_user():
         similarity = unit[recommended[user, shown]] @ unit[liked_lists[user]].T
         expected = liked_lists[user][np.argmax(similarity, axis=1)]
         assert why[user, shown].tolist() == expected.tolist()
+
+
+def test_one_liked_movie_is_the_reason_for_at_most_so_many_of_a_row():
+    rng = np.random.default_rng(8)
+    items = rng.normal(size=(100, 4))
+    liked_at = np.array([0, 1, 2, 10, 11])
+    liked_by = np.array([0, 0, 0, 1, 1])
+    # Every recommended movie is closest to liked movie 0 (user 0) and 10 (user 1).
+    candidates = items[[0, 10]][:, None, :] + rng.normal(scale=0.01, size=(2, 6, 4))
+    recommended = np.arange(12).reshape(2, 6)
+    flat = candidates.reshape(12, 4)
+    plain = reasons_by_similarity(items, recommended, liked_at, liked_by, candidates=flat)
+    assert plain.tolist() == [[0] * 6, [10] * 6]
+    capped = reasons_by_similarity(
+        items, recommended, liked_at, liked_by, candidates=flat, most_uses=2
+    )
+    # Each liked movie names at most two; the first two keep the closest one; once every
+    # liked movie of user 1 is spent, the closest one again.
+    assert capped[0].tolist()[:2] == [0, 0] and sorted(capped[0].tolist()) == [0, 0, 1, 1, 2, 2]
+    assert capped[1].tolist()[:2] == [10, 10]
+    assert sorted(capped[1].tolist()[:4]) == [10, 10, 11, 11]
+    assert capped[1].tolist()[4:] == [10, 10]

@@ -672,16 +672,21 @@ def pick_new_movies(
     return NewPicks(positions, scores, stars, new_movie_reasons(slots.known, new, positions, block))
 
 
+# How many of a user's new movies one liked movie may be the reason for.
+NEW_REASON_USES = 2
+
+
 def new_movie_reasons(
     known: FactorRanker, new: NewMovies, positions: np.ndarray, block: UserBlock
 ) -> np.ndarray:
     """For new movies at `positions` (users x n), the liked movie closest to each, with
     every factor taken from the known movies' mean first: content maps a new movie close
     to that mean (ridge shrinks), so by plain cosine one liked movie, the most typical,
-    was the reason for a whole row; what sets a new movie apart is its departure."""
+    was the reason for a whole row; what sets a new movie apart is its departure. One
+    liked movie is the reason for at most NEW_REASON_USES of them."""
     return reasons_by_similarity(
         known.items, positions, *block.liked(), candidates=new.ranking_items,
-        centre=known.scale.mean.astype(np.float32),
+        centre=known.scale.mean.astype(np.float32), most_uses=NEW_REASON_USES,
     )  # fmt: skip
 
 
