@@ -311,15 +311,23 @@ class Recommendations:
     def find(self, user_id: int) -> tuple[str, list[dict[str, Any]] | None]:
         """(the version read, the user's list or None). A version replaced since the
         manifest was read is followed to the new one, which the answer then names."""
+        return self._read(user_id, "recommendations", files.read_user_list)
+
+    def ratings(self, user_id: int) -> dict[int, float] | None:
+        """The user's ratings (movieId -> stars) that their served list leaves out: all
+        of them, what a re-ranked list starts from. None when the user is not served."""
+        return self._read(user_id, "ratings", files.read_user_ratings)[1]
+
+    def _read(self, user_id: int, what: str, read: Callable[[Path, np.ndarray, int], T]):
         shard = files.shard_path(self.home, self.manifest, user_id)
         if not shard.exists():
             newer = Recommendations.load(self.home)
             if newer.version != self.version:
-                return newer.find(user_id)
-        with reading(f"The recommendations of user {user_id}", shard):
+                return newer._read(user_id, what, read)
+        with reading(f"The {what} of user {user_id}", shard):
             index_file = files.index_path(shard)
             index = load_shard_index(str(index_file), *_stamp(index_file))
-            return self.version, files.read_user_list(shard, index, user_id)
+            return self.version, read(shard, index, user_id)
 
 
 @lru_cache(maxsize=1024)

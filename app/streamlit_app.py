@@ -289,7 +289,10 @@ def release_user_list(
     else:
         favourites = dict(zip(favourites["movieId"], favourites["rating"], strict=True))
     if given and foldin is not None:
-        start = {int(m): float(s) for m, s in {**favourites, **given}.items()}
+        # From everything the user rated (the served list left it all out), then this
+        # session's ratings.
+        history = recommendations.ratings(user) or {}
+        start = {int(m): float(s) for m, s in {**history, **given}.items()}
         shown = foldin.recommend(start, genres=genres, n=SHOWN, discovery=discovery)
         row = foldin.new_for_you(start, genres=genres)
         st.caption(

@@ -14,7 +14,8 @@ audience cuts). Measured:
 - the champion's candidate orders for a sample of users, each scored alone and all in
   one pass that shares the model's scores (`ModelItems.rankers`);
 - every user's New for you row (`new_for_you_lists`);
-- the JSON export of the lists and rows (`write_json_shards`);
+- the JSON export of the lists and rows, each user's ratings beside them
+  (`write_json_shards`);
 - the app, in a fresh process: cold start (imports, artifact loads and a first render
   through Streamlit's AppTest), user lookup, new-user fold-in and New for you row
   latencies, peak memory.
@@ -360,7 +361,9 @@ def measure(args, scratch: Path) -> dict:
     report["users_with_a_new_for_you_row"] = rows.select("userId").distinct().count()
     shards = files.shard_count(args.users)
     report["json_export_seconds"] = timed(
-        lambda: write_json_shards(lists, files.recommendations_dir(home) / "v1", shards, rows)
+        lambda: write_json_shards(
+            lists, files.recommendations_dir(home) / "v1", shards, rows, history
+        )
     )
     files.publish_recommendations(
         home, "v1", {"shards": shards, "users": args.users, "n": args.n, "created": "bench"}

@@ -160,6 +160,19 @@ def served_json(home: Path) -> dict[str, list[dict]]:
     return lists
 
 
+def served_ratings(home: Path) -> dict[int, dict[int, float]]:
+    """Every served user's ratings kept beside their list, from the published version."""
+    manifest = json.loads(files.manifest_path(home).read_text())
+    folder = files.recommendations_dir(home) / manifest["version"]
+    ratings: dict[int, dict[int, float]] = {}
+    for shard in range(manifest["shards"]):
+        lists, rated = files.read_shard(folder / files.shard_name(shard))
+        ratings |= {int(user): {} for user in lists}
+        for user, movie, stars in zip(rated.users, rated.movies, rated.stars, strict=True):
+            ratings[int(user)][int(movie)] = float(stars)
+    return ratings
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now, on loopback."""
     with socket.socket() as s:

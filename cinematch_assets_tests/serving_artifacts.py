@@ -97,7 +97,10 @@ def write_serving_artifacts(home: Path) -> dict:
         ),
     )
     model_factors.write_model_factors(items, files.factors_path(home))
-    rated = {user: [int(m) for m in rng.choice(ids, 5, replace=False)] for user in USERS}
+    # Each user's whole history: 15 movies, the first five their favourites.
+    rated = {user: [int(m) for m in rng.choice(ids, 15, replace=False)] for user in USERS}
+    stars = {user: {m: 5.0 - r / 2 if r < 5 else 3.0 for r, m in enumerate(rated[user])}
+             for user in USERS}  # fmt: skip
     lists = {}
     for user in USERS:
         candidates = [int(m) for m in ids if m not in rated[user]]
@@ -116,7 +119,9 @@ def write_serving_artifacts(home: Path) -> dict:
     version = "v1"
     for shard in range(shards):
         part = {u: v for u, v in lists.items() if files.shard_of(int(u), shards) == shard}
-        files.write_json_shard(files.recommendations_dir(home) / version, shard, part)
+        files.write_json_shard(
+            files.recommendations_dir(home) / version, shard, part, files.Ratings.of(stars)
+        )
     files.publish_recommendations(
         home, version, {"shards": shards, "users": len(USERS), "n": N, "created": "today"}
     )
@@ -124,7 +129,7 @@ def write_serving_artifacts(home: Path) -> dict:
         [
             {"userId": u, "rank": r + 1, "movieId": m, "rating": 5.0 - r / 2, "rated_at": None}
             for u in USERS
-            for r, m in enumerate(rated[u])
+            for r, m in enumerate(rated[u][:5])
         ]
     )
     pq.write_table(pa.Table.from_pandas(profiles, preserve_index=False), files.profiles_path(home))
@@ -140,4 +145,4 @@ def write_serving_artifacts(home: Path) -> dict:
         title="CineMatch EDA",
         figures={"rating_distribution": go.Figure(go.Bar(x=["x"], y=[3]))},
     )
-    return {"catalog": catalog, "lists": lists, "rated": rated}
+    return {"catalog": catalog, "lists": lists, "rated": rated, "stars": stars}

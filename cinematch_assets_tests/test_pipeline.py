@@ -50,6 +50,7 @@ from .conftest import (
     free_port,
     run_pipeline,
     served_json,
+    served_ratings,
 )
 
 # Raw to Gold: the models need more data than synthetic-tiny to have anything to learn.
@@ -466,6 +467,12 @@ def test_serving_json_has_every_user_and_only_unrated_movies(synthetic_models_ru
     rated_pairs = set(
         zip(rated.column("userId").to_pylist(), rated.column("movieId").to_pylist(), strict=True)
     )
+    # Beside each list, everything its user rated: what a re-ranked list starts from.
+    beside = served_ratings(home)
+    assert set(beside) == users
+    assert {(u, m) for u, movies in beside.items() for m in movies} == {
+        (u, m) for u, m in rated_pairs if u in users
+    }
     catalog = set(pq.read_table(files.catalog_path(home)).column("movieId").to_pylist())
     known = {r["movieId"] for r in lakehouse.read(keys.RANKING_ITEM_FACTORS).collect()}
     model = lakehouse.read(keys.CONTENT_MODEL).first()
@@ -829,6 +836,7 @@ def test_the_sensor_serves_a_new_visitor_without_a_refit(synthetic_models_run, t
         assert light_run.execute_in_process(instance=instance).success
     assert "take in the app's ratings" in tick().skip_message
     before, lists_before = files.read_manifest(tmp_path), served_json(tmp_path)
+    ratings_before = served_ratings(tmp_path)
     app_version = DeltaTable(str(app_ratings.ratings_path(tmp_path))).version()
     catalog = pq.read_table(files.catalog_path(tmp_path)).to_pandas().set_index("movieId")
     animated = catalog.index[catalog["genres"].map(lambda g: "Animation" in g)]
@@ -848,6 +856,8 @@ def test_the_sensor_serves_a_new_visitor_without_a_refit(synthetic_models_run, t
     lists = served_json(tmp_path)
     theirs = lists.pop(str(visitor))
     assert lists == lists_before
+    beside = served_ratings(tmp_path)
+    assert beside.pop(visitor) == {int(m): 5.0 for m in liked} and beside == ratings_before
     theirs, row = files.split_rows(theirs)
     shown = [catalog.loc[r["movieId"]] for r in theirs[:10]]
     assert np.mean(["Animation" in m["genres"] for m in shown]) >= 0.5, theirs

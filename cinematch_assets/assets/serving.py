@@ -216,13 +216,15 @@ def serving_new_for_you(
     ins={
         "recommendations": AssetIn(keys.RECOMMENDATIONS),
         "new_for_you": AssetIn(keys.NEW_FOR_YOU),
+        "ratings": RATINGS_CLEAN,
     },
     kinds={"spark", "json"},
     description="The serving JSON (user id -> ordered [{movieId, pred_rating, score, "
     "reason}]: the top-n, then the New for you row's entries, marked row: new_for_you), "
-    "sharded by userId modulo the shard count, each shard with an index of "
-    "where each user's list lies so a lookup parses one list; a new version is published "
-    "by swapping recommendations/manifest.json.",
+    "sharded by userId modulo the shard count, beside each shard its users' ratings (what "
+    "their lists leave out, and what a re-ranked list starts from) and an index of where "
+    "each user's list and ratings lie, so a lookup reads one user; a new version is "
+    "published by swapping recommendations/manifest.json.",
     **SERVING,
 )
 def serving_recommendations_json(
@@ -230,6 +232,7 @@ def serving_recommendations_json(
     data_root: DataRoot,
     recommendations: DataFrame,
     new_for_you: DataFrame,
+    ratings: DataFrame,
 ) -> MaterializeResult:
     home = data_root.path
     users = recommendations.select("userId").distinct().count()
@@ -241,7 +244,8 @@ def serving_recommendations_json(
     # Held from the first shard to the manifest swap: an overlapping run's publish leaves
     # this version alone.
     with files.new_version(home) as (version, folder):
-        written = write_json_shards(recommendations, folder, shards, new_for_you)
+        history = ratings.select("userId", "movieId", "rating")
+        written = write_json_shards(recommendations, folder, shards, new_for_you, history)
         manifest = files.publish_recommendations(
             home,
             version,
@@ -333,12 +337,9 @@ def serving_app_user_lists(
     except ArtifactProblem as problem:
         raise Failure(str(problem)) from problem
     n = max(int(manifest.get("n") or 0), 1)
-    lists = {
-        user: _visitor_lists(foldin, {m: s for m, (s, _) in standing[user].items()}, n)
-        if standing.get(user)
-        else None
-        for user in users
-    }
+    rated = {user: {m: s for m, (s, _) in standing.get(user, {}).items()} for user in users}
+    lists = {user: _visitor_lists(foldin, rated[user], n) if rated[user] else None
+             for user in users}  # fmt: skip
     profiles = app_ratings.top_rated(standing, PROFILE_SIZE)
     with atomic_path(files.app_profiles_path(home)) as temp:
         pq.write_table(profiles, temp)
@@ -346,7 +347,9 @@ def serving_app_user_lists(
     if lists or covered != version:
         fields = {files.APP_RATINGS_VERSION: version}
         try:
-            published = files.publish_changed_lists(home, lists, fields, base=manifest["version"])
+            published = files.publish_changed_lists(
+                home, lists, fields, base=manifest["version"], rated=rated
+            )
         except files.PublishedMeanwhile as moved:
             raise Failure(f"{moved}: the next light run folds visitors in against it") from moved
     seconds = time.perf_counter() - started

@@ -8,7 +8,10 @@ the app reads through the same layout the serving assets write.
                                                     "score", "reason"}, ...], ...}: the
                                                     top-n, then the "New for you" row,
                                                     its entries marked "row": "new_for_you"
-      recommendations/<version>/part-00000.index.npy  each user's list's place in the shard
+      recommendations/<version>/part-00000.rated.npy  each user's ratings: what their list
+                                                    leaves out, and what a re-ranked list
+                                                    starts from
+      recommendations/<version>/part-00000.index.npy  where each user's list and ratings lie
       movie_catalog.parquet                one row per movie (title, year, genres, ids, stats)
       user_profiles.parquet                each user's highest-rated movies
       app_user_profiles.parquet            the same for the app's visitors, from the
@@ -41,8 +44,9 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -132,25 +136,100 @@ def index_path(shard_file: Path) -> Path:
     return shard_file.with_name(shard_file.name.removesuffix(".json") + ".index.npy")
 
 
-def write_json_shard(directory: Path, shard: int, lists: dict[str, list[dict[str, Any]]]) -> int:
-    """One shard file (user id -> ordered list) and its index; returns the shard's size in
-    bytes. The shard is one JSON object, a user per line in ascending id order; the index
-    holds (userId, byte offset, byte length) of each user's list, so a reader parses one
-    list, not the shard (`read_user_list`)."""
+def rated_name(shard: int) -> str:
+    return f"part-{shard:05d}.rated.npy"
+
+
+def rated_path(shard_file: Path) -> Path:
+    """The ratings file beside a shard file."""
+    return shard_file.with_name(shard_file.name.removesuffix(".json") + ".rated.npy")
+
+
+# A rating as the served files keep it: 5 bytes (the stars are on the half-star grid).
+RATED_DTYPE = np.dtype([("movieId", "<i4"), ("half_stars", "u1")])
+# The index's columns: the user, where their list lies in the JSON shard (byte offset and
+# length) and where their ratings lie in the ratings file (first row and count).
+INDEX_COLUMNS = 5
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """Users' ratings as flat arrays (user, movie, stars), grouped by user in ascending
+    order: what each user's served list left out, and what a re-ranked list starts from."""
+
+    users: np.ndarray
+    movies: np.ndarray
+    stars: np.ndarray
+
+    @classmethod
+    def of(cls, ratings: Mapping[int, Mapping[int, float]]) -> Ratings:
+        """From user -> {movieId: stars}."""
+        users = sorted(ratings)
+        counts = [len(ratings[u]) for u in users]
+        return cls(
+            np.repeat(np.asarray(users, np.int64), counts),
+            np.fromiter((m for u in users for m in ratings[u]), np.int64, sum(counts)),
+            np.fromiter((s for u in users for s in ratings[u].values()), np.float64, sum(counts)),
+        )
+
+    def grouped(self) -> Ratings:
+        """The same ratings grouped by user (each user's by movie)."""
+        order = np.lexsort((self.movies, self.users))
+        return Ratings(self.users[order], self.movies[order], self.stars[order])
+
+    def without(self, users: Collection[int]) -> Ratings:
+        keep = ~np.isin(self.users, np.fromiter(users, np.int64, len(users)))
+        return Ratings(self.users[keep], self.movies[keep], self.stars[keep])
+
+    def plus(self, other: Ratings) -> Ratings:
+        """These ratings and `other`'s, grouped by user."""
+        return Ratings(
+            np.concatenate([self.users, other.users]),
+            np.concatenate([self.movies, other.movies]),
+            np.concatenate([self.stars, other.stars]),
+        ).grouped()
+
+
+NO_RATINGS = Ratings(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+
+
+def write_json_shard(
+    directory: Path,
+    shard: int,
+    lists: dict[str, list[dict[str, Any]]],
+    rated: Ratings = NO_RATINGS,
+) -> int:
+    """One shard file (user id -> ordered list), the ratings of its users (`rated`,
+    grouped by user; those of users without a list are left out) and its index; returns
+    the shard's size in bytes. The shard is one JSON object, a user per line in ascending
+    id order; the index holds, per user, where their list and their ratings lie, so a
+    reader parses one list, not the shard (`read_user_list`, `read_user_ratings`)."""
     users = sorted(lists, key=int)
-    lines, index, at = [b"{\n"], np.zeros((len(users), 3), dtype=np.int64), 2
+    lines, index, at = [b"{\n"], np.zeros((len(users), INDEX_COLUMNS), dtype=np.int64), 2
     for row, user in enumerate(users):
         key = json.dumps(str(user)).encode() + b": "
         value = json.dumps(lists[user], ensure_ascii=False).encode()
-        index[row] = int(user), at + len(key), len(value)
+        index[row, :3] = int(user), at + len(key), len(value)
         lines.append(key + value + (b",\n" if row < len(users) - 1 else b"\n"))
         at += len(lines[-1])
     lines.append(b"}\n")
+    listed = np.isin(rated.users, index[:, 0])
+    kept_users = rated.users[listed]
+    starts = np.searchsorted(kept_users, index[:, 0])
+    index[:, 3], index[:, 4] = starts, np.searchsorted(kept_users, index[:, 0], "right") - starts
+    ratings = np.empty(len(kept_users), RATED_DTYPE)
+    ratings["movieId"] = rated.movies[listed]
+    ratings["half_stars"] = np.rint(rated.stars[listed] * 2)
     target = write_atomic(directory / shard_name(shard), b"".join(lines))
-    buffer = io.BytesIO()
-    np.save(buffer, index)
-    write_atomic(directory / index_name(shard), buffer.getvalue())
+    write_atomic(directory / rated_name(shard), _npy(ratings))
+    write_atomic(directory / index_name(shard), _npy(index))
     return target.stat().st_size
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
 
 
 def split_rows(entries: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
@@ -160,10 +239,13 @@ def split_rows(entries: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
 
 
 def read_shard_index(path: Path) -> np.ndarray:
-    """A shard's index: (userId, offset, length) rows sorted by userId."""
+    """A shard's index: rows sorted by userId (`INDEX_COLUMNS`)."""
     index = np.load(path, allow_pickle=False)
-    if index.ndim != 2 or index.shape[1] != 3 or index.dtype != np.int64:
-        raise ValueError(f"not a shard index: {index.dtype} {index.shape}")
+    if index.ndim != 2 or index.shape[1] != INDEX_COLUMNS or index.dtype != np.int64:
+        raise ValueError(
+            f"not a shard index of this version: {index.dtype} {index.shape} (the served "
+            "lists were written by an older CineMatch)"
+        )
     return index
 
 
@@ -183,6 +265,31 @@ def read_user_list(
     if not isinstance(entries, list):
         raise ValueError(f"user {user_id}'s entry is not a list")
     return entries
+
+
+def read_user_ratings(shard_file: Path, index: np.ndarray, user_id: int) -> dict[int, float] | None:
+    """One user's ratings (movieId -> stars) from beside a shard through its index (None:
+    not in the shard)."""
+    row = int(np.searchsorted(index[:, 0], user_id))
+    if row == len(index) or index[row, 0] != user_id:
+        return None
+    start, count = int(index[row, 3]), int(index[row, 4])
+    ratings = np.load(rated_path(shard_file), mmap_mode="r", allow_pickle=False)
+    if ratings.dtype != RATED_DTYPE or len(ratings) < start + count:
+        raise ValueError(f"the ratings beside {shard_file.name} do not match its index")
+    mine = np.array(ratings[start : start + count])
+    return dict(zip(mine["movieId"].tolist(), (mine["half_stars"] / 2).tolist(), strict=True))
+
+
+def read_shard(shard_file: Path) -> tuple[dict[str, list[dict[str, Any]]], Ratings]:
+    """A whole shard: its lists and its users' ratings."""
+    lists = json.loads(shard_file.read_bytes())
+    index = read_shard_index(index_path(shard_file))
+    ratings = np.load(rated_path(shard_file), allow_pickle=False)
+    users = np.repeat(index[:, 0], index[:, 4])
+    if ratings.dtype != RATED_DTYPE or len(ratings) != len(users):
+        raise ValueError(f"the ratings beside {shard_file.name} do not match its index")
+    return lists, Ratings(users, ratings["movieId"].astype(np.int64), ratings["half_stars"] / 2)
 
 
 def _writing_marker(directory: Path, version: str) -> Path:
@@ -283,7 +390,9 @@ class ListedUsers:
         shard = shard_of(user_id, int(self.manifest["shards"]))
         if shard not in self._indexes:
             index = index_path(shard_path(self.home, self.manifest, user_id))
-            self._indexes[shard] = read_shard_index(index) if index.exists() else np.zeros((0, 3))
+            self._indexes[shard] = (
+                read_shard_index(index) if index.exists() else np.zeros((0, INDEX_COLUMNS))
+            )
         users = self._indexes[shard][:, 0]
         row = int(np.searchsorted(users, user_id))
         return row < len(users) and users[row] == user_id
@@ -295,9 +404,11 @@ def publish_changed_lists(
     fields: dict[str, Any],
     *,
     base: str,
+    rated: Mapping[int, Mapping[int, float]] | None = None,
 ) -> dict[str, Any]:
     """Publish the published version with `lists` (user id -> new list; None: no list)
-    in place of those users' lists, and `fields` added to its manifest (with the time,
+    in place of those users' lists, with their ratings (`rated`: user -> {movieId:
+    stars}; none when not given), and `fields` added to its manifest (with the time,
     `updated`); returns the new manifest. The shards no user of `lists` falls in are
     hard links to the published ones (their files are never rewritten in place, only
     replaced), so this costs the changed shards, not the whole set. `base` is the
@@ -319,18 +430,21 @@ def publish_changed_lists(
             for shard in range(shards):
                 old = directory / base / shard_name(shard)
                 if shard not in by_shard:
-                    for name in (shard_name(shard), index_name(shard)):
+                    for name in (shard_name(shard), rated_name(shard), index_name(shard)):
                         _link_or_copy(old.with_name(name), folder / name)
                     continue
-                shard_lists = json.loads(old.read_bytes()) if old.exists() else {}
+                shard_lists, ratings = read_shard(old) if old.exists() else ({}, NO_RATINGS)
                 before = len(shard_lists)
                 for user, entries in by_shard[shard].items():
                     if entries is None:
                         shard_lists.pop(str(user), None)
                     else:
                         shard_lists[str(user)] = entries
+                changed = by_shard[shard]
+                given = {user: (rated or {}).get(user, {}) for user in changed}
+                ratings = ratings.without(changed).plus(Ratings.of(given))
                 users += len(shard_lists) - before
-                write_json_shard(folder, shard, shard_lists)
+                write_json_shard(folder, shard, shard_lists, ratings)
             updated = datetime.now(UTC).isoformat(timespec="seconds")
             manifest = {**published, **fields, "users": users, "updated": updated}
             _publish(home, version, manifest)

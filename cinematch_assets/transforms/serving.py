@@ -12,17 +12,18 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, Row, Window
 from pyspark.sql import functions as F
 
-from cinematch_assets.storage.serving_files import NEW_FOR_YOU, write_json_shard
+from cinematch_assets.storage.serving_files import NEW_FOR_YOU, Ratings, write_json_shard
 
 CATALOG_TAGS = 3
 PROFILE_SIZE = 10
 SHARD_INPUT = pa.schema(
     [("shard", pa.int32()), ("userId", pa.int32()), ("rank", pa.int32()), ("movieId", pa.int32()),
      ("score", pa.float32()), ("pred_rating", pa.float32()), ("reason", pa.int32()),
-     ("new", pa.bool_()), ("row", pa.int32()), ("by_title", pa.bool_())]
+     ("new", pa.bool_()), ("row", pa.int32()), ("by_title", pa.bool_()), ("stars", pa.float32())]
 )  # fmt: skip
-# The rows of a user's served entries, in their order: the top-n, then "New for you".
-TOP_ROW, NEW_FOR_YOU_ROW = 0, 1
+# The rows of a user's served entries, in their order: the top-n, then "New for you"; and
+# the user's own ratings (`stars`), which go beside the lists, not in them.
+TOP_ROW, NEW_FOR_YOU_ROW, RATED_ROW = 0, 1, 2
 
 
 def bayesian_prior(ratings: DataFrame) -> tuple[float, float]:
@@ -99,13 +100,18 @@ def user_profiles(ratings: DataFrame, size: int = PROFILE_SIZE) -> DataFrame:
 
 
 def write_json_shards(
-    recommendations: DataFrame, directory: Path, shards: int, new_for_you: DataFrame | None = None
+    recommendations: DataFrame,
+    directory: Path,
+    shards: int,
+    new_for_you: DataFrame | None = None,
+    ratings: DataFrame | None = None,
 ) -> list[Row]:
     """The serving JSON of `recommendations` (userId, rank, movieId, pred_rating, score,
     reason, new: marked only when true) and then each user's `new_for_you` row (the same
     columns but `new`, and by_title), its entries marked "row": "new_for_you" (and
-    "by_title" when the reason is a film whose title it shares), one file per shard (userId modulo
-    `shards`), written by the executors into `directory` (a path every executor sees, as
+    "by_title" when the reason is a film whose title it shares), one file per shard
+    (userId modulo `shards`), with each listed user's `ratings` (userId, movieId, rating)
+    beside it, written by the executors into `directory` (a path every executor sees, as
     the lake is). Returns (shard, users, bytes) per file."""
     target = str(directory)
 
@@ -115,13 +121,22 @@ def write_json_shards(
         table = pa.Table.from_batches([b.cast(SHARD_INPUT) for b in batches], schema=SHARD_INPUT)
         table = table.sort_by(
             [("shard", "ascending"), ("userId", "ascending"), ("row", "ascending"),
-             ("rank", "ascending")]
+             ("rank", "ascending"), ("movieId", "ascending")]
         )  # fmt: skip
+        rated = pc.equal(table.column("row"), RATED_ROW)
+        ratings, table = table.filter(rated), table.filter(pc.invert(rated))
         shards = table.column("shard").to_numpy()
+        rated_shards = ratings.column("shard").to_numpy()
         written = []
         for shard in np.unique(shards):
             start, stop = np.searchsorted(shards, [shard, shard + 1])
             rows = table.slice(start, stop - start)
+            start, stop = np.searchsorted(rated_shards, [shard, shard + 1])
+            mine = ratings.slice(start, stop - start)
+            given = Ratings(
+                *(mine.column(c).to_numpy().astype(np.int64) for c in ("userId", "movieId")),
+                mine.column("stars").to_numpy().astype(np.float64),
+            )
             lists: dict[str, list[dict]] = {}
             for user, movie, stars, score, reason, new, row, by_title in zip(
                 rows.column("userId").to_pylist(),
@@ -139,7 +154,7 @@ def write_json_shards(
                 entry |= {"row": NEW_FOR_YOU} if row == NEW_FOR_YOU_ROW else {}
                 entry |= {"by_title": True} if by_title else {}
                 lists.setdefault(str(user), []).append(entry)
-            size = write_json_shard(Path(target), int(shard), lists)
+            size = write_json_shard(Path(target), int(shard), lists, given)
             written.append((int(shard), len(lists), size))
         yield pa.RecordBatch.from_pylist(
             [dict(zip(("shard", "users", "bytes"), w, strict=True)) for w in written],
@@ -147,15 +162,27 @@ def write_json_shards(
         )
 
     Path(directory).mkdir(parents=True, exist_ok=True)
+    no_stars = F.lit(None).cast("float").alias("stars")
     entries = recommendations.select(
         "userId", "rank", "movieId", "score", "pred_rating", "reason", "new",
-        F.lit(TOP_ROW).alias("row"), F.lit(False).alias("by_title"),
+        F.lit(TOP_ROW).alias("row"), F.lit(False).alias("by_title"), no_stars,
     )  # fmt: skip
     if new_for_you is not None:
         entries = entries.unionByName(
             new_for_you.select(
                 "userId", "rank", "movieId", "score", "pred_rating", "reason",
                 F.lit(True).alias("new"), F.lit(NEW_FOR_YOU_ROW).alias("row"), "by_title",
+                no_stars,
+            )
+        )  # fmt: skip
+    if ratings is not None:
+        nothing = F.lit(None)
+        entries = entries.unionByName(
+            ratings.select(
+                "userId", F.lit(0).alias("rank"), "movieId", nothing.cast("float").alias("score"),
+                nothing.cast("float").alias("pred_rating"), nothing.cast("int").alias("reason"),
+                F.lit(False).alias("new"), F.lit(RATED_ROW).alias("row"),
+                F.lit(False).alias("by_title"), F.col("rating").cast("float").alias("stars"),
             )
         )  # fmt: skip
     keyed = entries.select(

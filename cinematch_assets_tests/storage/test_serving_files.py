@@ -22,8 +22,10 @@ SHARDS = 3
 
 
 def write_version(home: Path, folder: Path, tag: str) -> None:
+    """User n in shard n, with a list of one movie and two ratings."""
     for shard in range(SHARDS):
-        files.write_json_shard(folder, shard, {str(shard): [{"movieId": 1, "tag": tag}]})
+        rated = files.Ratings.of({shard: {10: 4.0, 11: 2.5}})
+        files.write_json_shard(folder, shard, {str(shard): [{"movieId": 1, "tag": tag}]}, rated)
 
 
 def manifest(tag: str) -> dict:
@@ -172,6 +174,23 @@ def test_a_shard_is_json_and_its_index_reads_one_users_list(tmp_path):
     assert files.read_user_list(shard, index, 101) is None
 
 
+def test_a_shard_keeps_its_users_ratings_beside_their_lists(tmp_path):
+    """Each listed user's ratings, in half stars, read one user at a time; a user with a
+    list and no ratings has none; ratings of users without a list are not kept."""
+    lists = {"1": [{"movieId": 9}], "4": [], "7": [{"movieId": 2}]}
+    given = {1: {5: 4.5, 3: 0.5}, 2: {1: 5.0}, 7: {8: 3.0, 2_000_000_000: 5.0}}
+    files.write_json_shard(tmp_path, 0, lists, files.Ratings.of(given).grouped())
+    shard = tmp_path / files.shard_name(0)
+    index = files.read_shard_index(files.index_path(shard))
+    assert files.read_user_ratings(shard, index, 1) == {3: 0.5, 5: 4.5}
+    assert files.read_user_ratings(shard, index, 4) == {}
+    assert files.read_user_ratings(shard, index, 7) == {8: 3.0, 2_000_000_000: 5.0}
+    assert files.read_user_ratings(shard, index, 2) is None  # no list: not kept
+    _, ratings = files.read_shard(shard)
+    assert ratings.users.tolist() == [1, 1, 7, 7]
+    assert np.load(files.rated_path(shard)).nbytes == 4 * 5  # 5 bytes a rating
+
+
 def test_a_shard_shorter_than_its_index_is_an_error_not_a_wrong_list(tmp_path):
     files.write_json_shard(tmp_path, 0, {"1": [{"movieId": 1}], "2": [{"movieId": 2}]})
     shard = tmp_path / files.shard_name(0)
@@ -189,7 +208,9 @@ def test_changed_lists_are_published_over_the_published_version(tmp_path):
         write_version(tmp_path, folder, "base")
         files.publish_recommendations(tmp_path, base, manifest("base"))
     changed = {3: [{"movieId": 7}], 0: None}  # shard 0: user 3 added, user 0 removed
-    published = files.publish_changed_lists(tmp_path, changed, {"note": 1}, base=base)
+    published = files.publish_changed_lists(
+        tmp_path, changed, {"note": 1}, base=base, rated={3: {4: 4.5, 5: 1.0}}
+    )
     assert files.published_version(tmp_path) == published["version"] != base
     assert published["users"] == SHARDS and published["note"] == 1
     assert published["created"] == "base"
@@ -198,8 +219,13 @@ def test_changed_lists_are_published_over_the_published_version(tmp_path):
     assert shard0 == {"3": [{"movieId": 7}]}
     index = files.read_shard_index(new / files.index_name(0))
     assert files.read_user_list(new / files.shard_name(0), index, 3) == [{"movieId": 7}]
+    assert files.read_user_ratings(new / files.shard_name(0), index, 3) == {4: 4.5, 5: 1.0}
     for shard in (1, 2):
         assert (new / files.shard_name(shard)).samefile(old / files.shard_name(shard))
+        assert (new / files.rated_name(shard)).samefile(old / files.rated_name(shard))
+        index = files.read_shard_index(new / files.index_name(shard))
+        ratings = files.read_user_ratings(new / files.shard_name(shard), index, shard)
+        assert ratings == {10: 4.0, 11: 2.5}
     listed = files.ListedUsers(tmp_path, published)
     assert 3 in listed and np.int64(1) in listed and 0 not in listed and 4 not in listed
 
