@@ -91,7 +91,11 @@ class Recommended(Movie):
     score: float = Field(description="The served order's score (higher: earlier).")
     reason: int | None = Field(description="A movie the user rated highly that led here.")
     reason_title: str | None
-    new: bool = Field(description="A new movie, placed from its content.")
+    new: bool = Field(description="A movie the models place from its content (too few ratings).")
+    fresh: bool = Field(
+        default=False,
+        description="A recent release: within two years of the data's latest rating.",
+    )
     by_title: bool = Field(
         default=False,
         description="The reason is a film whose title this new movie shares (a sequel's "
@@ -100,8 +104,12 @@ class Recommended(Movie):
 
 
 NEW_FOR_YOU_HELP = (
-    'The "New for you" row: movies the models do not know yet, by their fit for the user, '
-    "the latest releases first."
+    'The "New for you" row: recent releases the models cannot place from ratings yet, by '
+    "their fit for the user."
+)
+LITTLE_KNOWN_HELP = (
+    "Older films with too few ratings for the models, by their fit for the user (after "
+    "the row's recent releases, up to the row's length)."
 )
 
 
@@ -110,12 +118,14 @@ class UserList(BaseModel):
     version: str = Field(description="The published serving version the list comes from.")
     items: list[Recommended]
     new_for_you: list[Recommended] = Field(description=NEW_FOR_YOU_HELP)
+    little_known: list[Recommended] = Field(description=LITTLE_KNOWN_HELP)
 
 
 class NewUserList(BaseModel):
     version: str
     items: list[Recommended]
     new_for_you: list[Recommended] = Field(description=NEW_FOR_YOU_HELP)
+    little_known: list[Recommended] = Field(description=LITTLE_KNOWN_HELP)
 
 
 class MoviePage(BaseModel):
@@ -226,10 +236,20 @@ def _recommended(catalog: Catalog, entries: list[dict[str, Any]]) -> list[dict[s
                 "reason": None if reason_row is None else int(reason),
                 "reason_title": None if reason_row is None else str(reason_row["display_title"]),
                 "new": bool(entry.get("new", False)),
+                "fresh": bool(entry.get("fresh", False)),
                 "by_title": bool(entry.get("by_title", False)),
             }
         )
     return out
+
+
+def _row(catalog: Catalog, row: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """A user's row of movies placed from their content, under its two names: the recent
+    releases (new_for_you) and the older films (little_known)."""
+    return {
+        "new_for_you": _recommended(catalog, [e for e in row if e.get("fresh")]),
+        "little_known": _recommended(catalog, [e for e in row if not e.get("fresh")]),
+    }
 
 
 def _invalid(where: tuple[str, str], message: str, value: Any) -> RequestValidationError:
@@ -416,7 +436,7 @@ def create_app(home: Path | None = None) -> FastAPI:
             "user_id": user_id,
             "version": version,
             "items": _recommended(catalog, entries),
-            "new_for_you": _recommended(catalog, row),
+            **_row(catalog, row),
         }
 
     def visitor_list(
@@ -446,7 +466,7 @@ def create_app(home: Path | None = None) -> FastAPI:
             "user_id": user_id,
             "version": published().version,
             "items": _recommended(catalog, entries),
-            "new_for_you": _recommended(catalog, model.new_for_you(rated, genres=genres)),
+            **_row(catalog, model.new_for_you(rated, genres=genres)),
         }
 
     @api.post(
@@ -471,7 +491,7 @@ def create_app(home: Path | None = None) -> FastAPI:
         return {
             "version": version,
             "items": _recommended(catalog, entries),
-            "new_for_you": _recommended(catalog, row),
+            **_row(catalog, row),
         }
 
     @api.get("/movies", response_model=MoviePage, tags=["movies"])

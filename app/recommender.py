@@ -576,6 +576,7 @@ class FoldIn:
                 "new": True,
                 "row": files.NEW_FOR_YOU,
                 **({"by_title": True} if by_title else {}),
+                **({"fresh": True} if new.row.fresh[p] else {}),
             }
             for p, s, v, r, by_title in zip(
                 picks.positions[0][found],

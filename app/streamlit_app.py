@@ -71,8 +71,9 @@ STYLE = """
 .cm-tags {color: #7f8296; font-size: 0.75rem; margin-top: 2px}
 .cm-stars {color: #f5c518; font-size: 0.9rem; margin-top: 6px}
 .cm-why {color: #c9cad6; font-size: 0.8rem; font-style: italic; margin-top: 6px}
-.cm-new {background: #2e7d32; color: #fff; border-radius: 4px; font-size: 0.7rem;
+.cm-new, .cm-rare {background: #2e7d32; color: #fff; border-radius: 4px; font-size: 0.7rem;
          font-weight: 600; padding: 1px 6px; margin-left: 6px; vertical-align: middle}
+.cm-rare {background: #4a4d5e}
 </style>
 """
 
@@ -130,8 +131,15 @@ def card(
         if poster
         else f'<div class="cm-placeholder" aria-label="no poster">{FILM_ICON}</div>'
     )
+    # Placed from its content: a recent release is New; an older film is little known.
     new = rec is not None and bool(rec.get("new"))
-    badge = '<span class="cm-new" title="Too new for the ratings to say">New</span>' if new else ""
+    fresh = new and bool(rec.get("fresh"))
+    badge = ""
+    if fresh:
+        badge = '<span class="cm-new" title="A recent release, too new for the ratings">New</span>'
+    elif new:
+        badge = '<span class="cm-rare" title="Too few ratings for the models">Little known</span>'
+
     lines = [f'<div class="cm-title">{title}{badge}</div>']
     lines.append(f'<div class="cm-meta">{esc(" · ".join(movie.get("genres") or []))}</div>')
     if tags := list(movie.get("tags") or []):
@@ -141,16 +149,17 @@ def card(
     count = int(movie.get("rating_count") or 0)
     lines.append(f'<div class="cm-meta">{community_line(movie.get("avg_rating"), count)}</div>')
     if rec is not None:
+        what = "New" if fresh else "Little known"
         if new and reason and rec.get("by_title"):
             # A film of the same title: the one it follows, or (older) its original.
             later = year is not None and reason_year is not None and year >= reason_year
             relation = "it follows" if later else "it shares its title with"
-            why = f"New, and {relation} {esc(reason)}, which you rated highly"
+            why = f"{what}, and {relation} {esc(reason)}, which you rated highly"
         elif new:
             why = (
-                f"New, and like {esc(reason)}, which you rated highly"
+                f"{what}, and like {esc(reason)}, which you rated highly"
                 if reason
-                else "New, and like what you watch"
+                else f"{what}, and like what you watch"
             )
         else:
             why = f"Because you rated {esc(reason)} highly" if reason else "Popular with viewers"
@@ -476,12 +485,24 @@ def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None
 
 
 def new_for_you_row(catalog: Catalog, row: list[dict[str, Any]]) -> None:
-    """The "New for you" row under a list: movies too new for the ratings to say."""
-    if not row:
-        return
-    st.subheader("New for you")
-    st.caption("Too new for the ratings to say: picked from what they are, and their titles.")
-    show_cards(catalog, row, recommended=True)
+    """The row under a list, movies the models cannot place from ratings, under two true
+    headings: the recent releases ("New for you"), then older films with few ratings."""
+    fresh = [entry for entry in row if entry.get("fresh")]
+    older = [entry for entry in row if not entry.get("fresh")]
+    if fresh:
+        st.subheader("New for you")
+        st.caption(
+            "Recent releases, too new for the ratings to say: picked from what they are, "
+            "and their titles."
+        )
+        show_cards(catalog, fresh, recommended=True)
+    if older:
+        st.subheader("Little known, for you")
+        st.caption(
+            "Older films with too few ratings for the models: picked from what they are, "
+            "and their titles."
+        )
+        show_cards(catalog, older, recommended=True)
 
 
 def search(home: Path, catalog: Catalog, version: str) -> None:

@@ -495,6 +495,7 @@ def test_serving_json_has_every_user_and_only_unrated_movies(synthetic_models_ru
                    for r in row)  # fmt: skip
         tiers = [r["movieId"] not in fresh_ids for r in row]
         assert tiers == sorted(tiers)
+        assert [not r.get("fresh", False) for r in row] == tiers  # "New" only when it is
         for tier in (False, True):
             fits = [r["score"] for r, old in zip(row, tiers, strict=True) if old == tier]
             assert fits == sorted(fits, reverse=True)
@@ -648,6 +649,12 @@ def test_real_a_movie_added_to_the_catalog_reaches_the_users_who_like_its_kind(r
     }
     assert len(entries) >= 5
     assert all(entry["new"] and entry["reason"] is not None for entry in entries.values())
+    # "New" is a recent release, nothing else: an old film with no rating is not.
+    latest = lakehouse.read(keys.TRAIN).agg({"rated_at": "max"}).first()[0]
+    for entry in (e for row in rows.values() for e in row):
+        year = catalog.loc[entry["movieId"], "release_year"]
+        assert bool(entry.get("fresh")) == (year >= latest.year - 1), (entry, year)
+    assert not any(entry.get("fresh") for entry in entries.values())  # the 1946 film
     reached = np.isin(user_ids, list(entries))
     assert reached.mean() <= lakehouse.read(keys.CONTENT_MODEL).first()["row_share"] + 1e-9
     top = [e for entries in served_json(home).values() for e in files.split_rows(entries)[0]]

@@ -31,6 +31,7 @@ from cinematch_assets.ml.lists.recommend import model_items, new_for_you_lists, 
 from cinematch_assets.ml.models import artifacts
 from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.resources.io_manager import ALLOW_SCHEMA_EVOLUTION
 from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.storage import app_ratings, model_factors
 from cinematch_assets.storage import serving_files as files
@@ -180,7 +181,10 @@ def serving_recommendations(
     "user (the content model's score on the user's own scale, plus a title like one they "
     "rated highly), each offered to its exploration budget's share of users, the latest "
     "releases first, none predicted below the star floor (userId, rank, movieId, score, "
-    "pred_rating, reason, by_title: the reason is a film whose title it shares).",
+    "pred_rating, reason, by_title: the reason is a film whose title it shares; fresh: a "
+    "recent release, the others older films with too few ratings).",
+    # `fresh` joined the table: older homes' tables change shape.
+    metadata={ALLOW_SCHEMA_EVOLUTION: True},
     **SERVING,
 )
 def serving_new_for_you(
@@ -195,6 +199,7 @@ def serving_new_for_you(
         F.countDistinct("userId").alias("users"),
         F.countDistinct("movieId").alias("movies"),
         F.avg(F.col("by_title").cast("double")).alias("by_title"),
+        F.avg(F.col("fresh").cast("double")).alias("fresh"),
     ).first()
     seconds = time.perf_counter() - started
     context.log.info(f"New for you: {summary['rows']:,} rows in {seconds:.1f} s")
@@ -206,6 +211,7 @@ def serving_new_for_you(
             "share_of_users_with_a_row": round(summary["users"] / max(users, 1), 4),
             "movies_shown": summary["movies"],
             "share_by_title": round(summary["by_title"] or 0.0, 4),
+            "share_fresh": round(summary["fresh"] or 0.0, 4),
             "scoring_seconds": round(seconds, 1),
         },
     )

@@ -19,7 +19,8 @@ PROFILE_SIZE = 10
 SHARD_INPUT = pa.schema(
     [("shard", pa.int32()), ("userId", pa.int32()), ("rank", pa.int32()), ("movieId", pa.int32()),
      ("score", pa.float32()), ("pred_rating", pa.float32()), ("reason", pa.int32()),
-     ("new", pa.bool_()), ("row", pa.int32()), ("by_title", pa.bool_()), ("stars", pa.float32())]
+     ("new", pa.bool_()), ("row", pa.int32()), ("by_title", pa.bool_()), ("fresh", pa.bool_()),
+     ("stars", pa.float32())]
 )  # fmt: skip
 # The rows of a user's served entries, in their order: the top-n, then "New for you"; and
 # the user's own ratings (`stars`), which go beside the lists, not in them.
@@ -108,8 +109,9 @@ def write_json_shards(
 ) -> list[Row]:
     """The serving JSON of `recommendations` (userId, rank, movieId, pred_rating, score,
     reason, new: marked only when true) and then each user's `new_for_you` row (the same
-    columns but `new`, and by_title), its entries marked "row": "new_for_you" (and
-    "by_title" when the reason is a film whose title it shares), one file per shard
+    columns but `new`, and by_title, fresh), its entries marked "row": "new_for_you" (and
+    "by_title" when the reason is a film whose title it shares, "fresh" for a recent
+    release), one file per shard
     (userId modulo `shards`), with each listed user's `ratings` (userId, movieId, rating)
     beside it, written by the executors into `directory` (a path every executor sees, as
     the lake is). Returns (shard, users, bytes) per file."""
@@ -138,7 +140,7 @@ def write_json_shards(
                 mine.column("stars").to_numpy().astype(np.float64),
             )
             lists: dict[str, list[dict]] = {}
-            for user, movie, stars, score, reason, new, row, by_title in zip(
+            for user, movie, stars, score, reason, new, row, by_title, fresh in zip(
                 rows.column("userId").to_pylist(),
                 rows.column("movieId").to_pylist(),
                 pc.round(rows.column("pred_rating").cast(pa.float64()), 2).to_pylist(),
@@ -147,12 +149,14 @@ def write_json_shards(
                 rows.column("new").fill_null(False).to_pylist(),
                 rows.column("row").to_pylist(),
                 rows.column("by_title").fill_null(False).to_pylist(),
+                rows.column("fresh").fill_null(False).to_pylist(),
                 strict=True,
             ):
                 entry = {"movieId": movie, "pred_rating": stars, "score": score, "reason": reason}
                 entry |= {"new": True} if new else {}
                 entry |= {"row": NEW_FOR_YOU} if row == NEW_FOR_YOU_ROW else {}
                 entry |= {"by_title": True} if by_title else {}
+                entry |= {"fresh": True} if fresh else {}
                 lists.setdefault(str(user), []).append(entry)
             size = write_json_shard(Path(target), int(shard), lists, given)
             written.append((int(shard), len(lists), size))
@@ -165,14 +169,15 @@ def write_json_shards(
     no_stars = F.lit(None).cast("float").alias("stars")
     entries = recommendations.select(
         "userId", "rank", "movieId", "score", "pred_rating", "reason", "new",
-        F.lit(TOP_ROW).alias("row"), F.lit(False).alias("by_title"), no_stars,
+        F.lit(TOP_ROW).alias("row"), F.lit(False).alias("by_title"), F.lit(False).alias("fresh"),
+        no_stars,
     )  # fmt: skip
     if new_for_you is not None:
         entries = entries.unionByName(
             new_for_you.select(
                 "userId", "rank", "movieId", "score", "pred_rating", "reason",
                 F.lit(True).alias("new"), F.lit(NEW_FOR_YOU_ROW).alias("row"), "by_title",
-                no_stars,
+                "fresh", no_stars,
             )
         )  # fmt: skip
     if ratings is not None:
@@ -182,7 +187,8 @@ def write_json_shards(
                 "userId", F.lit(0).alias("rank"), "movieId", nothing.cast("float").alias("score"),
                 nothing.cast("float").alias("pred_rating"), nothing.cast("int").alias("reason"),
                 F.lit(False).alias("new"), F.lit(RATED_ROW).alias("row"),
-                F.lit(False).alias("by_title"), F.col("rating").cast("float").alias("stars"),
+                F.lit(False).alias("by_title"), F.lit(False).alias("fresh"),
+                F.col("rating").cast("float").alias("stars"),
             )
         )  # fmt: skip
     keyed = entries.select(

@@ -307,21 +307,29 @@ def test_text_from_the_url_and_from_data_stays_text(app_url, browser):
 
 
 def test_a_new_movie_shows_with_its_badge_and_reason(app_url, browser):
-    """Movies too new for the ratings to say, in a user's "New for you" row under their
-    top 10: a New badge and a reason in words; and the movie added to the release with
-    no rating is in Search."""
+    """Movies the models place from their content, in a user's row under their top 10:
+    a recent release under "New for you" with a New badge, an older film under "Little
+    known, for you" with no New badge, each with a reason in words; and the movie added
+    to the release with no rating is in Search."""
     url, home = app_url
-    user, row = next((u, split_rows(entries)[1]) for u, entries in served_json(home).items()
-                     if split_rows(entries)[1])  # fmt: skip
+    both = [(u, split_rows(entries)[1]) for u, entries in served_json(home).items()]
+    user, row = next(
+        ((u, row) for u, row in both if {bool(e.get("fresh")) for e in row} == {True, False}),
+        next((u, row) for u, row in both if row),
+    )
     browser.get(f"{url}/?user={user}")
     settled(browser)
     assert len(visible_cards(browser)) == 10
-    assert "New for you" in browser.find_element("css selector", "body").text
-    fresh = row_cards(browser)
-    assert len(fresh) == len(row)
-    assert all(c.find_elements("css selector", ".cm-new") for c in fresh)
-    assert all("New, and" in c.text for c in fresh), [c.text for c in fresh]
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", fresh[0])
+    page = browser.find_element("css selector", "body").text
+    cards = row_cards(browser)
+    assert len(cards) == len(row)
+    for card, entry in zip(cards, sorted(row, key=lambda e: not e.get("fresh")), strict=True):
+        fresh = bool(entry.get("fresh"))
+        assert bool(card.find_elements("css selector", ".cm-new")) is fresh, card.text
+        assert ("New, and" if fresh else "Little known, and") in card.text, card.text
+    assert ("New for you" in page) is any(e.get("fresh") for e in row)
+    assert ("Little known, for you" in page) is (not all(e.get("fresh") for e in row))
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", cards[0])
     shot(browser, "7-new-for-you")
 
     open_tab(browser, "Search")

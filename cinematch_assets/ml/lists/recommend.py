@@ -40,10 +40,11 @@ from cinematch_assets.ml.models.rating import RatingModel
 LIST_SCHEMA = (
     "userId int, rank int, movieId int, score float, pred_rating float, reason int, new boolean"
 )
-# The "New for you" row: `by_title` marks a reason that is a film whose title it shares.
+# The "New for you" row: `by_title` marks a reason that is a film whose title it shares,
+# `fresh` a recent release (the others: older films with too few ratings for the models).
 NEW_FOR_YOU_SCHEMA = (
     "userId int, rank int, movieId int, score float, pred_rating float, reason int, "
-    "by_title boolean"
+    "by_title boolean, fresh boolean"
 )  # fmt: skip
 
 
@@ -300,9 +301,11 @@ def new_for_you_lists(
                     pa.array(picks.stars[found].astype(np.float32)),
                     pa.array(items.movie_ids[reasons.clip(0)].astype(np.int32), mask=reasons < 0),
                     pa.array(picks.by_title[found]),
+                    pa.array(new.row.fresh[picks.positions[found]]),
                 ],
-                names=["userId", "rank", "movieId", "score", "pred_rating", "reason", "by_title"],
-            )
+                names=["userId", "rank", "movieId", "score", "pred_rating", "reason", "by_title",
+                       "fresh"],
+            )  # fmt: skip
 
     users = ranking_users.select("userId", "features")
     return _with_history(users, history, rating_users).mapInArrow(rows, NEW_FOR_YOU_SCHEMA)
