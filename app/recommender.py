@@ -505,13 +505,31 @@ class FoldIn:
         """Positions of the ids the models know (-1 for the others)."""
         return position_of(self.movie_ids, movie_ids)
 
+    @property
+    def _new_ids(self) -> np.ndarray:
+        return self.items.new.movie_ids if self.items.new is not None else np.zeros(0, np.int64)
+
+    def can_take(self, movie_ids: list[int]) -> np.ndarray:
+        """Which of `movie_ids` a rating can count for: the movies the models know, and
+        the new ones they place from their content."""
+        return (self.positions(movie_ids) >= 0) | (position_of(self._new_ids, movie_ids) >= 0)
+
+    def placed_by_content(self, movie_id: int) -> bool:
+        """A movie the models place from its content (too few ratings to know it)."""
+        return bool(position_of(self._new_ids, [movie_id])[0] >= 0)
+
     def ranking_factor(self, positions: np.ndarray, stars: np.ndarray) -> np.ndarray:
         """The ranking model's factor for a user who gave `stars` to the movies at
-        `positions`: a liked-enough movie is a preference, a disliked one counts against
+        `positions` (see `_ranking_factor`)."""
+        return self._ranking_factor(self.items.ranking_items[positions], stars)
+
+    def _ranking_factor(self, movies: np.ndarray, stars: np.ndarray) -> np.ndarray:
+        """The ranking model's factor for a user who gave `stars` to movies of these
+        factors: a liked-enough movie is a preference, a disliked one counts against
         (`preference_values`); confidence 1 + alpha (a new user's ratings are recent, so
         their decay weight is 1)."""
         return solve_implicit(
-            self.items.ranking_items[positions],
+            movies,
             preference_values(stars),
             self.gram,
             self.items.ranking_reg_param,
@@ -520,15 +538,35 @@ class FoldIn:
 
     def _block(self, ratings: dict[int, float]) -> tuple[UserBlock, int]:
         """A brand-new user as a block of one, folded into the models from `ratings`
-        (movieId -> stars), and how many of them say "more like this"."""
-        at = self.positions(list(ratings))
-        positions = at[at >= 0]
-        stars = np.asarray(list(ratings.values()), dtype=np.float64)[at >= 0]
+        (movieId -> stars), and how many of them say "more like this". A rating of a
+        movie the models place from its content counts through its placed terms; the
+        block's rated movies (left out of the list, the reasons' source) are the known
+        ones."""
+        ids = list(ratings)
+        given = np.asarray(list(ratings.values()), dtype=np.float64)
+        at = self.positions(ids)
+        known = at >= 0
+        positions, stars = at[known], given[known]
+        items, rating = self.items, self.items.rating
+        ranking_rows, bias_rows, factor_rows = (
+            items.ranking_items[positions], rating.item_bias[positions],
+            rating.item_factors[positions],
+        )  # fmt: skip
+        if (new := items.new) is not None:
+            placed = position_of(new.movie_ids, ids)
+            used = ~known & (placed >= 0)
+            rows = placed[used]
+            ranking_rows = np.concatenate([ranking_rows, new.ranking_items[rows]])
+            bias_rows = np.concatenate([bias_rows, new.rating_bias[rows]])
+            factor_rows = np.concatenate([factor_rows, new.rating_items[rows]])
+            given = np.concatenate([stars, given[used]])
+        else:
+            given = stars
         # Only movies the user wanted more of make the list personal.
-        wanted = int((preference_values(stars) > 0).sum())
-        rank = self.items.ranking_items.shape[1]
-        factor = self.ranking_factor(positions, stars) if wanted else np.zeros(rank)
-        bias, star_factor = self.items.rating.fold_in(positions, stars)
+        wanted = int((preference_values(given) > 0).sum())
+        rank = items.ranking_items.shape[1]
+        factor = self._ranking_factor(ranking_rows, given) if wanted else np.zeros(rank)
+        bias, star_factor = rating.fold_in_on(bias_rows, factor_rows, given)
         block = UserBlock(
             user_ids=np.zeros(1, dtype=np.int64),
             factors=factor[None, :].astype(np.float32),
@@ -542,7 +580,7 @@ class FoldIn:
 
     def _of_genres(self, genres: Sequence[str], *, new: bool = False) -> np.ndarray:
         """Which known movies (or, with `new`, which new movies) have one of `genres`."""
-        new_ids = self.items.new.movie_ids if self.items.new is not None else ()
+        new_ids = self._new_ids
         masks, size = (self.new_genres, len(new_ids)) if new else (self.genres, len(self.movie_ids))
         of_genres = np.zeros(size, dtype=bool)
         for genre in genres:

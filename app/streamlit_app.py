@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import plotly.io as pio
 import streamlit as st
 
@@ -421,7 +422,7 @@ def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None
     st.markdown("Rate a few movies you have seen (or pick genres) and get a list at once.")
     query = st.text_input("Find a movie you have seen", key="new_query", placeholder="matrix")
     found = catalog.search(query, n=200)
-    found = found[foldin.positions(found["movieId"].tolist()) >= 0].head(20)
+    found = found[foldin.can_take(found["movieId"].tolist())].head(20)
     if len(found):
         left, middle, right = st.columns([3, 2, 1])
         choice = left.selectbox(
@@ -438,7 +439,7 @@ def new_here(home: Path, catalog: Catalog, foldin: FoldIn, version: str) -> None
         ):
             rated.update(rating)
     elif query:
-        st.info("No movie the models know matches that title.")
+        st.info("No movie to rate matches that title.")
     left, right = st.columns([3, 1])
     genres = left.multiselect("Favourite genres (optional)", catalog.genres, key="new_genres")
     with right:
@@ -505,7 +506,7 @@ def new_for_you_row(catalog: Catalog, row: list[dict[str, Any]]) -> None:
         show_cards(catalog, older, recommended=True)
 
 
-def search(home: Path, catalog: Catalog, version: str) -> None:
+def search(home: Path, catalog: Catalog, foldin: FoldIn | None, version: str) -> None:
     left, right = st.columns([2, 2])
     query = left.text_input("Title", key="search_query", placeholder="amelie")
     genres = right.multiselect("Genres", catalog.genres, key="search_genres")
@@ -518,16 +519,28 @@ def search(home: Path, catalog: Catalog, version: str) -> None:
     )
     st.subheader(f"{heading} (Bayesian average)")
     show_cards(catalog, found.to_dict("records"), recommended=False)
-    # A rating here joins the ones under New here (saved at once for an account holder).
-    rating = rate_control(catalog, [int(m) for m in found["movieId"]], "search")
+    if foldin is None:  # the models' side is unreadable: nothing could take a rating
+        return
+    # A rating here joins the ones under New here (saved at once for an account holder),
+    # by the same rule: the movies the models know or place from their content.
+    ids = np.asarray(found["movieId"], dtype=np.int64)
+    rating = rate_control(catalog, ids[foldin.can_take(ids.tolist())].tolist(), "search")
     if rating and (
         st.session_state.get("account") is None or save_ratings(home, catalog, rating, version)
     ):
         st.session_state.setdefault("new_ratings", {}).update(rating)
-        st.session_state["search_rated"] = catalog.label(next(iter(rating)))
+        st.session_state["search_rated"] = next(iter(rating))
         st.rerun()  # New here, drawn before this tab, takes the rating in
-    if rated := st.session_state.pop("search_rated", None):
-        st.success(f"Rated {plain(rated)}: your list under **New here** takes it in.")
+    if (rated := st.session_state.pop("search_rated", None)) is not None:
+        st.success(rated_message(catalog, foldin, rated))
+
+
+def rated_message(catalog: Catalog, foldin: FoldIn, movie_id: int) -> str:
+    """What a rating given in Search does, truly."""
+    said = f"Rated {plain(catalog.label(movie_id))}: your list under **New here** takes it in"
+    if foldin.placed_by_content(movie_id):
+        return said + ", through its genres and tags (too few people rated it for the models)."
+    return said + "."
 
 
 def insights(home: Path, catalog: Catalog | None) -> None:
@@ -652,7 +665,7 @@ def main() -> None:
             show(new_here, (home, None), catalog, foldin, (version, None))
     if find.open:
         with find:
-            show(search, (home, None), catalog, (version, None))
+            show(search, (home, None), catalog, (foldin[0], None), (version, None))
     if numbers.open:
         with numbers:
             show(insights, (home, None), (catalog[0], None))

@@ -10,9 +10,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scipy import sparse
 
-from cinematch_assets.ml.lists.build import ModelItems
+from cinematch_assets.ml.lists.build import ModelItems, NewMovies, NewRow
 from cinematch_assets.ml.models.foldin import RatingTerms
+from cinematch_assets.ml.models.titles import TitleLinks
 from cinematch_assets.reports.charts import write_report
 from cinematch_assets.storage import model_factors, report_files
 from cinematch_assets.storage import serving_files as files
@@ -79,7 +81,20 @@ def write_serving_artifacts(home: Path) -> dict:
     catalog = catalog_frame()
     files.serving_root(home).mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(catalog, preserve_index=False), files.catalog_path(home))
-    ids = catalog["movieId"].to_numpy(np.int64)[:-2]  # the last two movies: not in the models
+    ids = catalog["movieId"].to_numpy(np.int64)[:-2]
+    # The last two movies have too few ratings for the models: placed from their content,
+    # the older one little known, the last one a recent release.
+    new_ids = catalog["movieId"].to_numpy(np.int64)[-2:]
+    new = NewMovies(
+        new_ids,
+        rng.normal(size=(2, RANK)).astype(np.float32),
+        np.zeros(2, np.float32),
+        rng.normal(scale=0.3, size=(2, RANK)).astype(np.float32),
+        threshold=np.inf,
+        slots=0,
+        row=NewRow(N, np.full(2, -np.inf, np.float32), np.array([False, True]),
+                   TitleLinks(sparse.csr_matrix((2, len(ids)), dtype=np.float32)), 0.0),
+    )  # fmt: skip
     items = ModelItems(
         movie_ids=ids,
         ranking_items=rng.normal(size=(len(ids), RANK)).astype(np.float32),
@@ -95,6 +110,7 @@ def write_serving_artifacts(home: Path) -> dict:
             bias_damping=3.0,
             nonnegative=False,
         ),
+        new=new,
     )
     model_factors.write_model_factors(items, files.factors_path(home))
     # Each user's whole history: 15 movies, the first five their favourites.

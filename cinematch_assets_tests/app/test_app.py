@@ -126,7 +126,7 @@ def test_new_user_fold_in(app_module, home):
     assert [counts[r["movieId"]] for r in popular] == sorted(
         counts.loc[foldin.movie_ids].nlargest(5).tolist(), reverse=True
     )
-    rated = {1: 5.0, 2: 4.5, 7: 1.0, 40: 5.0}  # movie 40 is not in the models: ignored
+    rated = {1: 5.0, 2: 4.5, 7: 1.0, 40: 5.0}  # movie 40 is placed from its content
     recs = foldin.recommend(rated, n=N)
     assert len(recs) == N
     assert not {r["movieId"] for r in recs} & set(rated)
@@ -539,6 +539,32 @@ def test_an_account_holder_rates_on_for_you_and_it_is_saved(app_env, tmp_path, m
     assert not at.exception
     assert app_ratings.saved_ratings(home, user, key) == {**mine, picked: 4.0}
     assert "saved" in " ".join(c.value for c in at.caption)
+
+
+def test_a_movie_placed_from_its_content_takes_a_rating_by_one_rule(app_env):
+    """Search and New here offer the same movies to rate: those the models know and
+    those they place from their content (movie 39 here), and the message is true: a
+    placed movie's rating moves the list, through its genres and tags."""
+    foldin, placed = open_foldin(app_env), 39
+    assert foldin.placed_by_content(placed) and foldin.can_take([placed]).all()
+    assert foldin.recommend({placed: 5.0}, n=N) != foldin.recommend({}, n=N)
+    label = open_catalog(app_env).label(placed)
+    at = run_app("Search")
+    at.text_input(key="search_query").input(label.split(" (")[0]).run()
+    assert label in at.selectbox(key="search_movie").options
+    at.selectbox(key="search_movie").select(placed).run()
+    at.button(key="search_rate").click().run()
+    assert not at.exception
+    said = " ".join(m.value for m in at.success)
+    assert "takes it in, through its genres and tags" in said
+    shown = cards(open_tab(at, "New here"), "New here")
+    expected = foldin.recommend({placed: 4.0}, n=N)
+    titles = open_catalog(app_env).movies.set_index("movieId")["display_title"]
+    assert [html.unescape(c.split('cm-title">')[1].split(" (")[0]) for c in shown] == [
+        titles[e["movieId"]] for e in expected
+    ]
+    at.text_input(key="new_query").input(label.split(" (")[0]).run()
+    assert label in at.selectbox(key="new_movie").options
 
 
 def test_rating_in_search_joins_new_here(app_env):

@@ -106,7 +106,7 @@ def test_rating_terms_fold_in_the_bias_then_the_residual():
     assert predicted.min() >= 0.5 and predicted.max() <= 5.0
     assert predicted[0] > predicted[1]  # the 5-star movie stays above the 3-star one
     user_mean = RatingTerms(3.5, np.zeros(3), items, 0.1, "user_mean", 0.0, True)
-    assert user_mean.user_bias(positions, stars) == 4.0
+    assert user_mean.user_bias(user_mean.item_bias[positions], stars) == 4.0
 
 
 def test_reason_is_the_most_similar_liked_movie():

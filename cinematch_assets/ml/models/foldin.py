@@ -99,24 +99,31 @@ class RatingTerms:
     bias_damping: float
     nonnegative: bool
 
-    def user_bias(self, positions: np.ndarray, stars: np.ndarray) -> float:
-        """The bias the model would learn for these ratings (a new user's ratings are
-        all recent, so a decay weight would be 1 for each)."""
+    def user_bias(self, movie_bias: np.ndarray, stars: np.ndarray) -> float:
+        """The bias the model would learn for `stars` given to movies of these biases (a
+        new user's ratings are all recent, so a decay weight would be 1 for each)."""
         if len(stars) == 0 or self.variant == "none":
             return 0.0
         if self.variant == "user_mean":
             return float(np.mean(stars))
-        residual = stars - self.global_mean - self.item_bias[positions]
+        residual = stars - self.global_mean - movie_bias
         return float(residual.sum() / (self.bias_damping + len(stars)))
 
     def fold_in(self, positions: np.ndarray, stars: np.ndarray) -> tuple[float, np.ndarray]:
         """(user bias, user factor) for ratings `stars` of the movies at `positions`."""
         positions = np.asarray(positions, dtype=np.int64)
+        return self.fold_in_on(self.item_bias[positions], self.item_factors[positions], stars)
+
+    def fold_in_on(
+        self, movie_bias: np.ndarray, movie_factors: np.ndarray, stars: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        """(user bias, user factor) for `stars` given to movies with these terms: the
+        model's own, or a new movie's placed from its content."""
         stars = np.asarray(stars, dtype=np.float64)
-        bias = self.user_bias(positions, stars)
-        targets = stars - self.global_mean - bias - self.item_bias[positions]
+        bias = self.user_bias(movie_bias, stars)
+        targets = stars - self.global_mean - bias - movie_bias
         factor = solve_explicit(
-            self.item_factors[positions], targets, self.reg_param, nonnegative=self.nonnegative
+            movie_factors, targets, self.reg_param, nonnegative=self.nonnegative
         )
         return bias, factor
 
