@@ -69,6 +69,7 @@ BENCH_SERVING_HOME ?= $(CINEMATCH_HOME)/benchmarks/serving-home
 
 bench: install java  ## time the product and studies jobs (MovieLens copy, synthetic data), content vectors and serving at ML-33M's shape
 	$(if $(BENCH_LOCAL),$(BIN)/python -m benchmarks.pipeline --local $(BENCH_LOCAL))
+	$(if $(BENCH_LOCAL),$(BIN)/python -m benchmarks.sequels --archive $(BENCH_LOCAL))
 	for variant in $(BENCH_VARIANTS); do \
 	  $(BIN)/python -m benchmarks.pipeline --variant $$variant --als-iterations || exit 1; done
 	$(BIN)/python -m benchmarks.content

@@ -548,12 +548,14 @@ def test_folding_a_training_user_back_in_gives_their_list(synthetic_models_run):
 ADDED_MOVIE_ID = 1_000_000
 ADDED_MOVIE = f"{ADDED_MOVIE_ID},Sing Along Sky (1946),Animation|Children|Musical"
 ADDED_MOVIE_TAGS = ("Disney", "animation", "musical")
-SEQUEL_ID, UNRELATED_ID = 1_000_001, 1_000_002
+SEQUEL_ID, UNRELATED_ID, NAMESAKE_ID = 1_000_001, 1_000_002, 1_000_003
 FRANCHISE = (1, 3114, 78499)  # Toy Story, Toy Story 2, Toy Story 3
 SEQUEL_GENRES = "Adventure|Animation|Children|Comedy|Fantasy"
+THE_GAME = 1625  # The Game (1997): Drama|Mystery|Thriller
 ADDED_RELEASES = (
     f"{SEQUEL_ID},Toy Story 4 (2019),{SEQUEL_GENRES}",
     f"{UNRELATED_ID},Paper Lanterns (2019),{SEQUEL_GENRES}",
+    f"{NAMESAKE_ID},Game Night (2018),Action|Comedy|Crime|Horror",
 )
 RELEASE_TAGS = ((1, "pixar"), (2, "pixar"), (3, "animation"))
 
@@ -590,7 +592,7 @@ def test_real_movielens_counts(real_run):
         return lakehouse.describe(list(key)).num_rows
 
     assert rows("bronze", "ratings") == 105_339
-    assert rows("bronze", "movies") == 10_329 + 3  # the added movies
+    assert rows("bronze", "movies") == 10_329 + 4  # the added movies
     assert rows("bronze", "links") == 10_329
     assert rows("bronze", "tags") == 6_138 + len(ADDED_MOVIE_TAGS) + 2 * len(RELEASE_TAGS)
     for table in ("ratings", "movies", "links", "tags"):
@@ -703,6 +705,12 @@ def test_real_an_unrated_sequel_is_new_for_the_fans_of_its_franchise(real_run):
         entry = next(e for e in rows[user] if e["movieId"] == SEQUEL_ID)
         assert entry.get("by_title") and entry["reason"] in FRANCHISE
         assert entry["pred_rating"] >= 3.0
+    # A namesake is no sequel: "Game Night" shares its first word and no genre with
+    # "The Game", so it never follows it.
+    linked = lakehouse.read(keys.NEW_MOVIE_FACTORS).where(f"movieId = {NAMESAKE_ID}").first()
+    assert THE_GAME not in linked["title_links"]
+    assert not any(e["movieId"] == NAMESAKE_ID and e.get("by_title")
+                   for row in rows.values() for e in row)  # fmt: skip
 
 
 def test_new_movies_are_placed_from_their_content(synthetic_models_run):

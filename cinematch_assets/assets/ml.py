@@ -487,6 +487,8 @@ def movie_content(
             "movie must reach to take a slot (the higher of the liked bar, from held-out "
             "movies, and the fill bar, from the slots new movies may fill), and how many "
             "slots.",
+            # The title links' genre rule joined the table: older homes' tables change shape.
+            metadata={ALLOW_SCHEMA_EVOLUTION: True},
             **ML,
         ),
         "items": AssetOut(
@@ -511,7 +513,7 @@ def content_model(
     movies: DataFrame,
 ):
     started = time.perf_counter()
-    titles = movies.select("movieId", "title_clean", "release_year").toPandas()
+    titles = movies.select("movieId", "title_clean", "release_year", "genres").toPandas()
     ranking = artifacts.read_ranking_model(lakehouse.read).model
     rating = artifacts.read_rating_model(lakehouse.read).model
     model = fit_new_movie_model(
@@ -530,11 +532,13 @@ def content_model(
         row=RowSettings(
             size=config.row_size,
             share=config.row_share,
+            title_weight=config.title_weight,
             min_title_similarity=config.min_title_similarity,
+            min_shared_genres=config.min_shared_genres,
             fresh_years=config.fresh_years,
         ),
         title_weights=config.title_weights,
-        titles=title_vectors(titles["movieId"], titles["title_clean"]),
+        titles=title_vectors(titles["movieId"], titles["title_clean"], titles["genres"]),
         release_years=titles.set_index("movieId")["release_year"],
     )
     searches = model.mapping.searches
@@ -552,6 +556,8 @@ def content_model(
         "row_share": config.row_share,
         "title_weight": model.row.title_weight,
         "min_title_similarity": config.min_title_similarity,
+        "min_shared_genres": config.min_shared_genres,
+        "title_weight_users": model.title_weight_search.users if model.title_weight_search else 0,
         "fresh_since": model.fresh_since,
         "fresh_new_movies": int(model.items["fresh"].sum()),
         "new_movies_sharing_a_title": int((model.items["title_links"].map(len) > 0).sum()),
@@ -582,12 +588,9 @@ def content_model(
             "ridge_search": MetadataValue.md(search_table.to_markdown(index=False)),
             "title_weight_search": MetadataValue.md(
                 pd.DataFrame(
-                    {
-                        "title_weight": list(model.title_weight_search),
-                        "validation_ndcg": list(model.title_weight_search.values()),
-                    }
+                    model.title_weight_search.table() if model.title_weight_search else []
                 ).to_markdown(index=False)
-            ),  # fmt: skip
+            ),
         },
     )
     yield Output(

@@ -167,14 +167,26 @@ class ContentModelConfig(Config):
     title_weights: list[float] = Field(
         default=[0.0, 0.5, 1.0, 2.0, 4.0],
         description="What a title like one the user rated highly may add to a new movie's "
-        "fit in the row, per unit of title similarity (z-score units; 0: titles ignored): "
-        "the one whose row order finds the known movies held out of the ridge best for "
-        "the users who liked them (validation NDCG@10).",
+        "fit in the row, per unit of title similarity (z-score units; [0]: titles ignored). "
+        "Validation scores each on the known movies held out of the ridge, for the users "
+        "who liked them and liked a film of the same title (NDCG@10); the prior, "
+        "title_weight, stands unless another beats it by more than twice the standard "
+        "error of their paired difference.",
+    )
+    title_weight: float = Field(
+        default=2.0,
+        description="The title weight validation must beat (the grid's nearest weight).",
     )
     min_title_similarity: float = Field(
         default=0.3,
         description="Titles less alike than this (cosine) are unrelated, as are titles "
         "that do not start with the same word.",
+    )
+    min_shared_genres: float = Field(
+        default=0.5,
+        description="Two films' titles link only when they share at least this share of "
+        "the fewer genres of the two: a sequel shares its franchise's genres, a namesake "
+        "does not.",
     )
     fresh_years: int = Field(
         default=2,

@@ -222,7 +222,7 @@ def cold_movies(
 ) -> Output:
     started = time.perf_counter()
     content_model = lakehouse.read(keys.CONTENT_MODEL).first()
-    titles = movies.select("movieId", "title_clean").toPandas()
+    titles = movies.select("movieId", "title_clean", "genres").toPandas()
     cold = cold_movie_evaluation(
         train,
         test,
@@ -233,11 +233,12 @@ def cold_movies(
         regs=content_model["regs"],
         k=config.k,
         seed=config.seed,
-        titles=title_vectors(titles["movieId"], titles["title_clean"]),
+        titles=title_vectors(titles["movieId"], titles["title_clean"], titles["genres"]),
         row=RowSettings(
             share=content_model["row_share"],
             title_weight=content_model["title_weight"],
             min_title_similarity=content_model["min_title_similarity"],
+            min_shared_genres=content_model["min_shared_genres"],
         ),
         parallelism=config.parallel_fits,
         log=context.log.info,

@@ -22,7 +22,7 @@ from cinematch_assets.ml.models.content import (
     held_out_mask,
     tune_ridge,
 )
-from cinematch_assets.ml.models.titles import title_links, title_phrases, title_vectors
+from cinematch_assets.ml.models.titles import main_title, title_links, title_phrases, title_vectors
 from cinematch_assets.ml.selection.cold import _top_k, _top_k_by_block
 
 MOVIES = pd.DataFrame(
@@ -192,6 +192,14 @@ def test_title_phrases_are_words_and_word_pairs_without_articles():
     assert title_phrases("Pride & Prejudice") == title_phrases("Pride and Prejudice")
     assert title_phrases("Rocky III") == title_phrases("Rocky 3") == {"rocky"}
     assert title_phrases(None) == set()
+    # The other titles MovieLens adds in parentheses are not the film's name.
+    assert title_phrases("Shrek Forever After (a.k.a. Shrek: The Final Chapter)") == {
+        "shrek", "forever", "after", "shrek forever", "forever after"
+    }  # fmt: skip
+    assert main_title("Evangelion: 2.0 You Can (Not) Advance (Evangerion: Ha)") == (
+        "Evangelion: 2.0 You Can (Not) Advance"
+    )
+    assert main_title("(500) Days of Summer") == "(500) Days of Summer"
 
 
 def test_a_sequel_is_close_to_its_franchise_and_a_common_word_is_not_enough():
@@ -216,3 +224,30 @@ def test_a_sequel_is_close_to_its_franchise_and_a_common_word_is_not_enough():
     norms = np.sqrt(vectors.matrix.multiply(vectors.matrix).sum(axis=1)).A1
     assert (norms <= 1 + 1e-6).all() and norms[np.searchsorted(vectors.movie_ids, 9)] > 0
     assert vectors.rows(np.array([99])).nnz == 0
+
+
+def test_titles_link_only_films_that_share_their_genres():
+    """A sequel shares its franchise's genres; a namesake does not: "Game Night" does not
+    follow "The Game", nor the 1950 "Dark City" the 1998 one."""
+    titles = {
+        1: ("Game, The", ["Drama", "Mystery", "Thriller"]),
+        2: ("Game Night", ["Action", "Comedy", "Crime", "Horror"]),
+        3: ("Dark City", ["Adventure", "Film-Noir", "Sci-Fi", "Thriller"]),
+        4: ("Dark City", ["Crime", "Drama", "Film-Noir", "Mystery"]),
+        5: ("Shrek 2", ["Adventure", "Animation", "Children", "Comedy", "Musical", "Romance"]),
+        6: ("Shrek Forever After", ["Adventure", "Animation", "Children", "Comedy", "Fantasy"]),
+        7: ("Game Night", []),  # genres unknown: the title decides
+    }
+    titles |= {100 + i: (f"Other{i} Words", ["Drama"]) for i in range(400)}
+    ids = list(titles)
+    vectors = title_vectors(ids, [t for t, _ in titles.values()], [g for _, g in titles.values()])
+    new, known = np.array([2, 4, 6, 7]), np.array([1, 3, 5])
+    by_title = title_links(vectors, new, known, 0.3).matrix.toarray() > 0
+    assert by_title[0, 0] and by_title[1, 1] and by_title[2, 2] and by_title[3, 0]
+    linked = title_links(vectors, new, known, 0.3, min_shared_genres=0.5).matrix.toarray() > 0
+    assert linked.tolist() == [
+        [False, False, False],  # Game Night / The Game: no genre in common
+        [False, False, False],  # Dark City 1950 / 1998: one of four
+        [False, False, True],  # Shrek Forever After / Shrek 2: four of five
+        [True, False, False],  # no genres to compare
+    ]

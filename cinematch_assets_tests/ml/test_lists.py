@@ -27,7 +27,11 @@ from cinematch_assets.ml.lists.build import (
     build_lists_each,
     zscore_rows,
 )
-from cinematch_assets.ml.lists.new_movies import audience_cuts, tune_title_weight
+from cinematch_assets.ml.lists.new_movies import (
+    TitleWeightSearch,
+    audience_cuts,
+    tune_title_weight,
+)
 from cinematch_assets.ml.models.ease import fit_ease, gram, kept_movies
 from cinematch_assets.ml.models.foldin import RatingTerms
 from cinematch_assets.ml.models.titles import TitleLinks
@@ -539,16 +543,37 @@ def test_the_title_weight_is_the_one_that_finds_the_held_out_movies_people_liked
     liked = [[u % 10, 50 + u % 10] for u in range(40)]
     users = block(liked)
 
-    def search(linked: np.ndarray) -> dict[float, float]:
+    def search(linked: np.ndarray) -> TitleWeightSearch:
         links = np.zeros((10, MOVIES), np.float32)
         links[np.arange(10), linked] = 1.0
         tuning = with_row(
             replace(new_movies(threshold=np.inf, count=10), ranking_items=known[tuning_at]),
             links=links,
         )
-        return tune_title_weight(users, tuning, tuning_at, scale, [0.0, 1.0, 4.0])
+        return tune_title_weight(users, tuning, tuning_at, scale, [0.0, 1.0, 4.0], default=1.0)
 
     right = search(np.arange(10))
-    assert right[4.0] > right[1.0] > right[0.0] and right[4.0] > 0.95
+    assert right.mean(4.0) > right.mean(1.0) > right.mean(0.0) and right.mean(4.0) > 0.95
+    assert right.users == 40 and right.chosen == 4.0
     wrong = search((np.arange(10) + 1) % 10)
-    assert wrong[0.0] > wrong[4.0]
+    assert wrong.mean(0.0) > wrong.mean(4.0) and wrong.chosen == 0.0
+    # Users none of whose liked movies shares a title with a held-out one cannot tell.
+    nobody = 20  # a known movie nobody liked
+    assert search(np.where(np.arange(10) < 5, np.arange(10), nobody)).users == 20
+    lonely = search(np.full(10, nobody))
+    assert lonely.users == 0 and lonely.chosen == 1.0
+
+
+def test_the_title_weight_moves_from_its_prior_only_on_evidence():
+    """A weight better than the prior by less than twice the paired standard error does
+    not replace it; one better by more does."""
+    rng = np.random.default_rng(3)
+    prior = rng.uniform(0, 1, 200)
+    noisy = prior + rng.normal(0.01, 0.2, 200)  # a hair better on average, mostly noise
+    search = TitleWeightSearch({0.0: noisy, 2.0: prior}, default=2.0)
+    gain, error = search.versus_default(0.0)
+    assert 0 < gain < 2 * error and search.chosen == 2.0
+    clear = TitleWeightSearch({0.0: prior + 0.05 + rng.normal(0, 0.01, 200), 2.0: prior}, 2.0)
+    assert clear.chosen == 0.0
+    assert [row["chosen"] for row in clear.table()] == [True, False]
+

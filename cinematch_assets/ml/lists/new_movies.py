@@ -6,7 +6,7 @@ slots. `selection.cold` tests the mapping on movies held out of training."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -44,13 +44,16 @@ from cinematch_assets.ml.models.titles import TitleLinks, TitleVectors, title_li
 class RowSettings:
     """How the "New for you" row is made (`build.NewRow`): its length, the share of users
     each new movie may reach (the exploration budget), the weight of a title like one the
-    user rated highly and the similarity below which titles are unrelated, and how many
-    of the latest years' releases count as fresh (ranked before older new movies)."""
+    user rated highly (the prior validation must beat), the similarity below which titles
+    are unrelated and the share of genres two films must have in common for their titles
+    to link, and how many of the latest years' releases count as fresh (ranked before
+    older new movies)."""
 
     size: int = 10
     share: float = 0.3
     title_weight: float = 2.0
     min_title_similarity: float = 0.3
+    min_shared_genres: float = 0.5
     fresh_years: int = 2
 
 
@@ -64,6 +67,57 @@ def without_self_links(links: TitleLinks, rows: np.ndarray, columns: np.ndarray)
     return TitleLinks(kept)
 
 
+@dataclass(frozen=True)
+class TitleWeightSearch:
+    """Each title weight's NDCG@k of the row's order on validation, per user for whom
+    titles can matter (`tune_title_weight`), and the weight chosen from them: `default`
+    (the prior) stands unless another beats it by more than twice the standard error of
+    their paired per-user difference, when the best of those that do is chosen. Where
+    few users can tell, noise never moves the weight (a release whose validation movies
+    rarely share a title with anything would otherwise pick 0 by chance)."""
+
+    per_user: dict[float, np.ndarray]
+    default: float
+
+    @property
+    def users(self) -> int:
+        return len(next(iter(self.per_user.values()), []))
+
+    def mean(self, weight: float) -> float:
+        values = self.per_user[weight]
+        return float(values.mean()) if len(values) else float("nan")
+
+    def versus_default(self, weight: float) -> tuple[float, float]:
+        """(mean, standard error) of the paired per-user difference from the default."""
+        difference = self.per_user[weight] - self.per_user[self.default]
+        if len(difference) < 2:
+            return float("nan"), float("nan")
+        return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+
+    @property
+    def chosen(self) -> float:
+        better = {}
+        for weight in self.per_user:
+            gain, error = self.versus_default(weight)
+            if weight != self.default and gain > 2 * error:
+                better[weight] = gain
+        return max(better, key=lambda w: (better[w], -w)) if better else self.default
+
+    def table(self) -> list[dict[str, float]]:
+        """Per weight: mean NDCG, its 95% interval's half-width, the paired difference
+        from the default and its standard error, and whether it is chosen."""
+        rows = []
+        for weight, values in self.per_user.items():
+            gain, error = self.versus_default(weight)
+            spread = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+            rows.append({
+                "title_weight": weight, "validation_ndcg": self.mean(weight),
+                "ci95": float(1.96 * spread), "vs_default": gain, "vs_default_se": error,
+                "chosen": weight == self.chosen,
+            })  # fmt: skip
+        return rows
+
+
 def tune_title_weight(
     sample: UserBlock,
     tuning: NewMovies,
@@ -71,37 +125,44 @@ def tune_title_weight(
     scale: ScoreScale,
     weights: Sequence[float],
     *,
+    default: float,
     k: int = 10,
     block: int = 1_024,
-) -> dict[float, float]:
+) -> TitleWeightSearch:
     """Each title weight's NDCG@k of the row's order on validation: the movies held out
     of the mapping's tuning fit (`tuning`: their factors through a ridge that never saw
     them, their title links to the other known movies; `tuning_at`: their positions
-    among the known movies), ranked for each `sample` user who liked one in training
-    (relevant: those they liked). The row's own question, on movies whose audience is
-    known: does a title like one the user liked find it?"""
+    among the known movies), ranked for each `sample` user for whom titles can matter:
+    who liked one of them in training (relevant: those they liked) and liked a movie
+    whose title one of them shares. Other users' orders do not depend on the weight.
+    The row's own question, on movies whose audience is known: does a title like one
+    the user liked find it? The grid's weight nearest `default` is the prior the others
+    must beat (`TitleWeightSearch.chosen`)."""
     liked_at, liked_by = sample.liked()
     relevant = np.zeros((len(sample), len(tuning_at)), dtype=bool)
     column = position_of(tuning_at, liked_at)
     relevant[liked_by[column >= 0], column[column >= 0]] = True
-    users = np.flatnonzero(relevant.any(axis=1))
-    if not len(users):
-        return {float(w): float("nan") for w in weights}
     matches = title_matches(tuning.row.links, sample)
+    titled = np.zeros(len(sample), dtype=bool)
+    titled[matches.users] = True
+    users = np.flatnonzero(relevant.any(axis=1) & titled)
+    weights = [float(w) for w in weights]
+    per_user = {weight: np.zeros(len(users)) for weight in weights}
     discount = 1 / np.log2(np.arange(2, k + 2))
-    totals = dict.fromkeys(map(float, weights), 0.0)
     for start in range(0, len(users), block):
         rows = users[start : start + block]
         title_match = matches.dense(rows, len(tuning_at))
         wanted = relevant[rows]
         ideal = np.cumsum(discount)[np.minimum(wanted.sum(axis=1), k) - 1]
-        for weight in totals:
+        for weight in weights:
             fit = row_fit(sample.factors[rows], replace(tuning, row=replace(tuning.row,
                           title_weight=weight)), scale, title_match)  # fmt: skip
             top = np.argsort(-np.nan_to_num(fit, nan=-np.inf), axis=1, kind="stable")[:, :k]
             hits = np.take_along_axis(wanted, top, axis=1)
-            totals[weight] += float(((hits @ discount[: top.shape[1]]) / ideal).sum())
-    return {weight: total / len(users) for weight, total in totals.items()}
+            per_user[weight][start : start + len(rows)] = (hits @ discount[: top.shape[1]]) / ideal
+    # The prior is the grid's weight nearest `default` (a grid of [0] ignores titles).
+    prior = min(weights, key=lambda w: (abs(w - default), w))
+    return TitleWeightSearch(per_user, prior)
 
 
 @dataclass(frozen=True)
@@ -173,7 +234,7 @@ class NewMovieModel:
     observed: ObservedShift
     row: RowSettings | None = None  # the row's settings, with the title weight chosen
     fresh_since: int | None = None  # the first release year counted fresh
-    title_weight_search: dict[float, float] = field(default_factory=dict)  # weight -> NDCG@10
+    title_weight_search: TitleWeightSearch | None = None
 
     @property
     def threshold(self) -> float:
@@ -410,11 +471,13 @@ def fit_new_movie_model(
             "audience_z": audience,
         }
     )
-    fresh_since, title_weight_search = None, {}
+    fresh_since, title_weight_search = None, None
     if row is not None:
         if title_weights:
             tuning_ids = mapping.movie_ids[mapping.tuning]
-            links = title_links(titles, tuning_ids, known_ids, row.min_title_similarity)
+            links = title_links(
+                titles, tuning_ids, known_ids, row.min_title_similarity, row.min_shared_genres
+            )
             tuning = NewMovies(
                 tuning_ids, mapping.ranking_without_tuning.predict(content.rows(tuning_ids)),
                 np.zeros(len(tuning_ids)), np.zeros((len(tuning_ids), 0)), np.inf, 0,
@@ -422,15 +485,18 @@ def fit_new_movie_model(
                            without_self_links(links, tuning_ids, known_ids), 0.0),
             )  # fmt: skip
             tuning_at = position_of(known_ids, tuning_ids)
-            title_weight_search = tune_title_weight(sample, tuning, tuning_at, scale, title_weights)
-            best = max(title_weight_search, key=lambda w: (title_weight_search[w], -w))
-            row = replace(row, title_weight=best)
+            title_weight_search = tune_title_weight(
+                sample, tuning, tuning_at, scale, title_weights, default=row.title_weight
+            )
+            row = replace(row, title_weight=title_weight_search.chosen)
         latest = train.agg(F.max("rated_at")).first()[0]  # the data's present
         if latest is not None and row.fresh_years > 0:
             fresh_since = latest.year - row.fresh_years + 1
         years = release_years.reindex(new_ids).fillna(-1).to_numpy(np.int64)
         fresh = years >= fresh_since if fresh_since else np.zeros(len(new_ids), dtype=bool)
-        links = title_links(titles, new_ids, known_ids, row.min_title_similarity)
+        links = title_links(
+            titles, new_ids, known_ids, row.min_title_similarity, row.min_shared_genres
+        )
         placed = NewRow(row.size, np.zeros(0), fresh, links, row.title_weight)
         placed = NewMovies(new_ids, factors, bias, star_factors, np.inf, 0, row=placed)
         by_new = links.matrix

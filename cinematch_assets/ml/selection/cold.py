@@ -79,7 +79,7 @@ def _row_scorers(
     warm_ids, warm_items, _ = item_matrix(ranking.items)
     liked = warm.filter(f"rating >= {LIKED_STARS}").select("userId", "movieId", "rating")
     block = liked_block(users, user_factors, liked.toPandas(), warm_ids)
-    links = title_links(titles, cold_ids, warm_ids, row.min_title_similarity)
+    links = title_links(titles, cold_ids, warm_ids, row.min_title_similarity, row.min_shared_genres)
     matches = title_matches(links, block)
     scale = ScoreScale.of(warm_items)
 
