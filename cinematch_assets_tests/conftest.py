@@ -100,7 +100,11 @@ SMALL_GRIDS = {
     "als_ranking_model": {"config": {"ranks": [20], "alphas": [2.0]}},
     "ease_ranking_model": {"config": {"regs": [300.0]}},
     "ml__ranking_champion": {
-        "config": {"stars_weights": [0.0, 1.0], "popularity_penalties": [0.0, 0.1]}
+        "config": {
+            "stars_weights": [0.0, 1.0],
+            "popularity_penalties": [0.0, 0.1],
+            "taste_weights": [0.0, 0.2],
+        }
     },
 }
 

@@ -323,13 +323,16 @@ def ease_ranking_model(
 
 @asset(
     key=keys.RANKING_CHAMPION,
-    ins={"train": TRAIN},
+    ins={"train": TRAIN, "movies": AssetIn(keys.MOVIES_CLEAN)},
     deps=MODEL_TABLES,
     description="The served order, chosen on validation: every candidate (ranking model x "
-    "weight of the rating model's stars x popularity penalty, with the star floor) and its "
+    "weight of the rating model's stars x popularity penalty x weight of the genre "
+    "taste, with the star floor) and its "
     "validation NDCG@k, coverage, novelty, Gini and share below the floor, the models "
     "fitted on the validation split's training part (the fits their own tuning made there "
     "earlier in the run, when it tuned on that split); `chosen` marks the champion.",
+    # The genre taste's weight joined the table: older homes' tables change shape.
+    metadata={ALLOW_SCHEMA_EVOLUTION: True},
     **ML,
 )
 def ranking_champion(
@@ -337,6 +340,7 @@ def ranking_champion(
     config: ChampionConfig,
     lakehouse: Lakehouse,
     train: DataFrame,
+    movies: DataFrame,
 ) -> Output:
     rating = artifacts.read_rating_model(lakehouse.read).model.params
     ranking = artifacts.read_ranking_model(lakehouse.read).model.params
@@ -361,8 +365,9 @@ def ranking_champion(
     )  # fmt: skip
     refit_seconds = time.perf_counter() - started
     policies = candidate_policies(
-        config.rankers, config.stars_weights, config.popularity_penalties, config.star_floor
-    )
+        config.rankers, config.stars_weights, config.popularity_penalties, config.star_floor,
+        config.taste_weights,
+    )  # fmt: skip
     scores = score_policies(
         policies,
         ranking=models.ranking,
@@ -372,6 +377,7 @@ def ranking_champion(
         users=validation,
         relevant=relevant_rows(validation),
         k=config.k,
+        movies=movies,
     )
     choice = choose(policies, scores, config.min_coverage)
     seconds = time.perf_counter() - started
@@ -614,6 +620,7 @@ def content_model(
         AssetKey(keys.CONTENT_MODEL),
         AssetKey(keys.NEW_MOVIE_FACTORS),
         AssetKey(keys.RATINGS_CLEAN),  # the new movies' ratings, which lists leave out
+        AssetKey(keys.MOVIES_CLEAN),  # the movies' genres, for the genre taste
     ],
     outs={
         "predictions": AssetOut(

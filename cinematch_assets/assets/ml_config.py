@@ -100,6 +100,12 @@ class ChampionConfig(TuningConfig):
         default=[0.0, 0.2, 0.35, 0.5],
         description="Weights of the z-scored log popularity subtracted (more discovery).",
     )
+    taste_weights: list[float] = Field(
+        default=[0.0, 0.1, 0.2, 0.3],
+        description="Weights of the genre taste added: how well a movie's genres fit the "
+        "user's liked ones against everyone's (a log-likelihood ratio; lists follow a clear "
+        "taste, barely move for a broad one).",
+    )
     star_floor: float = Field(
         default=3.0,
         description="A movie predicted below this many stars goes after every other (0: off).",

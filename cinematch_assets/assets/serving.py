@@ -55,6 +55,7 @@ EVALUATED_MODELS = [
     AssetKey(keys.NEW_MOVIE_FACTORS),
     AssetKey(keys.TRAIN),
     AssetKey(keys.TEST_PREDICTIONS),
+    AssetKey(keys.MOVIES_CLEAN),  # the movies' genres, for the genre taste
 ]
 
 
@@ -71,7 +72,8 @@ def served_items(lakehouse: Lakehouse):
     )
     train = lakehouse.read(keys.TRAIN)
     new = read_new_movies(lakehouse.read)
-    items = model_items(ranking, rating, train, policy=champion, ease=ease, new=new)
+    movies = lakehouse.read(keys.MOVIES_CLEAN)
+    items = model_items(ranking, rating, train, policy=champion, ease=ease, new=new, movies=movies)
     return items, ranking, rating
 
 

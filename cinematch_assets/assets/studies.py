@@ -158,7 +158,7 @@ def ablation(
 @asset(
     key=keys.STUDY_CANDIDATES,
     ins={"train": TRAIN, "test": TEST},
-    deps=[*MODEL_TABLES, AssetKey(keys.RANKING_CHAMPION)],
+    deps=[*MODEL_TABLES, AssetKey(keys.RANKING_CHAMPION), AssetKey(keys.MOVIES_CLEAN)],
     description="Every candidate served order (role `candidate`) and the champion with a "
     "growing popularity penalty (role `discovery`) on the test split, for the user sample, "
     "with 95% intervals: what the choice on validation would have found on test.",
@@ -188,6 +188,7 @@ def candidates_on_test(
         candidates=candidates,
         champion=champion,
         k=config.k,
+        movies=lakehouse.read(keys.MOVIES_CLEAN),
     )
     out = _table(train, found, time.perf_counter() - started, users=users.count())
     for cached in (train, users):

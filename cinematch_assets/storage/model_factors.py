@@ -3,10 +3,12 @@ one NumPy archive, what serving writes and what the app places new users with.
 
 Each array is a key of the archive; scalars are 0-d arrays. `ARRAY_KEYS` must be there;
 EASE's weights (`ease_kept`, `ease_weights`) only when the served order ranks with EASE,
-the new movies (`new_*`) only when there are any to place, and `new_audience` only when
-the content model cut each new movie's audience; the "New for you" row (`new_row_*`: its
-size, title weight, each new movie's row audience and freshness, and the title links as
-a sparse matrix's three arrays) only when the content model made one. Reading checks
+the movies' genres and everyone's genre shares (`taste_genres`, `taste_base`) when the
+lists were made with them, the new movies (`new_*`) only when there are any to place,
+and `new_audience` only when the content model cut each new movie's audience; the "New
+for you" row (`new_row_*`: its size, title weight, each new movie's row audience and
+freshness, and the title links as a sparse matrix's three arrays) only when the content
+model made one. Reading checks
 that the arrays agree with each other, so a damaged or mismatched file fails with a
 clear error.
 """
@@ -19,7 +21,14 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from cinematch_assets.ml.lists.build import EaseItems, ListPolicy, ModelItems, NewMovies, NewRow
+from cinematch_assets.ml.lists.build import (
+    EaseItems,
+    GenreTaste,
+    ListPolicy,
+    ModelItems,
+    NewMovies,
+    NewRow,
+)
 from cinematch_assets.ml.models.foldin import RatingTerms
 from cinematch_assets.ml.models.titles import TitleLinks
 from cinematch_assets.storage.atomic_files import atomic_path
@@ -28,7 +37,7 @@ ARRAY_KEYS = (
     "movie_ids", "ranking_items", "rating_items", "rating_item_bias", "rating_global_mean",
     "rating_reg_param", "rating_variant", "rating_bias_damping", "rating_nonnegative",
     "ranking_reg_param", "ranking_alpha", "popularity", "policy_ranker", "policy_stars_weight",
-    "policy_popularity_penalty", "policy_star_floor",
+    "policy_popularity_penalty", "policy_star_floor", "policy_taste_weight",
 )  # fmt: skip
 
 
@@ -51,9 +60,15 @@ def to_arrays(items: ModelItems) -> dict[str, np.ndarray]:
         "policy_stars_weight": np.float64(policy.stars_weight),
         "policy_popularity_penalty": np.float64(policy.popularity_penalty),
         "policy_star_floor": np.float64(policy.star_floor),
+        "policy_taste_weight": np.float64(policy.taste_weight),
     }
     if items.ease is not None:
         arrays |= {"ease_kept": items.ease.kept, "ease_weights": items.ease.weights}
+    if items.taste is not None:
+        arrays |= {
+            "taste_genres": items.taste.genres.astype(np.uint8),
+            "taste_base": items.taste.base,
+        }
     if (new := items.new) is not None:
         arrays |= {
             "new_movie_ids": new.movie_ids,
@@ -129,15 +144,20 @@ def from_arrays(arrays: Any) -> ModelItems:
         stars_weight=float(arrays["policy_stars_weight"]),
         popularity_penalty=float(arrays["policy_popularity_penalty"]),
         star_floor=float(arrays["policy_star_floor"]),
+        taste_weight=float(arrays["policy_taste_weight"]),
     )
     ease = None
     if "ease_kept" in arrays:
         ease = EaseItems(np.asarray(arrays["ease_kept"]), np.asarray(arrays["ease_weights"]))
     new = _new_movies(arrays, len(ids)) if "new_movie_ids" in arrays else None
+    taste = None
+    if "taste_genres" in arrays:
+        genres = np.asarray(arrays["taste_genres"], dtype=np.float32)
+        taste = GenreTaste(genres, np.asarray(arrays["taste_base"], dtype=np.float64))
     items = ModelItems(
         ids, np.asarray(arrays["ranking_items"]), float(arrays["ranking_reg_param"]),
         float(arrays["ranking_alpha"]), rating, np.asarray(arrays["popularity"]), policy,
-        ease, new,
+        ease, new, taste,
     )  # fmt: skip
     lengths = {len(ids), len(items.ranking_items), len(rating.item_factors)}
     lengths |= {len(rating.item_bias), len(items.popularity)}
@@ -145,6 +165,10 @@ def from_arrays(arrays: Any) -> ModelItems:
         raise ValueError("the factor arrays do not match the sorted movie ids")
     if policy.ranker == "ease" and ease is None:
         raise ValueError("the served order ranks with EASE, and there are no EASE weights")
+    if taste is not None and taste.genres.shape != (len(ids), len(taste.base)):
+        raise ValueError("the movies' genres do not match the movie ids")
+    if policy.taste_weight and taste is None:
+        raise ValueError("the served order weighs the genre taste, and there are no genres")
     if new is not None and not (
         len(new.movie_ids) == len(new.ranking_items) == len(new.rating_bias)
         == len(new.rating_items)

@@ -4,6 +4,7 @@ and the champion's choice. No Spark."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cinematch_assets.ml.lists.build import (
     EaseItems,
     EaseRanker,
     FactorRanker,
+    GenreTaste,
     ListPolicy,
     ModelItems,
     NewMovies,
@@ -577,3 +579,33 @@ def test_the_title_weight_moves_from_its_prior_only_on_evidence():
     assert clear.chosen == 0.0
     assert [row["chosen"] for row in clear.table()] == [True, False]
 
+
+def test_the_genre_taste_follows_a_clear_taste_and_barely_moves_a_broad_one():
+    """Movies 0-9 animated, the rest of two other genres in turn; everyone's likes are a
+    tenth animated. A user who liked only animated films gets animation up (and the
+    others down) far more than a user whose likes look like everyone's gets anything."""
+    genres = np.zeros((MOVIES, 3), np.float32)
+    genres[:10, 0] = 1.0
+    genres[np.arange(10, MOVIES), 1 + np.arange(MOVIES - 10) % 2] = 1.0
+    taste = GenreTaste(genres, np.array([0.1, 0.45, 0.45]))
+    users = block([list(range(8)), [0, 10, 11, 12, 13, 14, 15, 16, 17, 18]])
+    scores = np.zeros((2, MOVIES), np.float32)
+    taste.scores(users)(0, 2, scores)
+    clear, broad = scores
+    assert clear[:10].min() > 2 and clear[10:].max() < 0
+    assert np.abs(broad).max() < 0.5 * clear[:10].min()
+    # In the served order, with its weight; and the policy says so in its name and id.
+    items = ModelItems(
+        np.arange(MOVIES), RNG.normal(size=(MOVIES, RANK)).astype(np.float32), 0.1, 2.0,
+        terms(), popularity=np.zeros(MOVIES, np.float32), taste=taste,
+        policy=ListPolicy("als", taste_weight=3.0),
+    )  # fmt: skip
+    lists = build_lists(block([list(range(5))]), items.ranker(), 5)
+    assert (lists.positions[0] < 10).all()  # the five animated films left
+    assert items.policy.id.endswith("-taste3") and "genre taste" in items.policy.name
+    assert ListPolicy("als").id == "als-stars0-pop0-floor0"  # ids without taste unchanged
+    loaded = _saved(items, Path(tempfile.mkdtemp()) / "f.npz")
+    np.testing.assert_array_equal(loaded.taste.genres, genres)
+    assert loaded.policy == items.policy
+    with pytest.raises(ValueError, match="no genres"):
+        replace(items, taste=None).ranker()

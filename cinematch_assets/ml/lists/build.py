@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
+from scipy import sparse
 
 from cinematch_assets.conventions import DISLIKED_BELOW_STARS, LIKED_STARS
 from cinematch_assets.ml.lists.explain import reasons_by_similarity
@@ -209,20 +210,23 @@ class EaseRanker:
 class ListPolicy:
     """How the served order is made: which ranking model (`ranker`: "als" or "ease"),
     plus `stars_weight` x the rating model's predicted stars on its z-scored score, minus
-    `popularity_penalty` x the movie's z-scored log popularity; a movie predicted below
-    `star_floor` stars goes after every other."""
+    `popularity_penalty` x the movie's z-scored log popularity, plus `taste_weight` x how
+    well its genres fit the user's (`GenreTaste`); a movie predicted below `star_floor`
+    stars goes after every other."""
 
     ranker: str = "als"
     stars_weight: float = 0.0
     popularity_penalty: float = 0.0
     star_floor: float = 0.0
+    taste_weight: float = 0.0
 
     @property
     def id(self) -> str:
-        """Its stable id, from its parameters: "ease-stars0-pop0.35-floor3"."""
+        """Its stable id, from its parameters: "ease-stars0-pop0.35-floor3-taste0.2"."""
+        taste = f"-taste{self.taste_weight:g}" if self.taste_weight else ""
         return (
             f"{self.ranker}-stars{self.stars_weight:g}-pop{self.popularity_penalty:g}"
-            f"-floor{self.star_floor:g}"
+            f"-floor{self.star_floor:g}{taste}"
         )
 
     @property
@@ -232,9 +236,56 @@ class ListPolicy:
             parts.append(f"+ {self.stars_weight:g} x stars")
         if self.popularity_penalty:
             parts.append(f"- {self.popularity_penalty:g} x popularity")
+        if self.taste_weight:
+            parts.append(f"+ {self.taste_weight:g} x genre taste")
         if self.star_floor:
             parts.append(f"floor {self.star_floor:g}")
         return " ".join(parts)
+
+
+# How many liked movies' worth of everyone's genre shares a user's own are smoothed with:
+# one, so that a dozen likes of one kind say so (measured on the 2016 archive: held-out
+# NDCG@10 the same with 1, 2 or 5; a Pixar fan's list follows their taste more with 1).
+TASTE_PRIOR_LIKES = 1.0
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+@dataclass(frozen=True)
+class GenreTaste:
+    """How well a movie's genres fit a user's taste: the log-likelihood ratio of its
+    genres under the user's liked-genre profile against everyone's (one Bernoulli per
+    genre: the user's share of liked movies with it, smoothed toward everyone's with
+    TASTE_PRIOR_LIKES pseudo-likes), summed over the movie's genres. About 0 for a user
+    whose likes look like everyone's; large for a clear taste (twelve animated films
+    liked: animation, children's and their neighbours up, the rest down), so it moves
+    the lists of the users whose taste is clear and barely the others'. Co-occurrence
+    models alone rank what everyone watched: a Pixar fan got The Lord of the Rings."""
+
+    genres: np.ndarray  # movies x genres: 1 where the movie has it (float32)
+    base: np.ndarray  # per genre: the share of everyone's liked movies that have it
+
+    def weights(self, block: UserBlock) -> np.ndarray:
+        """Per user of the block, per genre: logit(user's share) - logit(everyone's)."""
+        liked_at, liked_by = block.liked()
+        owners = sparse.csr_matrix(
+            (np.ones(len(liked_at), np.float32), (liked_by, np.arange(len(liked_at)))),
+            shape=(len(block), len(liked_at)),
+        )
+        counts = owners @ self.genres[liked_at]
+        liked = np.bincount(liked_by, minlength=len(block))[:, None]
+        share = (counts + TASTE_PRIOR_LIKES * self.base) / (liked + TASTE_PRIOR_LIKES)
+        return (_logit(share) - _logit(self.base)).astype(np.float32)
+
+    def scores(self, block: UserBlock) -> ScoreRows:
+        weights = self.weights(block)
+
+        def score(start: int, stop: int, out: np.ndarray) -> None:
+            np.matmul(weights[start:stop], self.genres.T, out=out)
+
+        return score
 
 
 # Below the floor: after every movie above it, whatever the scores.
@@ -304,6 +355,11 @@ class BlendedRanker:
     popularity: np.ndarray
     policy: ListPolicy
     shared: SharedSlices | None = None
+    taste: GenreTaste | None = None
+
+    def __post_init__(self) -> None:
+        if self.policy.taste_weight and self.taste is None:
+            raise ValueError("this policy weighs the genre taste, and there are no genres")
 
     @property
     def movie_ids(self) -> np.ndarray:
@@ -355,10 +411,22 @@ class BlendedRanker:
             else:
                 out[:] = base
 
+        taste = self.taste.scores(block) if policy.taste_weight else None
+
+        def fit(start: int, stop: int, out: np.ndarray) -> np.ndarray:
+            """The genre taste's rows for users start..stop (once per slice when shared)."""
+            if shared is None:
+                rows = np.empty_like(out)
+                taste(start, stop, rows)
+                return rows
+            return shared.rows(block, start, stop, ("taste", id(self.taste)), taste, out)
+
         def score(start: int, stop: int, out: np.ndarray) -> None:
             (own if shared is None else blend)(start, stop, out)
             if policy.popularity_penalty:
                 out -= penalty
+            if taste is not None:
+                out += np.float32(policy.taste_weight) * fit(start, stop, out)
 
         return score
 
@@ -463,6 +531,7 @@ class ModelItems:
     policy: ListPolicy = ListPolicy()
     ease: EaseItems | None = None
     new: NewMovies | None = None
+    taste: GenreTaste | None = None
 
     def new_slots(self, shown: int) -> NewSlots | None:
         """How a list of `shown` movies makes room for the new movies (None: it does not)."""
@@ -506,7 +575,9 @@ class ModelItems:
     def ranker(self, policy: ListPolicy | None = None) -> BlendedRanker:
         """The served order (or the one `policy` asks for)."""
         policy = policy or self.policy
-        return BlendedRanker(self._base(policy.ranker), self.rating, self.popularity, policy)
+        return BlendedRanker(
+            self._base(policy.ranker), self.rating, self.popularity, policy, taste=self.taste
+        )
 
     def rankers(self, policies: Sequence[ListPolicy]) -> dict[str, BlendedRanker]:
         """Several orders by name (the champion's candidates), sharing each model's scores
@@ -514,7 +585,9 @@ class ModelItems:
         shared = SharedSlices()
         bases = {name: self._base(name) for name in {policy.ranker for policy in policies}}
         return {
-            p.name: BlendedRanker(bases[p.ranker], self.rating, self.popularity, p, shared)
+            p.name: BlendedRanker(
+                bases[p.ranker], self.rating, self.popularity, p, shared, self.taste
+            )
             for p in policies
         }
 

@@ -17,12 +17,13 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from cinematch_assets.conventions import SHOWN
+from cinematch_assets.conventions import LIKED_STARS, SHOWN
 from cinematch_assets.ml.arrays import position_of
 from cinematch_assets.ml.lists.build import (
     EaseItems,
     EaseRanker,
     FactorRanker,
+    GenreTaste,
     ListPolicy,
     ModelItems,
     NewMovies,
@@ -103,6 +104,25 @@ def popularity_of(ids: np.ndarray, rows: DataFrame) -> np.ndarray:
     return ((logged - logged.mean()) / (spread if spread > 0 else 1.0)).astype(np.float32)
 
 
+def genre_taste(ids: np.ndarray, movies: DataFrame, train: DataFrame) -> GenreTaste:
+    """The genres of the movies `ids` (from `movies`: movieId, genres) and the share of
+    `train`'s liked ratings whose movie has each (one pseudo-rating with and one without,
+    so that no share is 0 or 1)."""
+    rows = movies.select("movieId", "genres").toPandas()
+    rows = rows[rows["movieId"].isin(ids)]
+    names = sorted({g for genres in rows["genres"] if genres is not None for g in genres})
+    code = {name: i for i, name in enumerate(names)}
+    genres = np.zeros((len(ids), len(names)), np.float32)
+    for at, listed in zip(position_of(ids, rows["movieId"]), rows["genres"], strict=True):
+        genres[at, [code[g] for g in (listed if listed is not None else [])]] = 1.0
+    liked = train.filter(F.col("rating") >= LIKED_STARS).groupBy("movieId").count().toPandas()
+    at = position_of(ids, liked["movieId"].to_numpy())
+    counts = np.zeros(len(ids))
+    counts[at[at >= 0]] = liked["count"].to_numpy()[at >= 0]
+    base = (counts @ genres + 1.0) / (counts.sum() + 2.0)
+    return GenreTaste(genres, base.astype(np.float64))
+
+
 def model_items(
     ranking: RankingModel,
     rating: RatingModel,
@@ -111,11 +131,12 @@ def model_items(
     policy: ListPolicy | None = None,
     ease: EaseModel | None = None,
     new: NewMovies | None = None,
+    movies: DataFrame | None = None,
 ) -> ModelItems:
     """Every model's movie side on the ranking model's movies, on the driver, with the
     popularity of `train`, the served order `policy`, EASE's weights when `ease` is
-    given (pass it when some policy ranks with it) and the `new` movies lists make room
-    for."""
+    given (pass it when some policy ranks with it), the `new` movies lists make room
+    for and, with `movies` (movieId, genres), the genre taste."""
     policy = policy or ListPolicy()
     ids, items, _ = item_matrix(ranking.items)
     rating_ids, rating_factors, rating_bias = item_matrix(rating.items, bias="bias")
@@ -138,6 +159,7 @@ def model_items(
         policy=policy,
         ease=ease_items_on(ease, ids) if ease is not None else None,
         new=new,
+        taste=genre_taste(ids, movies, train) if movies is not None else None,
     )
 
 

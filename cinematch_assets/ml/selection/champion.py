@@ -36,11 +36,12 @@ def candidate_policies(
     stars_weights: Sequence[float],
     popularity_penalties: Sequence[float],
     star_floor: float,
+    taste_weights: Sequence[float] = (0.0,),
 ) -> list[ListPolicy]:
     return [
-        ListPolicy(ranker, weight, penalty, star_floor)
-        for ranker, weight, penalty in itertools.product(
-            rankers, stars_weights, popularity_penalties
+        ListPolicy(ranker, weight, penalty, star_floor, taste)
+        for ranker, weight, penalty, taste in itertools.product(
+            rankers, stars_weights, popularity_penalties, taste_weights
         )
     ]
 
@@ -96,13 +97,15 @@ def score_policies(
     users: DataFrame,
     relevant: DataFrame,
     k: int,
+    movies: DataFrame | None = None,
     interval: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """NDCG, precision, recall, MAP, coverage, novelty, Gini and the share below the star
     floor of each policy's top-k lists for `users` (userId), their `history` (userId,
-    movieId, rating: the ratings the models were fitted on) left out, against `relevant`.
-    By name; with `interval`, each ranking metric's 95% interval (`ranking_metrics`)."""
-    items = model_items(ranking, rating, history, ease=ease)
+    movieId, rating: the ratings the models were fitted on) left out, against `relevant`
+    (`movies`: movieId, genres, for the policies that weigh the genre taste). By name;
+    with `interval`, each ranking metric's 95% interval (`ranking_metrics`)."""
+    items = model_items(ranking, rating, history, ease=ease, movies=movies)
     rankers = items.rankers(policies)
     users = ranking.users.join(users.select("userId").distinct(), "userId")
     lists = recommend_candidates(

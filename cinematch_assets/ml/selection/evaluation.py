@@ -23,6 +23,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cinematch_assets import keys
 from cinematch_assets.ml.lists.build import ListPolicy, ModelItems
 from cinematch_assets.ml.lists.new_movies import read_new_movie_ratings, read_new_movies
 from cinematch_assets.ml.lists.recommend import (
@@ -296,6 +297,7 @@ def evaluate_latest(
         policy=champion,
         ease=served.ease.model if champion.ranker == "ease" else None,
         new=read_new_movies(read),
+        movies=read(keys.MOVIES_CLEAN),
     )
     return evaluate_served(
         train, test, rating=served.rating, ranking=served.ranking, items=items, k=k,

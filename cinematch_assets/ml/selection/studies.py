@@ -138,10 +138,12 @@ def candidates_study(
     candidates: list[ListPolicy],
     champion: ListPolicy,
     k: int,
+    movies: DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Every candidate served order (role `candidate`) and the champion's discovery curve
     (role `discovery`, the points that are not candidates) on the test split, for
-    `users`, in one pass of the list builder."""
+    `users`, in one pass of the list builder (`movies`: movieId, genres, for the genre
+    taste)."""
     curve = discovery_curve(champion)
     policies = {p.name: p for p in [*candidates, *curve]}
     roles = {p.name: "candidate" for p in candidates} | {
@@ -157,6 +159,7 @@ def candidates_study(
         users=users,
         relevant=relevant_rows(test).join(users, "userId", "left_semi"),
         k=k,
+        movies=movies,
         interval=True,
     )
     return [
