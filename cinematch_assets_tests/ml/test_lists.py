@@ -609,3 +609,19 @@ def test_the_genre_taste_follows_a_clear_taste_and_barely_moves_a_broad_one():
     assert loaded.policy == items.policy
     with pytest.raises(ValueError, match="no genres"):
         replace(items, taste=None).ranker()
+
+
+def test_ease_weights_from_the_cholesky_factor_are_the_inverse_s():
+    """B through X^T X + lambda I's Cholesky factor, in place, is B through its general
+    inverse (the definition) to 1e-6, at sizes that cross the mirroring's blocks."""
+    rng = np.random.default_rng(2)
+    for movies in (3, 1_100):
+        x = (rng.random((3 * movies, movies)) < 0.05).astype(np.float64)
+        matrix = x.T @ x
+        for reg in (0.5, 300.0):
+            inverse = np.linalg.inv(matrix + reg * np.eye(movies))
+            expected = -inverse / np.diag(inverse)
+            np.fill_diagonal(expected, 0.0)
+            np.testing.assert_allclose(fit_ease(matrix, reg), expected, atol=1e-6, rtol=0)
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        fit_ease(-np.eye(3), 0.5)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from pyspark.sql import DataFrame
 from scipy import sparse
+from scipy.linalg import lapack
 
 from cinematch_assets.ml.arrays import position_of
 from cinematch_assets.ml.models.fits import FitKey, count_fit, fit_key
@@ -83,11 +84,31 @@ def gram(users: np.ndarray, positions: np.ndarray, n_items: int) -> np.ndarray:
 
 
 def fit_ease(gram_matrix: np.ndarray, reg: float) -> np.ndarray:
-    """B (float32) from X^T X and the regularization lambda."""
+    """B (float32) from X^T X and the regularization lambda. X^T X + lambda I is
+    symmetric positive definite, so its inverse comes from its Cholesky factor (LAPACK
+    potrf, then potri), in place: a third of the arithmetic of a general inverse (LU and
+    n solves) and no second n x n copy (800 MB at 10k movies)."""
     count_fit("ease")
     p = gram_matrix.copy()
     p[np.diag_indices_from(p)] += reg
-    p = np.linalg.inv(p)
+    # LAPACK works on columns: the transpose of a C-ordered symmetric matrix is itself,
+    # laid out as LAPACK wants, so the factor and the inverse overwrite `p`.
+    factor, info = lapack.dpotrf(p.T, lower=1, overwrite_a=1, clean=0)
+    if info == 0:
+        factor, info = lapack.dpotri(factor, lower=1, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"X^T X + {reg:g} I is not positive definite ({info})")
+    _mirror_upper(p)  # potri leaves the inverse in p's upper triangle only
     p /= -np.diag(p)  # in place: at 10k movies each n x n copy is 800 MB
     p[np.diag_indices_from(p)] = 0.0
     return p.astype(np.float32)
+
+
+def _mirror_upper(matrix: np.ndarray, block: int = 1_024) -> None:
+    """Copy the upper triangle of a square matrix onto its lower one, in place, a block
+    of rows at a time (no n x n temporary)."""
+    for start in range(0, len(matrix), block):
+        stop = min(start + block, len(matrix))
+        matrix[start:stop, :start] = matrix[:start, start:stop].T
+        rows = matrix[start:stop, start:stop]
+        rows[np.tril_indices(stop - start, -1)] = rows.T[np.tril_indices(stop - start, -1)]
