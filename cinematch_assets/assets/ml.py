@@ -209,6 +209,7 @@ def als_rating_model(
             seed=config.seed,
             parallelism=config.parallel_fits,
             log=context.log.info,
+            tolerance=config.rmse_tolerance,
         )
         searches = {"bias_search": biases, "als_search": als}
         return Training(
@@ -270,6 +271,7 @@ def als_ranking_model(
             seed=config.seed,
             parallelism=config.parallel_fits,
             log=context.log.info,
+            tolerance=config.ndcg_tolerance,
         )
         metric = f"ndcg@{config.k}"
         return Training(

@@ -46,6 +46,12 @@ class RatingModelConfig(TuningConfig):
     ranks: list[int] = Field(default=[20, 50], description="ALS ranks to try.")
     reg_params: list[float] = Field(default=[0.15, 0.25], description="regParams to try.")
     max_iters: list[int] = Field(default=[10], description="maxIters to try.")
+    rmse_tolerance: float = Field(
+        default=0.0025,
+        description="A larger rank or more iterations (a dearer fit) is chosen only when "
+        "its validation RMSE is lower by more than this share and by more than twice the "
+        "standard error of the paired per-row difference; otherwise the cheaper wins.",
+    )
     bias_dampings: list[float] = Field(
         default=[3.0, 10.0], description="Bias damping (pseudo-counts) to try."
     )
@@ -59,6 +65,12 @@ class RankingModelConfig(TuningConfig):
     """Tuned on one validation split (NDCG needs whole lists per user, not folds)."""
 
     ranks: list[int] = Field(default=[20, 30], description="ALS ranks to try.")
+    ndcg_tolerance: float = Field(
+        default=0.01,
+        description="A larger rank or more iterations (a dearer fit) is chosen only when "
+        "its validation NDCG@k is higher by more than this share and by more than twice "
+        "the standard error of the paired per-user difference; otherwise the cheaper wins.",
+    )
     reg_params: list[float] = Field(default=[0.1], description="regParams to try.")
     alphas: list[float] = Field(default=[2.0, 5.0], description="Confidence scales to try.")
     max_iters: list[int] = Field(default=[10], description="maxIters to try.")

@@ -31,8 +31,12 @@ from cinematch_assets.ml.selection.metrics import (
     regression_metrics,
     relevant_rows,
 )
+from cinematch_assets.ml.selection.model_tuning import als_cost
 from cinematch_assets.ml.selection.tuning import (
+    Evidence,
+    Score,
     TuningResult,
+    choose_by_evidence,
     grid_search,
     kfold_splits,
     parameter_grid,
@@ -396,7 +400,45 @@ def test_grid_search_picks_the_best_mean_and_round_trips():
     assert len(logged) == 6 and all("of 6" in line for line in logged)
     again = TuningResult.from_json(result.to_json())
     assert again.best_params == result.best_params and again.rows == result.rows
-    assert "**(best)**" in result.markdown()
+    assert "**(chosen)**" in result.markdown()
+
+
+def test_a_dearer_setting_is_chosen_only_on_evidence():
+    """Rank 50 costs more than rank 20: it is chosen only when its RMSE is lower by more
+    than the tolerance and by more than twice the paired standard error."""
+    rng = np.random.default_rng(4)
+    base = rng.gamma(1.0, 0.7, 20_000)  # squared errors of the cheap setting, per row
+    grid = parameter_grid(rank=[20, 50], reg_param=[0.1])
+    evidence = Evidence(als_cost, tolerance=0.0025)
+
+    def search(dear: np.ndarray) -> TuningResult:
+        units = {20: base, 50: dear}
+        return grid_search(
+            grid, ["split"],
+            lambda params, _: Score(float(np.sqrt(units[params["rank"]].mean())),
+                                    units[params["rank"]]),
+            metric="rmse", lower_is_better=True, log=lambda _: None, evidence=evidence,
+        )  # fmt: skip
+
+    # 0.1% lower RMSE, every row a hair better: significant, but under the tolerance.
+    assert search(base * 0.998).best_params["rank"] == 20
+    # 2% lower on average, but noise: within twice the paired standard error.
+    noisy = np.clip(base * 0.96 + rng.normal(0, 3.0, len(base)), 0, None)
+    assert search(noisy).best_params["rank"] == 20
+    # 2% lower and consistently: worth its cost.
+    clear = search(base * 0.96)
+    assert clear.best_params["rank"] == 50 and clear.tolerance == 0.0025
+    rows = {row["rank"]: row for row in clear.rows}
+    assert rows[20]["cost"] < rows[50]["cost"] and rows[50]["paired difference"] == 0
+    assert rows[20]["paired difference"] > 2 * rows[20]["paired se"] > 0
+    again = TuningResult.from_json(clear.to_json())
+    assert again.tolerance == 0.0025 and again.best_params == clear.best_params
+    # Cost levels are climbed one at a time: each dearer level must beat the choice so far.
+    metrics, units = [1.00, 0.95, 0.949], [base, base * 0.9, base * 0.898]
+    assert choose_by_evidence(metrics, units, [1, 2, 3], 0.0025, lower_is_better=True) == 1
+    ndcg = [0.20, 0.25]
+    per_user = [np.full(100, 0.2) + rng.normal(0, 0.01, 100), np.full(100, 0.25)]
+    assert choose_by_evidence(ndcg, per_user, [1, 2], 0.01, lower_is_better=False) == 1
 
 
 def test_a_user_sample_is_seeded_bounded_and_nested(spark):

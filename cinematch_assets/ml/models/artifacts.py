@@ -57,12 +57,16 @@ EASE = ModelTables(keys.EASE_MODEL, None, keys.EASE_ITEM_WEIGHTS, "ease_ranking_
 @dataclass(frozen=True)
 class TuningResult:
     """One row per combination: its parameters, the metric per split, their mean and the
-    seconds its fits took; `best` is the row with the best mean."""
+    seconds its fits took; `best` is the row chosen: the best mean or, when the search
+    weighed cost (`tolerance` set: `tuning.Evidence`), the cheapest one that no dearer
+    one beats by the evidence rule (each row then has its cost and its paired
+    difference from the chosen row, with that difference's standard error)."""
 
     metric: str
     parameters: tuple[str, ...]
     rows: list[dict[str, Any]]
     best: dict[str, Any]
+    tolerance: float | None = None
 
     @property
     def best_params(self) -> dict[str, Any]:
@@ -75,14 +79,18 @@ class TuningResult:
     def to_json(self) -> str:
         best = self.rows.index(self.best)
         return json.dumps(
-            {"metric": self.metric, "parameters": self.parameters, "rows": self.rows, "best": best}
-        )
+            {"metric": self.metric, "parameters": self.parameters, "rows": self.rows,
+             "best": best, "tolerance": self.tolerance}
+        )  # fmt: skip
 
     @classmethod
     def from_json(cls, text: str) -> TuningResult:
         data = json.loads(text)
         rows = data["rows"]
-        return cls(data["metric"], tuple(data["parameters"]), rows, rows[data["best"]])
+        return cls(
+            data["metric"], tuple(data["parameters"]), rows, rows[data["best"]],
+            data.get("tolerance"),
+        )  # fmt: skip
 
     def markdown(self) -> str:
         if not self.rows:
@@ -91,7 +99,7 @@ class TuningResult:
         lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
         for row in self.rows:
             cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()]
-            mark = " **(best)**" if row is self.best else ""
+            mark = " **(chosen)**" if row is self.best else ""
             lines.append("| " + " | ".join(cells) + mark + " |")
         return "\n".join(lines) + "\n"
 

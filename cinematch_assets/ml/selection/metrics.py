@@ -102,6 +102,44 @@ def ranking_metrics_by(
     interval: bool = False,
 ) -> dict[str, dict[str, float]]:
     """`ranking_metrics` of each list kind (the `by` column) at once, in one pass."""
+    scores = _user_scores(recommendations, relevant, k=k, by=by, user=user)
+    spreads = [F.stddev_samp(name).alias(f"{name}_sd") for name in RANKING_METRICS]
+    rows = (
+        scores.groupBy(by)
+        .agg(
+            *[F.avg(name).alias(name) for name in RANKING_METRICS],
+            *(spreads if interval else []),
+            F.count("*").alias("users"),
+        )
+        .collect()
+    )
+
+    def half_width(row: Row, name: str) -> float:
+        return Z95 * float(row[f"{name}_sd"] or 0.0) / max(int(row["users"]), 1) ** 0.5
+
+    return {
+        row[by]: {name: float(row[name] or 0.0) for name in RANKING_METRICS}
+        | ({f"{name}_ci": half_width(row, name) for name in RANKING_METRICS} if interval else {})
+        | {"users": int(row["users"])}
+        for row in rows
+    }
+
+
+def ndcg_per_user(
+    recommendations: DataFrame, relevant: DataFrame, *, k: int, user: str = "userId"
+) -> np.ndarray:
+    """Each user of `relevant`'s NDCG@k (0 without a list), in ascending user order: what
+    paired comparisons of two orders on the same users read."""
+    keyed = recommendations.withColumn("_list", F.lit(""))
+    scores = _user_scores(keyed, relevant, k=k, by="_list", user=user)
+    rows = scores.select(user, "ndcg").orderBy(user).toArrow()
+    return rows.column("ndcg").to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _user_scores(
+    recommendations: DataFrame, relevant: DataFrame, *, k: int, by: str, user: str
+) -> DataFrame:
+    """Per list kind and user of `relevant`: precision, recall, NDCG and MAP at k."""
     kinds = recommendations.select(by).distinct()
     per_user_relevant = (
         relevant.groupBy(user).agg(F.count("*").alias("n_relevant")).crossJoin(kinds)
@@ -123,37 +161,18 @@ def ranking_metrics_by(
     ideal_dcg = F.aggregate(
         F.sequence(F.lit(1), ideal_hits), F.lit(0.0), lambda acc, r: acc + _discount(r)
     )
-    scores = (
+    return (
         per_user_relevant.join(hits, [by, user], "left")
         .fillna(0, subset=["hits", "dcg", "precision_sum"])
         .select(
             by,
+            user,
             (F.col("hits") / F.lit(k)).alias("precision"),
             (F.col("hits") / F.col("n_relevant")).alias("recall"),
             (F.col("dcg") / ideal_dcg).alias("ndcg"),
             (F.col("precision_sum") / ideal_hits).alias("map"),
         )
     )
-    spreads = [F.stddev_samp(name).alias(f"{name}_sd") for name in RANKING_METRICS]
-    rows = (
-        scores.groupBy(by)
-        .agg(
-            *[F.avg(name).alias(name) for name in RANKING_METRICS],
-            *(spreads if interval else []),
-            F.count("*").alias("users"),
-        )
-        .collect()
-    )
-
-    def half_width(row: Row, name: str) -> float:
-        return Z95 * float(row[f"{name}_sd"] or 0.0) / max(int(row["users"]), 1) ** 0.5
-
-    return {
-        row[by]: {name: float(row[name] or 0.0) for name in RANKING_METRICS}
-        | ({f"{name}_ci": half_width(row, name) for name in RANKING_METRICS} if interval else {})
-        | {"users": int(row["users"])}
-        for row in rows
-    }
 
 
 def exposure_metrics_by(

@@ -37,12 +37,47 @@ from cinematch_assets.ml.models.rating import (
     predict,
     rating_key,
 )
-from cinematch_assets.ml.selection.metrics import ranking_metrics, regression_metrics, relevant_rows
-from cinematch_assets.ml.selection.tuning import Split, TuningResult, grid_search, tuning_result
+from cinematch_assets.ml.selection.metrics import (
+    ndcg_per_user,
+    ranking_metrics,
+    relevant_rows,
+)
+from cinematch_assets.ml.selection.tuning import (
+    Evidence,
+    Score,
+    Split,
+    TuningResult,
+    grid_search,
+    tuning_result,
+)
 
 
-def rating_rmse(model: RatingModel, rows: DataFrame, *, fallback: RatingModel | None) -> float:
-    return regression_metrics(predict(model, rows, fallback=fallback))["rmse"]
+def rating_score(model: RatingModel, rows: DataFrame, *, fallback: RatingModel | None) -> Score:
+    """RMSE on `rows` with each row's squared error, in (userId, movieId) order: what a
+    paired comparison of two settings reads."""
+    error = F.col("prediction") - F.col("rating")
+    squared = (
+        predict(model, rows, fallback=fallback)
+        .select("userId", "movieId", (error * error).alias("squared"))
+        .orderBy("userId", "movieId")
+        .toArrow()
+        .column("squared")
+        .to_numpy()
+    )
+    return Score(math.sqrt(squared.mean()) if len(squared) else float("nan"), squared)
+
+
+def ranking_score(lists: DataFrame, relevant: DataFrame, *, k: int) -> Score:
+    """NDCG@k of `lists` with each user's, in user order (paired comparisons)."""
+    per_user = ndcg_per_user(lists, relevant, k=k)
+    return Score(float(per_user.mean()) if len(per_user) else 0.0, per_user)
+
+
+def als_cost(params: dict[str, Any]) -> float:
+    """What an ALS fit costs, relatively: each iteration solves a rank x rank system per
+    user and movie (rank^2 to build, rank^3 to solve, the building dominating at these
+    ranks), so rank^2 x iterations. Only the order matters."""
+    return params["rank"] ** 2 * params.get("max_iter", 10) / 1e4
 
 
 def bias_grid_rmse(grid: BiasGrid, rows: DataFrame) -> list[float]:
@@ -97,10 +132,13 @@ def tune_rating_model(
     seed: int,
     parallelism: int,
     log: Callable[[str], object],
+    tolerance: float = 0.0,
 ) -> TuningResult:
     """ALS parameters (rank, reg_param, max_iter) by RMSE on the validation parts; rows
-    the model cannot score get the bias baseline's prediction, as in the evaluation.
-    Tuned on one split, the best fit is kept for the run (`fits.keep`)."""
+    the model cannot score get the bias baseline's prediction, as in the evaluation. A
+    larger rank or more iterations is chosen only when it lowers RMSE by more than
+    `tolerance` (relative) and twice the paired standard error (`Evidence`). Tuned on
+    one split, the chosen fit is kept for the run (`fits.keep`)."""
     # Each split's biases once, cached, for every combination fitted on it.
     prepared = [
         (train, validation, cached(fit_biases(train, **bias_params)))
@@ -109,12 +147,12 @@ def tune_rating_model(
 
     fitted: dict[tuple[int, ...], RatingModel] = {}
 
-    def evaluate(params: dict[str, Any], split: tuple[DataFrame, DataFrame, RatingModel]) -> float:
+    def evaluate(params: dict[str, Any], split: tuple[DataFrame, DataFrame, RatingModel]) -> Score:
         train, validation, biases = split
         model = fit_rating_model(train, variant=variant, seed=seed, biases=biases, **params)
         if len(prepared) == 1:
             fitted[tuple(sorted(params.items()))] = model
-        return rating_rmse(model, validation, fallback=biases)
+        return rating_score(model, validation, fallback=biases)
 
     try:
         result = grid_search(
@@ -125,6 +163,7 @@ def tune_rating_model(
             lower_is_better=True,
             parallelism=parallelism,
             log=log,
+            evidence=Evidence(als_cost, tolerance),
         )
         if fitted:  # one validation split: the champion scores its candidates on it
             best = fitted[tuple(sorted(result.best_params.items()))]
@@ -144,10 +183,13 @@ def tune_ranking_model(
     seed: int,
     parallelism: int,
     log: Callable[[str], object],
+    tolerance: float = 0.0,
 ) -> tuple[TuningResult, float]:
     """Rank, reg_param, alpha (and confidence) by NDCG@k on the validation part, lists
-    over the movies each user did not rate in the training part. Also returns the
-    most-popular baseline's NDCG@k on the same users. The best fit is kept for the run
+    over the movies each user did not rate in the training part; a larger rank or more
+    iterations only when NDCG@k rises by more than `tolerance` (relative) and twice the
+    paired standard error over users (`Evidence`). Also returns the most-popular
+    baseline's NDCG@k on the same users. The chosen fit is kept for the run
     (`fits.keep`)."""
     train, validation = split
     seen = train.select("userId", "movieId", "rating")
@@ -156,10 +198,10 @@ def tune_ranking_model(
 
     fitted: dict[FitKey, RankingModel] = {}
 
-    def evaluate(params: dict[str, Any], split: Split) -> float:
+    def evaluate(params: dict[str, Any], split: Split) -> Score:
         model = fit_ranking_model(split[0], seed=seed, **params)
         fitted[fit_key("ranking", split[0], params, seed)] = model
-        return ranking_metrics(unseen_lists(model, users, seen, k), relevant, k=k)["ndcg"]
+        return ranking_score(unseen_lists(model, users, seen, k), relevant, k=k)
 
     result = grid_search(
         grid,
@@ -169,6 +211,7 @@ def tune_ranking_model(
         lower_is_better=False,
         parallelism=parallelism,
         log=log,
+        evidence=Evidence(als_cost, tolerance),
     )
     best = fit_key("ranking", train, result.best_params, seed)
     keep(best, fitted[best])  # the champion scores its candidates on this very split

@@ -251,6 +251,7 @@ def rating_cv_study(
         als = tune_rating_model(
             splits, _grid(searches["als_search"]), variant=rating.model.params.variant,
             bias_params=biases.best_params, seed=seed, parallelism=parallelism, log=log,
+            tolerance=searches["als_search"].tolerance or 0.0,
         )  # fmt: skip
     finally:
         for fit, held in splits:

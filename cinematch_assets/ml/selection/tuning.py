@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -122,42 +123,76 @@ def concurrently(tasks: Mapping[str, Callable[[], T]], parallelism: int) -> dict
         return {name: future.result() for name, future in futures.items()}
 
 
+@dataclass(frozen=True)
+class Score:
+    """A combination's validation metric on one split and, for paired comparisons, its
+    value per unit (per row: squared error; per user: NDCG) in an order every
+    combination shares."""
+
+    value: float
+    units: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """When a costlier setting is worth it: a combination whose `cost` (a function of its
+    parameters) is higher is chosen over the cheaper choice only when its metric is
+    better by more than `tolerance` (relative) and its per-unit values beat the
+    cheaper's by more than twice the standard error of their paired difference. With
+    millions of validation rows every difference is significant; the tolerance keeps a
+    fit three times dearer for a difference no user would notice."""
+
+    cost: Callable[[dict[str, Any]], float]
+    tolerance: float
+
+
 def grid_search(
     grid: Sequence[dict[str, Any]],
     splits: Sequence[S],
-    evaluate: Callable[[dict[str, Any], S], float],
+    evaluate: Callable[[dict[str, Any], S], float | Score],
     *,
     metric: str,
     lower_is_better: bool,
     parallelism: int = 2,
     log: Callable[[str], object] = print,
+    evidence: Evidence | None = None,
 ) -> TuningResult:
     """`evaluate(params, split)` for every combination and split, `parallelism`
     fits at a time (Spark runs concurrent jobs; small fits are latency-bound, so a few in
-    flight use the cores better). Logs each fit as it finishes."""
+    flight use the cores better). Logs each fit as it finishes. With `evidence` (and
+    scores with units), the chosen combination is the cheapest one unless a dearer one
+    is better by the evidence rule; otherwise the best mean."""
     jobs = [(params, i, split) for params in grid for i, split in enumerate(splits)]
     finished = itertools.count(1)
 
-    def run(job: tuple[dict[str, Any], int, S]) -> tuple[dict[str, Any], int, float, float]:
+    def run(job: tuple[dict[str, Any], int, S]) -> tuple[dict[str, Any], int, Score, float]:
         params, i, split = job
         started = time.perf_counter()
-        value = evaluate(params, split)
+        score = evaluate(params, split)
+        score = score if isinstance(score, Score) else Score(score)
         seconds = time.perf_counter() - started
         log(
             f"fit {next(finished)} of {len(jobs)}: {params} split {i + 1}/{len(splits)}: "
-            f"{metric} {value:.4f} in {seconds:.1f} s"
+            f"{metric} {score.value:.4f} in {seconds:.1f} s"
         )
-        return params, i, value, seconds
+        return params, i, score, seconds
 
     with ThreadPoolExecutor(max(1, parallelism)) as pool:
         results = list(pool.map(run, jobs))
     values = [[0.0] * len(splits) for _ in grid]
+    units: list[list[np.ndarray | None]] = [[None] * len(splits) for _ in grid]
     seconds = [0.0] * len(grid)
-    for params, i, value, spent in results:
+    for params, i, score, spent in results:
         at = next(n for n, p in enumerate(grid) if p is params)
-        values[at][i] = value
+        values[at][i], units[at][i] = score.value, score.units
         seconds[at] += spent
-    return tuning_result(grid, values, seconds, metric=metric, lower_is_better=lower_is_better)
+    paired = None
+    if evidence is not None and all(u is not None for row in units for u in row):
+        paired = [np.concatenate(row) for row in units]
+    return tuning_result(
+        grid, values, seconds, metric=metric, lower_is_better=lower_is_better,
+        units=paired, evidence=evidence,
+    )  # fmt: skip
 
 
 def tuning_result(
@@ -167,9 +202,12 @@ def tuning_result(
     *,
     metric: str,
     lower_is_better: bool,
+    units: Sequence[np.ndarray] | None = None,
+    evidence: Evidence | None = None,
 ) -> TuningResult:
     """The table of a search: `values[c][s]`, combination c's metric on split s, and the
-    seconds each combination took."""
+    seconds each combination took; with `units` (per combination, paired) and
+    `evidence`, each row's cost and its paired difference from the chosen row."""
     rows = [
         {
             **params,
@@ -180,6 +218,54 @@ def tuning_result(
         for params, split_values, spent in zip(grid, values, seconds, strict=True)
     ]
     key = f"mean {metric}"
-    best = (min if lower_is_better else max)(rows, key=lambda row: row[key])
+    better = min if lower_is_better else max
+    if units is not None and evidence is not None and rows:
+        chosen = choose_by_evidence(
+            [row[key] for row in rows], units, [evidence.cost(p) for p in grid],
+            evidence.tolerance, lower_is_better,
+        )  # fmt: skip
+        for row, params, own in zip(rows, grid, units, strict=True):
+            difference = own - units[chosen]
+            row["cost"] = round(evidence.cost(params), 2)
+            row["paired difference"] = float(difference.mean()) if len(difference) else 0.0
+            row["paired se"] = _standard_error(difference)
+        best = rows[chosen]
+    else:
+        best = better(rows, key=lambda row: row[key])
     parameters = tuple(grid[0]) if grid else ()
-    return TuningResult(metric=metric, parameters=parameters, rows=rows, best=best)
+    tolerance = evidence.tolerance if units is not None and evidence is not None else None
+    return TuningResult(metric, parameters, rows, best, tolerance)
+
+
+def _standard_error(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def choose_by_evidence(
+    metrics: Sequence[float],
+    units: Sequence[np.ndarray],
+    costs: Sequence[float],
+    tolerance: float,
+    lower_is_better: bool,
+) -> int:
+    """The index of the combination to use: the best of the cheapest ones, replaced, cost
+    level by cost level upward, by the best of a dearer level when that beats the
+    current choice by more than `tolerance` (relative) and twice the standard error of
+    the paired per-unit difference (`Evidence`)."""
+    sign = 1.0 if lower_is_better else -1.0  # the per-unit values improve as they fall
+    levels = sorted(set(costs))
+
+    def best_of(level: float) -> int:
+        members = [i for i, cost in enumerate(costs) if cost == level]
+        return min(members, key=lambda i: sign * metrics[i])
+
+    chosen = best_of(levels[0])
+    for level in levels[1:]:
+        candidate = best_of(level)
+        gain = sign * (metrics[chosen] - metrics[candidate])  # > 0: the dearer is better
+        improvement = sign * (units[chosen] - units[candidate])
+        if gain > tolerance * abs(metrics[chosen]) and improvement.mean() > 2 * _standard_error(
+            improvement
+        ):
+            chosen = candidate
+    return chosen
