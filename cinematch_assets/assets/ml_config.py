@@ -132,6 +132,13 @@ class ChampionConfig(TuningConfig):
 
 class EvaluationConfig(Config):
     k: int = Field(default=10, description="List length of the ranking metrics.")
+    sample_users: int = Field(
+        default=20_000,
+        description="The served lists are scored on this many test users, a seeded sample "
+        "(every user when there are fewer; the studies' sample with the same seed), each "
+        "mean with its 95% interval. Stars are scored on every test row.",
+    )
+    seed: int = Field(default=42, description="Seed of the user sample.")
     parallel_fits: int = Field(default=3, description="Scorings in flight at once.")
 
 

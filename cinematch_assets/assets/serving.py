@@ -26,10 +26,8 @@ from pyspark.sql import functions as F
 from app.recommender import ArtifactProblem, open_foldin
 from cinematch_assets import keys
 from cinematch_assets.assets.ml import MODEL_TABLES
-from cinematch_assets.ml.lists.new_movies import read_new_movies
-from cinematch_assets.ml.lists.recommend import model_items, new_for_you_lists, served_lists
-from cinematch_assets.ml.models import artifacts
-from cinematch_assets.ml.selection.champion import read_candidates
+from cinematch_assets.ml.lists.recommend import new_for_you_lists, served_lists
+from cinematch_assets.ml.selection.evaluation import read_served, served_model_items
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.io_manager import ALLOW_SCHEMA_EVOLUTION
 from cinematch_assets.resources.lakehouse import Lakehouse
@@ -61,20 +59,10 @@ EVALUATED_MODELS = [
 
 def served_items(lakehouse: Lakehouse):
     """The models' movie side with the served order chosen on validation (EASE's weights
-    only when it ranks)."""
-    rating = artifacts.read_rating_model(lakehouse.read).model
-    ranking = artifacts.read_ranking_model(lakehouse.read).model
-    _, champion = read_candidates(lakehouse.read)
-    ease = (
-        artifacts.read_ease_model(lakehouse.read, lakehouse.data_root.models).model
-        if champion.ranker == "ease"
-        else None
-    )
-    train = lakehouse.read(keys.TRAIN)
-    new = read_new_movies(lakehouse.read)
-    movies = lakehouse.read(keys.MOVIES_CLEAN)
-    items = model_items(ranking, rating, train, policy=champion, ease=ease, new=new, movies=movies)
-    return items, ranking, rating
+    only when it ranks), and the two models."""
+    served = read_served(lakehouse.read, lakehouse.data_root.models)
+    items = served_model_items(lakehouse.read, served, lakehouse.read(keys.TRAIN))
+    return items, served.ranking.model, served.rating.model
 
 
 class RecommendationsConfig(Config):

@@ -23,8 +23,6 @@ from cinematch_assets.ml.models.rating import RatingModel
 from cinematch_assets.ml.selection.evaluation import (
     BIAS_BASELINE,
     GLOBAL_MEAN,
-    SERVED,
-    SERVED_KNOWN,
     Evaluation,
     Served,
     prediction_analysis,
@@ -341,15 +339,24 @@ def model_card(
     *,
     k: int,
     run: str,
+    liked_users: int,
 ) -> str:
     """Markdown: what was fitted on what, how it was tuned, and how what is served scored
-    on test (`run`: which run wrote it)."""
+    on test (`run`: which run wrote it; `liked_users`: the test users with a liked movie,
+    of whom the lists were scored on a sample)."""
     rating_bias = rating.training.searches["bias_search"]
     rating_als = rating.training.searches["als_search"]
     ranking_als = ranking.training.searches["als_search"]
     ease_search = ease.training.searches["search"]
     inputs = "\n".join(f"- `{key}`: Delta version {version}" for key, version in versions.items())
     stars_model = table[(table["role"] == "model") & (table["task"] == "stars")]
+    served = table[table["id"] == "served"].iloc[0]
+    scored = int(served["users"])
+    who = (
+        f"all {liked_users:,} test users with a liked movie"
+        if scored >= liked_users
+        else f"a seeded sample: {scored:,} of the {liked_users:,} test users with a liked movie"
+    )
     return f"""# CineMatch model card
 
 The product run: {run}. The studies (ablation, every candidate on test, the cold-movie \
@@ -394,10 +401,18 @@ catalog. Every candidate on validation:
 
 {metrics_markdown(validation)}
 ## Held-out evaluation (Gold test split, never used for fitting or tuning)
-{HELD_OUT.format(k=k)} Every test row and every test user; `_ci`: the half-width of a mean's \
-95% interval over users (normal approximation).
+The served order: NDCG@{k} {served["ndcg"]:.4f} ± {served["ndcg_ci"]:.4f} ({scored:,} of \
+{liked_users:,} users), {served["ndcg"] / _most_popular_ndcg(table):.2f}x most popular on \
+the same users.
+
+{HELD_OUT.format(k=k)} Stars on every test row; lists on {who}; `_ci`: the half-width of a \
+mean's 95% interval over users (normal approximation).
 
 {metrics_markdown(table)}"""
+
+
+def _most_popular_ndcg(table: pd.DataFrame) -> float:
+    return float(table.loc[table["id"] == "most_popular", "ndcg"].iloc[0]) or float("nan")
 
 
 HELD_OUT = """Stars: every test row, cold rows predicted by the bias baseline. Lists: top-{k} \
@@ -461,22 +476,27 @@ settings chose {cv["cv_choice"]}: {verdict}. Mean validation RMSE over the folds
 {metrics_markdown(rows)}"""
 
 
-def sample_check(studies: pd.DataFrame, product: pd.DataFrame, champion: ListPolicy) -> str:
-    """Does the champion's order, scored on the studies' user sample, land within its 95%
-    interval of what the product measured for it on every test user (its served lists,
-    without the new movies when they hold any: the same order)?"""
-    on_sample = studies[(studies["name"] == champion.name) & (studies["role"] == "candidate")]
-    # Without new slots in the top lists, the served lists are the champion's order itself.
-    name = SERVED_KNOWN if (product["name"] == SERVED_KNOWN).any() else SERVED
-    everyone = product[product["name"] == name]
-    if on_sample.empty or everyone.empty or on_sample["ndcg_ci"].isna().all():
+def sample_check(studies: pd.DataFrame, product: pd.DataFrame) -> str:
+    """Does the product's held-out NDCG of the served lists, scored on a seeded sample of
+    the test users, agree with the same lists on every test user (`served_every_user`)?
+    Both numbers with their 95% intervals, and whether each lies in the other's."""
+    everyone = studies[studies["id"] == "served_every_user"]
+    sampled = product[product["id"] == "served"]
+    if everyone.empty or sampled.empty or sampled["ndcg_ci"].isna().all():
         return ""
-    ndcg, ci = float(on_sample["ndcg"].iloc[0]), float(on_sample["ndcg_ci"].iloc[0])
-    truth = float(everyone["ndcg"].iloc[0])
-    where = "inside" if abs(ndcg - truth) <= ci else "**outside**"
+    ndcg, ci = float(sampled["ndcg"].iloc[0]), float(sampled["ndcg_ci"].iloc[0])
+    truth, truth_ci = float(everyone["ndcg"].iloc[0]), float(everyone["ndcg_ci"].iloc[0])
+    users, every = int(sampled["users"].iloc[0]), int(everyone["users"].iloc[0])
+
+    def where(inside: bool) -> str:
+        return "inside" if inside else "**outside**"
+
     return (
-        f"The champion's order on these users: NDCG@10 {ndcg:.4f} ± {ci:.4f}; on every test "
-        f"user (`ml/model_evaluation`, {name}): {truth:.4f}, {where} the interval."
+        f"The served lists' NDCG@10: {ndcg:.4f} ± {ci:.4f} on the product's sample "
+        f"({users:,} of {every:,} users); {truth:.4f} ± {truth_ci:.4f} on every one of "
+        f"them (`studies/served_every_user`): every user's value is "
+        f"{where(abs(truth - ndcg) <= ci)} the sample's interval, and the sample's "
+        f"{where(abs(ndcg - truth) <= truth_ci)} every user's."
     )
 
 
@@ -528,13 +548,15 @@ def write_model_report(
     *,
     k: int,
     run: str,
+    liked_users: int,
 ) -> tuple[str, dict[str, Path]]:
     """The product run's report: the model card, the charts and the metrics (`validation`:
-    the champion's candidates and their validation scores). Returns the card and paths."""
+    the champion's candidates and their validation scores; `liked_users`: the test users
+    with a liked movie). Returns the card and paths."""
     table = evaluation.table()
     card = model_card(
         served.rating, served.ranking, served.ease, served.champion, validation, table,
-        versions, k=k, run=run,
+        versions, k=k, run=run, liked_users=liked_users,
     )  # fmt: skip
     figures = evaluation_figures(
         prediction_analysis(evaluation.predictions), served.rating, served.ranking, table, k=k

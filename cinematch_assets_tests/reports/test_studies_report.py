@@ -1,47 +1,40 @@
-"""The studies card's check of its user sample against the product's all-users number."""
+"""The studies card's check of the product's sampled list numbers against every user's."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from cinematch_assets.ml.lists.build import ListPolicy
 from cinematch_assets.reports.evaluation import sample_check
 
-CHAMPION = ListPolicy("ease", 0.0, 0.35, 3.0)
 
-
-def tables(on_sample: float, ci: float, everyone: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def tables(sampled: float, ci: float, everyone: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     studies = pd.DataFrame(
         [
-            {"name": CHAMPION.name, "role": "candidate", "ndcg": on_sample, "ndcg_ci": ci},
-            {"name": "other", "role": "candidate", "ndcg": 0.5, "ndcg_ci": 0.01},
+            {"id": "served_every_user", "ndcg": everyone, "ndcg_ci": 0.002, "users": 200_000},
+            {"id": "candidate:other", "ndcg": 0.5, "ndcg_ci": 0.01, "users": 20_000},
         ]
     )
     product = pd.DataFrame(
-        [{"name": "served ranking without new movies", "ndcg": everyone, "ndcg_ci": 0.001}]
+        [
+            {"id": "served", "ndcg": sampled, "ndcg_ci": ci, "users": 20_000},
+            {"id": "most_popular", "ndcg": 0.05, "ndcg_ci": 0.001, "users": 20_000},
+        ]
     )
     return studies, product
 
 
-def test_the_sample_lands_inside_or_outside_its_interval():
-    assert "0.1200 ± 0.0100" in sample_check(*tables(0.12, 0.01, 0.115), CHAMPION)
-    assert "inside the interval" in sample_check(*tables(0.12, 0.01, 0.115), CHAMPION)
-    assert "**outside** the interval" in sample_check(*tables(0.12, 0.01, 0.135), CHAMPION)
+def test_the_sample_and_every_user_are_compared_both_ways():
+    close = sample_check(*tables(0.1204, 0.0027, 0.1193))
+    assert "0.1204 ± 0.0027 on the product's sample (20,000 of 200,000 users)" in close
+    assert "0.1193 ± 0.0020 on every one" in close
+    assert "inside the sample's interval, and the sample's inside every user's" in close
+    near = sample_check(*tables(0.1220, 0.0027, 0.1193))
+    assert "inside the sample's interval, and the sample's **outside** every user's" in near
+    far = sample_check(*tables(0.1300, 0.0027, 0.1193))
+    assert "**outside** the sample's interval" in far
 
 
 def test_nothing_to_say_without_the_rows():
     studies, product = tables(0.12, 0.01, 0.115)
-    assert sample_check(studies[studies["name"] == "other"], product, CHAMPION) == ""
-    assert sample_check(studies, product.iloc[0:0], CHAMPION) == ""
-
-
-def test_without_new_slots_the_served_lists_are_the_champions_order():
-    studies, _ = tables(0.12, 0.01, 0.115)
-    product = pd.DataFrame(
-        [
-            {"name": "served ranking", "ndcg": 0.118, "ndcg_ci": 0.001},
-            {"name": "most popular", "ndcg": 0.05, "ndcg_ci": 0.001},
-        ]
-    )
-    check = sample_check(studies, product, CHAMPION)
-    assert "served ranking): 0.1180, inside the interval" in check
+    assert sample_check(studies[studies["id"] != "served_every_user"], product) == ""
+    assert sample_check(studies, product.iloc[0:0]) == ""

@@ -6,9 +6,10 @@ order, the cold-movie protocol) is in `studies`, which shares this table's shape
 - Stars: every test row gets a prediction from the rating model and each baseline; a row
   whose user or movie is not in a model gets the bias baseline's prediction (`cold`).
 - Lists: top-k over the movies each test user did not rate in training, scored against
-  the test ratings of 4 stars or more on the same users. The served order's are the
-  served lists themselves (`recommend.served_lists`, training ratings left out instead
-  of every known one); beside them the most-popular baseline.
+  the test ratings of 4 stars or more on the same users: a seeded sample of them at
+  scale (the same nested sample the studies use), each mean with its 95% interval. The
+  served order's are the served lists themselves (`recommend.served_lists`, training
+  ratings left out instead of every known one); beside them the most-popular baseline.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ from cinematch_assets.ml.selection.metrics import (
 )
 from cinematch_assets.ml.selection.tuning import concurrently
 
-Role = Literal["model", "baseline", "ablation", "candidate", "discovery", "cold", "cv"]
+Role = Literal[
+    "model", "baseline", "ablation", "candidate", "discovery", "cold", "cv", "every_user"
+]
 GLOBAL_MEAN = "global mean"
 BIAS_BASELINE = "damped bias baseline"
 RATING_MODEL = "rating model"
@@ -194,6 +197,27 @@ def prediction_analysis(predictions: DataFrame) -> dict[str, pd.DataFrame]:
     return {"errors": errors, "by_rating": by_rating.drop(columns="q")}
 
 
+def served_test_lists(
+    items: ModelItems,
+    ranking: RankingModel,
+    rating: RatingModel,
+    train: DataFrame,
+    users: DataFrame,
+    k: int,
+    rated_new: DataFrame | None = None,
+) -> DataFrame:
+    """What `users` (userId) are shown, with their training ratings (and `rated_new`)
+    left out: the served lists (`recommend.served_lists`), run past k by the new slots
+    so that the same pass gives the lists without them."""
+    seen = train.select("userId", "movieId", "rating")
+    slots = items.new_slots(k)
+    extra = 0 if slots is None else slots.movies.slots
+    watched = seen if rated_new is None else seen.unionByName(rated_new)
+    return served_lists(
+        items, ranking.users.join(users, "userId"), rating.users, watched, k + extra, shown=k
+    )
+
+
 def evaluate_served(
     train: DataFrame,
     test: DataFrame,
@@ -202,31 +226,32 @@ def evaluate_served(
     ranking: Trained[RankingModel],
     items: ModelItems,
     k: int,
+    list_users: DataFrame | None = None,
     parallelism: int = 3,
     rated_new: DataFrame | None = None,
 ) -> Evaluation:
-    """Score what is served on every row and every user of `test`: the rating model's
-    stars and the served lists (`items`: the models' movie side with the champion's
-    order), beside the baselines they are judged against (global mean, the damped bias
-    baseline with the rating model's settings, most popular). No refit but the biases.
-    `rated_new` (userId, movieId, rating): the ratings of `items`' new movies, outside
-    the split, which the served lists leave out as serving does."""
+    """Score what is served on `test`: the rating model's stars on every row, the served
+    lists (`items`: the models' movie side with the champion's order) on the test users
+    of `list_users` (userId; default every one), beside the baselines they are judged
+    against (global mean, the damped bias baseline with the rating model's settings,
+    most popular) on the same rows and users. No refit but the biases. `rated_new`
+    (userId, movieId, rating): the ratings of `items`' new movies, outside the split,
+    which the served lists leave out as serving does."""
     params = rating.model.params
     bias_params = {"damping": params.bias_damping, "decay_weighted": params.bias_decay_weighted}
     biases = cached(fit_biases(train, **bias_params))  # every model's fallback
     seen = train.select("userId", "movieId", "rating").cache()
-    users = test.select("userId").distinct().cache()
-    relevant = relevant_rows(test).cache()
+    users = test.select("userId").distinct()
+    if list_users is not None:
+        users = users.join(list_users.select("userId"), "userId")
+    users = users.cache()
+    relevant = relevant_rows(test).join(users, "userId", "left_semi").cache()
     # What users are shown, with the training ratings left out: the list the app serves.
-    # It runs past k by the new slots, so the same pass gives the lists without them.
-    test_users = ranking.model.users.join(users, "userId")
-    slots = items.new_slots(k)
-    extra = 0 if slots is None else slots.movies.slots
-    watched = seen if rated_new is None else seen.unionByName(rated_new)
-    served = served_lists(
-        items, test_users, rating.model.users, watched, k + extra, shown=k
+    served = served_test_lists(
+        items, ranking.model, rating.model, train, users, k, rated_new
     ).cache()
     recommendations = served.filter(F.col("rank") <= k).cache()
+    slots = items.new_slots(k)
     entries = [
         Entry(GLOBAL_MEAN, "baseline", stars=global_mean_model(train)),
         Entry(BIAS_BASELINE, "baseline", stars=biases),
@@ -284,13 +309,11 @@ def read_served(read: Read, models: Path) -> Served:
     )
 
 
-def evaluate_latest(
-    read: Read, served: Served, train: DataFrame, test: DataFrame, *, k: int, parallelism: int
-) -> Evaluation:
-    """`evaluate_served` on what the last run serves: its models' movie side with the
-    champion's order and the new movies, their ratings left out as serving leaves them."""
+def served_model_items(read: Read, served: Served, train: DataFrame) -> ModelItems:
+    """What the last run serves, as lists are built from it: its models' movie side with
+    the champion's order and the new movies."""
     champion = served.champion
-    items = model_items(
+    return model_items(
         served.ranking.model,
         served.rating.model,
         train,
@@ -299,8 +322,23 @@ def evaluate_latest(
         new=read_new_movies(read),
         movies=read(keys.MOVIES_CLEAN),
     )
+
+
+def evaluate_latest(
+    read: Read,
+    served: Served,
+    train: DataFrame,
+    test: DataFrame,
+    *,
+    k: int,
+    list_users: DataFrame | None,
+    parallelism: int,
+) -> Evaluation:
+    """`evaluate_served` on what the last run serves (`served_model_items`), the new
+    movies' ratings left out as serving leaves them."""
     return evaluate_served(
-        train, test, rating=served.rating, ranking=served.ranking, items=items, k=k,
+        train, test, rating=served.rating, ranking=served.ranking,
+        items=served_model_items(read, served, train), k=k, list_users=list_users,
         parallelism=parallelism, rated_new=read_new_movie_ratings(read),
     )  # fmt: skip
 
@@ -318,6 +356,8 @@ def headline_metrics(table: pd.DataFrame) -> dict[str, float]:
         "bias_baseline_rmse": round(baseline_rmse, 4),
         "rmse_below_bias_baseline": round(1 - rmse / baseline_rmse, 4),
         "served_ranking_ndcg": round(ndcg, 4),
+        "served_ranking_ndcg_ci": round(value(SERVED, "ndcg_ci"), 4),
+        "list_users": int(value(SERVED, "users")),
         "served_coverage": round(value(SERVED, "coverage"), 4),
         "served_below_floor": round(value(SERVED, "below_floor"), 4),
         "most_popular_ndcg": round(popular_ndcg, 4),

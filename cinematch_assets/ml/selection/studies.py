@@ -9,6 +9,8 @@ of the evaluation table (`evaluation.METRICS_SCHEMA`):
 - the cold-movie protocol (`cold.cold_movie_evaluation`);
 - the rating model's search by k-fold cross-validation (the product tunes on one
   validation split): would more folds have chosen other settings?
+- the served order on every test user: the product's held-out evaluation scores a
+  seeded sample of them, checked against this.
 
 Stars cover every test row (a prediction per row is cheap). Lists of orders other than
 the served one are scored on a fixed, seeded sample of test users (`tuning.user_sample`:
@@ -23,18 +25,24 @@ from dataclasses import replace
 from typing import Any
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from cinematch_assets.ml.lists.build import ListPolicy
+from cinematch_assets.ml.lists.new_movies import read_new_movie_ratings
 from cinematch_assets.ml.lists.recommend import unseen_lists
-from cinematch_assets.ml.models.artifacts import Trained, TuningResult
+from cinematch_assets.ml.models.artifacts import Read, Trained, TuningResult
 from cinematch_assets.ml.models.ease import EaseModel
 from cinematch_assets.ml.models.ranking import RankingModel, fit_ranking_model
 from cinematch_assets.ml.models.rating import RatingModel, cached, fit_biases, fit_rating_model
 from cinematch_assets.ml.selection.champion import score_policies
 from cinematch_assets.ml.selection.evaluation import (
     RATING_MODEL,
+    SERVED,
+    Served,
     list_metrics,
     rating_metrics,
+    served_model_items,
+    served_test_lists,
     test_predictions,
 )
 from cinematch_assets.ml.selection.metrics import relevant_rows
@@ -166,6 +174,25 @@ def candidates_study(
         {"id": f"{role}:{policies[name].id}", "name": name, "role": role, "task": "lists",
          "k": k, **scores[name]}
         for name, role in roles.items()
+    ]  # fmt: skip
+
+
+def served_every_user_study(
+    read: Read, served: Served, train: DataFrame, test: DataFrame, *, k: int
+) -> list[dict[str, Any]]:
+    """The served order's lists scored on every test user (role `every_user`), with 95%
+    intervals: the product scores a seeded sample of them, and this is what the sample
+    is checked against."""
+    items = served_model_items(read, served, train)
+    users = test.select("userId").distinct()
+    lists = served_test_lists(
+        items, served.ranking.model, served.rating.model, train, users, k,
+        read_new_movie_ratings(read),
+    ).filter(F.col("rank") <= k)  # fmt: skip
+    seen = train.select("userId", "movieId", "rating")
+    return [
+        {"id": "served_every_user", "name": f"{SERVED}, every test user", "role": "every_user",
+         "task": "lists", **list_metrics(lists, relevant_rows(test), seen, k=k)}
     ]  # fmt: skip
 
 
