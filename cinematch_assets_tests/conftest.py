@@ -87,6 +87,7 @@ def run_pipeline(
     return result, instance, resources["lakehouse"]
 
 
+EVALUATED_USERS = 300
 # One combination each: the test is about what the models learn, not about tuning.
 SMALL_GRIDS = {
     "als_rating_model": {
@@ -99,6 +100,8 @@ SMALL_GRIDS = {
     },
     "als_ranking_model": {"config": {"ranks": [20], "alphas": [2.0]}},
     "ease_ranking_model": {"config": {"regs": [300.0]}},
+    # Fewer than synthetic-small's test users: the lists are scored on a sample of them.
+    "model_evaluation": {"config": {"sample_users": EVALUATED_USERS}},
     "ml__ranking_champion": {
         "config": {
             "stars_weights": [0.0, 1.0],

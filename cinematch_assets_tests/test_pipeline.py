@@ -37,6 +37,7 @@ from cinematch_assets.ml.models.content import read_content
 from cinematch_assets.ml.models.ease import fit_ease_model
 from cinematch_assets.ml.selection import cold
 from cinematch_assets.ml.selection.champion import read_candidates
+from cinematch_assets.ml.selection.tuning import user_sample
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.sources.synthetic import GENRES, SyntheticSpec, planted_model
 from cinematch_assets.storage import app_ratings, model_factors
@@ -46,6 +47,7 @@ from cinematch_assets.storage.delta_reader import read_delta
 from cinematch_assets.transforms.silver import REMOVED, SUPERSEDED
 
 from .conftest import (
+    EVALUATED_USERS,
     NEW_MOVIE_GENRES,
     NEW_MOVIE_ID,
     REPO_ROOT,
@@ -291,8 +293,9 @@ def test_model_tables_and_artifacts(spark, synthetic_models_run):
     train = lakehouse.read(["gold", "train_features_ml"])
     assert recs.join(train, ["userId", "movieId"], "left_semi").count() == 0
     assert recs.groupBy("userId").count().agg({"count": "max"}).first()[0] == 10
+    # Stars on every test row, lists on the seeded sample of test users.
     test_users = lakehouse.read(["gold", "test_features_ml"]).select("userId").distinct()
-    assert recs.select("userId").distinct().count() == test_users.count()
+    assert recs.select("userId").distinct().count() == EVALUATED_USERS < test_users.count()
     for name in ("rating", "ranking"):
         model = metadata(instance, "ml", f"als_{name}_model")
         assert model["param/fit_seconds"] > 0 and "tuning" in model
@@ -375,17 +378,22 @@ def test_studies_score_on_the_product_models_beside_its_card(synthetic_models_ru
         "ablation:bias_decay", "ablation:user_mean", "ablation:no_normalization",
         "ablation:confidence",
     }  # fmt: skip
-    # Every test user with a liked test movie is averaged, in the sample as in the product.
+    # The studies' sample holds every test user with a liked movie here; the product's
+    # held-out lists a seeded sample of them, checked against every user's.
     studied = lakehouse.read(keys.STUDY_CANDIDATES).first()
-    assert studied["users"] == product["served ranking"]["users"]
+    every = lakehouse.read(keys.STUDY_SERVED_EVERY_USER).first()
+    assert studied["users"] == every["users"] > product["served ranking"]["users"]
+    assert product["served ranking"]["users"] <= EVALUATED_USERS
+    assert metadata(instance, "ml", "model_evaluation")["list_users"] <= EVALUATED_USERS
     studies_card = (home / "reports" / "studies" / "studies_card.md").read_text()
     model_card = (home / "reports" / "ml" / "model_card.md").read_text()
     assert "The studies run: Dagster run" in studies_card
     assert f"every one of the {test_users:,} test users" in studies_card
-    # The champion's order on the sample (here every user) against the product's number.
-    assert "on every test user (`ml/model_evaluation`" in studies_card
-    assert "inside the interval" in studies_card
+    # The product's sampled number against every user's, and the card saying so.
+    assert "on every one of them (`studies/served_every_user`)" in studies_card
+    assert "every user's value is inside the sample's interval" in studies_card
     assert "The product run: Dagster run" in model_card
+    assert f"of {every['users']:,} users), " in model_card
     # The rating model's one-split choice against 3-fold cross-validation of its settings.
     cv = metadata(instance, *keys.STUDY_RATING_CV)
     assert cv["tuning"] == "3-fold cross-validation" and cv["agrees"] is True
@@ -403,7 +411,11 @@ def test_the_evaluation_scores_the_served_lists(synthetic_models_run):
     has rated among them."""
     _, _, lakehouse, _ = synthetic_models_run
     items, ranking, rating = served_items(lakehouse)  # what serving builds its lists from
+    evaluated = lakehouse.read(keys.TEST_RECOMMENDATIONS).toPandas()
+    # Scored on the seeded sample of the test users the evaluation's config asks for.
     test_users = lakehouse.read(keys.TEST).select("userId").distinct()
+    assert test_users.count() > EVALUATED_USERS
+    test_users = user_sample(lakehouse.read(keys.TEST), EVALUATED_USERS, 42)
     train = lakehouse.read(keys.TRAIN).select("userId", "movieId", "rating")
     rated_new = read_new_movie_ratings(lakehouse.read)
     served = served_lists(
@@ -413,7 +425,6 @@ def test_the_evaluation_scores_the_served_lists(synthetic_models_run):
         train.unionByName(rated_new),
         10,
     ).toPandas()
-    evaluated = lakehouse.read(keys.TEST_RECOMMENDATIONS).toPandas()
     rated = rated_new.toPandas()
     assert len(evaluated[evaluated["new"]].merge(rated, on=["userId", "movieId"])) == 0
     order = ["userId", "rank"]
@@ -421,7 +432,7 @@ def test_the_evaluation_scores_the_served_lists(synthetic_models_run):
         served.sort_values(order).reset_index(drop=True),
         evaluated[served.columns].sort_values(order).reset_index(drop=True),
     )
-    assert len(evaluated) == 10 * test_users.count()
+    assert len(evaluated) == 10 * EVALUATED_USERS
 
 
 def test_lists_past_the_new_slots_hold_the_lists_without_new_movies(synthetic_models_run):
