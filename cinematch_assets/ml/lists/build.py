@@ -805,7 +805,12 @@ def title_matches(links: TitleLinks, block: UserBlock) -> TitleMatches:
     users, new = np.repeat(liked_by, counts), by_known.indices[at].astype(np.int64)
     similarity = by_known.data[at].astype(np.float32)
     known = np.repeat(liked_at, counts)
-    order = np.lexsort((similarity, new, users))  # the best last in each (user, movie)
+    # The best last in each (user, movie): one sort of (user, movie, similarity) packed in
+    # an int64, not a three-key lexsort (a third of the New for you rows' time at 33M).
+    # A non-negative float32's bits order like the float.
+    pair = users * links.matrix.shape[0] + new
+    packed = (pair << 31) | similarity.clip(0).view(np.int32).astype(np.int64)
+    order = np.argsort(packed, kind="stable")
     users, new, similarity, known = users[order], new[order], similarity[order], known[order]
     last = np.ones(len(users), dtype=bool)
     last[:-1] = (users[1:] != users[:-1]) | (new[1:] != new[:-1])
