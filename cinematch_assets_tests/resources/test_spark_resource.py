@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from cinematch_assets.ml.models.als import fit_als
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.spark import (
     DELTA_SQL_CONF,
@@ -223,37 +224,63 @@ def test_graph_up_to_gold_runs_on_spark_connect(tmp_path):
     )
 
 
-ALS_ON_A_SMALL_STACK = textwrap.dedent(
-    """
-    from cinematch_assets.ml.models.als import fit_als
-    from cinematch_assets.resources.spark import SparkResource
-
-    spark = SparkResource(
-        master="local[2]", remote="", conf={"spark.driver.extraJavaOptions": "-Xss640k"}
-    ).spark_session
-    ratings = spark.createDataFrame(
+def small_ratings(spark):
+    return spark.createDataFrame(
         [(u, m, float(u * m % 5 + 1)) for u in range(40) for m in range(30) if (u + m) % 3],
         "userId int, movieId int, rating float",
     )
-    model = fit_als(ratings, rating_col="rating", rank=4, reg_param=0.1, max_iter=20, seed=1)
-    print(spark.sparkContext.getCheckpointDir(), model.itemFactors.count())
+
+
+# Java's BLAS and LAPACK, as on a machine without a system libblas.so.3/liblapack.so.3.
+JAVA_LINEAR_ALGEBRA = (
+    "-Ddev.ludovic.netlib.blas.allowNative=false -Ddev.ludovic.netlib.lapack.allowNative=false"
+)
+ALS_ON_A_SMALL_STACK = textwrap.dedent(
+    f"""
+    import json
+    from cinematch_assets.ml.models.als import fit_als
+    from cinematch_assets.resources.spark import SparkResource
+    from cinematch_assets_tests.resources.test_spark_resource import small_ratings
+
+    options = "-Xss640k {JAVA_LINEAR_ALGEBRA}"
+    spark = SparkResource(
+        master="local[2]", remote="", conf={{"spark.driver.extraJavaOptions": options}}
+    ).spark_session
+    model = fit_als(
+        small_ratings(spark), rating_col="rating", rank=4, reg_param=0.1, max_iter=20, seed=1
+    )
+    jvm = spark.sparkContext._jvm
+    factors = {{r["id"]: list(r["features"]) for r in model.itemFactors.collect()}}
+    print(json.dumps([
+        spark.sparkContext.getCheckpointDir(),
+        jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getSimpleName(),
+        jvm.dev.ludovic.netlib.lapack.LAPACK.getInstance().getClass().getSimpleName(),
+        factors,
+    ]))
     """
 )
 
 
-def test_als_fits_leave_the_thread_stack_a_margin_and_no_checkpoints(tmp_path):
+def test_als_fits_on_java_linear_algebra_with_a_small_stack_and_no_checkpoints(spark, tmp_path):
     """Each ALS iteration deepens the lineage that task serialization walks recursively;
     checkpoints cut it often enough that a fit still succeeds with 640 KB of the JVM's
     default 1 MB thread stack (with Spark's default interval of 10 the JVM dies there of a
-    StackOverflowError). The checkpoints go when the process ends."""
+    StackOverflowError). The checkpoints go when the process ends. The fit runs on Java's
+    BLAS and LAPACK, the fallback of a machine without native ones, and finds the factors
+    this session finds (native where the machine has them)."""
     run = subprocess.run(
         [sys.executable, "-c", ALS_ON_A_SMALL_STACK],
         cwd=REPO_ROOT, env={**os.environ, "CINEMATCH_HOME": str(tmp_path)},
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    folder, items = run.stdout.split()[-2:]
-    assert items == "30"
+    folder, blas, lapack, factors = json.loads(run.stdout.splitlines()[-1])
+    assert "JNI" not in blas and "JNI" not in lapack, (blas, lapack)
+    assert len(factors) == 30
+    here = fit_als(small_ratings(spark), rating_col="rating", rank=4, reg_param=0.1,
+                   max_iter=20, seed=1)  # fmt: skip
+    for row in here.itemFactors.collect():
+        assert row["features"] == pytest.approx(factors[str(row["id"])], abs=1e-4)
     checkpoints = DataRoot(home=str(tmp_path)).checkpoints
     assert Path(urlparse(folder).path).parent.resolve() == checkpoints.resolve()
     assert checkpoints.is_dir() and not any(checkpoints.iterdir())
