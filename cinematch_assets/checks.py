@@ -32,6 +32,7 @@ from cinematch_assets.transforms.quality import (
     missing_reference_count,
     null_counts,
     off_grid_count,
+    partition_counts,
 )
 from cinematch_assets.transforms.titles import MIN_YEAR
 
@@ -245,18 +246,18 @@ silver_checks = [
     additional_deps=[AssetKey(keys.TRAIN), AssetKey(keys.RATINGS_FILTERED)],
 )
 def split_partitions_filtered(lakehouse: Lakehouse) -> AssetCheckResult:
-    pair = ["userId", "movieId"]
-    train = lakehouse.read(keys.TRAIN).select(*pair)
-    test = lakehouse.read(keys.TEST).select(*pair)
-    filtered = lakehouse.read(keys.RATINGS_FILTERED).select(*pair)
-    both = train.unionByName(test)
+    counts = partition_counts(
+        {"train": lakehouse.read(keys.TRAIN), "test": lakehouse.read(keys.TEST)},
+        lakehouse.read(keys.RATINGS_FILTERED),
+        ["userId", "movieId"],
+    )
     metadata = {
-        "train_rows": train.count(),
-        "test_rows": test.count(),
-        "filtered_rows": filtered.count(),
-        "in_train_and_test": train.join(test, pair, "left_semi").count(),
-        "filtered_but_missing": filtered.join(both, pair, "left_anti").count(),
-        "not_in_filtered": both.join(filtered, pair, "left_anti").count(),
+        "train_rows": counts["train_rows"],
+        "test_rows": counts["test_rows"],
+        "filtered_rows": counts["whole_rows"],
+        "in_train_and_test": counts["in_train_and_test"],
+        "filtered_but_missing": counts["whole_but_missing"],
+        "not_in_filtered": counts["not_in_whole"],
     }
     passed = (
         metadata["train_rows"] + metadata["test_rows"] == metadata["filtered_rows"]

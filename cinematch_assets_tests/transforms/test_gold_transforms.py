@@ -17,6 +17,7 @@ from cinematch_assets.transforms.gold import (
     user_below,
     user_stats,
 )
+from cinematch_assets.transforms.quality import partition_counts
 from cinematch_assets.transforms.reconcile import KEPT, kept_rows, reason_counts
 
 DAY = 86_400
@@ -153,3 +154,24 @@ def test_features_use_training_data_only(spark):
     held = {(r.userId, r.movieId): r for r in holdout_features(test, stats).collect()}
     assert held[(1, 3)].user_mean == 3.0 and held[(1, 3)].rating_norm == pytest.approx(2.0)
     assert held[(3, 1)].user_mean is None  # unseen user: the model falls back to a baseline
+
+
+def test_a_split_partitions_the_filtered_ratings_in_one_pass(spark):
+    """Train and test partition the filtered pairs: counted in one shuffle, and each way
+    they can fail is counted by itself."""
+    pairs = "userId int, movieId int"
+    whole = spark.createDataFrame([(1, 1), (1, 2), (2, 1), (2, 2)], pairs)
+
+    def counts(train: list, test: list) -> dict:
+        parts = {"train": spark.createDataFrame(train, pairs),
+                 "test": spark.createDataFrame(test, pairs)}  # fmt: skip
+        return partition_counts(parts, whole, ["userId", "movieId"])
+
+    clean = counts([(1, 1), (2, 2)], [(1, 2), (2, 1)])
+    assert clean == {
+        "train_rows": 2, "test_rows": 2, "whole_rows": 4, "in_train_and_test": 0,
+        "whole_but_missing": 0, "not_in_whole": 0,
+    }  # fmt: skip
+    broken = counts([(1, 1), (1, 2), (3, 3)], [(1, 2)])  # (1, 2) twice, (2, *) lost, (3, 3) new
+    assert broken["in_train_and_test"] == 1
+    assert broken["whole_but_missing"] == 2 and broken["not_in_whole"] == 1
