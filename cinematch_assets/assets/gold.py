@@ -3,6 +3,7 @@ learned from the training part only."""
 
 from dagster import AssetExecutionContext, AssetIn, AssetOut, Config, Output, asset, multi_asset
 from pydantic import Field
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -65,15 +66,15 @@ class FeatureConfig(Config):
     "('train'/'test'), fixed here so every later asset uses the same split.",
     **GOLD,
 )
-def ratings_filtered(
-    context: AssetExecutionContext, config: FilterSplitConfig, ratings: DataFrame
-) -> DataFrame:
+def ratings_filtered(context: AssetExecutionContext, config: FilterSplitConfig, ratings: DataFrame):
+    # Kept for the counts below and the write: each would otherwise read Silver and count
+    # every user's and movie's ratings again.
     annotated = annotate_activity(
         ratings,
         min_user_ratings=config.min_user_ratings,
         min_movie_ratings=config.min_movie_ratings,
         mode=config.filter_mode,
-    )
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     split = assign_split(
         kept_rows(annotated),
         strategy=config.split_strategy,
@@ -86,14 +87,15 @@ def ratings_filtered(
         F.count_if(F.col("split") == TRAIN).alias("train_rows"),
         F.count_if(F.col("split") == TEST).alias("test_rows"),
     ).first()
-    context.add_output_metadata(
-        {
+    yield Output(
+        split,
+        metadata={
             **reconciliation_metadata(reason_counts(annotated)),
             **shape.asDict(),
             **{f"config/{k}": v for k, v in config.model_dump().items()},
-        }
+        },
     )
-    return split
+    annotated.unpersist()  # written by now
 
 
 @multi_asset(
@@ -123,7 +125,7 @@ def ratings_filtered(
 def gold_features(context: AssetExecutionContext, config: FeatureConfig, ratings: DataFrame):
     train = ratings.filter(F.col("split") == TRAIN).drop("split")
     test = ratings.filter(F.col("split") == TEST).drop("split")
-    stats = user_stats(train)
+    stats = user_stats(train).cache()  # one row a user, read by all three outputs
     settings = {f"config/{k}": v for k, v in config.model_dump().items()}
     yield Output(
         training_features(
@@ -137,3 +139,4 @@ def gold_features(context: AssetExecutionContext, config: FeatureConfig, ratings
     )
     yield Output(holdout_features(test, stats), output_name="test")
     yield Output(stats, output_name="users")
+    stats.unpersist()
