@@ -379,12 +379,26 @@ class BlendedRanker:
         weight, floor = np.float32(policy.stars_weight), policy.star_floor
         penalty = (policy.popularity_penalty * self.popularity).astype(np.float32)
         zscored = self.base.zscored(block) if shared is None else shared.zscored(block, self.base)
+        taste_weight = np.float32(policy.taste_weight)
+        taste = self.taste.scores(block) if taste_weight else None
+
+        def fit(start: int, stop: int, like: np.ndarray) -> np.ndarray:
+            """The genre taste's rows for users start..stop (once per slice when shared)."""
+            if shared is None:
+                rows = np.empty_like(like)
+                taste(start, stop, rows)
+                return rows
+            return shared.rows(block, start, stop, ("taste", id(self.taste)), taste, like)
 
         def ranked(start: int, stop: int, out: np.ndarray, predicted: np.ndarray | None) -> None:
-            """The model's z-scores, the movies predicted below the floor after the others."""
+            """The model's z-scores with the genre taste, the movies predicted below the
+            floor after the others."""
             zscored(start, stop, out)
             if floor:  # a mask product: `np.subtract(..., where=)` is 3x slower
                 out -= (predicted < floor) * np.float32(FLOOR_PENALTY)
+            if taste is not None:
+                rows = fit(start, stop, out)
+                out += rows * taste_weight
 
         def own(start: int, stop: int, out: np.ndarray) -> None:
             predicted = self._predicted(block, start, stop) if weight or floor else None
@@ -401,7 +415,9 @@ class BlendedRanker:
                 predicted = shared.value(
                     block, start, stop, key, lambda: self._predicted(block, start, stop)
                 )
-            key = ("ranked", id(self.base), id(self.stars), floor)
+            # Shared by every blend with this floor and taste weight: the taste is added
+            # once per weight and slice, not once per blend.
+            key = ("ranked", id(self.base), id(self.stars), floor, policy.taste_weight)
             base = shared.rows(
                 block, start, stop, key, lambda s, e, o: ranked(s, e, o, predicted), out
             )
@@ -411,22 +427,10 @@ class BlendedRanker:
             else:
                 out[:] = base
 
-        taste = self.taste.scores(block) if policy.taste_weight else None
-
-        def fit(start: int, stop: int, out: np.ndarray) -> np.ndarray:
-            """The genre taste's rows for users start..stop (once per slice when shared)."""
-            if shared is None:
-                rows = np.empty_like(out)
-                taste(start, stop, rows)
-                return rows
-            return shared.rows(block, start, stop, ("taste", id(self.taste)), taste, out)
-
         def score(start: int, stop: int, out: np.ndarray) -> None:
             (own if shared is None else blend)(start, stop, out)
             if policy.popularity_penalty:
                 out -= penalty
-            if taste is not None:
-                out += np.float32(policy.taste_weight) * fit(start, stop, out)
 
         return score
 
