@@ -19,6 +19,7 @@ from cinematch_assets.ml.models.ranking import fit_ranking_model
 from cinematch_assets.ml.models.rating import (
     RatingModel,
     RatingParams,
+    bias_baseline,
     fit_biases,
     fit_rating_model,
     predict,
@@ -315,6 +316,17 @@ def test_als_recovers_taste_the_biases_cannot(planted):
         return regression_metrics(predict(m, validation, fallback=biases))["rmse"]
 
     assert rmse(model) < 0.6 * rmse(biases)
+    # The model's own biases are the bias baseline's: the evaluation fits them no more.
+    baseline = bias_baseline(model, train)
+    assert baseline.global_mean == biases.global_mean and baseline.rank == 0
+    for table in ("users", "items"):
+        theirs, ours = (
+            sorted(map(tuple, getattr(m, table).select(getattr(m, table).columns[0], "bias")
+                                 .collect()))
+            for m in (biases, baseline)
+        )  # fmt: skip
+        assert ours == theirs
+    assert rmse(baseline) == pytest.approx(rmse(biases), rel=1e-12)
 
 
 def test_fits_repeat_exactly_with_a_seed(planted):

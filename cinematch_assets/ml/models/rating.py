@@ -213,6 +213,29 @@ def fit_rating_model(
     )
 
 
+def bias_baseline(model: RatingModel, train: DataFrame) -> RatingModel:
+    """The damped bias baseline with `model`'s bias settings: `model`'s own biases when it
+    was fitted on them (`bias_residual`: the very numbers `fit_biases` gives on its
+    training rows, two passes over them spared), else fitted on `train`."""
+    params = model.params
+    if params.variant != "bias_residual":
+        return fit_biases(
+            train, damping=params.bias_damping, decay_weighted=params.bias_decay_weighted
+        )
+
+    def biases(table: DataFrame, key: str) -> DataFrame:
+        return table.select(key, "bias").withColumn(FACTORS, empty_factors())
+
+    return RatingModel(
+        global_mean=model.global_mean,
+        users=biases(model.users, "userId"),
+        items=biases(model.items, "movieId"),
+        params=RatingParams(
+            bias_damping=params.bias_damping, bias_decay_weighted=params.bias_decay_weighted
+        ),
+    )
+
+
 def rating_key(train: DataFrame, params: RatingParams, seed: int) -> FitKey:
     return fit_key("rating", train, asdict(params), seed)
 

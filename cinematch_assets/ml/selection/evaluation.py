@@ -41,8 +41,8 @@ from cinematch_assets.ml.models.ranking import RankingModel
 from cinematch_assets.ml.models.rating import (
     RatingModel,
     RatingParams,
+    bias_baseline,
     cached,
-    fit_biases,
     predict,
 )
 from cinematch_assets.ml.selection.champion import read_candidates
@@ -234,12 +234,10 @@ def evaluate_served(
     lists (`items`: the models' movie side with the champion's order) on the test users
     of `list_users` (userId; default every one), beside the baselines they are judged
     against (global mean, the damped bias baseline with the rating model's settings,
-    most popular) on the same rows and users. No refit but the biases. `rated_new`
+    most popular) on the same rows and users. No refit. `rated_new`
     (userId, movieId, rating): the ratings of `items`' new movies, outside the split,
     which the served lists leave out as serving does."""
-    params = rating.model.params
-    bias_params = {"damping": params.bias_damping, "decay_weighted": params.bias_decay_weighted}
-    biases = cached(fit_biases(train, **bias_params))  # every model's fallback
+    biases = cached(bias_baseline(rating.model, train))  # every model's fallback
     seen = train.select("userId", "movieId", "rating").cache()
     users = test.select("userId").distinct()
     if list_users is not None:
