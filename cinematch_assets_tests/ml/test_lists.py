@@ -14,6 +14,7 @@ from scipy import sparse
 
 from app.recommender import with_discovery
 from cinematch_assets.ml.lists.build import (
+    EASE_COLUMNS,
     FLOOR_PENALTY,
     EaseItems,
     EaseRanker,
@@ -120,6 +121,22 @@ def test_ease_scores_are_the_sum_of_the_liked_movies_rows():
         # The reason: the liked movie with the largest weight toward the shown one.
         expected = [rated[int(np.argmax(weights[rated, j]))] for j in shown]
         assert list(lists.reasons[user]) == expected
+
+
+def test_ease_scores_of_many_users_are_their_row_sums_bit_for_bit():
+    # Past EASE_CHUNK_USERS the sums are taken a column slice at a time, chunk by chunk.
+    movies = EASE_COLUMNS * 2 + 7
+    weights = RNG.normal(size=(movies, movies)).astype(np.float32)
+    ranker = EaseRanker(np.arange(movies), np.arange(movies), weights)
+    rows = [list(RNG.choice(movies, RNG.integers(0, 40), replace=False)) for _ in range(1100)]
+    users = block(rows)
+    out = np.empty((len(rows), movies), dtype=np.float32)
+    score = ranker.scores(users)
+    for start in range(0, len(rows), 32):
+        score(start, min(start + 32, len(rows)), out[start : start + 32])
+    for user, rated in enumerate(rows):
+        expected = weights[rated].sum(axis=0) if rated else np.zeros(movies)
+        np.testing.assert_array_equal(out[user], expected)
 
 
 def test_the_blend_puts_movies_below_the_star_floor_last():
