@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.pipeline import seconds_per_iteration
 from cinematch_assets import keys, settings
 from cinematch_assets.resources.data_root import DataRoot
 
@@ -54,7 +55,6 @@ def measure(home: Path, name: str, iterations: tuple[int, int]) -> dict:
     classes it got and each model's seconds per iteration (two fits differing only in
     maxIter, so start-up and output cancel)."""
     from cinematch_assets.definitions import build_resources
-    from cinematch_assets.ml.models.als import fit_als
     from cinematch_assets.resources.spark import SparkResource
 
     options = java_options(SETTINGS[name])
@@ -67,13 +67,7 @@ def measure(home: Path, name: str, iterations: tuple[int, int]) -> dict:
     jvm = spark.spark_session.sparkContext._jvm
     found = {"setting": name, "train_rows": rows, "models": {}}
     for model, params in MODELS.items():
-        seconds = []
-        for max_iter in iterations:
-            started = time.perf_counter()
-            fit_als(train, max_iter=max_iter, seed=42, **params).itemFactors.count()
-            seconds.append(time.perf_counter() - started)
-        per_iteration = (seconds[1] - seconds[0]) / (iterations[1] - iterations[0])
-        found["models"][model] = round(per_iteration, 2)
+        found["models"][model] = round(seconds_per_iteration(train, params, iterations), 2)
     found["blas"] = jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getName()
     found["lapack"] = jvm.dev.ludovic.netlib.lapack.LAPACK.getInstance().getClass().getName()
     return found

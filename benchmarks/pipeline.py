@@ -234,11 +234,23 @@ def run_benchmark(
     }
 
 
+def seconds_per_iteration(train, params: dict, iterations: tuple[int, int]) -> float:
+    """Seconds per iteration of `fit_als(train, **params)`: two fits that differ only in
+    maxIter, so start-up and factor output cancel."""
+    from cinematch_assets.ml.models.als import fit_als
+
+    seconds = []
+    for max_iter in iterations:
+        started = time.perf_counter()
+        fit_als(train, max_iter=max_iter, seed=42, **params).itemFactors.count()
+        seconds.append(time.perf_counter() - started)
+    return (seconds[1] - seconds[0]) / (iterations[1] - iterations[0])
+
+
 def als_seconds_per_iteration(lakehouse, iterations: tuple[int, int] = (2, 12)) -> dict:
     """Seconds per ALS iteration of both models' chosen settings on the Gold training
-    table: two fits that differ only in maxIter, so start-up and factor output cancel."""
+    table (`seconds_per_iteration`)."""
     from cinematch_assets.ml.models import artifacts
-    from cinematch_assets.ml.models.als import fit_als
 
     train = lakehouse.read(keys.TRAIN).cache()
     train.count()
@@ -256,12 +268,7 @@ def als_seconds_per_iteration(lakehouse, iterations: tuple[int, int] = (2, 12)) 
     }
     result = {}
     for name, params in settings_.items():
-        seconds = []
-        for max_iter in iterations:
-            started = time.perf_counter()
-            fit_als(train, max_iter=max_iter, seed=42, **params).itemFactors.count()
-            seconds.append(time.perf_counter() - started)
-        per_iteration = (seconds[1] - seconds[0]) / (iterations[1] - iterations[0])
+        per_iteration = seconds_per_iteration(train, params, iterations)
         result[name] = {"rank": params["rank"], "seconds_per_iteration": round(per_iteration, 3)}
     train.unpersist()
     return result
