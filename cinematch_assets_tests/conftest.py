@@ -99,7 +99,8 @@ SMALL_GRIDS = {
         }
     },
     "als_ranking_model": {"config": {"ranks": [20], "alphas": [2.0]}},
-    "ease_ranking_model": {"config": {"regs": [300.0]}},
+    # The time-decay Gram: the weighting the default grid adds, on the whole path.
+    "ease_ranking_model": {"config": {"regs": [300.0], "decay_weighting": [True]}},
     # Fewer than synthetic-small's test users: the lists are scored on a sample of them.
     "model_evaluation": {"config": {"sample_users": EVALUATED_USERS}},
     "ml__ranking_champion": {

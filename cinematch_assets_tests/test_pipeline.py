@@ -322,7 +322,10 @@ def test_dense_matrices_are_files_that_never_pass_through_spark(synthetic_models
     assert isinstance(ease.weights, np.memmap)
     assert Path(ease.weights.filename).parent == (home / "models" / "ease_ranking_model").resolve()
     train = lakehouse.read(keys.TRAIN)
-    refitted = fit_ease_model(train, reg=ease.params.reg, max_items=ease.params.max_items)
+    assert ease.params.decay_weighted  # SMALL_GRIDS' weighting
+    refitted = fit_ease_model(
+        train, reg=ease.params.reg, max_items=ease.params.max_items, decay_weighted=True
+    )
     np.testing.assert_array_equal(refitted.movie_ids, ease.movie_ids)
     np.testing.assert_array_equal(refitted.weights, ease.weights)
     content = read_content(lakehouse.read, home / "models")

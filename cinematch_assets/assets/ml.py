@@ -294,7 +294,8 @@ def als_ranking_model(
     outs=_model_outs(
         artifacts.EASE,
         "EASE (Steck 2019), the ranking challenger: closed-form item-item weights over who "
-        "rated what. One row: lambda chosen on validation, validation NDCG of EASE and of "
+        "rated what (or with the ratings' time-decay weights). One row: lambda and the "
+        "weighting chosen on validation, validation NDCG of EASE and of "
         "most-popular, fit seconds.",
         items="The kept movies (movieId) and their row of EASE's weights B (`row`). B "
         "itself is a file in the model's folder (`weights_file` in ml/ease_model): a dense "
@@ -308,8 +309,10 @@ def ease_ranking_model(
 ):
     def tune(splits: list[Split]) -> Training:
         (split,) = splits
+        # The weighting outermost: one Gram at a time, each for all its lambdas.
+        grid = parameter_grid(decay_weighted=config.decay_weighting, reg=config.regs)
         search, popular = tune_ease(
-            split, config.regs, max_items=config.max_items, k=config.k, log=context.log.info
+            split, grid, max_items=config.max_items, k=config.k, log=context.log.info
         )
         metric = f"ndcg@{config.k}"
         return Training(
@@ -318,8 +321,11 @@ def ease_ranking_model(
         )  # fmt: skip
 
     def fit(train: DataFrame, tuned: Training) -> EaseModel:
-        reg = tuned.searches["search"].best_params["reg"]
-        return fit_ease_model(train, reg=reg, max_items=config.max_items, log=context.log.info)
+        best = tuned.searches["search"].best_params
+        return fit_ease_model(
+            train, reg=best["reg"], max_items=config.max_items,
+            decay_weighted=best["decay_weighted"], log=context.log.info,
+        )  # fmt: skip
 
     yield from _train(context, config, data_root, train, method="validation", tune=tune, fit=fit)
 

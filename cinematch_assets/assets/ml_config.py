@@ -88,6 +88,11 @@ class EaseConfig(TuningConfig):
     regs: list[float] = Field(
         default=[100.0, 300.0, 1000.0], description="Regularization lambdas to try."
     )
+    decay_weighting: list[bool] = Field(
+        default=[False, True],
+        description="Try X^T X over who rated what (False) and/or over the ratings' "
+        "time-decay weights (True: recent co-ratings count more).",
+    )
     max_items: int = Field(
         default=10_000,
         description="Above this many movies EASE keeps the most-rated ones (its movies x "

@@ -35,7 +35,7 @@ from cinematch_assets.ml.lists.new_movies import (
     audience_cuts,
     tune_title_weight,
 )
-from cinematch_assets.ml.models.ease import fit_ease, gram, kept_movies
+from cinematch_assets.ml.models.ease import EasePairs, fit_ease, gram, kept_movies
 from cinematch_assets.ml.models.foldin import RatingTerms
 from cinematch_assets.ml.models.titles import TitleLinks
 from cinematch_assets.ml.selection.champion import choose
@@ -98,6 +98,18 @@ def test_ease_weights_solve_the_closed_form():
     np.testing.assert_allclose(residual[off], 0.0, atol=1e-4)
     kept = kept_movies(np.array([5, 3, 9, 7]), np.array([10, 30, 30, 1]), 2)
     assert list(kept) == [3, 9]  # most rated; a tie keeps the lower id first in line
+
+
+def test_a_weighted_gram_is_that_of_the_weights():
+    users = np.array([7, 7, 9, 9, 9])
+    movies = np.array([0, 1, 0, 2, 0])  # user 9 rated movie 0 twice: its mean weight counts
+    weights = np.array([0.5, 1.0, 0.2, 0.4, 0.6])
+    x = np.array([[0.5, 1.0, 0.0], [0.4, 0.0, 0.4]])
+    np.testing.assert_allclose(gram(users, movies, 3, weights), x.T @ x)
+    binary = (x > 0).astype(float)
+    np.testing.assert_allclose(gram(users, movies, 3), binary.T @ binary)
+    with pytest.raises(ValueError, match="weight"):
+        EasePairs(np.arange(3), users, movies).gram(True)
 
 
 def test_ease_scores_are_the_sum_of_the_liked_movies_rows():

@@ -208,7 +208,8 @@ def read_ease_model(read: Read, models: Path) -> Trained[EaseModel]:
     """The EASE challenger from the lake, through `read`, its weights from the file its row
     names under `models` (memory-mapped once per process: never through Spark)."""
     row = read(EASE.model).first().asDict()
-    params = EaseParams(**{f.name: row[f.name] for f in fields(EaseParams)})
+    # A model fitted before a parameter existed had its default.
+    params = EaseParams(**{f.name: row[f.name] for f in fields(EaseParams) if f.name in row})
     if "weights_file" not in row:
         raise ValueError("ml/ease_model predates its weights file: re-materialize it")
     rows = read(EASE.items).select("movieId", "row").toPandas().sort_values("row")

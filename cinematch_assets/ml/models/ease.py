@@ -3,6 +3,9 @@ Data", WWW 2019): a closed-form item-item model over who rated what.
 
     P = (X^T X + lambda I)^-1,   B = I - P / diag(P) (column-wise),   diag(B) = 0
 
+X is who rated what (1 a rating) or, `decay_weighted`, each rating's time-decay weight
+from Gold (1 for a user's latest, halving with each half-life before it): recent
+co-ratings then say more about which movies go together than those of years ago.
 A user's score for movie j is the sum of B[i, j] over the movies i in their history. It
 needs a dense movies x movies matrix and its inverse (8 n^2 bytes each in float64), so
 above `max_items` it keeps the most-rated movies (`kept_movies`). The matrix work is
@@ -28,6 +31,7 @@ from cinematch_assets.ml.models.fits import FitKey, count_fit, fit_key
 class EaseParams:
     reg: float
     max_items: int
+    decay_weighted: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,24 +45,53 @@ class EaseModel:
     params: EaseParams
 
 
-def ease_pairs(train: DataFrame, max_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(kept movie ids, user of each pair, position of each pair's movie) on the driver."""
+@dataclass(frozen=True)
+class EasePairs:
+    """Who rated what on the driver: the kept movie ids, and per pair its user, its
+    movie's position among them and its time-decay weight (None: not read)."""
+
+    kept: np.ndarray
+    users: np.ndarray
+    positions: np.ndarray
+    weights: np.ndarray | None = None
+
+    def gram(self, decay_weighted: bool) -> np.ndarray:
+        if decay_weighted and self.weights is None:
+            raise ValueError("a decay-weighted EASE needs the ratings' `weight` column")
+        weights = self.weights if decay_weighted else None
+        return gram(self.users, self.positions, len(self.kept), weights)
+
+
+def ease_pairs(train: DataFrame, max_items: int, *, decay_weighted: bool = False) -> EasePairs:
+    """The pairs of `train` on the driver (with Gold's `weight` when `decay_weighted`)."""
     counts = train.groupBy("movieId").count().toPandas()
     kept = kept_movies(counts["movieId"].to_numpy(np.int64), counts["count"].to_numpy(), max_items)
-    pairs = train.select("userId", "movieId").toArrow()
+    columns = ["userId", "movieId", *(["weight"] if decay_weighted else [])]
+    pairs = train.select(*columns).toArrow()
     users = pairs.column("userId").to_numpy()
     at = position_of(kept, pairs.column("movieId").to_numpy())
-    return kept, users[at >= 0], at[at >= 0]
+    weights = pairs.column("weight").to_numpy()[at >= 0] if decay_weighted else None
+    return EasePairs(kept, users[at >= 0], at[at >= 0], weights)
 
 
 def fit_ease_model(
-    train: DataFrame, *, reg: float, max_items: int, log: Callable[[str], object] = print
+    train: DataFrame,
+    *,
+    reg: float,
+    max_items: int,
+    decay_weighted: bool = False,
+    log: Callable[[str], object] = print,
 ) -> EaseModel:
     started = time.perf_counter()
-    kept, users, positions = ease_pairs(train, max_items)
-    weights = fit_ease(gram(users, positions, len(kept)), reg)
-    log(f"EASE on {len(kept):,} movies, lambda {reg:g}: {time.perf_counter() - started:.1f} s")
-    return EaseModel(kept.astype(np.int64), weights, EaseParams(reg, max_items))
+    pairs = ease_pairs(train, max_items, decay_weighted=decay_weighted)
+    weights = fit_ease(pairs.gram(decay_weighted), reg)
+    log(
+        f"EASE on {len(pairs.kept):,} movies, lambda {reg:g}"
+        f"{', decay-weighted' if decay_weighted else ''}: {time.perf_counter() - started:.1f} s"
+    )
+    return EaseModel(
+        pairs.kept.astype(np.int64), weights, EaseParams(reg, max_items, decay_weighted)
+    )
 
 
 def ease_key(train: DataFrame, params: EaseParams) -> FitKey:
@@ -71,15 +104,20 @@ def kept_movies(movie_ids: np.ndarray, counts: np.ndarray, max_items: int) -> np
     return np.sort(movie_ids[order[:max_items]])
 
 
-def gram(users: np.ndarray, positions: np.ndarray, n_items: int) -> np.ndarray:
-    """X^T X (float64, n_items x n_items) of the binary user x movie matrix given as
-    (user index, movie position) pairs, through a sparse product."""
+def gram(
+    users: np.ndarray, positions: np.ndarray, n_items: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """X^T X (float64, n_items x n_items) of the user x movie matrix given as (user index,
+    movie position) pairs, through a sparse product: X is 1 at a pair, or its weight."""
     _, rows = np.unique(users, return_inverse=True)
-    x = sparse.csr_matrix(
-        (np.ones(len(rows), dtype=np.float64), (rows, positions)),
-        shape=(rows.max() + 1 if len(rows) else 0, n_items),
-    )
-    x.data[:] = 1.0  # a pair given twice is still one rating
+    shape = (rows.max() + 1 if len(rows) else 0, n_items)
+    x = sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, positions)), shape=shape)
+    if weights is not None:  # the same pattern (duplicates summed): a pair's mean weight
+        summed = sparse.csr_matrix((np.asarray(weights, np.float64), (rows, positions)), shape)
+        summed.data /= x.data
+        x = summed
+    else:
+        x.data[:] = 1.0  # a pair given twice is still one rating
     return np.asarray((x.T @ x).todense(), dtype=np.float64)
 
 

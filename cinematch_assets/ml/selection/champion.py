@@ -78,7 +78,13 @@ def validation_fits(
     fits = {
         "rating": lambda: refit_rating_model(fit_on, rating, seed=seed),
         "ranking": lambda: fit_ranking_model(fit_on, seed=seed, **asdict(ranking)),
-        "ease": lambda: fit_ease_model(fit_on, reg=ease.reg, max_items=ease.max_items, log=log),
+        "ease": lambda: fit_ease_model(
+            fit_on,
+            reg=ease.reg,
+            max_items=ease.max_items,
+            decay_weighted=ease.decay_weighted,
+            log=log,
+        ),
     }
     models = concurrently(
         {name: (lambda name=name: taken_or_fit(fitted_as[name], fits[name])) for name in fits},

@@ -9,20 +9,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cinematch_assets.ml.lists.recommend import ease_ranker, most_popular, recommend, unseen_lists
-from cinematch_assets.ml.models.ease import (
-    EaseModel,
-    EaseParams,
-    ease_key,
-    ease_pairs,
-    fit_ease,
-    gram,
-)
+from cinematch_assets.ml.models.ease import EaseModel, EaseParams, ease_key, ease_pairs, fit_ease
 from cinematch_assets.ml.models.fits import FitKey, fit_key, keep
 from cinematch_assets.ml.models.ranking import RankingModel, fit_ranking_model
 from cinematch_assets.ml.models.rating import (
@@ -221,18 +216,20 @@ def tune_ranking_model(
 
 def tune_ease(
     split: Split,
-    regs: Sequence[float],
+    grid: Sequence[dict[str, Any]],
     *,
     max_items: int,
     k: int,
     log: Callable[[str], object],
 ) -> tuple[TuningResult, float]:
-    """lambda by NDCG@k on the validation part (X^T X computed once for every lambda);
-    also the most-popular baseline's NDCG@k on the same users. The best fit is kept for
-    the run (`fits.keep`)."""
+    """lambda and the Gram's weighting (`reg`, `decay_weighted`) by NDCG@k on the
+    validation part (X^T X computed once per weighting, for every lambda); also the
+    most-popular baseline's NDCG@k on the same users. The best fit is kept for the run
+    (`fits.keep`)."""
     train, validation = split
-    kept, users_of, positions = ease_pairs(train, max_items)
-    matrix = gram(users_of, positions, len(kept))
+    weighted = any(params["decay_weighted"] for params in grid)
+    pairs = ease_pairs(train, max_items, decay_weighted=weighted)
+    grams: dict[bool, np.ndarray] = {}  # the latest weighting's only: each is n x n
     seen = train.select("userId", "movieId", "rating")
     relevant = relevant_rows(validation)
     users = (
@@ -242,8 +239,14 @@ def tune_ease(
     best: list[tuple[float, EaseModel]] = []  # the best so far: the search runs in order
 
     def evaluate(params: dict[str, Any], split: Split) -> float:
+        decay = params["decay_weighted"]
+        if decay not in grams:
+            grams.clear()
+            grams[decay] = pairs.gram(decay)
         model = EaseModel(
-            kept, fit_ease(matrix, params["reg"]), EaseParams(params["reg"], max_items)
+            pairs.kept,
+            fit_ease(grams[decay], params["reg"]),
+            EaseParams(params["reg"], max_items, decay),
         )
         value = ranking_metrics(recommend(ease_ranker(model), users, seen, k), relevant, k=k)[
             "ndcg"
@@ -253,7 +256,7 @@ def tune_ease(
         return value
 
     result = grid_search(
-        [{"reg": reg} for reg in regs],
+        grid,
         [split],
         evaluate,
         metric=f"ndcg@{k}",
@@ -262,7 +265,8 @@ def tune_ease(
         log=log,
     )
     chosen = best[0][1]
-    if chosen.params.reg == result.best_params["reg"]:  # the champion scores on this split
-        keep(ease_key(train, chosen.params), chosen)
+    chosen_params = asdict(chosen.params)
+    if all(chosen_params[name] == value for name, value in result.best_params.items()):
+        keep(ease_key(train, chosen.params), chosen)  # the champion scores on this split
     baseline = ranking_metrics(most_popular(train, users, seen, k), relevant, k=k)["ndcg"]
     return result, baseline
