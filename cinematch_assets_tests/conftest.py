@@ -108,6 +108,7 @@ SMALL_GRIDS = {
             "stars_weights": [0.0, 1.0],
             "popularity_penalties": [0.0, 0.1],
             "taste_weights": [0.0, 0.2],
+            "als_weights": [0.0, 0.5],
         }
     },
 }

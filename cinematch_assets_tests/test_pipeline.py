@@ -267,13 +267,14 @@ def test_models_recover_the_planted_structure(synthetic_models_run):
     assert evaluation["ndcg_vs_most_popular"] > 1.2
     rating = artifacts.read_rating_model(lakehouse.read).training
     assert rating.metric == "rmse" and rating.validation < rating.baseline_validation
-    # Every candidate served order (ALS and EASE, blended or not) finds the planted tastes.
+    # Every candidate served order (ALS, EASE, EASE + ALS, blended or not) finds the
+    # planted tastes.
     table = {r["name"]: r for r in lakehouse.read(keys.MODEL_EVALUATION).collect()}
     popular = table["most popular"]["ndcg"]
     studied = lakehouse.read(keys.STUDY_CANDIDATES).collect()
     candidates = [r for r in studied if r["role"] == "candidate"]
-    # The test grid: rankers x stars weights x penalties x genre taste weights.
-    assert len(candidates) == 2 * 2 * 2 * 2
+    # The test grid: (ALS, EASE, EASE + ALS) x stars weights x penalties x taste weights.
+    assert len(candidates) == 3 * 2 * 2 * 2
     assert all(r["ndcg"] > 1.2 * popular for r in candidates), [
         (r["name"], r["ndcg"]) for r in candidates
     ]

@@ -334,13 +334,13 @@ def ease_ranking_model(
     key=keys.RANKING_CHAMPION,
     ins={"train": TRAIN, "movies": AssetIn(keys.MOVIES_CLEAN)},
     deps=MODEL_TABLES,
-    description="The served order, chosen on validation: every candidate (ranking model x "
-    "weight of the rating model's stars x popularity penalty x weight of the genre "
-    "taste, with the star floor) and its "
+    description="The served order, chosen on validation: every candidate (ranking model, "
+    "EASE alone or blended with implicit ALS, x weight of the rating model's stars x "
+    "popularity penalty x weight of the genre taste, with the star floor) and its "
     "validation NDCG@k, coverage, novelty, Gini and share below the floor, the models "
     "fitted on the validation split's training part (the fits their own tuning made there "
     "earlier in the run, when it tuned on that split); `chosen` marks the champion.",
-    # The genre taste's weight joined the table: older homes' tables change shape.
+    # The genre taste's and ALS's weights joined the table: older homes' tables change shape.
     metadata={ALLOW_SCHEMA_EVOLUTION: True},
     **ML,
 )
@@ -375,7 +375,7 @@ def ranking_champion(
     refit_seconds = time.perf_counter() - started
     policies = candidate_policies(
         config.rankers, config.stars_weights, config.popularity_penalties, config.star_floor,
-        config.taste_weights,
+        config.taste_weights, config.als_weights,
     )  # fmt: skip
     scores = score_policies(
         policies,

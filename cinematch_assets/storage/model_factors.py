@@ -61,6 +61,7 @@ def to_arrays(items: ModelItems) -> dict[str, np.ndarray]:
         "policy_popularity_penalty": np.float64(policy.popularity_penalty),
         "policy_star_floor": np.float64(policy.star_floor),
         "policy_taste_weight": np.float64(policy.taste_weight),
+        "policy_als_weight": np.float64(policy.als_weight),
     }
     if items.ease is not None:
         arrays |= {"ease_kept": items.ease.kept, "ease_weights": items.ease.weights}
@@ -145,6 +146,8 @@ def from_arrays(arrays: Any) -> ModelItems:
         popularity_penalty=float(arrays["policy_popularity_penalty"]),
         star_floor=float(arrays["policy_star_floor"]),
         taste_weight=float(arrays["policy_taste_weight"]),
+        # Artifacts written before the EASE + ALS blend have none.
+        als_weight=float(arrays.get("policy_als_weight", 0.0)),
     )
     ease = None
     if "ease_kept" in arrays:

@@ -206,14 +206,14 @@ def test_candidates_scored_together_equal_each_scored_alone():
         ease=EaseItems(kept, fit_ease(gram(pairs[0], pairs[1], len(kept)), 10.0)),
     )  # fmt: skip
     policies = [
-        ListPolicy(ranker, stars_weight=w, popularity_penalty=p, star_floor=floor)
-        for ranker in ("als", "ease") for w in (0.0, 1.0) for p in (0.0, 0.5)
-        for floor in (0.0, 3.0)
+        ListPolicy(ranker, stars_weight=w, popularity_penalty=p, star_floor=floor, als_weight=a)
+        for ranker, a in (("als", 0.0), ("ease", 0.0), ("ease", 0.5), ("ease", 2.0))
+        for w in (0.0, 1.0) for p in (0.0, 0.5) for floor in (0.0, 3.0)
     ]  # fmt: skip
     # 70 users: three slices of the top-n (32 users each), each user with a history.
     users = block([[int(u % MOVIES), int((u * 7 + 3) % MOVIES)] for u in range(70)])
     together = build_lists_each(users, items.rankers(policies), 12, stars)
-    assert len(together) == len(policies) == 16
+    assert len(together) == len(policies) == 32
     for policy in policies:
         alone = build_lists(users, items.ranker(policy), 12, stars)
         shared = together[policy.name]
@@ -227,6 +227,38 @@ def test_candidates_scored_together_equal_each_scored_alone():
             unexplained[policy.name].positions, together[policy.name].positions
         )
         assert (unexplained[policy.name].reasons == -1).all()
+
+
+def test_ease_with_als_adds_their_z_scores(tmp_path):
+    """EASE blended with implicit ALS: EASE's z-scored score plus the weight times ALS's,
+    the reasons EASE's; only EASE blends ALS in."""
+    factors = RNG.normal(size=(MOVIES, RANK)).astype(np.float32)
+    pairs = RNG.integers(0, MOVIES, (2, 400))
+    items = ModelItems(
+        np.arange(MOVIES), factors, 0.1, 2.0, terms(),
+        popularity=np.zeros(MOVIES, np.float32),
+        ease=EaseItems(np.arange(MOVIES), fit_ease(gram(pairs[0], pairs[1], MOVIES), 10.0)),
+    )  # fmt: skip
+    users = block([[1, 2, 3], [4, 5]])
+    scores = {}
+    for policy in (ListPolicy("ease"), ListPolicy("als"), ListPolicy("ease", als_weight=0.5)):
+        out = np.empty((2, MOVIES), dtype=np.float32)
+        items.ranker(policy).scores(users)(0, 2, out)
+        scores[policy.als_weight, policy.ranker] = out
+    np.testing.assert_allclose(
+        scores[0.5, "ease"], scores[0.0, "ease"] + 0.5 * scores[0.0, "als"], atol=1e-5
+    )
+    blend = ListPolicy("ease", als_weight=0.5)
+    assert (
+        blend.name == "EASE + 0.5 x implicit ALS" and blend.id == "ease-als0.5-stars0-pop0-floor0"
+    )
+    mixed = build_lists(users, items.ranker(blend), 5)
+    ease = build_lists(users, items.ranker(ListPolicy("ease")), 5)
+    assert set(mixed.reasons.ravel()) <= {1, 2, 3, 4, 5}  # a liked movie, as EASE's
+    assert mixed.positions.shape == ease.positions.shape
+    assert _saved(replace(items, policy=blend), tmp_path / "f.npz").policy == blend
+    with pytest.raises(ValueError, match="only EASE"):
+        ListPolicy("als", als_weight=0.5)
 
 
 def test_discovery_on_a_served_list_is_the_served_order_with_a_larger_penalty():

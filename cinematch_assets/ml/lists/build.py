@@ -233,32 +233,87 @@ class EaseRanker:
         return why
 
 
+@dataclass(frozen=True, eq=False)
+class MixedRanker:
+    """Two ranking models' z-scored scores summed, the `second` times `weight` (EASE with
+    implicit ALS: co-occurrence and latent taste). Reasons are the first's."""
+
+    first: EaseRanker
+    second: FactorRanker
+    weight: float
+
+    @property
+    def movie_ids(self) -> np.ndarray:
+        return self.first.movie_ids
+
+    @property
+    def rank(self) -> int:
+        return max(self.first.rank, self.second.rank)
+
+    def zscored(self, block: UserBlock, shared: SharedSlices | None = None) -> ScoreRows:
+        """The blend; with `shared`, each part's rows once per slice for every mix."""
+        parts = [
+            (part, part.zscored(block) if shared is None else shared.zscored(block, part))
+            for part in (self.first, self.second)
+        ]
+        weight = np.float32(self.weight)
+
+        def rows(start: int, stop: int, like: np.ndarray, part, fill) -> np.ndarray:
+            if shared is None:
+                values = np.empty_like(like)
+                fill(start, stop, values)
+                return values
+            return shared.rows(block, start, stop, ("zscored", id(part)), fill, like)
+
+        def score(start: int, stop: int, out: np.ndarray) -> None:
+            (first, fill_first), (second, fill_second) = parts
+            np.multiply(rows(start, stop, out, second, fill_second), weight, out=out)
+            out += rows(start, stop, out, first, fill_first)
+
+        return score
+
+    def scores(self, block: UserBlock) -> ScoreRows:
+        return self.zscored(block)
+
+    def explain(self, block: UserBlock, positions: np.ndarray) -> np.ndarray:
+        return self.first.explain(block, positions)
+
+
 @dataclass(frozen=True)
 class ListPolicy:
     """How the served order is made: which ranking model (`ranker`: "als" or "ease"),
-    plus `stars_weight` x the rating model's predicted stars on its z-scored score, minus
-    `popularity_penalty` x the movie's z-scored log popularity, plus `taste_weight` x how
-    well its genres fit the user's (`GenreTaste`); a movie predicted below `star_floor`
-    stars goes after every other."""
+    with EASE plus `als_weight` x implicit ALS (both z-scored), plus `stars_weight` x
+    the rating model's predicted stars on its z-scored score, minus `popularity_penalty`
+    x the movie's z-scored log popularity, plus `taste_weight` x how well its genres fit
+    the user's (`GenreTaste`); a movie predicted below `star_floor` stars goes after
+    every other."""
 
     ranker: str = "als"
     stars_weight: float = 0.0
     popularity_penalty: float = 0.0
     star_floor: float = 0.0
     taste_weight: float = 0.0
+    als_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.als_weight and self.ranker != "ease":
+            raise ValueError("only EASE blends in implicit ALS (als_weight)")
 
     @property
     def id(self) -> str:
         """Its stable id, from its parameters: "ease-stars0-pop0.35-floor3-taste0.2"."""
         taste = f"-taste{self.taste_weight:g}" if self.taste_weight else ""
+        als = f"-als{self.als_weight:g}" if self.als_weight else ""
         return (
-            f"{self.ranker}-stars{self.stars_weight:g}-pop{self.popularity_penalty:g}"
+            f"{self.ranker}{als}-stars{self.stars_weight:g}-pop{self.popularity_penalty:g}"
             f"-floor{self.star_floor:g}{taste}"
         )
 
     @property
     def name(self) -> str:
         parts = [{"als": "implicit ALS", "ease": "EASE"}[self.ranker]]
+        if self.als_weight:
+            parts.append(f"+ {self.als_weight:g} x implicit ALS")
         if self.stars_weight:
             parts.append(f"+ {self.stars_weight:g} x stars")
         if self.popularity_penalty:
@@ -362,11 +417,13 @@ class SharedSlices:
 
         return self.value(block, start, stop, key, compute)
 
-    def zscored(self, block: UserBlock, base: FactorRanker | EaseRanker) -> ScoreRows:
-        """`base.zscored(block)`, made once per block."""
+    def zscored(self, block: UserBlock, base: FactorRanker | EaseRanker | MixedRanker) -> ScoreRows:
+        """`base.zscored(block)`, made once per block (a mix reads its parts' through
+        these slices)."""
         self._begin(block)
         if id(base) not in self._scores:
-            self._scores[id(base)] = base.zscored(block)
+            mixed = isinstance(base, MixedRanker)
+            self._scores[id(base)] = base.zscored(block, self) if mixed else base.zscored(block)
         return self._scores[id(base)]
 
 
@@ -377,7 +434,7 @@ class BlendedRanker:
     count, aligned). Reasons are the ranking model's. Blends with the same `shared`
     compute their model's scores and the stars once per slice of users."""
 
-    base: FactorRanker | EaseRanker
+    base: FactorRanker | EaseRanker | MixedRanker
     stars: RatingTerms
     popularity: np.ndarray
     policy: ListPolicy
@@ -592,32 +649,47 @@ class ModelItems:
             block, new, self._als, self.rating, self.policy.star_floor, rated_new
         )
 
-    def _base(self, ranker: str) -> FactorRanker | EaseRanker:
-        als = self._als
-        if ranker != "ease":
-            return als
+    @cached_property
+    def _ease(self) -> EaseRanker:
+        """EASE's ranker, built once: every mix with ALS reads the same one (its sums
+        computed once per slice of users)."""
         if self.ease is None:
             raise ValueError("this policy ranks with EASE, and there are no EASE weights")
         everything = len(self.ease.kept) == len(self.movie_ids)
         return EaseRanker(
-            self.movie_ids, self.ease.kept, self.ease.weights, None if everything else als
+            self.movie_ids, self.ease.kept, self.ease.weights, None if everything else self._als
         )
+
+    def _base(self, policy: ListPolicy) -> FactorRanker | EaseRanker | MixedRanker:
+        if policy.ranker != "ease":
+            return self._als
+        if policy.als_weight:
+            return MixedRanker(self._ease, self._als, policy.als_weight)
+        return self._ease
 
     def ranker(self, policy: ListPolicy | None = None) -> BlendedRanker:
         """The served order (or the one `policy` asks for)."""
         policy = policy or self.policy
         return BlendedRanker(
-            self._base(policy.ranker), self.rating, self.popularity, policy, taste=self.taste
+            self._base(policy),
+            self.rating,
+            self.popularity,
+            policy,
+            taste=self.taste,
         )
 
     def rankers(self, policies: Sequence[ListPolicy]) -> dict[str, BlendedRanker]:
         """Several orders by name (the champion's candidates), sharing each model's scores
         and the stars (see `build_lists_each`)."""
         shared = SharedSlices()
-        bases = {name: self._base(name) for name in {policy.ranker for policy in policies}}
+
+        def model(p: ListPolicy) -> tuple[str, float]:
+            return p.ranker, p.als_weight
+
+        bases = {model(p): self._base(p) for p in policies}
         return {
             p.name: BlendedRanker(
-                bases[p.ranker], self.rating, self.popularity, p, shared, self.taste
+                bases[model(p)], self.rating, self.popularity, p, shared, self.taste
             )
             for p in policies
         }

@@ -1,5 +1,6 @@
-"""The served order, chosen on validation: every candidate `ListPolicy` (ranking model,
-weight of the predicted stars, popularity penalty; the star floor is a product rule)
+"""The served order, chosen on validation: every candidate `ListPolicy` (ranking model or
+EASE blended with implicit ALS, weight of the predicted stars, popularity penalty, weight
+of the genre taste; the star floor is a product rule)
 scored on the same users in one pass of the list builder, and the champion picked.
 
 The same scoring serves the held-out evaluation, with the final models and the test split.
@@ -37,12 +38,15 @@ def candidate_policies(
     popularity_penalties: Sequence[float],
     star_floor: float,
     taste_weights: Sequence[float] = (0.0,),
+    als_weights: Sequence[float] = (0.0,),
 ) -> list[ListPolicy]:
+    """Every combination; `als_weights` (implicit ALS blended into EASE) for EASE only."""
     return [
-        ListPolicy(ranker, weight, penalty, star_floor, taste)
-        for ranker, weight, penalty, taste in itertools.product(
-            rankers, stars_weights, popularity_penalties, taste_weights
+        ListPolicy(ranker, weight, penalty, star_floor, taste, als)
+        for ranker, als, weight, penalty, taste in itertools.product(
+            rankers, als_weights, stars_weights, popularity_penalties, taste_weights
         )
+        if ranker == "ease" or not als
     ]
 
 
