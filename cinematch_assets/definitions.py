@@ -81,7 +81,8 @@ studies_job = define_asset_job(
     "cinematch_studies",
     selection=STUDIES,
     description="The studies on the product's latest models: ablation, the article's "
-    "variant, every candidate order on test, the discovery curve, the cold-movie protocol.",
+    "variant, every candidate order on test, the discovery curve, the next period, the "
+    "cold-movie protocol.",
 )
 app_ratings_job = define_asset_job(
     "cinematch_app_ratings",

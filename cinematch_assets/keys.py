@@ -62,6 +62,7 @@ STUDY_CANDIDATES: Key = ("studies", "candidates_on_test")
 STUDY_COLD_MOVIES: Key = ("studies", "cold_movies")
 STUDY_RATING_CV: Key = ("studies", "rating_cv")
 STUDY_SERVED_EVERY_USER: Key = ("studies", "served_every_user")
+STUDY_NEXT_PERIOD: Key = ("studies", "next_period")
 STUDY_REPORT: Key = ("studies", "report")
 
 MOVIE_CATALOG: Key = ("serving", "movie_catalog")

@@ -111,6 +111,7 @@ SMALL_GRIDS = {
             "als_weights": [0.0, 0.5],
         }
     },
+    "studies__next_period": {"config": {"rp3_betas": [0.5], "sequence_regs": [300.0]}},
 }
 
 

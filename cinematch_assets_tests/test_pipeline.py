@@ -405,7 +405,40 @@ def test_studies_score_on_the_product_models_beside_its_card(synthetic_models_ru
     assert {r["role"] for r in cv_rows} == {"cv"} and all(r["rmse"] > 0 for r in cv_rows)
     assert "by cross-validation (role `cv`)" in studies_card
     charts = json.loads((home / "reports" / "studies" / "charts.json").read_text())["charts"]
-    assert charts == ["ablation", "candidates", "discovery"]
+    assert charts == ["ablation", "candidates", "discovery", "next_period"]
+
+
+def test_the_next_period_replays_the_served_procedure_before_a_time_cut(synthetic_models_run):
+    """The served procedure replayed on Gold's ratings before T, scored on what each user
+    rated after it beside the baselines, each model alone and the candidates; the studies
+    card and the model card say how it did against recently popular."""
+    _, instance, lakehouse, home = synthetic_models_run
+    details = metadata(instance, *keys.STUDY_NEXT_PERIOD)
+    gold = lakehouse.describe(keys.TRAIN).num_rows + lakehouse.describe(keys.TEST).num_rows
+    assert details["rows_before"] + details["rows_after"] <= gold
+    assert 0.05 < details["rows_after"] / gold < 0.15  # about the last tenth
+    rows = {r["id"]: r for r in lakehouse.read(keys.STUDY_NEXT_PERIOD).collect()}
+    assert {
+        "next_period:served", "next_period:most_popular", "next_period:recently_popular",
+        "next_period:als", "next_period:rating_by_stars", "next_period:ease_decay",
+        "next_period:ease_binary", "next_period:ease_als", "next_period:rp3beta",
+        "next_period:sequence",
+    } == set(rows)  # fmt: skip
+    served = rows["next_period:served"]
+    assert served["users"] == details["users"] > 0 and served["ndcg_ci"] > 0
+    assert served["below_floor"] is not None and served["recall"] is not None
+    policies, _ = read_candidates(lakehouse.read)
+    assert details["served_order"] in {p.name for p in policies}
+    assert served["name"] == f"served order: {details['served_order']}"
+    difference = details["ndcg_difference"]
+    popular = rows["next_period:recently_popular"]["ndcg"]
+    assert difference == pytest.approx(served["ndcg"] - popular, abs=1e-9)
+    studies_card = (home / "reports" / "studies" / "studies_card.md").read_text()
+    model_card = (home / "reports" / "ml" / "model_card.md").read_text()
+    assert "## The next period (role `next_period`)" in studies_card
+    sentence = f"judged on what {details['users']:,} people rated after it, the served order"
+    assert sentence in studies_card and sentence in model_card
+    assert model_card.count("## On the next period") == 1
 
 
 def test_the_evaluation_scores_the_served_lists(synthetic_models_run):

@@ -404,6 +404,7 @@ def ranking_champion(
         metadata={
             "chosen": choice.policy.name,
             "why": choice.why,
+            "min_coverage": config.min_coverage,
             "tuning": plan.describe(),
             "seconds": round(seconds, 1),
             "refit_seconds": round(refit_seconds, 1),

@@ -23,7 +23,9 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 
 from cinematch_assets import keys
+from cinematch_assets.assets.gold import FeatureConfig
 from cinematch_assets.assets.ml import MODEL_TABLES, TRAIN
+from cinematch_assets.assets.ml_config import ChampionConfig
 from cinematch_assets.checks import latest_metadata
 from cinematch_assets.ml.lists.new_movies import RowSettings
 from cinematch_assets.ml.models import artifacts
@@ -32,6 +34,7 @@ from cinematch_assets.ml.models.titles import title_vectors
 from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.ml.selection.cold import cold_movie_evaluation
 from cinematch_assets.ml.selection.evaluation import METRICS_SCHEMA, metrics_table, read_served
+from cinematch_assets.ml.selection.next_period import Procedure, Settings, next_period_study
 from cinematch_assets.ml.selection.studies import (
     ablation_study,
     candidates_study,
@@ -40,16 +43,19 @@ from cinematch_assets.ml.selection.studies import (
 )
 from cinematch_assets.ml.selection.tuning import user_sample
 from cinematch_assets.reports.evaluation import (
+    next_period_sentence,
     run_stamp,
     sample_check,
     studies_card,
     studies_figures,
+    with_next_period,
     write_evaluation_report,
 )
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.io_manager import ALLOW_SCHEMA_EVOLUTION
 from cinematch_assets.resources.lakehouse import Lakehouse
 from cinematch_assets.storage import report_files
+from cinematch_assets.storage.atomic_files import write_atomic
 
 STUDIES = {
     "group_name": "studies",
@@ -60,7 +66,7 @@ STUDIES = {
 TEST = AssetIn(keys.TEST)
 STUDY_TABLES = [
     keys.STUDY_ABLATION, keys.STUDY_CANDIDATES, keys.STUDY_COLD_MOVIES, keys.STUDY_RATING_CV,
-    keys.STUDY_SERVED_EVERY_USER,
+    keys.STUDY_SERVED_EVERY_USER, keys.STUDY_NEXT_PERIOD,
 ]  # fmt: skip
 
 
@@ -105,6 +111,39 @@ class CrossValidationConfig(Config):
         "whole users with about this many ratings (as the product's tuning samples).",
     )
     parallel_fits: int = Field(default=2, description="Fits in flight at once.")
+
+
+class NextPeriodConfig(StudyConfig):
+    share_after: float = Field(
+        default=0.1,
+        description="The cutoff T leaves this share of Gold's ratings (train and test) after it.",
+    )
+    recent_days: int = Field(
+        default=28, description="Recently popular: the movies most rated in these days before T."
+    )
+    validation_fraction: float = Field(
+        default=0.2, description="The replayed searches' validation split (the product's)."
+    )
+    tuning_max_rows: int = Field(
+        default=2_000_000,
+        description="Above this many rows before T, the replayed searches run on a sample of "
+        "whole users (the product's).",
+    )
+    parallel_fits: int = Field(default=2, description="Fits and scorings in flight at once.")
+    rp3_betas: list[float] = Field(
+        default=[0.3, 0.5, 0.7], description="RP3beta's popularity exponents to try."
+    )
+    sequence_regs: list[float] = Field(
+        default=[100.0, 300.0, 1000.0], description="The sequence model's lambdas to try."
+    )
+    sequence_window: int = Field(
+        default=10, description="The sequence model reads each user's last this many movies."
+    )
+    sequence_decay: float = Field(
+        default=0.9,
+        description="Weight of each step further back in the sequence model's window (the "
+        "latest movie weighs 1).",
+    )
 
 
 def _table(train: DataFrame, rows: list[dict], seconds: float, **metadata) -> Output:
@@ -233,6 +272,59 @@ def served_every_user(
 
 
 @asset(
+    key=keys.STUDY_NEXT_PERIOD,
+    ins={"train": TRAIN, "test": TEST, "movies": AssetIn(keys.MOVIES_CLEAN)},
+    deps=[*MODEL_TABLES, AssetKey(keys.RANKING_CHAMPION)],
+    description="The served lists judged as deployed: Gold's ratings cut at one time T (the "
+    "last tenth after it), the served procedure (each model's search with the product's "
+    "grids, the champion among the product's candidates, the star floor) replayed on "
+    "everything before T, and its lists scored on what each user rated after T, beside most "
+    "popular, recently popular, each model alone and the candidates (EASE's other Gram, EASE "
+    "+ implicit ALS, RP3beta, the sequence model), with 95% intervals.",
+    **STUDIES,
+)
+def next_period(
+    context: AssetExecutionContext,
+    config: NextPeriodConfig,
+    lakehouse: Lakehouse,
+    train: DataFrame,
+    test: DataFrame,
+    movies: DataFrame,
+) -> Output:
+    started = time.perf_counter()
+    candidates, _ = read_candidates(lakehouse.read)
+    champion = latest_metadata(context, keys.RANKING_CHAMPION)
+    procedure = Procedure.of(
+        artifacts.read_rating_model(lakehouse.read),
+        artifacts.read_ranking_model(lakehouse.read),
+        artifacts.read_ease_model(lakehouse.read, lakehouse.data_root.models),
+        candidates,
+        champion.get("min_coverage", ChampionConfig().min_coverage),
+    )
+    gold = latest_metadata(context, keys.TRAIN)
+    features = FeatureConfig()
+    columns = ["userId", "movieId", "rating", "timestamp", "rated_at"]
+    rows, details = next_period_study(
+        train.select(columns).unionByName(test.select(columns)),
+        procedure,
+        Settings(
+            share_after=config.share_after, recent_days=config.recent_days,
+            validation_fraction=config.validation_fraction,
+            tuning_max_rows=config.tuning_max_rows, seed=config.seed, k=config.k,
+            sample_users=config.sample_users, parallelism=config.parallel_fits,
+            rp3_betas=config.rp3_betas, sequence_regs=config.sequence_regs,
+            sequence_window=config.sequence_window, sequence_decay=config.sequence_decay,
+        ),
+        movies=movies,
+        half_life_days=gold.get("config/half_life_days", features.half_life_days),
+        reference=gold.get("config/decay_reference", features.decay_reference),
+        log=context.log.info,
+    )  # fmt: skip
+    context.log.info(next_period_sentence(details, config.k))
+    return _table(train, rows, time.perf_counter() - started, **details)
+
+
+@asset(
     key=keys.STUDY_COLD_MOVIES,
     ins={"train": TRAIN, "test": TEST, "movies": AssetIn(keys.MOVIES_CLEAN)},
     deps=[
@@ -314,9 +406,10 @@ def rating_cv(
 @asset(
     key=keys.STUDY_REPORT,
     deps=[*(AssetKey(key) for key in STUDY_TABLES), AssetKey(keys.MODEL_EVALUATION)],
-    description="The studies' charts (ablation, candidates on test, discovery curve) and "
-    "card (reports/studies/), with the run they came from: the app shows them beside the "
-    "product's model card.",
+    description="The studies' charts (ablation, candidates on test, discovery curve, the next "
+    "period) and card (reports/studies/), with the run they came from: the app shows them "
+    "beside the product's model card, to which it adds how the served order does on the "
+    "next period.",
     **STUDIES,
 )
 def studies_report(
@@ -332,6 +425,7 @@ def studies_report(
     k = int(table["k"].dropna().iloc[0]) if table["k"].notna().any() else 10
     cold = latest_metadata(context, keys.STUDY_COLD_MOVIES)
     cv = latest_metadata(context, keys.STUDY_RATING_CV)
+    next_period = latest_metadata(context, keys.STUDY_NEXT_PERIOD)
     test_users = lakehouse.read(keys.TEST).select("userId").distinct().count()
     sampled = latest_metadata(context, keys.STUDY_CANDIDATES).get("users", test_users)
     versions = {
@@ -342,7 +436,7 @@ def studies_report(
     card = studies_card(
         table, versions, k=k, run=run_stamp(context.run.run_id), cold=cold, cv=cv,
         sample={"test_users": test_users, "sampled": sampled},
-        check=sample_check(table, product),
+        check=sample_check(table, product), next_period=next_period,
     )  # fmt: skip
     # The product's models beside their ablations, as the reference they are judged by.
     reference = product[product["role"] == "model"].astype(object)
@@ -356,6 +450,14 @@ def studies_report(
         report_files.studies_dir(data_root.path), figures, card, table,
         title="CineMatch studies", card_name=report_files.STUDIES_CARD,
     )  # fmt: skip
+    # The model card says how its served order does on the next period (these models'
+    # card: the studies run after the product run that wrote it).
+    model_card_path = report_files.model_card_path(data_root.path)
+    if "cutoff" in next_period and model_card_path.exists():
+        write_atomic(
+            model_card_path,
+            with_next_period(model_card_path.read_text(), next_period, k),
+        )
     return MaterializeResult(
         metadata={
             "studies_card": MetadataValue.md(card),
@@ -365,5 +467,6 @@ def studies_report(
 
 
 study_assets = [
-    ablation, candidates_on_test, served_every_user, cold_movies, rating_cv, studies_report,
+    ablation, candidates_on_test, served_every_user, next_period, cold_movies, rating_cv,
+    studies_report,
 ]  # fmt: skip

@@ -267,6 +267,40 @@ def _discovery_figure(table: pd.DataFrame, champion: ListPolicy, k: int) -> go.F
     )
 
 
+# The next period's rows by kind, from their ids: what the chart colours them by.
+NEXT_PERIOD_COLORS = {"served": BLUE, "most_popular": GREY, "recently_popular": GREY}
+
+
+def _next_period_figure(table: pd.DataFrame, k: int) -> go.Figure:
+    """Every order's NDCG@k on the ratings after T, with its 95% interval."""
+    rows = table[table["role"] == "next_period"]
+    kinds = rows["id"].str.removeprefix("next_period:")
+    colors = [
+        NEXT_PERIOD_COLORS.get(kind, ORANGE if "(candidate)" in name else GREEN)
+        for kind, name in zip(kinds, rows["name"], strict=True)
+    ]
+    fig = go.Figure(
+        go.Bar(
+            y=rows["name"],
+            x=rows["ndcg"].astype(float),
+            error_x={"type": "data", "array": rows["ndcg_ci"].astype(float)},
+            orientation="h",
+            marker_color=colors,
+            text=[f"{value:.4f}" for value in rows["ndcg"].astype(float)],
+            textposition="auto",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title=f"NDCG@{k} on the ratings after T")
+    return style(
+        fig,
+        "The next period: trained before T, judged on what came after",
+        "Blue: the served order (its procedure replayed before T); grey: baselines; green: "
+        "each model alone; orange: candidates. Bars: 95% intervals over users",
+        160 + 40 * len(rows),
+    )
+
+
 def evaluation_figures(
     analysis: Mapping[str, pd.DataFrame],
     rating: Trained[RatingModel],
@@ -297,6 +331,8 @@ def studies_figures(
         figures["candidates"] = _candidates_figure(table, candidates, champion, k)
     if (table["role"] == "discovery").any() or (table["role"] == "candidate").any():
         figures["discovery"] = _discovery_figure(table, champion, k)
+    if (table["role"] == "next_period").any():
+        figures["next_period"] = _next_period_figure(table, k)
     return figures
 
 
@@ -432,10 +468,11 @@ def studies_card(
     cold: Mapping[str, Any] | None,
     cv: Mapping[str, Any] | None = None,
     check: str = "",
+    next_period: Mapping[str, Any] | None = None,
 ) -> str:
     """Markdown: every study's rows, on which models and data (`versions`), from which
     run; `sample`: test users in all and in the sample the lists were scored on; `check`:
-    what `sample_check` says."""
+    what `sample_check` says; `next_period`: the next-period study's details."""
     inputs = "\n".join(f"- `{key}`: Delta version {version}" for key, version in versions.items())
     users = (
         f"every one of the {sample['test_users']:,} test users"
@@ -455,8 +492,57 @@ model refitted with one choice flipped), `candidate` (every order the champion w
 from on validation), `discovery` (the champion with a growing popularity penalty). \
 {check}
 
-{metrics_markdown(table[~table["role"].isin(["cold", "cv"])])}{_cold_markdown(table, cold, k)}\
+{metrics_markdown(table[~table["role"].isin(["cold", "cv", "next_period"])])}\
+{_next_period_markdown(table, next_period, k)}{_cold_markdown(table, cold, k)}\
 {_cv_markdown(table, cv)}"""
+
+
+def _next_period_markdown(table: pd.DataFrame, details: Mapping[str, Any] | None, k: int) -> str:
+    if not details or "cutoff" not in details:
+        return ""
+    return f"""
+## The next period (role `next_period`): as deployed
+{next_period_sentence(details, k)}
+
+Gold's ratings (train and test) cut at T = {details["cutoff"]}: {details["rows_before"]:,} \
+before, {details["rows_after"]:,} after by people who also rated before. The served procedure \
+replayed on the ratings before T (each model's search with the product's grids, the champion \
+among the product's candidates) chose **{details["served_order"]}**: {details["why"]}. Lists: \
+top-{k} among the movies a user had not rated before T, relevant = rated >= 4 after T; \
+{details["users"]:,} users. Recently popular: the movies most rated in the \
+{details["recent_days"]} days before T. Candidates: the orders that are not in the product \
+(RP3beta and the sequence model tuned on the replay's validation split, NDCG@{k}: \
+{details.get("rp3beta_validation", "")}; {details.get("sequence_validation", "")}).
+
+{metrics_markdown(table[table["role"] == "next_period"])}"""
+
+
+def next_period_sentence(details: Mapping[str, Any], k: int = 10) -> str:
+    """One sentence: how the served order did on the next period against recently
+    popular, for a reader who has not read the study."""
+    difference, ci = details["ndcg_difference"], details["ndcg_difference_ci"]
+    outcome = "beat" if difference - ci > 0 else "lost to" if difference + ci < 0 else "tied with"
+    return (
+        f"Trained on every rating before {details['cutoff']} and judged on what "
+        f"{details['users']:,} people rated after it, the served order {outcome} the movies "
+        f"most rated in the {details['recent_days']} days before: NDCG@{k} "
+        f"{details['ndcg_served']:.4f} against {details['ndcg_recently_popular']:.4f}, a "
+        f"difference of {difference:+.4f} ± {ci:.4f} (95% interval, paired by user)."
+    )
+
+
+NEXT_PERIOD_HEADING = "## On the next period"
+
+
+def with_next_period(card: str, details: Mapping[str, Any], k: int = 10) -> str:
+    """The model card with its next-period section (`studies/next_period` on these
+    models) added, or replaced when a studies run wrote one before."""
+    kept = card.split(f"\n{NEXT_PERIOD_HEADING}\n")[0].rstrip("\n")
+    return f"""{kept}
+
+{NEXT_PERIOD_HEADING}
+{next_period_sentence(details, k)} (`studies/next_period`; the studies card has every order.)
+"""
 
 
 def _cv_markdown(table: pd.DataFrame, cv: Mapping[str, Any] | None) -> str:

@@ -37,6 +37,7 @@ from cinematch_assets.ml.models.ease import EaseModel
 from cinematch_assets.ml.models.foldin import RatingTerms
 from cinematch_assets.ml.models.ranking import RankingModel
 from cinematch_assets.ml.models.rating import RatingModel
+from cinematch_assets.ml.models.rp3 import RP3Model
 
 LIST_SCHEMA = (
     "userId int, rank int, movieId int, score float, pred_rating float, reason int, new boolean"
@@ -81,8 +82,9 @@ def ease_items_on(model: EaseModel, movie_ids: np.ndarray) -> EaseItems:
     return EaseItems(kept, model.weights)
 
 
-def ease_ranker(model: EaseModel) -> EaseRanker:
-    """A ranker over EASE's kept movies only (for tuning and the evaluation's lists)."""
+def ease_ranker(model: EaseModel | RP3Model) -> EaseRanker:
+    """A ranker over EASE's kept movies only (for tuning and the evaluation's lists), or
+    over another item-item model's (RP3beta: the same sums of weights)."""
     return EaseRanker(model.movie_ids, np.arange(len(model.movie_ids)), model.weights)
 
 

@@ -244,7 +244,7 @@ def ablation_fits(
     }
 
 
-def _grid(search: TuningResult) -> list[dict[str, Any]]:
+def search_grid(search: TuningResult) -> list[dict[str, Any]]:
     """The combinations a search tried, in its order."""
     return [{name: row[name] for name in search.parameters} for row in search.rows]
 
@@ -274,9 +274,9 @@ def rating_cv_study(
     )  # fmt: skip
     splits = [(fit.cache(), held.cache()) for fit, held in tuning_splits(train, plan, seed)]
     try:
-        biases = tune_biases(splits, _grid(searches["bias_search"]), log=log)
+        biases = tune_biases(splits, search_grid(searches["bias_search"]), log=log)
         als = tune_rating_model(
-            splits, _grid(searches["als_search"]), variant=rating.model.params.variant,
+            splits, search_grid(searches["als_search"]), variant=rating.model.params.variant,
             bias_params=biases.best_params, seed=seed, parallelism=parallelism, log=log,
             tolerance=searches["als_search"].tolerance or 0.0,
         )  # fmt: skip
@@ -291,7 +291,7 @@ def rating_cv_study(
         for row_id, name, search in (
             ("bias_baseline", "damped bias baseline", biases), ("rating_model", RATING_MODEL, als)
         )
-        for params, row in zip(_grid(search), search.rows, strict=True)
+        for params, row in zip(search_grid(search), search.rows, strict=True)
     ]  # fmt: skip
     product = searches["bias_search"].best_params | searches["als_search"].best_params
     chosen = biases.best_params | als.best_params
