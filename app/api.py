@@ -1,6 +1,6 @@
 """The CineMatch HTTP API: the served lists, new users' lists, search, movie cards and
 similar movies as JSON, on the serving files the app reads and through the same code
-(`app.recommender`), so a product gets exactly what the app shows.
+(`cinematch_assets.serving`), so a product gets exactly what the app shows.
 
     make api                                  # http://127.0.0.1:8000/docs
     uvicorn app.api:app --host 127.0.0.1 --port 8000
@@ -38,17 +38,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from app.recommender import (
-    ArtifactProblem,
-    Catalog,
-    FoldIn,
-    Recommendations,
-    known_user_list,
-    open_catalog,
-    open_foldin,
-)
 from cinematch_assets import settings
 from cinematch_assets.conventions import MAX_RATING, MIN_RATING
+from cinematch_assets.serving.catalog import Catalog, open_catalog
+from cinematch_assets.serving.known_users import Recommendations, known_user_list
+from cinematch_assets.serving.loading import ArtifactProblem
+from cinematch_assets.serving.new_users import FoldIn, open_foldin
 from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.app_ratings import APP_USERS_FROM

@@ -2,7 +2,8 @@
 
 Run with `make app` (or `streamlit run app/streamlit_app.py`). Reads only the serving
 artifacts under $CINEMATCH_HOME/serving and the reports beside them: no Spark, no JVM.
-Every answer comes from `app.recommender`; this file only draws.
+Every answer comes from the serving core (`cinematch_assets.serving`); this file only
+draws.
 
 (Not app/app.py: Streamlit puts the script's folder first on sys.path, where an `app.py`
 would hide the `app` package from its own pages.)
@@ -23,26 +24,20 @@ import numpy as np
 import plotly.io as pio
 import streamlit as st
 
+from app.page_helpers import SaveLimit, community_line, plain
 from app.posters import PosterCache
-from app.recommender import (
-    LOADED,
-    NOT_INTERESTED,
-    ArtifactProblem,
-    Catalog,
-    FoldIn,
-    Recommendations,
-    SaveLimit,
-    community_line,
-    known_user_list,
-    open_catalog,
-    open_foldin,
-    open_profiles,
-    parse_user_id,
-    plain,
-    user_favourites,
-)
 from cinematch_assets import settings
 from cinematch_assets.conventions import SHOWN
+from cinematch_assets.serving.catalog import Catalog, open_catalog
+from cinematch_assets.serving.known_users import (
+    Recommendations,
+    known_user_list,
+    open_profiles,
+    parse_user_id,
+    user_favourites,
+)
+from cinematch_assets.serving.loading import LOADED, ArtifactProblem
+from cinematch_assets.serving.new_users import NOT_INTERESTED, FoldIn, open_foldin
 from cinematch_assets.storage import app_ratings, report_files
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.app_ratings import APP_USERS_FROM, RatingRefused

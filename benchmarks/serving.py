@@ -194,7 +194,9 @@ def app_metrics(home: Path, lookups: int = 1000, fold_ins: int = 300) -> dict:
     rendered_at = time.time()
     if at.exception:
         raise RuntimeError(f"the app failed: {at.exception}")
-    from app.recommender import Catalog, FoldIn, Recommendations, load_shard_index
+    from cinematch_assets.serving.catalog import Catalog
+    from cinematch_assets.serving.known_users import Recommendations, load_shard_index
+    from cinematch_assets.serving.new_users import FoldIn
     from cinematch_assets.storage import serving_files as files
 
     rng = np.random.default_rng(1)

@@ -22,7 +22,6 @@ from deltalake import DeltaTable
 from fastapi.testclient import TestClient
 
 from app.api import create_app
-from app.recommender import load_profiles, open_catalog, open_foldin, user_favourites
 from cinematch_assets import keys, settings
 from cinematch_assets.assets.serving import served_items
 from cinematch_assets.assets.studies import STUDY_TABLES
@@ -39,6 +38,9 @@ from cinematch_assets.ml.selection import cold
 from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.ml.selection.tuning import user_sample
 from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.serving.catalog import open_catalog
+from cinematch_assets.serving.known_users import load_profiles, user_favourites
+from cinematch_assets.serving.new_users import open_foldin
 from cinematch_assets.sources.synthetic import GENRES, SyntheticSpec, planted_model
 from cinematch_assets.storage import app_ratings, model_factors
 from cinematch_assets.storage import serving_files as files
@@ -566,7 +568,8 @@ def test_serving_json_has_every_user_and_only_unrated_movies(synthetic_models_ru
 def test_folding_a_training_user_back_in_gives_their_list(synthetic_models_run):
     """A user folded in from their own training ratings, as the app folds in a new user,
     gets nearly the list the trained model gives them (top-10 overlap)."""
-    from app.recommender import Catalog, FoldIn
+    from cinematch_assets.serving.catalog import Catalog
+    from cinematch_assets.serving.new_users import FoldIn
 
     _, _, lakehouse, home = synthetic_models_run
     foldin = FoldIn.load(files.factors_path(home), Catalog.load(files.catalog_path(home)))

@@ -22,8 +22,6 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-# The app's own fold-in, on the serving files (no Spark, no models' tables).
-from app.recommender import ArtifactProblem, open_foldin
 from cinematch_assets import keys
 from cinematch_assets.assets.ml import MODEL_TABLES
 from cinematch_assets.ml.lists.recommend import new_for_you_lists, served_lists
@@ -31,6 +29,10 @@ from cinematch_assets.ml.selection.evaluation import read_served, served_model_i
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.io_manager import ALLOW_SCHEMA_EVOLUTION
 from cinematch_assets.resources.lakehouse import Lakehouse
+
+# The app's own fold-in, on the serving files (no Spark, no models' tables).
+from cinematch_assets.serving.loading import ArtifactProblem
+from cinematch_assets.serving.new_users import open_foldin
 from cinematch_assets.storage import app_ratings, model_factors
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.atomic_files import atomic_path

@@ -20,8 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 from app.api import MAX_BODY_BYTES, create_app
-from app.recommender import Recommendations, known_user_list, open_catalog, open_foldin
 from benchmarks.api import calls, load, wrk_load
+from cinematch_assets.serving.catalog import open_catalog
+from cinematch_assets.serving.known_users import Recommendations, known_user_list
+from cinematch_assets.serving.new_users import open_foldin
 from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets_tests.conftest import free_port

@@ -1,6 +1,6 @@
-"""The app: its pure module (lookups, search, fold-in), posters against a local stand-in for
-TMDB, and every tab through Streamlit's AppTest. No Spark: the serving files are written
-by `serving_artifacts` in the serving assets' own layout."""
+"""The app: the serving core it calls (lookups, search, fold-in), posters against a local
+stand-in for TMDB, and every tab through Streamlit's AppTest. No Spark: the serving files
+are written by `serving_artifacts` in the serving assets' own layout."""
 
 from __future__ import annotations
 
@@ -22,7 +22,12 @@ import streamlit as st
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from app.recommender import NOT_INTERESTED, Recommendations, open_catalog, open_foldin
+from app import posters
+from app.page_helpers import WORD_JOINER, SaveLimit, community_line, plain
+from cinematch_assets.serving.catalog import Catalog, open_catalog, search_key
+from cinematch_assets.serving.known_users import Recommendations, parse_user_id
+from cinematch_assets.serving.loading import LOADED, ArtifactProblem
+from cinematch_assets.serving.new_users import NOT_INTERESTED, FoldIn, open_foldin
 from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.app_ratings import APP_USERS_FROM
@@ -47,29 +52,19 @@ def home(tmp_path_factory) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
-def app_module(home):
-    """The app's pure modules."""
-    from app import posters, recommender
-
-    return recommender, posters
+# -------------------------------------------------------------------------- serving
 
 
-# ------------------------------------------------------------------------- recommender
+def test_search_key_ignores_case_accents_punctuation_and_leading_articles():
+    assert search_key("The Matrix") == "matrix"
+    assert search_key("Matrix, The") == "matrix the"
+    assert search_key("Amélie") == "amelie"
+    assert search_key("L'Avventura") == "avventura"
+    assert search_key("  ") == ""
 
 
-def test_search_key_ignores_case_accents_punctuation_and_leading_articles(app_module):
-    recommender, _ = app_module
-    assert recommender.search_key("The Matrix") == "matrix"
-    assert recommender.search_key("Matrix, The") == "matrix the"
-    assert recommender.search_key("Amélie") == "amelie"
-    assert recommender.search_key("L'Avventura") == "avventura"
-    assert recommender.search_key("  ") == ""
-
-
-def test_search_finds_titles_as_people_type_them(app_module, home):
-    recommender, _ = app_module
-    catalog = recommender.Catalog.load(files.catalog_path(home))
+def test_search_finds_titles_as_people_type_them(home):
+    catalog = Catalog.load(files.catalog_path(home))
     assert set(catalog.search("matrix")["display_title"]) == {"The Matrix", "The Matrix Reloaded"}
     assert catalog.search("amelie")["display_title"].tolist() == ["Amélie"]
     assert catalog.search("THE MATRIX RELOADED")["display_title"].tolist() == [
@@ -83,43 +78,39 @@ def test_search_finds_titles_as_people_type_them(app_module, home):
     assert len(comedies) and all("Comedy" in g for g in comedies["genres"])
 
 
-def test_a_card_counts_community_ratings_in_words(app_module):
-    recommender, _ = app_module
-    assert recommender.community_line(4.0, 1) == "Community 4.00 (1 rating)"
-    assert recommender.community_line(3.9133, 1232) == "Community 3.91 (1,232 ratings)"
-    assert recommender.community_line(None, 0) == "Not rated yet"
+def test_a_card_counts_community_ratings_in_words():
+    assert community_line(4.0, 1) == "Community 4.00 (1 rating)"
+    assert community_line(3.9133, 1232) == "Community 3.91 (1,232 ratings)"
+    assert community_line(None, 0) == "Not rated yet"
 
 
-def test_user_ids_are_parsed_with_clear_answers(app_module):
-    recommender, _ = app_module
-    assert recommender.parse_user_id(" 510 ") == (510, None)
+def test_user_ids_are_parsed_with_clear_answers():
+    assert parse_user_id(" 510 ") == (510, None)
     for bad in ("", None, "abc", "5.5", "-3", "1e5", "99999999999"):
-        user, problem = recommender.parse_user_id(bad)
+        user, problem = parse_user_id(bad)
         assert user is None and problem
 
 
-def test_lookup_reads_one_shard_and_notices_a_new_version(app_module, home, tmp_path):
-    recommender, _ = app_module
-    recs = recommender.Recommendations.load(home)
+def test_lookup_reads_one_shard_and_notices_a_new_version(home, tmp_path):
+    recs = Recommendations.load(home)
     assert len(recs.lookup(510)) == N
     assert recs.lookup(4242) is None
-    with pytest.raises(recommender.ArtifactProblem, match="make materialize"):
-        recommender.Recommendations.load(tmp_path)
+    with pytest.raises(ArtifactProblem, match="make materialize"):
+        Recommendations.load(tmp_path)
     # A new version is a new manifest: the next load reads the new shard.
     manifest = json.loads(files.manifest_path(home).read_text())
     files.write_json_shard(files.recommendations_dir(home) / "v2", 0, {"510": [{"movieId": 1}]})
     files.publish_recommendations(home, "v2", {k: v for k, v in manifest.items() if k != "version"})
     try:
-        assert recommender.Recommendations.load(home).lookup(510) == [{"movieId": 1}]
+        assert Recommendations.load(home).lookup(510) == [{"movieId": 1}]
     finally:
         files.publish_recommendations(home, "v1", manifest)
-    assert len(recommender.Recommendations.load(home).lookup(510)) == N
+    assert len(Recommendations.load(home).lookup(510)) == N
 
 
-def test_new_user_fold_in(app_module, home):
-    recommender, _ = app_module
-    catalog = recommender.Catalog.load(files.catalog_path(home))
-    foldin = recommender.FoldIn.load(files.factors_path(home), catalog)
+def test_new_user_fold_in(home):
+    catalog = Catalog.load(files.catalog_path(home))
+    foldin = FoldIn.load(files.factors_path(home), catalog)
     # No ratings: the most popular movies the models know.
     popular = foldin.recommend({}, n=5)
     counts = catalog.movies.set_index("movieId")["rating_count"]
@@ -137,10 +128,9 @@ def test_new_user_fold_in(app_module, home):
     assert dramas and all("Drama" in genres[r["movieId"]] for r in dramas)
 
 
-def test_a_low_rating_counts_against_similar_movies_and_is_never_a_reason(app_module, home):
-    recommender, _ = app_module
-    catalog = recommender.Catalog.load(files.catalog_path(home))
-    foldin = recommender.FoldIn.load(files.factors_path(home), catalog)
+def test_a_low_rating_counts_against_similar_movies_and_is_never_a_reason(home):
+    catalog = Catalog.load(files.catalog_path(home))
+    foldin = FoldIn.load(files.factors_path(home), catalog)
     loved, hated = foldin.recommend({1: 5.0}, n=N), foldin.recommend({1: 0.5}, n=N)
     assert [r["movieId"] for r in loved] != [r["movieId"] for r in hated]
     # Beside two liked movies, the same third movie liked or disliked: its nearest
@@ -159,8 +149,7 @@ def test_a_low_rating_counts_against_similar_movies_and_is_never_a_reason(app_mo
     assert {r["reason"] for r in foldin.recommend({7: 0.5, 2: 3.5}, n=N)} == {None}
 
 
-def test_plain_text_stays_text_in_markdown(app_module):
-    recommender, _ = app_module
+def test_plain_text_stays_text_in_markdown():
     markdown = MarkdownIt("commonmark")
     hostile = [
         "[Your session expired](https://evil.example/login)",
@@ -171,29 +160,28 @@ def test_plain_text_stays_text_in_markdown(app_module):
         "see www.evil.example or mail me@evil.example",
     ]
     for text in hostile:
-        shown = recommender.plain(text)
-        rendered = markdown.render(shown).strip().replace(recommender.WORD_JOINER, "")
+        shown = plain(text)
+        rendered = markdown.render(shown).strip().replace(WORD_JOINER, "")
         assert rendered == f"<p>{html.escape(text, quote=False)}</p>", text
         # Bare addresses are broken up, so Streamlit's link finder passes them by.
         assert not re.search(r"https?:|www\.|\w@", markdown.render(shown)), shown
-        assert "$" not in text or "\\$" in recommender.plain(text)  # no LaTeX either
+        assert "$" not in text or "\\$" in plain(text)  # no LaTeX either
 
 
-def test_a_catalog_rewritten_again_and_again_is_held_once(app_module, tmp_path):
+def test_a_catalog_rewritten_again_and_again_is_held_once(tmp_path):
     """Every re-materialization replaces the loaded catalog rather than adding one more."""
-    recommender, _ = app_module
     write_serving_artifacts(tmp_path)
-    before = len(recommender.LOADED)
+    before = len(LOADED)
     for i in range(5):
         frame = catalog_frame()
         frame["display_title"] = frame["display_title"] + f" v{i}"
         pq.write_table(
             pa.Table.from_pandas(frame, preserve_index=False), files.catalog_path(tmp_path)
         )
-        catalog = recommender.open_catalog(tmp_path)
+        catalog = open_catalog(tmp_path)
         assert catalog.movies["display_title"].iloc[0].endswith(f" v{i}")
-        recommender.open_foldin(tmp_path)
-    assert len(recommender.LOADED) == before + 2  # one catalog, one fold-in model
+        open_foldin(tmp_path)
+    assert len(LOADED) == before + 2  # one catalog, one fold-in model
 
 
 # ------------------------------------------------------------------------------ posters
@@ -259,8 +247,7 @@ def tmdb():
     server.shutdown()
 
 
-def test_posters_from_tmdb_and_a_placeholder_on_every_failure(app_module, tmdb):
-    _, posters = app_module
+def test_posters_from_tmdb_and_a_placeholder_on_every_failure(tmdb):
     fetch = posters.fetch_poster_url
     assert fetch(1, KEY, base=tmdb) == posters.IMAGE_BASE + "/abc.jpg"
     assert KEY not in fetch(1, KEY, base=tmdb)
@@ -274,8 +261,7 @@ def test_posters_from_tmdb_and_a_placeholder_on_every_failure(app_module, tmdb):
         assert fetch(movie, KEY, base=tmdb) is None, BROKEN[movie - 7]
 
 
-def test_poster_cache_asks_once_and_never_without_a_key(app_module, tmdb):
-    _, posters = app_module
+def test_poster_cache_asks_once_and_never_without_a_key(tmdb):
     cache = posters.PosterCache(base=tmdb)
     FakeTmdb.requests.clear()
     assert cache.get_many([1, None, float("nan"), 3], None) == [None] * 4
@@ -578,9 +564,8 @@ def test_rating_in_search_joins_new_here(app_env):
     assert len(cards(open_tab(at, "New here"), "New here")) == N
 
 
-def test_saving_is_bounded_per_session(app_module):
-    recommender, _ = app_module
-    limit = recommender.SaveLimit(saves=3, seconds=60)
+def test_saving_is_bounded_per_session():
+    limit = SaveLimit(saves=3, seconds=60)
     assert [limit.allow(now=t) for t in (0, 1, 2, 3)] == [True, True, True, False]
     assert limit.allow(now=61)
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from app.recommender import with_discovery
 from cinematch_assets.ml.lists.build import (
     EASE_COLUMNS,
     FLOOR_PENALTY,
@@ -40,6 +39,7 @@ from cinematch_assets.ml.models.foldin import RatingTerms
 from cinematch_assets.ml.models.titles import TitleLinks
 from cinematch_assets.ml.selection.champion import choose
 from cinematch_assets.ml.selection.metrics import gini
+from cinematch_assets.serving.known_users import with_discovery
 from cinematch_assets.storage import model_factors
 
 RNG = np.random.default_rng(11)
