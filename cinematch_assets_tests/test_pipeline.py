@@ -417,8 +417,9 @@ def test_the_next_period_replays_the_served_procedure_before_a_time_cut(syntheti
     _, instance, lakehouse, home = synthetic_models_run
     details = metadata(instance, *keys.STUDY_NEXT_PERIOD)
     gold = lakehouse.describe(keys.TRAIN).num_rows + lakehouse.describe(keys.TEST).num_rows
-    assert details["rows_before"] + details["rows_after"] <= gold
-    assert 0.05 < details["rows_after"] / gold < 0.15  # about the last tenth
+    assert details["rows_before"] + details["ratings_after"] == gold
+    assert 0.09 < details["ratings_after"] / gold < 0.11  # the last tenth
+    assert 0 < details["rows_after"] <= details["ratings_after"]  # by users on both sides
     rows = {r["id"]: r for r in lakehouse.read(keys.STUDY_NEXT_PERIOD).collect()}
     assert {
         "next_period:served", "next_period:most_popular", "next_period:recently_popular",

@@ -505,7 +505,8 @@ def _next_period_markdown(table: pd.DataFrame, details: Mapping[str, Any] | None
 {next_period_sentence(details, k)}
 
 Gold's ratings (train and test) cut at T = {details["cutoff"]}: {details["rows_before"]:,} \
-before, {details["rows_after"]:,} after by people who also rated before. The served procedure \
+before, {details.get("ratings_after", details["rows_after"]):,} after, {details["rows_after"]:,} \
+of them by people who also rated before. The served procedure \
 replayed on the ratings before T (each model's search with the product's grids, the champion \
 among the product's candidates) chose **{details["served_order"]}**: {details["why"]}. Lists: \
 top-{k} among the movies a user had not rated before T, relevant = rated >= 4 after T; \

@@ -440,6 +440,7 @@ def next_period_study(
         "share_after": settings.share_after,
         "recent_days": settings.recent_days,
         "rows_before": before.count(),
+        "ratings_after": ratings.filter(F.col("timestamp") >= cutoff).count(),
         "rows_after": after.count(),
         "users": len(served),
         "served_order": replayed.policy.name,
