@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame
 from cinematch_assets import keys
 from cinematch_assets.assets.gold import FeatureConfig
 from cinematch_assets.assets.ml import MODEL_TABLES, TRAIN
-from cinematch_assets.assets.ml_config import ChampionConfig
+from cinematch_assets.assets.ml_config import ChampionConfig, TuningConfig
 from cinematch_assets.checks import latest_metadata
 from cinematch_assets.ml.lists.new_movies import RowSettings
 from cinematch_assets.ml.models import artifacts
@@ -113,7 +113,16 @@ class CrossValidationConfig(Config):
     parallel_fits: int = Field(default=2, description="Fits in flight at once.")
 
 
-class NextPeriodConfig(StudyConfig):
+class NextPeriodConfig(TuningConfig):
+    """The replay tunes as the product does (`TuningConfig`: its validation split, its
+    sample above `tuning_max_rows`, its seed)."""
+
+    k: int = Field(default=10, description="List length of the ranking metrics.")
+    sample_users: int = Field(
+        default=20_000,
+        description="Lists are scored on this many users with ratings on both sides of T, a "
+        "seeded sample (every one when there are fewer), each mean with its 95% interval.",
+    )
     share_after: float = Field(
         default=0.1,
         description="The cutoff T leaves this share of Gold's ratings (train and test) after it.",
@@ -121,15 +130,6 @@ class NextPeriodConfig(StudyConfig):
     recent_days: int = Field(
         default=28, description="Recently popular: the movies most rated in these days before T."
     )
-    validation_fraction: float = Field(
-        default=0.2, description="The replayed searches' validation split (the product's)."
-    )
-    tuning_max_rows: int = Field(
-        default=2_000_000,
-        description="Above this many rows before T, the replayed searches run on a sample of "
-        "whole users (the product's).",
-    )
-    parallel_fits: int = Field(default=2, description="Fits and scorings in flight at once.")
     rp3_betas: list[float] = Field(
         default=[0.3, 0.5, 0.7], description="RP3beta's popularity exponents to try."
     )
@@ -307,14 +307,7 @@ def next_period(
     rows, details = next_period_study(
         train.select(columns).unionByName(test.select(columns)),
         procedure,
-        Settings(
-            share_after=config.share_after, recent_days=config.recent_days,
-            validation_fraction=config.validation_fraction,
-            tuning_max_rows=config.tuning_max_rows, seed=config.seed, k=config.k,
-            sample_users=config.sample_users, parallelism=config.parallel_fits,
-            rp3_betas=config.rp3_betas, sequence_regs=config.sequence_regs,
-            sequence_window=config.sequence_window, sequence_decay=config.sequence_decay,
-        ),
+        Settings(**config.model_dump()),
         movies=movies,
         half_life_days=gold.get("config/half_life_days", features.half_life_days),
         reference=gold.get("config/decay_reference", features.decay_reference),

@@ -94,6 +94,16 @@ def fit_ease_model(
     )
 
 
+def refit_ease_model(
+    train: DataFrame, params: EaseParams, *, log: Callable[[str], object] = print
+) -> EaseModel:
+    """An EASE made as `params` says, fitted on other rows (`train`)."""
+    return fit_ease_model(
+        train, reg=params.reg, max_items=params.max_items,
+        decay_weighted=params.decay_weighted, log=log,
+    )  # fmt: skip
+
+
 def ease_key(train: DataFrame, params: EaseParams) -> FitKey:
     return fit_key("ease", train, asdict(params), 0)
 

@@ -19,7 +19,7 @@ from cinematch_assets import keys
 from cinematch_assets.ml.lists.build import ListPolicy
 from cinematch_assets.ml.lists.recommend import model_items, recommend_candidates
 from cinematch_assets.ml.models.artifacts import Read
-from cinematch_assets.ml.models.ease import EaseModel, EaseParams, ease_key, fit_ease_model
+from cinematch_assets.ml.models.ease import EaseModel, EaseParams, ease_key, refit_ease_model
 from cinematch_assets.ml.models.fits import fit_key, is_kept, taken_or_fit
 from cinematch_assets.ml.models.ranking import RankingModel, RankingParams, fit_ranking_model
 from cinematch_assets.ml.models.rating import (
@@ -82,13 +82,7 @@ def validation_fits(
     fits = {
         "rating": lambda: refit_rating_model(fit_on, rating, seed=seed),
         "ranking": lambda: fit_ranking_model(fit_on, seed=seed, **asdict(ranking)),
-        "ease": lambda: fit_ease_model(
-            fit_on,
-            reg=ease.reg,
-            max_items=ease.max_items,
-            decay_weighted=ease.decay_weighted,
-            log=log,
-        ),
+        "ease": lambda: refit_ease_model(fit_on, ease, log=log),
     }
     models = concurrently(
         {name: (lambda name=name: taken_or_fit(fitted_as[name], fits[name])) for name in fits},

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ from cinematch_assets.ml.lists.recommend import (
 )
 from cinematch_assets.ml.lists.sequence import SequenceRanker
 from cinematch_assets.ml.models.artifacts import Trained
-from cinematch_assets.ml.models.ease import EaseModel, EaseParams, fit_ease_model
+from cinematch_assets.ml.models.ease import EaseModel, EaseParams, refit_ease_model
 from cinematch_assets.ml.models.ranking import RankingModel, RankingParams, fit_ranking_model
 from cinematch_assets.ml.models.rating import RatingModel, RatingParams, refit_rating_model
 from cinematch_assets.ml.models.rp3 import fit_rp3_model
@@ -113,21 +113,22 @@ class Procedure:
 
 @dataclass(frozen=True)
 class Settings:
-    """The study's own settings: where T falls, the recent window, the tuning split (as
-    the product's), the list length, the user sample, and the candidates' grids."""
+    """The study's own settings (`studies/next_period`'s config): where T falls, the
+    recent window, the replay's tuning split (as the product's), the list length, the
+    user sample, fits in flight, and the candidates' grids."""
 
-    share_after: float = 0.1
-    recent_days: int = 28
-    validation_fraction: float = 0.2
-    tuning_max_rows: int = 2_000_000
-    seed: int = 42
-    k: int = 10
-    sample_users: int = 20_000
-    parallelism: int = 2
-    rp3_betas: Sequence[float] = (0.3, 0.5, 0.7)
-    sequence_regs: Sequence[float] = (100.0, 300.0, 1000.0)
-    sequence_window: int = 10
-    sequence_decay: float = 0.9
+    share_after: float
+    recent_days: int
+    validation_fraction: float
+    tuning_max_rows: int
+    seed: int
+    k: int
+    sample_users: int
+    parallel_fits: int
+    rp3_betas: Sequence[float]
+    sequence_regs: Sequence[float]
+    sequence_window: int
+    sequence_decay: float
 
 
 def cutoff_time(ratings: DataFrame, share_after: float) -> int:
@@ -185,7 +186,7 @@ def replay(
     )  # fmt: skip
     ((fit_on, validation),) = tuning_splits(rows, plan, settings.seed)
     split = (fit_on.cache(), validation.cache())
-    seed, k, parallelism = settings.seed, settings.k, settings.parallelism
+    seed, k, parallelism = settings.seed, settings.k, settings.parallel_fits
     biases = tune_biases([split], procedure.bias_grid, log=log)
     als = tune_rating_model(
         [split], procedure.rating_grid, variant=procedure.rating_variant,
@@ -210,13 +211,7 @@ def replay(
         {
             "rating": lambda: refit_rating_model(rows, rating_params, seed=seed),
             "ranking": lambda: fit_ranking_model(rows, seed=seed, **ranking_search.best_params),
-            "ease": lambda: fit_ease_model(
-                rows,
-                reg=ease_params.reg,
-                max_items=ease_params.max_items,
-                decay_weighted=ease_params.decay_weighted,
-                log=log,
-            ),
+            "ease": lambda: refit_ease_model(rows, ease_params, log=log),
         },
         parallelism,
     )
@@ -409,10 +404,9 @@ def next_period_study(
     for cached in replayed.split:
         cached.unpersist()
     chosen = replayed.ease.params
-    other_ease = fit_ease_model(
-        before, reg=chosen.reg, max_items=chosen.max_items,
-        decay_weighted=not chosen.decay_weighted, log=log,
-    )  # fmt: skip
+    other_ease = refit_ease_model(
+        before, replace(chosen, decay_weighted=not chosen.decay_weighted), log=log
+    )
     relevant_after = relevant_rows(after)
     users = user_sample(relevant_after, settings.sample_users, settings.seed).cache()
     relevant = relevant_after.join(users, "userId", "left_semi").cache()
@@ -425,7 +419,7 @@ def next_period_study(
     scores = concurrently(
         {row_id: (lambda made=made: list_metrics(made, relevant, seen, k=k))
          for row_id, made in lists.items()},
-        settings.parallelism,
+        settings.parallel_fits,
     )  # fmt: skip
     served = ndcg_per_user(lists["served"], relevant, k=k)
     baseline = ndcg_per_user(lists["recently_popular"], relevant, k=k)
