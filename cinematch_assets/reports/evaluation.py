@@ -511,9 +511,10 @@ replayed on the ratings before T (each model's search with the product's grids, 
 among the product's candidates) chose **{details["served_order"]}**: {details["why"]}. Lists: \
 top-{k} among the movies a user had not rated before T, relevant = rated >= 4 after T; \
 {details["users"]:,} users. Recently popular: the movies most rated in the \
-{details["recent_days"]} days before T. Candidates: the orders that are not in the product \
-(RP3beta and the sequence model tuned on the replay's validation split, NDCG@{k}: \
-{details.get("rp3beta_validation", "")}; {details.get("sequence_validation", "")}).
+{details["recent_days"]} days before T. Candidates: EASE with its other Gram, EASE + ALS \
+with nothing added, RP3beta and the sequence model (the last two tuned on the replay's \
+validation split, NDCG@{k}: {details.get("rp3beta_validation", "")}; \
+{details.get("sequence_validation", "")}).
 
 {metrics_markdown(table[table["role"] == "next_period"])}"""
 
