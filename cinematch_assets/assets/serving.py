@@ -30,7 +30,7 @@ from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.io_manager import ALLOW_SCHEMA_EVOLUTION
 from cinematch_assets.resources.lakehouse import Lakehouse
 
-# The app's own fold-in, on the serving files (no Spark, no models' tables).
+# The fold-in the app and the API use, on the serving files (no Spark, no models' tables).
 from cinematch_assets.serving.loading import ArtifactProblem
 from cinematch_assets.serving.new_users import open_foldin
 from cinematch_assets.storage import app_ratings, model_factors
