@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from cinematch_assets import settings
-from cinematch_assets.storage import model_factors
+from cinematch_assets.serving import model_factors
 
 APP = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
 

@@ -16,7 +16,8 @@ from cinematch_assets.ml.lists.build import ModelItems, NewMovies, NewRow
 from cinematch_assets.ml.models.foldin import RatingTerms
 from cinematch_assets.ml.models.titles import TitleLinks
 from cinematch_assets.reports.charts import write_report
-from cinematch_assets.storage import model_factors, report_files
+from cinematch_assets.serving import model_factors
+from cinematch_assets.storage import report_files
 from cinematch_assets.storage import serving_files as files
 
 HOSTILE_TITLE = "<img src=x onerror=alert(1)>"

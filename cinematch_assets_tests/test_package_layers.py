@@ -1,6 +1,7 @@
 """Layers outside `ml/` (whose own three are `ml/test_layers.py`'s): the pipeline never
-imports the front ends in `app/`, and the serving core they share never imports a
-framework (Dagster, Spark, FastAPI, Streamlit) or the pipeline's assets."""
+imports the front ends in `app/`, the serving core they share never imports a framework
+(Dagster, Spark, FastAPI, Streamlit) or the pipeline's assets, and storage (files and
+tables) never imports the recommender."""
 
 import ast
 from pathlib import Path
@@ -41,6 +42,11 @@ def test_the_serving_core_imports_no_framework_and_no_asset():
     modules = sorted(SERVING.glob("*.py"))
     assert len(modules) > 1
     assert not offenders(modules, FRAMEWORKS + PIPELINE)
+
+
+def test_storage_never_imports_the_recommender():
+    modules = sorted((PACKAGE / "storage").glob("*.py"))
+    assert not offenders(modules, ("cinematch_assets.ml", "cinematch_assets.serving"))
 
 
 def test_a_layer_violation_is_found(tmp_path):

@@ -38,11 +38,12 @@ from cinematch_assets.ml.selection import cold
 from cinematch_assets.ml.selection.champion import read_candidates
 from cinematch_assets.ml.selection.tuning import user_sample
 from cinematch_assets.resources.data_root import DataRoot
+from cinematch_assets.serving import model_factors
 from cinematch_assets.serving.catalog import open_catalog
 from cinematch_assets.serving.known_users import load_profiles, user_favourites
 from cinematch_assets.serving.new_users import open_foldin
 from cinematch_assets.sources.synthetic import GENRES, SyntheticSpec, planted_model
-from cinematch_assets.storage import app_ratings, model_factors
+from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.app_ratings import APP_USERS_FROM
 from cinematch_assets.storage.delta_reader import read_delta

@@ -29,11 +29,12 @@ from cinematch_assets.ml.selection.evaluation import read_served, served_model_i
 from cinematch_assets.resources.data_root import DataRoot
 from cinematch_assets.resources.io_manager import ALLOW_SCHEMA_EVOLUTION
 from cinematch_assets.resources.lakehouse import Lakehouse
+from cinematch_assets.serving import model_factors
 
 # The fold-in the app and the API use, on the serving files (no Spark, no models' tables).
 from cinematch_assets.serving.loading import ArtifactProblem
 from cinematch_assets.serving.new_users import open_foldin
-from cinematch_assets.storage import app_ratings, model_factors
+from cinematch_assets.storage import app_ratings
 from cinematch_assets.storage import serving_files as files
 from cinematch_assets.storage.atomic_files import atomic_path
 from cinematch_assets.storage.delta_reader import read_delta, read_delta_since

@@ -17,9 +17,9 @@ from cinematch_assets.ml.arrays import position_of, unit_rows
 from cinematch_assets.ml.lists.build import ModelItems, Ranker, UserBlock, build_lists
 from cinematch_assets.ml.lists.top_n import ScoreRows
 from cinematch_assets.ml.models.foldin import implicit_gram, preference_values, solve_implicit
+from cinematch_assets.serving import model_factors
 from cinematch_assets.serving.catalog import Catalog, open_catalog
 from cinematch_assets.serving.loading import LOADED, reading
-from cinematch_assets.storage import model_factors
 from cinematch_assets.storage import serving_files as files
 
 # A new user's list leans on popularity until they have rated a few movies: the personal

@@ -39,8 +39,8 @@ from cinematch_assets.ml.models.foldin import RatingTerms
 from cinematch_assets.ml.models.titles import TitleLinks
 from cinematch_assets.ml.selection.champion import choose
 from cinematch_assets.ml.selection.metrics import gini
+from cinematch_assets.serving import model_factors
 from cinematch_assets.serving.known_users import with_discovery
-from cinematch_assets.storage import model_factors
 
 RNG = np.random.default_rng(11)
 MOVIES, RANK = 60, 4

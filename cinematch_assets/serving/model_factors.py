@@ -1,5 +1,6 @@
-"""`model_factors.npz` (see `serving_files`): every model's movie side (`ModelItems`) as
-one NumPy archive, what serving writes and what the app places new users with.
+"""`model_factors.npz` (its path: `storage.serving_files`): every model's movie side
+(`ModelItems`) as one NumPy archive, what serving writes and what the app places new
+users with.
 
 Each array is a key of the archive; scalars are 0-d arrays. `ARRAY_KEYS` must be there;
 EASE's weights (`ease_kept`, `ease_weights`) only when the served order ranks with EASE,
