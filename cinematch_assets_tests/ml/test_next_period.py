@@ -11,9 +11,9 @@ from cinematch_assets.ml.models.ease import EasePairs
 from cinematch_assets.ml.models.rp3 import rp3_weights, walk_weights
 from cinematch_assets.ml.models.sequence import (
     Histories,
+    SequenceGrams,
     SequenceModel,
     SequenceParams,
-    sequence_weights,
 )
 from cinematch_assets.ml.selection.next_period import cutoff_time, split_at
 from cinematch_assets.reports.evaluation import next_period_sentence, with_next_period
@@ -50,7 +50,7 @@ def test_the_sequence_model_learns_what_comes_next():
     examples, sources, weights = histories.lagged(window=2, decay=0.5)
     assert len(examples) == 40 * (3 + 2)  # three lag-1 and two lag-2 pairs a user
     assert set(weights) == {1.0, 0.5}
-    w = sequence_weights(histories, 4, reg=1.0, window=2, decay=0.5)
+    w = SequenceGrams.of_histories(histories, np.arange(4) + 10, 2, 0.5, 4).model(1.0).weights
     assert np.argmax(w[0, :3]) == 1 and np.argmax(w[1, :3]) == 2
     model = SequenceModel(np.arange(4) + 10, w, SequenceParams(1.0, 2, 0.5, 4))
     # Profiles: the latest movie weighs 1, the one before it the decay.

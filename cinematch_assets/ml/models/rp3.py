@@ -55,8 +55,22 @@ def rp3_weights(walk: np.ndarray, counts: np.ndarray, beta: float) -> np.ndarray
     return weights.astype(np.float32)
 
 
-def fit_rp3_model(train: DataFrame, *, beta: float, max_items: int) -> RP3Model:
-    pairs = ease_pairs(train, max_items)
-    counts = np.bincount(pairs.positions, minlength=len(pairs.kept))
-    weights = rp3_weights(walk_weights(pairs), counts, beta)
-    return RP3Model(pairs.kept.astype(np.int64), weights, RP3Params(beta, max_items))
+@dataclass(frozen=True)
+class RP3Walk:
+    """The walk's weights before the popularity exponent and each movie's ratings: made
+    once for a whole search of beta."""
+
+    movie_ids: np.ndarray
+    walk: np.ndarray
+    counts: np.ndarray
+    max_items: int
+
+    @classmethod
+    def of(cls, train: DataFrame, max_items: int) -> RP3Walk:
+        pairs = ease_pairs(train, max_items)
+        counts = np.bincount(pairs.positions, minlength=len(pairs.kept))
+        return cls(pairs.kept.astype(np.int64), walk_weights(pairs), counts, max_items)
+
+    def model(self, beta: float) -> RP3Model:
+        weights = rp3_weights(self.walk, self.counts, beta)
+        return RP3Model(self.movie_ids, weights, RP3Params(beta, self.max_items))

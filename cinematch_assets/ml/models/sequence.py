@@ -92,27 +92,46 @@ class Histories:
         return ids, matrix
 
 
-def fit_sequence_model(
-    train: DataFrame, *, reg: float, window: int, decay: float, max_items: int
-) -> SequenceModel:
-    counts = train.groupBy("movieId").count().toPandas()
-    kept = kept_movies(counts["movieId"].to_numpy(np.int64), counts["count"].to_numpy(), max_items)
-    histories = Histories.of(train, kept)
-    return SequenceModel(
-        kept, sequence_weights(histories, len(kept), reg, window, decay),
-        SequenceParams(reg, window, decay, max_items),
-    )  # fmt: skip
+@dataclass(frozen=True)
+class SequenceGrams:
+    """What W is solved from for any lambda, made once for a whole search (as EASE's
+    Gram): S^T S and S^T T of the histories, and the histories (each user's profile)."""
 
+    movie_ids: np.ndarray
+    histories: Histories
+    gram: np.ndarray
+    cross: np.ndarray
+    window: int
+    decay: float
+    max_items: int
 
-def sequence_weights(
-    histories: Histories, n_items: int, reg: float, window: int, decay: float
-) -> np.ndarray:
-    """W (float32) by ridge regression of each rating's movie on the weighted movies
-    before it (Cholesky: S^T S + lambda I is symmetric positive definite)."""
-    examples, sources, weights = histories.lagged(window, decay)
-    shape = (len(histories.positions), n_items)
-    s = sparse.csr_matrix((weights, (examples, sources)), shape=shape)
-    t = sparse.csr_matrix((np.ones(shape[0]), (np.arange(shape[0]), histories.positions)), shape)
-    gram = (s.T @ s).toarray()
-    gram[np.diag_indices_from(gram)] += reg
-    return cho_solve(cho_factor(gram, overwrite_a=True), (s.T @ t).toarray()).astype(np.float32)
+    @classmethod
+    def of(cls, train: DataFrame, *, window: int, decay: float, max_items: int) -> SequenceGrams:
+        """From (userId, movieId, timestamp) rows, over the `max_items` most-rated movies."""
+        counts = train.groupBy("movieId").count().toPandas()
+        ids = counts["movieId"].to_numpy(np.int64)
+        kept = kept_movies(ids, counts["count"].to_numpy(), max_items)
+        return cls.of_histories(Histories.of(train, kept), kept, window, decay, max_items)
+
+    @classmethod
+    def of_histories(
+        cls, histories: Histories, movie_ids: np.ndarray, window: int, decay: float,
+        max_items: int,
+    ) -> SequenceGrams:  # fmt: skip
+        examples, sources, weights = histories.lagged(window, decay)
+        shape = (len(histories.positions), len(movie_ids))
+        s = sparse.csr_matrix((weights, (examples, sources)), shape=shape)
+        t = sparse.csr_matrix(
+            (np.ones(shape[0]), (np.arange(shape[0]), histories.positions)), shape
+        )
+        gram, cross = (s.T @ s).toarray(), (s.T @ t).toarray()
+        return cls(movie_ids, histories, gram, cross, window, decay, max_items)
+
+    def model(self, reg: float) -> SequenceModel:
+        """W by ridge regression of each rating's movie on the weighted movies before it
+        (Cholesky: S^T S + lambda I is symmetric positive definite)."""
+        gram = self.gram.copy()
+        gram[np.diag_indices_from(gram)] += reg
+        weights = cho_solve(cho_factor(gram, overwrite_a=True), self.cross).astype(np.float32)
+        params = SequenceParams(reg, self.window, self.decay, self.max_items)
+        return SequenceModel(self.movie_ids, weights, params)

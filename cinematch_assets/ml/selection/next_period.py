@@ -20,13 +20,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cinematch_assets.ml.lists.build import ListPolicy
+from cinematch_assets.ml.lists.build import ListPolicy, Ranker
 from cinematch_assets.ml.lists.recommend import (
     ease_ranker,
     model_items,
@@ -39,8 +40,8 @@ from cinematch_assets.ml.models.artifacts import Trained
 from cinematch_assets.ml.models.ease import EaseModel, EaseParams, refit_ease_model
 from cinematch_assets.ml.models.ranking import RankingModel, RankingParams, fit_ranking_model
 from cinematch_assets.ml.models.rating import RatingModel, RatingParams, refit_rating_model
-from cinematch_assets.ml.models.rp3 import fit_rp3_model
-from cinematch_assets.ml.models.sequence import Histories, SequenceModel, fit_sequence_model
+from cinematch_assets.ml.models.rp3 import RP3Walk
+from cinematch_assets.ml.models.sequence import SequenceGrams
 from cinematch_assets.ml.selection.champion import choose, score_policies, validation_fits
 from cinematch_assets.ml.selection.evaluation import list_metrics
 from cinematch_assets.ml.selection.metrics import Z95, ndcg_per_user, ranking_metrics, relevant_rows
@@ -234,68 +235,66 @@ def replay(
 @dataclass(frozen=True)
 class Tuned:
     """A candidate chosen on the replay's validation split and refitted on every row
-    before T: its setting, the model, and each setting's validation NDCG@k, in order."""
+    before T: its setting, its ranker, and each setting's validation NDCG@k, in order."""
 
     label: str
-    model: Any
+    ranker: Ranker
     validation: str
 
 
-def _tuned(
-    fits: dict[str, Callable[[DataFrame], Any]],
-    lists: Callable[[Any, DataFrame], DataFrame],
-    split: Split,
-    rows: DataFrame,
-    k: int,
-) -> Tuned:
-    """The setting of `fits` (label -> fit on given rows) whose lists (`lists(model,
-    history)`, for the validation users) score the best validation NDCG@k, refitted on
-    `rows`. Only the best model so far is held: each is a movies x movies matrix."""
+def _best_setting(
+    settings: dict[str, float], ranker: Callable[[float], Ranker], split: Split, k: int
+) -> tuple[str, str]:
+    """The label of the setting (label -> value) whose ranker's lists, for the validation
+    users with the training part's movies left out, score the best validation NDCG@k, and
+    every setting's NDCG@k in order. One ranker is held at a time: each is a movies x
+    movies matrix."""
     fit_on, validation = split
     relevant = relevant_rows(validation)
     users = _no_factors(relevant.select("userId").distinct())
     history = fit_on.select("userId", "movieId", "rating")
-    found: dict[str, float] = {}
-    for label, fit in fits.items():
-        found[label] = ranking_metrics(lists(fit(fit_on), users, history), relevant, k=k)["ndcg"]
-    best = max(found, key=found.__getitem__)
+    found = {
+        label: ranking_metrics(recommend(ranker(value), users, history, k), relevant, k=k)["ndcg"]
+        for label, value in settings.items()
+    }
     scores = ", ".join(f"{label} {value:.4f}" for label, value in found.items())
-    return Tuned(best, fits[best](rows), scores)
+    return max(found, key=found.__getitem__), scores
 
 
 def tune_candidates(
     replayed: Replayed, rows: DataFrame, settings: Settings, max_items: int
 ) -> tuple[Tuned, Tuned]:
-    """RP3beta's beta and the sequence model's lambda on the replay's validation split,
-    each refitted on `rows` (everything before T)."""
+    """RP3beta's beta and the sequence model's lambda on the replay's validation split
+    (the walk, S^T S and S^T T made once for every value, as EASE's Gram), each refitted
+    on `rows` (everything before T)."""
     window, decay, k = settings.sequence_window, settings.sequence_decay, settings.k
+    fit_on = replayed.split[0]
 
-    def rp3(beta: float) -> Callable[[DataFrame], Any]:
-        return lambda rows: fit_rp3_model(rows, beta=beta, max_items=max_items)
+    def sequences(of: DataFrame) -> SequenceGrams:
+        return SequenceGrams.of(of, window=window, decay=decay, max_items=max_items)
 
-    def sequence(reg: float) -> Callable[[DataFrame], Any]:
-        return lambda rows: fit_sequence_model(
-            rows, reg=reg, window=window, decay=decay, max_items=max_items
-        )
-
-    by_rp3 = _tuned(
-        {f"beta {beta:g}": rp3(beta) for beta in settings.rp3_betas},
-        lambda model, users, history: recommend(ease_ranker(model), users, history, k),
-        replayed.split, rows, k,
-    )  # fmt: skip
-    by_sequence = _tuned(
-        {f"lambda {reg:g}": sequence(reg) for reg in settings.sequence_regs},
-        lambda model, users, history: recommend(
-            sequence_ranker(model, replayed.split[0]), users, history, k
-        ),
-        replayed.split, rows, k,
-    )  # fmt: skip
-    return by_rp3, by_sequence
+    # Each search's walk or grams live only through the search (n x n float64 each).
+    betas = {f"beta {beta:g}": beta for beta in settings.rp3_betas}
+    rp3, rp3_scores = _best_setting(
+        betas, partial(_rp3_ranker, RP3Walk.of(fit_on, max_items)), replayed.split, k
+    )
+    regs = {f"lambda {reg:g}": reg for reg in settings.sequence_regs}
+    sequence, sequence_scores = _best_setting(
+        regs, partial(_sequence_ranker, sequences(fit_on)), replayed.split, k
+    )
+    return (
+        Tuned(rp3, _rp3_ranker(RP3Walk.of(rows, max_items), betas[rp3]), rp3_scores),
+        Tuned(sequence, _sequence_ranker(sequences(rows), regs[sequence]), sequence_scores),
+    )
 
 
-def sequence_ranker(model: SequenceModel, rows: DataFrame) -> SequenceRanker:
-    """The sequence model with the profiles of the users of `rows` (their last movies)."""
-    return SequenceRanker.of(model, Histories.of(rows, model.movie_ids))
+def _rp3_ranker(walk: RP3Walk, beta: float) -> Ranker:
+    return ease_ranker(walk.model(beta))
+
+
+def _sequence_ranker(grams: SequenceGrams, reg: float) -> Ranker:
+    """The sequence model with the profiles of the users it was fitted on."""
+    return SequenceRanker.of(grams.model(reg), grams.histories)
 
 
 def _no_factors(users: DataFrame) -> DataFrame:
@@ -362,11 +361,11 @@ def _orders(
         "ease_als": (f"{blend.name} (candidate)", by_policy(blend)),
         "rp3beta": (
             f"RP3beta, {rp3.label} (candidate)",
-            lambda: recommend(ease_ranker(rp3.model), anyone, seen, k),
+            lambda: recommend(rp3.ranker, anyone, seen, k),
         ),
         "sequence": (
             f"sequence model, {sequence.label} (candidate)",
-            lambda: recommend(sequence_ranker(sequence.model, before), anyone, seen, k),
+            lambda: recommend(sequence.ranker, anyone, seen, k),
         ),
     }
 
