@@ -241,6 +241,7 @@ class MixedRanker:
     first: EaseRanker
     second: FactorRanker
     weight: float
+    shared: SharedSlices | None = None  # the parts' rows once per slice for every mix
 
     @property
     def movie_ids(self) -> np.ndarray:
@@ -250,8 +251,9 @@ class MixedRanker:
     def rank(self) -> int:
         return max(self.first.rank, self.second.rank)
 
-    def zscored(self, block: UserBlock, shared: SharedSlices | None = None) -> ScoreRows:
+    def zscored(self, block: UserBlock) -> ScoreRows:
         """The blend; with `shared`, each part's rows once per slice for every mix."""
+        shared = self.shared
         parts = [
             (part, part.zscored(block) if shared is None else shared.zscored(block, part))
             for part in (self.first, self.second)
@@ -418,12 +420,10 @@ class SharedSlices:
         return self.value(block, start, stop, key, compute)
 
     def zscored(self, block: UserBlock, base: FactorRanker | EaseRanker | MixedRanker) -> ScoreRows:
-        """`base.zscored(block)`, made once per block (a mix reads its parts' through
-        these slices)."""
+        """`base.zscored(block)`, made once per block."""
         self._begin(block)
         if id(base) not in self._scores:
-            mixed = isinstance(base, MixedRanker)
-            self._scores[id(base)] = base.zscored(block, self) if mixed else base.zscored(block)
+            self._scores[id(base)] = base.zscored(block)
         return self._scores[id(base)]
 
 
@@ -660,11 +660,13 @@ class ModelItems:
             self.movie_ids, self.ease.kept, self.ease.weights, None if everything else self._als
         )
 
-    def _base(self, policy: ListPolicy) -> FactorRanker | EaseRanker | MixedRanker:
+    def _base(
+        self, policy: ListPolicy, shared: SharedSlices | None = None
+    ) -> FactorRanker | EaseRanker | MixedRanker:
         if policy.ranker != "ease":
             return self._als
         if policy.als_weight:
-            return MixedRanker(self._ease, self._als, policy.als_weight)
+            return MixedRanker(self._ease, self._als, policy.als_weight, shared)
         return self._ease
 
     def ranker(self, policy: ListPolicy | None = None) -> BlendedRanker:
@@ -686,7 +688,7 @@ class ModelItems:
         def model(p: ListPolicy) -> tuple[str, float]:
             return p.ranker, p.als_weight
 
-        bases = {model(p): self._base(p) for p in policies}
+        bases = {model(p): self._base(p, shared) for p in policies}
         return {
             p.name: BlendedRanker(
                 bases[model(p)], self.rating, self.popularity, p, shared, self.taste
