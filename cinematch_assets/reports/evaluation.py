@@ -287,7 +287,9 @@ def _next_period_figure(table: pd.DataFrame, k: int) -> go.Figure:
             orientation="h",
             marker_color=colors,
             text=[f"{value:.4f}" for value in rows["ndcg"].astype(float)],
-            textposition="auto",
+            # At the bar's start: its end is where the interval's whisker crosses it.
+            textposition="inside",
+            insidetextanchor="start",
         )
     )
     fig.update_yaxes(autorange="reversed")
